@@ -1,0 +1,100 @@
+"""`babylon-console db migrate|status`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import asyncpg
+import typer
+from rich.table import Table
+
+from ..cli import db_app, load_settings, out, print_json, run_command
+from ..core import migrations
+from ..core.config import Settings
+from ..core.database import DatabaseTarget, connect, ensure_database_exists, resolve_target
+
+
+async def _open(settings: Settings) -> tuple[DatabaseTarget, asyncpg.Connection]:
+    target = await asyncio.to_thread(resolve_target, settings)
+    if target.embedded:
+        await ensure_database_exists(target)
+    return target, await connect(target)
+
+
+@db_app.command("migrate")
+def migrate_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Apply pending migrations (idempotent; never alters or drops the game's tables)."""
+    settings = load_settings()
+
+    async def body():
+        target, conn = await _open(settings)
+        try:
+            applied = await migrations.migrate(conn)
+            return target, applied
+        finally:
+            await conn.close()
+
+    target, applied = run_command(body)
+    if as_json:
+        print_json({"database": target.display, "applied": [f"{m.version:04d}_{m.name}" for m in applied]})
+        return
+    if applied:
+        for m in applied:
+            out.print(f"[green]applied[/] {m.version:04d}_{m.name}")
+    out.print(f"Schema up to date on {target.display} ({len(applied)} applied now).")
+
+
+@db_app.command("status")
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show which migrations are applied. Exits 1 when some are pending or were edited after applying."""
+    settings = load_settings()
+
+    async def body():
+        target, conn = await _open(settings)
+        try:
+            return target, await migrations.status(conn)
+        finally:
+            await conn.close()
+
+    target, rows = run_command(body)
+    pending = [r for r in rows if not r.applied]
+    drifted = [r for r in rows if not r.checksum_matches]
+    if as_json:
+        print_json(
+            {
+                "database": target.display,
+                "migrations": [
+                    {
+                        "version": r.version,
+                        "name": r.name,
+                        "applied": r.applied,
+                        "applied_at": r.applied_at,
+                        "checksum_matches": r.checksum_matches,
+                    }
+                    for r in rows
+                ],
+                "pending": len(pending),
+                "drifted": len(drifted),
+            }
+        )
+    else:
+        table = Table(title=f"Migrations on {target.display}", title_justify="left")
+        for col in ("version", "name", "applied", "note"):
+            table.add_column(col)
+        for r in rows:
+            note = "" if r.checksum_matches else "[yellow]file changed since it was applied[/]"
+            table.add_row(f"{r.version:04d}", r.name, r.applied_at or "[yellow]pending[/]", note)
+        out.print(table)
+        verdict = (
+            "up to date"
+            if not pending and not drifted
+            else (f"{len(pending)} pending, {len(drifted)} changed since applied")
+        )
+        out.print(f"Schema {verdict}.")
+    if pending or drifted:
+        raise typer.Exit(1)

@@ -1,0 +1,179 @@
+"""`babylon-console doctor`: configuration and connectivity, with a verdict per check. Never a secret."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .. import __version__
+from ..cli import app, load_settings, out, print_json, run_command
+from ..core import migrations
+from ..core.config import Settings
+from ..core.database import DatabaseUnavailable, connect, ensure_database_exists, resolve_target
+
+# The game columns the console reads or writes; a game schema lacking one is reported.
+REQUIRED_GAME_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trajectories": (
+        "trajectoryId",
+        "agentId",
+        "windowId",
+        "stepsJson",
+        "episodeLength",
+        "finalPnL",
+        "usedInTraining",
+        "aiJudgeReward",
+    ),
+    "market_outcomes": ("windowId", "stockTicker", "predictionMarketId", "outcome"),
+    "trained_models": ("modelId", "status", "storagePath"),
+    "training_batches": ("batchId", "status"),
+}
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(slots=True)
+class Check:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+def _static_checks(settings: Settings) -> list[Check]:
+    checks = [
+        Check(
+            "python",
+            Verdict.OK if sys.version_info >= (3, 12) else Verdict.FAIL,
+            f"{platform.python_version()} ({sys.executable})",
+        ),
+        Check("babylon-console", Verdict.OK, __version__),
+    ]
+    if settings.embedded:
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(data_dir, os.W_OK)
+        checks.append(Check("data dir", Verdict.OK if writable else Verdict.FAIL, str(data_dir)))
+    if settings.judge == "ruler":
+        if settings.judge_base_url or settings.openai_api_key:
+            where = settings.judge_base_url or "provider default"
+            checks.append(Check("judge", Verdict.OK, f"ruler with {settings.judge_model} at {where}"))
+        else:
+            checks.append(
+                Check(
+                    "judge",
+                    Verdict.FAIL,
+                    "ruler needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)",
+                )
+            )
+    else:
+        checks.append(Check("judge", Verdict.OK, "outcome (offline, deterministic)"))
+    if settings.backend == "serverless":
+        checks.append(
+            Check(
+                "backend",
+                Verdict.OK if settings.wandb_api_key else Verdict.FAIL,
+                "serverless (W&B)" + ("" if settings.wandb_api_key else ": WANDB_API_KEY is unset"),
+            )
+        )
+    elif settings.backend == "local":
+        has_torch = importlib.util.find_spec("torch") is not None
+        checks.append(
+            Check(
+                "backend",
+                Verdict.OK if has_torch else Verdict.FAIL,
+                "local (CUDA)" + ("" if has_torch else ": install the 'local' extra on a GPU machine"),
+            )
+        )
+    else:
+        checks.append(Check("backend", Verdict.OK, "offline (CPU stand-in for LLM training)"))
+    checks.append(
+        Check(
+            "wandb",
+            Verdict.OK if settings.wandb_api_key else Verdict.WARN,
+            "key set: runs sync online"
+            if settings.wandb_api_key
+            else "no WANDB_API_KEY: runs are kept offline, sync later with `wandb sync`",
+        )
+    )
+    return checks
+
+
+async def _database_checks(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        target = await asyncio.to_thread(resolve_target, settings)
+        if target.embedded:
+            await ensure_database_exists(target)
+        conn = await connect(target)
+    except DatabaseUnavailable as exc:
+        return [Check("database", Verdict.FAIL, str(exc))]
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        kind = "embedded" if target.embedded else "external"
+        checks.append(Check("database", Verdict.OK, f"{kind} PostgreSQL {version} at {target.display}"))
+        states = await migrations.status(conn)
+        pending = [s for s in states if not s.applied]
+        checks.append(
+            Check(
+                "migrations",
+                Verdict.OK if not pending else Verdict.WARN,
+                "up to date" if not pending else f"{len(pending)} pending: run `babylon-console db migrate`",
+            )
+        )
+        rows = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = ANY($1::text[])",
+            list(REQUIRED_GAME_COLUMNS),
+        )
+        present: dict[str, set[str]] = {}
+        for r in rows:
+            present.setdefault(r["table_name"], set()).add(r["column_name"])
+        for table, columns in REQUIRED_GAME_COLUMNS.items():
+            missing = [c for c in columns if c not in present.get(table, set())]
+            if table not in present:
+                checks.append(Check(f"table {table}", Verdict.WARN, "missing: `db migrate` creates it"))
+            elif missing:
+                checks.append(Check(f"table {table}", Verdict.FAIL, f"missing columns: {', '.join(missing)}"))
+            else:
+                checks.append(Check(f"table {table}", Verdict.OK, "columns present"))
+    finally:
+        await conn.close()
+    return checks
+
+
+@app.command("doctor")
+def doctor_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Check configuration and connectivity. Exits 1 if any check fails. Never prints a secret."""
+    settings = load_settings()
+    checks = _static_checks(settings) + run_command(lambda: _database_checks(settings))
+    failed = [c for c in checks if c.verdict is Verdict.FAIL]
+    if as_json:
+        print_json(
+            {"checks": [asdict(c) for c in checks], "settings": settings.public_view(), "ok": not failed}
+        )
+    else:
+        table = Table(
+            show_header=True, header_style="bold", title="babylon-console doctor", title_justify="left"
+        )
+        table.add_column("check")
+        table.add_column("")
+        table.add_column("detail")
+        style = {Verdict.OK: "[green]ok[/]", Verdict.WARN: "[yellow]warn[/]", Verdict.FAIL: "[red]FAIL[/]"}
+        for c in checks:
+            table.add_row(c.name, style[c.verdict], c.detail)
+        out.print(table)
+        out.print("All checks passed." if not failed else f"{len(failed)} check(s) failed.")
+    if failed:
+        raise typer.Exit(1)

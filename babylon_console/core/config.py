@@ -1,0 +1,144 @@
+"""Typed settings from environment variables and `.env`, overridable by command-line flags.
+
+Secrets are `SecretStr`, so they print as `**********` in every repr, log line and CLI output;
+`masked_dsn` renders a database URL with its password hidden.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+JudgeName = Literal["ruler", "outcome"]
+BackendName = Literal["serverless", "local", "offline"]
+
+
+def default_data_dir() -> Path:
+    return platformdirs.user_data_path("babylon-console", appauthor=False)
+
+
+class Settings(BaseSettings):
+    """Every key is listed with a comment in `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL; unset means the embedded server in data_dir."
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias="BABYLON_DATA_DIR",
+        description="Where the embedded database, checkpoints and settings live.",
+    )
+    embedded_database: str = Field(
+        default="babylon",
+        validation_alias="BABYLON_EMBEDDED_DATABASE",
+        description="Database name inside the embedded server.",
+    )
+
+    wandb_api_key: SecretStr | None = None
+    wandb_entity: str | None = None
+    wandb_project: str = "babylon-console"
+    openai_api_key: SecretStr | None = None
+
+    judge: JudgeName = Field(default="outcome", validation_alias="BABYLON_JUDGE")
+    judge_model: str = Field(default="openai/o4-mini", validation_alias="BABYLON_JUDGE_MODEL")
+    judge_base_url: str | None = Field(default=None, validation_alias="BABYLON_JUDGE_BASE_URL")
+    judge_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="BABYLON_JUDGE_CONCURRENCY")
+
+    backend: BackendName = Field(default="offline", validation_alias="BABYLON_BACKEND")
+    base_model: str = Field(default="OpenPipe/Qwen3-14B-Instruct", validation_alias="BABYLON_BASE_MODEL")
+    model_name: str = Field(default="babylon-agent", validation_alias="BABYLON_MODEL_NAME")
+    learning_rate: float = Field(default=1e-5, gt=0, lt=1, validation_alias="BABYLON_LEARNING_RATE")
+
+    min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
+    min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")
+    settle_seconds: int = Field(default=300, ge=0, validation_alias="BABYLON_SETTLE_SECONDS")
+    lookback_hours: int = Field(default=168, ge=1, validation_alias="BABYLON_LOOKBACK_HOURS")
+    max_per_group: int = Field(default=8, ge=2, validation_alias="BABYLON_MAX_PER_GROUP")
+    windows_per_iteration: int = Field(default=4, ge=1, validation_alias="BABYLON_WINDOWS_PER_ITERATION")
+    target_trajectories: int = Field(default=2000, ge=1, validation_alias="BABYLON_TARGET_TRAJECTORIES")
+    max_dropout: float = Field(default=0.5, ge=0, lt=1, validation_alias="BABYLON_MAX_DROPOUT")
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("postgres", "postgresql"):
+                raise ValueError(f"DATABASE_URL must start with postgresql:// (got scheme {scheme!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _expand_paths(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser()
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with command-line flags applied (None means 'flag not given'), re-validated."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        data = self.model_dump()
+        data.update(given)
+        return type(self).model_validate(data)
+
+    def public_view(self) -> dict[str, Any]:
+        """Settings as an operator may see them: secrets reduced to set/unset, DSN masked."""
+        view: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                view[name] = masked_dsn(value.get_secret_value()) if name == "database_url" else "set"
+            elif value is None and name.endswith(("_key", "_url")) and name != "judge_base_url":
+                view[name] = "unset"
+            else:
+                view[name] = str(value) if isinstance(value, Path) else value
+        return view
+
+
+def masked_dsn(dsn: str) -> str:
+    """The URL with any password replaced by `***` (user, host, port and database kept)."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparseable database URL>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+def describe_dsn(dsn: str) -> tuple[str, str]:
+    """(host, database) of a PostgreSQL URL, for one-line error messages."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = parts.hostname or (query.get("host", ["localhost"])[0])
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    database = parts.path.lstrip("/") or (query.get("dbname", [""])[0]) or "postgres"
+    return host, database

@@ -1,0 +1,127 @@
+"""Connections: a PostgreSQL URL from settings, or the embedded server; asyncpg pools.
+
+Every connection failure becomes `DatabaseUnavailable`, whose message is one line naming host and
+database with the password masked, so the CLI can print it and exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from .config import Settings, describe_dsn, masked_dsn
+from .embedded import EmbeddedServerError, start_embedded_server
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached; str() is a one-line, secret-free explanation."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTarget:
+    """Where to connect. `dsn` may hold a password: show `display` instead."""
+
+    dsn: str
+    embedded: bool
+
+    @property
+    def display(self) -> str:
+        return masked_dsn(self.dsn)
+
+    @property
+    def host_and_database(self) -> tuple[str, str]:
+        return describe_dsn(self.dsn)
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server URL pointing at another database (the socket `host` query is kept)."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def resolve_target(settings: Settings) -> DatabaseTarget:
+    """The configured server, or the embedded one (started now if it is not running)."""
+    if settings.database_url is not None:
+        return DatabaseTarget(settings.database_url.get_secret_value(), embedded=False)
+    try:
+        uri = start_embedded_server(settings.pgdata)
+    except EmbeddedServerError as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    return DatabaseTarget(with_database(uri, settings.embedded_database), embedded=True)
+
+
+def _unavailable(target: DatabaseTarget, exc: BaseException) -> DatabaseUnavailable:
+    host, database = target.host_and_database
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {host}, database {database!r}: {reason}")
+
+
+_CONNECT_ERRORS = (
+    OSError,
+    socket.gaierror,
+    asyncio.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.ClientConfigurationError,
+    ValueError,
+)
+
+
+async def ensure_database_exists(target: DatabaseTarget) -> None:
+    """Create the embedded server's database on first use (external servers are never altered)."""
+    _, database = target.host_and_database
+    try:
+        conn = await asyncpg.connect(with_database(target.dsn, "postgres"), timeout=CONNECT_TIMEOUT_S)
+    except _CONNECT_ERRORS as exc:
+        raise _unavailable(target, exc) from exc
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{database}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another process created it first
+    finally:
+        await conn.close()
+
+
+async def connect(target: DatabaseTarget) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(target.dsn, timeout=CONNECT_TIMEOUT_S)
+    except _CONNECT_ERRORS as exc:
+        raise _unavailable(target, exc) from exc
+
+
+async def create_pool(target: DatabaseTarget, *, min_size: int = 1, max_size: int = 8) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            target.dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=CONNECT_TIMEOUT_S,
+            command_timeout=120,
+        )
+    except _CONNECT_ERRORS as exc:
+        raise _unavailable(target, exc) from exc
+    assert pool is not None
+    return pool
+
+
+async def open_pool(settings: Settings, *, migrate: bool = True, max_size: int = 8) -> asyncpg.Pool:
+    """Resolve the target, create the embedded database if needed, migrate, and return a pool."""
+    target = await asyncio.to_thread(resolve_target, settings)
+    if target.embedded:
+        await ensure_database_exists(target)
+    pool = await create_pool(target, max_size=max_size)
+    if migrate:
+        from .migrations import migrate as run_migrations
+
+        async with pool.acquire() as conn:
+            await run_migrations(conn)
+    return pool

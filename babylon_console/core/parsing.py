@@ -1,0 +1,122 @@
+"""Turning raw `trajectories` rows into `Trajectory` models, or into `Rejection`s with a reason.
+
+A row is rejected (never raised through) when its JSON is invalid, its types are wrong, a reward is
+not a finite number, or it is absurdly large. The limits guard the judge and trainer from rows no
+agent could have produced in an hour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from .models import Rejection, Step, Trajectory
+
+MAX_STEPS_JSON_BYTES = 16 * 1024 * 1024
+MAX_STEPS = 2_000
+MAX_TEXT_CHARS = 512 * 1024  # one prompt or response
+
+_STEPS = TypeAdapter(list[Step])
+_JSON_COLUMNS = {
+    "rewardComponentsJson": "reward_components",
+    "metricsJson": "metrics",
+    "metadataJson": "metadata",
+}
+
+
+class RowProblem(ValueError):
+    """Why a row cannot be used; the message becomes the rejection reason."""
+
+
+def _describe(error: ValidationError, prefix: str) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{prefix}{where}: {first['msg']}{more}"
+
+
+def _load_json(value: Any, column: str) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str | bytes):
+        raise RowProblem(f"{column} is {type(value).__name__}, expected JSON text")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RowProblem(f"{column} is not valid JSON: {exc}") from None
+
+
+def _check_text_sizes(steps: list[Step]) -> None:
+    for step in steps:
+        for call in step.llm_calls:
+            for text in (call.system_prompt, call.user_prompt, call.response, call.reasoning):
+                if text is not None and len(text) > MAX_TEXT_CHARS:
+                    raise RowProblem(
+                        f"step {step.step_number}: an LLM call text of {len(text):,} chars exceeds "
+                        f"{MAX_TEXT_CHARS:,}"
+                    )
+
+
+def parse_steps(raw: Any) -> list[Step]:
+    """Parse a `stepsJson` value (text or already-decoded list)."""
+    if isinstance(raw, str | bytes):
+        if len(raw) > MAX_STEPS_JSON_BYTES:
+            raise RowProblem(f"stepsJson is {len(raw):,} bytes, over the {MAX_STEPS_JSON_BYTES:,} limit")
+        raw = _load_json(raw, "stepsJson")
+    if raw is None:
+        raise RowProblem("stepsJson is empty")
+    if not isinstance(raw, list):
+        raise RowProblem(f"stepsJson is a JSON {type(raw).__name__}, expected an array of steps")
+    if len(raw) > MAX_STEPS:
+        raise RowProblem(f"stepsJson has {len(raw):,} steps, over the {MAX_STEPS:,} limit")
+    try:
+        steps = _STEPS.validate_python(raw)
+    except ValidationError as exc:
+        raise RowProblem(_describe(exc, "stepsJson[")) from None
+    _check_text_sizes(steps)
+    return steps
+
+
+def parse_trajectory(row: Mapping[str, Any]) -> Trajectory:
+    """Parse one row (asyncpg Record or dict keyed by column names). Raises RowProblem."""
+    data: dict[str, Any] = {k: row[k] for k in row if k not in _JSON_COLUMNS and k != "stepsJson"}
+    for column, field in _JSON_COLUMNS.items():
+        if column in row:
+            value = _load_json(row[column], column)
+            if value is not None and not isinstance(value, dict):
+                raise RowProblem(f"{column} is a JSON {type(value).__name__}, expected an object")
+            data[field] = value or {}
+    if "stepsJson" not in row:
+        raise RowProblem("stepsJson column is missing")
+    data["steps"] = parse_steps(row["stepsJson"])
+    for column in ("totalReward", "finalPnL", "finalBalance"):
+        value = data.get(column)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RowProblem(f"{column} is {value}, not a finite number")
+    try:
+        return Trajectory.model_validate(data)
+    except ValidationError as exc:
+        raise RowProblem(_describe(exc, "")) from None
+
+
+def parse_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Trajectory], list[Rejection]]:
+    """Parse many rows; each unusable row becomes a Rejection naming the trajectory and reason."""
+    parsed: list[Trajectory] = []
+    rejected: list[Rejection] = []
+    for row in rows:
+        try:
+            parsed.append(parse_trajectory(row))
+        except RowProblem as exc:
+            keys = row.keys()
+            rejected.append(
+                Rejection(
+                    trajectory_id=row["trajectoryId"] if "trajectoryId" in keys else None,
+                    window_id=row["windowId"] if "windowId" in keys else None,
+                    reason=str(exc),
+                )
+            )
+    return parsed, rejected

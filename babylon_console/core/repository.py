@@ -1,0 +1,156 @@
+"""Data access to the game's tables (async, asyncpg): readiness, trajectories, outcomes, batches, models.
+
+Column names are the game's quoted camelCase. Queries that feed the console's live panes are shaped
+for the console-owned readiness index (migration 0003): index-only scans over ("windowId", "agentId").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from .models import MarketOutcome, Rejection, TrainedModel, TrainingBatch, Trajectory, WindowGroundTruth
+from .parsing import parse_rows
+from .windows import ReadinessCriteria, WindowFigures, WindowReadiness, assess, lookback_start_id
+
+# The figures per window. $1: first window id to include ('' for all), $2: min steps per agent.
+READINESS_SQL = """
+WITH t AS (
+  SELECT "windowId" AS window_id,
+         count(*) AS trajectories,
+         count(DISTINCT "agentId") AS agents,
+         count(DISTINCT "agentId") FILTER (WHERE "episodeLength" >= $2) AS qualified_agents,
+         coalesce(sum("episodeLength"), 0) AS steps,
+         min("finalPnL") AS pnl_min, avg("finalPnL") AS pnl_avg, max("finalPnL") AS pnl_max,
+         count(*) FILTER (WHERE "usedInTraining") AS used_in_training
+  FROM trajectories
+  WHERE "windowId" >= $1 AND "isTrainingData" AND NOT "isEvaluation"
+  GROUP BY "windowId"
+), o AS (
+  SELECT "windowId" AS window_id,
+         count(*) FILTER (WHERE "stockTicker" IS NOT NULL) AS stock_outcomes,
+         count(*) FILTER (WHERE "predictionMarketId" IS NOT NULL) AS prediction_outcomes
+  FROM market_outcomes
+  WHERE "windowId" >= $1
+  GROUP BY "windowId"
+)
+SELECT t.*, coalesce(o.stock_outcomes, 0) AS stock_outcomes,
+       coalesce(o.prediction_outcomes, 0) AS prediction_outcomes,
+       EXISTS (SELECT 1 FROM console_trained_windows w WHERE w.window_id = t.window_id) AS trained
+FROM t LEFT JOIN o USING (window_id)
+ORDER BY t.window_id DESC
+"""
+
+TRAJECTORY_READ_COLUMNS = (
+    '"id", "trajectoryId", "agentId", "windowId", "startTime", "endTime", "durationMs", "episodeId", '
+    '"scenarioId", "batchId", "stepsJson", "rewardComponentsJson", "metricsJson", "metadataJson", '
+    '"totalReward", "episodeLength", "finalStatus", "finalBalance", "finalPnL", "tradesExecuted", '
+    '"postsCreated", "aiJudgeReward", "aiJudgeReasoning", "usedInTraining", "trainedInBatch"'
+)
+
+
+@dataclass(slots=True)
+class WindowTrajectories:
+    window_id: str
+    trajectories: list[Trajectory] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class GameStore:
+    """Reads (and a few writes) on the game's tables through one asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def window_figures(self, since_window_id: str, min_steps: int) -> list[WindowFigures]:
+        rows = await self.pool.fetch(READINESS_SQL, since_window_id, min_steps)
+        return [
+            WindowFigures(
+                window_id=r["window_id"],
+                trajectories=r["trajectories"],
+                agents=r["agents"],
+                qualified_agents=r["qualified_agents"],
+                steps=r["steps"],
+                pnl_min=r["pnl_min"],
+                pnl_avg=r["pnl_avg"],
+                pnl_max=r["pnl_max"],
+                used_in_training=r["used_in_training"],
+                stock_outcomes=r["stock_outcomes"],
+                prediction_outcomes=r["prediction_outcomes"],
+                trained=r["trained"],
+            )
+            for r in rows
+        ]
+
+    async def window_readiness(
+        self, criteria: ReadinessCriteria, now: datetime, lookback_hours: int | None
+    ) -> list[WindowReadiness]:
+        """Readiness of every window in the lookback (None: all windows), newest first."""
+        since = lookback_start_id(now, lookback_hours) if lookback_hours is not None else ""
+        figures = await self.window_figures(since, criteria.min_steps)
+        return [assess(f, criteria, now) for f in figures]
+
+    async def window_trajectories(self, window_id: str) -> WindowTrajectories:
+        rows = await self.pool.fetch(
+            f'SELECT {TRAJECTORY_READ_COLUMNS} FROM trajectories WHERE "windowId" = $1 '
+            'ORDER BY "agentId", "startTime"',
+            window_id,
+        )
+        parsed, rejected = parse_rows(rows)
+        return WindowTrajectories(window_id, parsed, rejected)
+
+    async def trajectory(self, trajectory_id: str) -> Trajectory | Rejection | None:
+        row = await self.pool.fetchrow(
+            f'SELECT {TRAJECTORY_READ_COLUMNS} FROM trajectories WHERE "trajectoryId" = $1 OR "id" = $1 '
+            "LIMIT 1",
+            trajectory_id,
+        )
+        if row is None:
+            return None
+        parsed, rejected = parse_rows([row])
+        return parsed[0] if parsed else rejected[0]
+
+    async def ground_truth(self, window_id: str) -> WindowGroundTruth:
+        rows = await self.pool.fetch(
+            'SELECT * FROM market_outcomes WHERE "windowId" = $1 '
+            'ORDER BY "stockTicker" NULLS LAST, "predictionMarketId"',
+            window_id,
+        )
+        outcomes = [MarketOutcome.model_validate(dict(r)) for r in rows]
+        return WindowGroundTruth(
+            window_id=window_id,
+            stocks=[o for o in outcomes if o.is_stock],
+            predictions=[o for o in outcomes if not o.is_stock and o.prediction_market_id is not None],
+        )
+
+    async def batches(self, limit: int = 50) -> list[TrainingBatch]:
+        rows = await self.pool.fetch(
+            'SELECT * FROM training_batches ORDER BY "createdAt" DESC LIMIT $1', limit
+        )
+        return [TrainingBatch.model_validate(dict(r)) for r in rows]
+
+    async def models(self, limit: int = 100) -> list[TrainedModel]:
+        rows = await self.pool.fetch('SELECT * FROM trained_models ORDER BY "createdAt" DESC LIMIT $1', limit)
+        return [TrainedModel.model_validate(dict(r)) for r in rows]
+
+    async def table_counts(
+        self,
+        tables: Sequence[str] = (
+            "trajectories",
+            "llm_call_logs",
+            "market_outcomes",
+            "training_batches",
+            "trained_models",
+        ),
+    ) -> dict[str, int]:
+        """Approximate row counts from the planner's statistics (instant on large tables)."""
+        rows = await self.pool.fetch(
+            "SELECT c.relname, greatest(c.reltuples, 0)::bigint AS n FROM pg_class c "
+            "JOIN pg_namespace ns ON ns.oid = c.relnamespace "
+            "WHERE ns.nspname = 'public' AND c.relname = ANY($1::text[])",
+            list(tables),
+        )
+        return {r["relname"]: r["n"] for r in rows}

@@ -1,0 +1,133 @@
+"""Windows: one UTC hour of play is one training scenario (DESIGN section 1.1).
+
+Window id `YYYY-MM-DDTHH:00`, always UTC. A window is *ready* when it is closed (end + settle delay
+has passed), has at least `min_agents` distinct agents with at least `min_steps` steps each, and has
+not been trained on. This module holds the pure rules; the SQL that gathers the figures is in
+`repository.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from .clock import to_naive_utc
+
+WINDOW_LENGTH = timedelta(hours=1)
+_WINDOW_ID = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):00$")
+
+
+class InvalidWindowId(ValueError):
+    pass
+
+
+def window_id_for(moment: datetime) -> str:
+    """The id of the window containing `moment`."""
+    return to_naive_utc(moment).strftime("%Y-%m-%dT%H:00")
+
+
+def window_start_of(moment: datetime) -> datetime:
+    return to_naive_utc(moment).replace(minute=0, second=0, microsecond=0)
+
+
+def parse_window_id(window_id: str) -> datetime:
+    """Start of the window (naive UTC). Raises InvalidWindowId naming the bad value."""
+    match = _WINDOW_ID.match(window_id or "")
+    if not match:
+        raise InvalidWindowId(f"window id {window_id!r} is not of the form YYYY-MM-DDTHH:00")
+    try:
+        return datetime(*(int(g) for g in match.groups()))  # type: ignore[misc]
+    except ValueError as exc:
+        raise InvalidWindowId(f"window id {window_id!r} is not a real hour: {exc}") from exc
+
+
+def lookback_start_id(now: datetime, lookback_hours: int) -> str:
+    """The id of the oldest window inside the lookback (ids sort in time order)."""
+    return window_id_for(window_start_of(now) - timedelta(hours=lookback_hours))
+
+
+class ReadinessCriteria(BaseModel):
+    min_agents: int = Field(default=5, ge=1)
+    min_steps: int = Field(default=1, ge=1)
+    settle_seconds: int = Field(default=300, ge=0)
+
+
+class WindowState(StrEnum):
+    READY = "ready"
+    OPEN = "open"
+    SETTLING = "settling"
+    TOO_FEW_AGENTS = "too few agents"
+    TRAINED = "trained"
+    INVALID = "invalid id"
+
+
+class WindowFigures(BaseModel):
+    """Raw figures for one window, as the readiness query returns them."""
+
+    window_id: str
+    trajectories: int = 0
+    agents: int = 0
+    qualified_agents: int = 0
+    steps: int = 0
+    pnl_min: float | None = None
+    pnl_avg: float | None = None
+    pnl_max: float | None = None
+    used_in_training: int = 0
+    stock_outcomes: int = 0
+    prediction_outcomes: int = 0
+    trained: bool = False
+
+
+class WindowReadiness(WindowFigures):
+    start: datetime | None = None
+    closes_at: datetime | None = None
+    closed: bool = False
+    ready: bool = False
+    state: WindowState = WindowState.INVALID
+    reasons: list[str] = Field(default_factory=list)
+
+    @property
+    def outcomes_present(self) -> bool:
+        return self.stock_outcomes + self.prediction_outcomes > 0
+
+
+def assess(figures: WindowFigures, criteria: ReadinessCriteria, now: datetime) -> WindowReadiness:
+    """Apply the readiness rules; every rule that fails adds a reason, the first one sets the state."""
+    reasons: list[str] = []
+    states: list[WindowState] = []
+    try:
+        start = parse_window_id(figures.window_id)
+    except InvalidWindowId as exc:
+        return WindowReadiness(**figures.model_dump(), state=WindowState.INVALID, reasons=[str(exc)])
+    end = start + WINDOW_LENGTH
+    closes_at = end + timedelta(seconds=criteria.settle_seconds)
+    now = to_naive_utc(now)
+    closed = now >= closes_at
+    if now < end:
+        states.append(WindowState.OPEN)
+        reasons.append(f"open until {end:%H:%M} UTC")
+    elif not closed:
+        states.append(WindowState.SETTLING)
+        reasons.append(f"settling until {closes_at:%H:%M:%S} UTC")
+    if figures.trained or figures.used_in_training:
+        states.append(WindowState.TRAINED)
+        reasons.append("already trained on")
+    if figures.qualified_agents < criteria.min_agents:
+        states.append(WindowState.TOO_FEW_AGENTS)
+        reasons.append(
+            f"{figures.qualified_agents} agent(s) with >= {criteria.min_steps} step(s), "
+            f"needs {criteria.min_agents}"
+        )
+    ready = not states
+    return WindowReadiness(
+        **figures.model_dump(),
+        start=start,
+        closes_at=closes_at,
+        closed=closed,
+        ready=ready,
+        state=WindowState.READY if ready else states[0],
+        reasons=reasons,
+    )

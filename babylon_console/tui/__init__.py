@@ -1,0 +1,1 @@
+"""The Textual operators' console. Imports the core, never the other way round."""

@@ -12,8 +12,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# Until the console lands (issue: operations console), run shows configuration and window readiness.
 run: $(BIN)/.installed
-	$(BIN)/babylon-console demo
+	$(BIN)/babylon-console doctor
+	$(BIN)/babylon-console windows
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -128,6 +128,3 @@ def main() -> None:
 
 # Subcommands register themselves on `app` / `db_app` when imported.
 from .commands import db, doctor, windows  # noqa: E402, F401
-
-if __name__ == "__main__":
-    main()

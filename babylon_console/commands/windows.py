@@ -38,8 +38,8 @@ def verdict(windows: list[WindowReadiness], criteria: ReadinessCriteria) -> str:
         return f"No windows with trajectories in range ({rule})."
     if ready:
         return f"{len(ready)} of {len(windows)} windows ready for training ({rule})."
-    common = Counter(w.state for w in windows).most_common(1)[0]
-    return f"No window ready of {len(windows)} ({rule}); most are '{common[0]}' ({common[1]})."
+    counts = ", ".join(f"{n} {state.value}" for state, n in Counter(w.state for w in windows).most_common())
+    return f"No window ready of {len(windows)} ({rule}): {counts}."
 
 
 def readiness_table(windows: list[WindowReadiness]) -> Table:
@@ -121,4 +121,4 @@ def windows_command(
         return
     if shown:
         out.print(readiness_table(shown))
-    out.print(line)
+    out.print(line, soft_wrap=True)

@@ -67,6 +67,8 @@ def parse_steps(raw: Any) -> list[Step]:
         if len(raw) > MAX_STEPS_JSON_BYTES:
             raise RowProblem(f"stepsJson is {len(raw):,} bytes, over the {MAX_STEPS_JSON_BYTES:,} limit")
         raw = _load_json(raw, "stepsJson")
+    elif raw is not None and not isinstance(raw, list):
+        raise RowProblem(f"stepsJson is {type(raw).__name__}, expected JSON text")
     if raw is None:
         raise RowProblem("stepsJson is empty")
     if not isinstance(raw, list):
@@ -83,14 +85,16 @@ def parse_steps(raw: Any) -> list[Step]:
 
 def parse_trajectory(row: Mapping[str, Any]) -> Trajectory:
     """Parse one row (asyncpg Record or dict keyed by column names). Raises RowProblem."""
-    data: dict[str, Any] = {k: row[k] for k in row if k not in _JSON_COLUMNS and k != "stepsJson"}
+    # asyncpg Records iterate over values, not keys: always go through .keys().
+    keys = set(row.keys())  # noqa: SIM118
+    data: dict[str, Any] = {k: row[k] for k in keys if k not in _JSON_COLUMNS and k != "stepsJson"}
     for column, field in _JSON_COLUMNS.items():
-        if column in row:
+        if column in keys:
             value = _load_json(row[column], column)
             if value is not None and not isinstance(value, dict):
                 raise RowProblem(f"{column} is a JSON {type(value).__name__}, expected an object")
             data[field] = value or {}
-    if "stepsJson" not in row:
+    if "stepsJson" not in keys:
         raise RowProblem("stepsJson column is missing")
     data["steps"] = parse_steps(row["stepsJson"])
     for column in ("totalReward", "finalPnL", "finalBalance"):

@@ -39,8 +39,10 @@ WITH t AS (
 )
 SELECT t.*, coalesce(o.stock_outcomes, 0) AS stock_outcomes,
        coalesce(o.prediction_outcomes, 0) AS prediction_outcomes,
-       EXISTS (SELECT 1 FROM console_trained_windows w WHERE w.window_id = t.window_id) AS trained
-FROM t LEFT JOIN o USING (window_id)
+       (w.window_id IS NOT NULL) AS trained
+FROM t
+LEFT JOIN o USING (window_id)
+LEFT JOIN (SELECT DISTINCT window_id FROM console_trained_windows) w USING (window_id)
 ORDER BY t.window_id DESC
 """
 

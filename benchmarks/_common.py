@@ -1,0 +1,63 @@
+"""Shared helpers for benchmarks: a dedicated database on the embedded server (or DATABASE_URL's
+server), and percentile timing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+
+from babylon_console.core.database import with_database
+from babylon_console.core.embedded import start_embedded_server
+from babylon_console.core.migrations import migrate
+
+BENCH_DATA = Path(os.environ.get("BABYLON_BENCH_DIR", Path(__file__).resolve().parent / ".data"))
+
+
+async def bench_database(name: str, *, fresh: bool) -> str:
+    """URL of database `name` (created, migrated); `fresh` drops it first."""
+    server = os.environ.get("DATABASE_URL") or start_embedded_server(BENCH_DATA / "pgdata")
+    admin = await asyncpg.connect(with_database(server, "postgres"))
+    try:
+        if fresh:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(server, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+async def timed(fn: Callable[[], Awaitable[object]], repeat: int, warmup: int = 2) -> list[float]:
+    """Wall times in milliseconds of `repeat` runs after `warmup` unmeasured ones."""
+    for _ in range(warmup):
+        await fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def p50(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def p95(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def fmt(label: str, times: list[float]) -> str:
+    return f"{label:<44} p50 {p50(times):8.1f} ms   p95 {p95(times):8.1f} ms   (n={len(times)})"

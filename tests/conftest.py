@@ -1,0 +1,94 @@
+"""One embedded PostgreSQL server per test session; a fresh database per test.
+
+Databases are cloned from a migrated template (fast), or from template0 for tests that need an
+empty server (migrations on a game-created schema).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from babylon_console.core.database import with_database
+from babylon_console.core.embedded import start_embedded_server, stop_embedded_server
+from babylon_console.core.migrations import migrate
+
+TEMPLATE_DB = "bc_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the session's embedded server (database `postgres`)."""
+    pgdata = Path(tmp_path_factory.mktemp("pg", numbered=True)) / "pgdata"
+    url = start_embedded_server(pgdata)
+    yield url
+    stop_embedded_server(pgdata)
+
+
+@pytest.fixture(scope="session")
+async def template_ready(pg_server: str) -> str:
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(with_database(pg_server, TEMPLATE_DB))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return TEMPLATE_DB
+
+
+async def _fresh_database(pg_server: str, template: str) -> AsyncIterator[str]:
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await admin.close()
+    yield with_database(pg_server, name)
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(pg_server: str, template_ready: str) -> AsyncIterator[str]:
+    """A fresh, migrated database."""
+    async for url in _fresh_database(pg_server, template_ready):
+        yield url
+
+
+@pytest.fixture
+async def empty_database_url(pg_server: str) -> AsyncIterator[str]:
+    """A fresh database with nothing in it (not migrated)."""
+    async for url in _fresh_database(pg_server, "template0"):
+        yield url
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's .env or keys, and never touch the real data directory."""
+    for key in list(os.environ):
+        if key in {"DATABASE_URL", "WANDB_API_KEY", "OPENAI_API_KEY"} or key.startswith("BABYLON_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("BABYLON_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,52 @@
+"""The core is headless: nothing under babylon_console.core imports Textual, statically or at run time."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import babylon_console.core as core
+
+CORE = Path(core.__file__).parent
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_no_core_module_imports_textual_or_the_tui() -> None:
+    offenders = {}
+    for path in CORE.rglob("*.py"):
+        bad = {
+            m
+            for m in _imported_modules(path)
+            if m.split(".")[0] == "textual" or m.startswith("babylon_console.tui")
+        }
+        if bad:
+            offenders[str(path.relative_to(CORE))] = bad
+    assert offenders == {}
+    assert len(list(CORE.rglob("*.py"))) > 5  # the scan really looked at the core
+
+
+def test_importing_every_core_module_loads_no_textual() -> None:
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import babylon_console.core as core\n"
+        "mods = [m.name for m in pkgutil.walk_packages(core.__path__, 'babylon_console.core.')]\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "assert len(mods) > 5, mods\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "print(len(mods), bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

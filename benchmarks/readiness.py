@@ -24,12 +24,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.bulk import copy_rows  # noqa: E402
-from babylon_console.core.parsing import parse_rows  # noqa: E402
-from babylon_console.core.repository import GameStore  # noqa: E402
-from babylon_console.core.schema import TRAJECTORY_COLUMNS, USER_COLUMNS  # noqa: E402
-from babylon_console.core.windows import ReadinessCriteria, lookback_start_id, window_id_for  # noqa: E402
-from benchmarks._common import bench_database, fmt, p50, timed  # noqa: E402
+from babylon_console.core.bulk import copy_rows
+from babylon_console.core.parsing import parse_rows
+from babylon_console.core.repository import GameStore
+from babylon_console.core.schema import TRAJECTORY_COLUMNS, USER_COLUMNS
+from babylon_console.core.windows import ReadinessCriteria, lookback_start_id, window_id_for
+from benchmarks._common import bench_database, fmt, p50, timed
 
 WINDOWS = 20_000
 AGENTS = 200

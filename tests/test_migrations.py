@@ -99,7 +99,8 @@ async def test_migrations_leave_game_created_tables_alone(empty_database_url: st
         before = await _schema_snapshot(conn, ("User", "trajectories"))
         market_before = await _schema_snapshot(conn, ("market_outcomes",))
         await conn.execute(
-            """INSERT INTO "User" (id, username, "isAgent", "walletAddress") VALUES ('a1', 'alice', true, '0x1')"""
+            """INSERT INTO "User" (id, username, "isAgent", "walletAddress")
+               VALUES ('a1', 'alice', true, '0x1')"""
         )
         await migrate(conn)
         # Game tables with their own windowId index: not one column or index changed.

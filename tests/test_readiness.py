@@ -86,7 +86,8 @@ async def _seed(pool: asyncpg.Pool) -> None:
         await copy_rows(conn, "trajectories", rows)
         await conn.execute(
             """INSERT INTO market_outcomes (id, "windowId", "stockTicker", "startPrice", "endPrice")
-               VALUES ('m1', '2026-11-24T10:00', 'AAPL', 100, 101), ('m2', '2026-11-24T10:00', 'TSLA', 50, 49)"""
+               VALUES ('m1', '2026-11-24T10:00', 'AAPL', 100, 101),
+                      ('m2', '2026-11-24T10:00', 'TSLA', 50, 49)"""
         )
         await conn.execute(
             """INSERT INTO market_outcomes (id, "windowId", "predictionMarketId", question, outcome)

@@ -86,7 +86,7 @@ def parse_steps(raw: Any) -> list[Step]:
 def parse_trajectory(row: Mapping[str, Any]) -> Trajectory:
     """Parse one row (asyncpg Record or dict keyed by column names). Raises RowProblem."""
     # asyncpg Records iterate over values, not keys: always go through .keys().
-    keys = set(row.keys())  # noqa: SIM118
+    keys = set(row.keys())
     data: dict[str, Any] = {k: row[k] for k in keys if k not in _JSON_COLUMNS and k != "stepsJson"}
     for column, field in _JSON_COLUMNS.items():
         if column in keys:

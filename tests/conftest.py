@@ -91,4 +91,5 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key in {"DATABASE_URL", "WANDB_API_KEY", "OPENAI_API_KEY"} or key.startswith("BABYLON_"):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("BABYLON_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.chdir(tmp_path)

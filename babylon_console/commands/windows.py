@@ -25,7 +25,7 @@ _STATE_STYLE = {
 
 
 def _pnl(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1f}"
+    return "-" if value is None else f"{value:+.0f}"
 
 
 def verdict(windows: list[WindowReadiness], criteria: ReadinessCriteria) -> str:
@@ -54,7 +54,7 @@ def readiness_table(windows: list[WindowReadiness]) -> Table:
         ("outcomes", "right"),
         ("why not", "left"),
     ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=col != "why not")  # type: ignore[arg-type]
     for w in windows:
         table.add_row(
             w.window_id,

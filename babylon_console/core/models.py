@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -24,6 +25,17 @@ def _none_to_dict(value: Any) -> Any:
     return {} if value is None else value
 
 
+def _json_text(value: Any) -> Any:
+    """asyncpg returns jsonb as text unless a codec is set: decode it here, once."""
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+JsonValue = Annotated[Any, BeforeValidator(_json_text)]
 LenientList = BeforeValidator(_none_to_list)
 LenientDict = BeforeValidator(_none_to_dict)
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -144,7 +156,7 @@ class MarketOutcome(GameModel):
     end_price: Decimal | None = None
     change_percent: Decimal | None = None
     sentiment: str | None = None
-    news_events: Any = None
+    news_events: JsonValue = None
     prediction_market_id: str | None = None
     question: str | None = None
     outcome: str | None = None
@@ -199,7 +211,7 @@ class TrainedModel(GameModel):
     benchmark_score: float | None = None
     accuracy: float | None = None
     avg_reward: float | None = None
-    eval_metrics: Any = None
+    eval_metrics: JsonValue = None
     wandb_run_id: str | None = None
     agents_using: int = 0
     total_inferences: int = 0

@@ -1,0 +1,85 @@
+"""`babylon-console seed`: simulated history (and optionally a live market) in the game's tables."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..cli import app, err, load_settings, out, print_json, run_command
+from ..core.clock import SystemClock
+from ..core.database import open_pool
+from ..core.seeding import LiveSimulation, SeedReport, seed_history
+from ..core.sim.simulation import Simulation
+
+
+@app.command("seed")
+def seed_command(
+    windows: Annotated[int, typer.Option(help="Hours of history, ending at the last closed hour.", min=1,
+                                         max=24 * 365)] = 48,
+    agents: Annotated[int, typer.Option(help="Agents in the simulated population.", min=1, max=10_000)] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same rows.")] = 7,
+    steps: Annotated[int, typer.Option(help="Steps per agent per window.", min=1, max=500)] = 20,
+    live: Annotated[bool, typer.Option("--live", help="Then keep writing windows with an accelerated clock.")] = False,
+    seconds_per_window: Annotated[
+        float, typer.Option(help="With --live: real seconds per simulated hour.", min=0.5)
+    ] = 10.0,
+    live_windows: Annotated[
+        int | None, typer.Option(help="With --live: stop after this many live windows (default: run until Ctrl-C).",
+                                 min=1)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Fill the database with a simulated Babylon market: agents, trajectories, LLM call logs and
+    market outcomes, written exactly as the game writes them. Re-running with the same seed skips
+    windows already written."""
+    settings = load_settings()
+    sim = Simulation(seed=seed, n_agents=agents, steps_per_window=steps)
+    now = SystemClock().now()
+
+    async def body() -> tuple[SeedReport, list[str]]:
+        pool = await open_pool(settings)
+        started = time.perf_counter()
+        try:
+            with Progress(
+                TextColumn("[bold]seeding[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
+                TimeRemainingColumn(), console=err, disable=as_json, transient=True,
+            ) as progress:
+                task = progress.add_task("seed", total=windows)
+                report = await seed_history(pool, sim, windows, now,
+                                            progress=lambda done, _r: progress.update(task, completed=done))
+            if not as_json:
+                elapsed = time.perf_counter() - started
+                out.print(
+                    f"Wrote {report.windows_written} window(s) ({report.trajectories:,} trajectories, "
+                    f"{report.llm_calls:,} LLM calls, {report.market_outcomes:,} market outcomes) "
+                    f"from {report.first_window} to {report.last_window} in {elapsed:.1f} s; "
+                    f"{report.windows_skipped} already present.", soft_wrap=True,
+                )
+            live_written: list[str] = []
+            if live:
+                runner = LiveSimulation(pool, sim, seconds_per_window)
+                if not as_json:
+                    out.print(f"Live market: one simulated hour every {seconds_per_window:g} s "
+                              f"(Ctrl-C to stop).")
+                await runner.run(
+                    max_windows=live_windows,
+                    on_window=None if as_json else lambda r: out.print(
+                        f"  window {r.window_id}: {len(r.trajectories)} trajectories written"),
+                )
+                live_written = runner.written
+            return report, live_written
+        finally:
+            await pool.close()
+
+    report, live_written = run_command(body)
+    if as_json:
+        print_json({
+            "seed": seed, "agents": agents, "steps": steps, "namespace": sim.namespace,
+            "windows_written": report.windows_written, "windows_skipped": report.windows_skipped,
+            "trajectories": report.trajectories, "llm_calls": report.llm_calls,
+            "market_outcomes": report.market_outcomes, "first_window": report.first_window,
+            "last_window": report.last_window, "live_windows": live_written,
+        })

@@ -1,0 +1,171 @@
+"""Writing the simulator's rows into the game's tables, as the game writes them.
+
+A window is written in one transaction (trajectories, LLM call logs, market outcomes) with COPY,
+so a crash never leaves half a window, and `seed` can skip windows already written for the same
+simulation namespace: re-running it is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from . import simclock
+from .bulk import copy_rows, insert_rows
+from .schema import USER_COLUMNS
+from .sim.simulation import Simulation, WindowResult
+from .simclock import SimulatedClock
+from .windows import WINDOW_LENGTH, parse_window_id, window_id_for, window_start_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SeedReport:
+    windows_written: int = 0
+    windows_skipped: int = 0
+    trajectories: int = 0
+    llm_calls: int = 0
+    market_outcomes: int = 0
+    first_window: str | None = None
+    last_window: str | None = None
+
+
+async def ensure_agents(conn: asyncpg.Connection | asyncpg.Pool, sim: Simulation) -> None:
+    """Insert the agents' `"User"` rows; existing users are left as they are."""
+    async with _acquire(conn) as c:
+        await insert_rows(c, "User", sim.user_rows(), USER_COLUMNS, on_conflict_do_nothing=True)
+
+
+class _acquire:
+    """`async with` a connection from a pool, or the connection itself."""
+
+    def __init__(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        self.conn = conn
+        self._ctx = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        if isinstance(self.conn, asyncpg.Pool):
+            self._ctx = self.conn.acquire()
+            return await self._ctx.__aenter__()
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ctx is not None:
+            await self._ctx.__aexit__(*exc)
+
+
+async def write_window(conn: asyncpg.Connection, result: WindowResult) -> None:
+    async with conn.transaction():
+        await copy_rows(conn, "trajectories", result.trajectories)
+        await copy_rows(conn, "llm_call_logs", result.llm_calls)
+        await copy_rows(conn, "market_outcomes", result.market_outcomes)
+
+
+async def written_windows(conn: asyncpg.Connection | asyncpg.Pool, namespace: str, window_ids: list[str]) -> set[str]:
+    rows = await conn.fetch(
+        'SELECT DISTINCT "windowId" FROM market_outcomes WHERE id LIKE $1 AND "windowId" = ANY($2::text[])',
+        f"{namespace}-mo-%", window_ids,
+    )
+    return {r[0] for r in rows}
+
+
+def history_starts(windows: int, now: datetime) -> list[datetime]:
+    """Starts of the `windows` hours ending with the last closed hour before `now`."""
+    last_closed = window_start_of(now) - WINDOW_LENGTH
+    return [last_closed - WINDOW_LENGTH * (windows - 1 - i) for i in range(windows)]
+
+
+async def seed_history(
+    pool: asyncpg.Pool, sim: Simulation, windows: int, now: datetime,
+    progress: Callable[[int, WindowResult | None], None] | None = None,
+) -> SeedReport:
+    """Simulate `windows` hours ending at the last closed hour and write those not yet written."""
+    if windows < 1:
+        raise ValueError(f"windows must be >= 1, got {windows}")
+    starts = history_starts(windows, now)
+    report = SeedReport(first_window=window_id_for(starts[0]), last_window=window_id_for(starts[-1]))
+    await ensure_agents(pool, sim)
+    existing = await written_windows(pool, sim.namespace, [window_id_for(s) for s in starts])
+    async with pool.acquire() as conn:
+        for i, start in enumerate(starts):
+            # The market only moves forward: every hour is simulated, written or not.
+            result = await asyncio.to_thread(sim.simulate_window, start)
+            if result.window_id in existing:
+                report.windows_skipped += 1
+                if progress:
+                    progress(i + 1, None)
+                continue
+            await write_window(conn, result)
+            report.windows_written += 1
+            report.trajectories += len(result.trajectories)
+            report.llm_calls += len(result.llm_calls)
+            report.market_outcomes += len(result.market_outcomes)
+            if progress:
+                progress(i + 1, result)
+    return report
+
+
+class LiveSimulation:
+    """Keeps writing windows with an accelerated clock: one simulated hour per `seconds_per_window`.
+
+    The clock starts at the current (real) hour, so the live windows follow a seeded history, and it
+    is published for every other process. Each window is simulated and written when it closes.
+    `before_window` lets the caller swap policies (e.g. agents driven by the promoted checkpoint).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, sim: Simulation, seconds_per_window: float,
+                 start: datetime | None = None) -> None:
+        if seconds_per_window <= 0:
+            raise ValueError("seconds_per_window must be positive")
+        self.pool = pool
+        self.sim = sim
+        sim_epoch = window_start_of(start or datetime.now(UTC))
+        self.clock = SimulatedClock(datetime.now(UTC), sim_epoch, 3600.0 / seconds_per_window)
+        self.next_start = sim_epoch
+        self.written: list[str] = []
+        self.before_window: Callable[[Simulation, str], object] | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, max_windows: int | None = None,
+                  on_window: Callable[[WindowResult], object] | None = None) -> None:
+        await ensure_agents(self.pool, self.sim)
+        # A previous live run may have written hours ahead of the wall clock: continue after them.
+        latest = await self.pool.fetchval(
+            'SELECT max("windowId") FROM market_outcomes WHERE id LIKE $1', f"{self.sim.namespace}-mo-%"
+        )
+        if latest and parse_window_id(latest) >= self.next_start:
+            self.next_start = parse_window_id(latest) + WINDOW_LENGTH
+            self.clock = SimulatedClock(datetime.now(UTC), self.next_start, self.clock.speed)
+        await simclock.publish(self.pool, self.clock, self.sim.namespace)
+        try:
+            while not self._stop.is_set() and (max_windows is None or len(self.written) < max_windows):
+                end = self.next_start + WINDOW_LENGTH
+                wait = self.clock.real_seconds_until(end)
+                while wait > 0 and not self._stop.is_set():
+                    await simclock.heartbeat(self.pool)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), min(wait, 5.0))
+                    wait = self.clock.real_seconds_until(end)
+                if self._stop.is_set():
+                    break
+                if self.before_window is not None:
+                    self.before_window(self.sim, window_id_for(self.next_start))
+                result = await self.sim.simulate_window_async(self.next_start)
+                async with self.pool.acquire() as conn:
+                    await write_window(conn, result)
+                self.written.append(result.window_id)
+                self.next_start = end
+                if on_window is not None:
+                    on_window(result)
+        finally:
+            await simclock.retire(self.pool)

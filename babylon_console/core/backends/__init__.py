@@ -1,0 +1,1 @@
+"""Training backends: ART's `serverless` and `local`, and this project's CPU `offline` stand-in."""

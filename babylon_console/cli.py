@@ -127,4 +127,4 @@ def main() -> None:
 
 
 # Subcommands register themselves on `app` / `db_app` when imported.
-from .commands import db, doctor, windows  # noqa: E402, F401
+from .commands import db, doctor, inspect, models, seed, train, windows  # noqa: E402, F401

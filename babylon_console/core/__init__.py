@@ -2,3 +2,9 @@
 
 Nothing under this package imports Textual (a test enforces it); the TUI and the CLI build on it.
 """
+
+import os as _os
+
+# litellm (imported by ART's RULER) fetches a remote price list at import unless told not to; the
+# console must start offline and never reach out on its own.
+_os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -1,0 +1,119 @@
+"""`babylon-console models list|promote|rollback`: the checkpoint registry from the shell."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..cli import app, fail, load_settings, out, print_json, run_command
+from ..core.database import open_pool
+from ..core.registry import ActionResult, Registry, RegistryError, eligibility
+
+models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+Operator = Annotated[str | None, typer.Option(help="Who acts (default: the login name); recorded in the audit trail.")]
+
+
+@models_app.command("list")
+def list_command(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 50,
+    audit: Annotated[bool, typer.Option("--audit", help="Also show the promotion audit trail.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Checkpoints with status, average reward and whether they can be promoted."""
+    settings = load_settings()
+
+    async def body():
+        pool = await open_pool(settings)
+        try:
+            registry = Registry(pool)
+            return (await registry.models(limit), await registry.live(), await registry.rollout(),
+                    await registry.audit(20) if audit or as_json else [])
+        finally:
+            await pool.close()
+
+    models, live, rollout, trail = run_command(body)
+    live_id = live.model_id if live else None
+    if as_json:
+        print_json({
+            "live": live_id, "rollout": rollout.model_dump() if rollout else None,
+            "models": [m.model_dump(mode="json") | {"promotable": eligibility(m, live_id, rollout) is None}
+                       for m in models],
+            "audit": [a.model_dump(mode="json") for a in trail],
+        })
+        return
+    table = Table(header_style="bold")
+    for col in ("model id", "status", "avg reward", "loss", "storage path", "created (UTC)"):
+        table.add_column(col, no_wrap=col != "storage path")
+    for m in models:
+        metrics = m.eval_metrics if isinstance(m.eval_metrics, dict) else {}
+        loss = metrics.get("loss/train")
+        status = m.status
+        if rollout and rollout.candidate_model_id == m.model_id:
+            status += f" (A/B {rollout.candidate_share:.0%})"
+        table.add_row(m.model_id, status, f"{m.avg_reward:.3f}" if m.avg_reward is not None else "-",
+                      f"{loss:.4f}" if isinstance(loss, int | float) else "-", m.storage_path,
+                      f"{m.created_at:%Y-%m-%d %H:%M}" if m.created_at else "-")
+    out.print(table)
+    out.print(f"Live: {live_id or 'none'}" + (f"; candidate {rollout.candidate_model_id} at "
+                                              f"{rollout.candidate_share:.0%}" if rollout else ""))
+    if trail:
+        out.print("Audit trail (newest first):")
+        for a in trail:
+            out.print(f"  {a.created_at:%Y-%m-%d %H:%M:%S} {a.action:<8} {a.operator}: "
+                      f"{a.from_model_id or '-'} -> {a.to_model_id or '-'}"
+                      + (f" ({a.share:.0%})" if a.share is not None and a.share < 1 else ""), soft_wrap=True)
+
+
+def _act(action) -> ActionResult:
+    settings = load_settings()
+
+    async def body() -> ActionResult:
+        pool = await open_pool(settings)
+        try:
+            return await action(Registry(pool))
+        finally:
+            await pool.close()
+
+    try:
+        return run_command(body)
+    except RegistryError as exc:
+        raise fail(str(exc), 1) from None
+
+
+@models_app.command("promote")
+def promote_command(
+    model_id: Annotated[str, typer.Argument(help="The checkpoint's model id (see `models list`).")],
+    share: Annotated[float, typer.Option(help="Share of agents for an A/B rollout; 1.0 makes it live.",
+                                         min=0.01, max=1.0)] = 1.0,
+    operator: Operator = None,
+    note: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Promote a checkpoint: make it live (share 1.0) or serve it to a share of agents (A/B)."""
+    what = "make it live" if share >= 1 else f"serve it to {share:.0%} of agents"
+    if not yes and not typer.confirm(f"Promote {model_id} and {what}?"):
+        raise typer.Exit(1)
+    who = operator or getpass.getuser()
+    result = _act(lambda r: r.promote(model_id, share=share, operator=who, note=note))
+    out.print(result.message)
+
+
+@models_app.command("rollback")
+def rollback_command(
+    to: Annotated[str | None, typer.Option("--to", help="Roll back to this model id (default: the previous live one).")]
+    = None,
+    operator: Operator = None,
+    note: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Cancel a running A/B rollout, or make the previously live model live again."""
+    if not yes and not typer.confirm("Roll back the served model?"):
+        raise typer.Exit(1)
+    who = operator or getpass.getuser()
+    result = _act(lambda r: r.rollback(operator=who, to_model_id=to, note=note))
+    out.print(result.message)

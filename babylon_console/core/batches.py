@@ -1,0 +1,100 @@
+"""The engine's writes: judgments, training batches, checkpoints, trained windows.
+
+Game columns are written as the game expects them (`training_batches` status pending -> training
+-> completed|failed; `trained_models` rows with status 'ready'; `aiJudgeReward` & co. on
+trajectories; `usedInTraining`/`trainedInBatch` on exactly the trajectories trained on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from .clock import Clock
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+async def save_judgments(
+    conn: asyncpg.Connection, window_id: str, judge: str, judge_model: str | None, run_id: str | None,
+    scores: Sequence[tuple[str, float, str]], cost_usd: float | None, now: datetime,
+) -> None:
+    """Persist every score and explanation, and fill the game's judge columns."""
+    per_item_cost = cost_usd / len(scores) if cost_usd is not None and scores else None
+    await conn.executemany(
+        "INSERT INTO console_judgments (trajectory_id, window_id, judge, judge_model, run_id, score, "
+        "explanation, cost_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [(tid, window_id, judge, judge_model, run_id, score, text, per_item_cost) for tid, score, text in scores],
+    )
+    await conn.executemany(
+        'UPDATE trajectories SET "aiJudgeReward" = $2, "aiJudgeReasoning" = $3, "judgedAt" = $4, '
+        '"updatedAt" = $4 WHERE "trajectoryId" = $1',
+        [(tid, score, text, now) for tid, score, text in scores],
+    )
+
+
+async def create_batch(
+    conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, *, base_model: str, model_version: str,
+    windows: Sequence[str], trajectory_ids: Sequence[str], rewards: dict[str, float],
+    rankings: dict[str, list[str]], clock: Clock,
+) -> None:
+    now = clock.now()
+    await conn.execute(
+        'INSERT INTO training_batches (id, "batchId", "scenarioId", "baseModel", "modelVersion", "trajectoryIds", '
+        '"rewardsJson", "rankingsJson", status, "createdAt", "startedAt") '
+        "VALUES ($1, $1, $2, $3, $4, $5, $6, $7, 'training', $8, $8)",
+        batch_id, ",".join(windows)[:1000], base_model, model_version, _json(list(trajectory_ids)),
+        _json(rewards), _json(rankings), now,
+    )
+
+
+async def fail_batch(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, error: str, clock: Clock) -> None:
+    await conn.execute(
+        """UPDATE training_batches SET status = 'failed', error = $2, "completedAt" = $3 WHERE "batchId" = $1""",
+        batch_id, error[:2000], clock.now(),
+    )
+
+
+async def complete_batch(
+    conn: asyncpg.Connection, batch_id: str, *, model_name: str, model_id: str, step: int, base_model: str,
+    storage_path: str, metrics: dict[str, float], avg_reward: float, windows: Sequence[str],
+    trajectory_ids: Sequence[str], wandb_run_id: str | None, clock: Clock,
+) -> None:
+    """Register the checkpoint and close the batch; call inside a transaction."""
+    now = clock.now()
+    await conn.execute(
+        'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
+        '"avgReward", "evalMetrics", "wandbRunId", "createdAt", "updatedAt") '
+        "VALUES ($1, $1, $2, $3, $4, 'ready', $5, $6, $7::jsonb, $8, $9, $9) ON CONFLICT DO NOTHING",
+        model_id, f"step-{step}", base_model, batch_id, storage_path, avg_reward, _json(metrics),
+        wandb_run_id, now,
+    )
+    await conn.execute(
+        """UPDATE training_batches SET status = 'completed', "trainingLoss" = $2, "completedAt" = $3,
+           error = NULL WHERE "batchId" = $1""",
+        batch_id, metrics.get("loss/train"), now,
+    )
+    await conn.execute(
+        'UPDATE trajectories SET "usedInTraining" = true, "trainedInBatch" = $2, "updatedAt" = $3 '
+        'WHERE "trajectoryId" = ANY($1::text[])',
+        list(trajectory_ids), batch_id, now,
+    )
+    await conn.executemany(
+        "INSERT INTO console_trained_windows (window_id, model_name, batch_id) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING",
+        [(w, model_name, batch_id) for w in windows],
+    )
+
+
+async def interrupted_batches(conn: asyncpg.Connection | asyncpg.Pool, batch_prefix: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT * FROM training_batches WHERE status IN ('pending', 'training') AND "batchId" LIKE $1
+           ORDER BY "createdAt" """,
+        f"{batch_prefix}%",
+    )

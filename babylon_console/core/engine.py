@@ -1,0 +1,484 @@
+"""The training engine: select ready windows, build groups, judge, train, register, repeat.
+
+Public API for the CLI and the console: `EngineConfig`, `Engine(pool, config, ...)` with `run()`,
+`pause()`, `resume()`, `stop()`, `state`; everything it does is announced as events (events.py).
+
+Guarantees:
+- one engine per model: a PostgreSQL advisory lock held for the run; a second engine is refused;
+- a window is never trained twice (unless `force`), and only closed, ready windows are selected;
+- a crash between "backend wrote checkpoint N" and "checkpoint N registered" is repaired on the
+  next start from the backend's step: no duplicate batch, no lost checkpoint;
+- exactly the trajectories trained on are marked `usedInTraining`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import statistics
+import uuid
+import zlib
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+import orjson
+from pydantic import BaseModel, Field
+
+from . import batches, events
+from .clock import Clock, SystemClock
+from .config import BackendName, JudgeName, Settings
+from .events import EventKind
+from .groups import WindowGroup, build_window_group, dropout_rate
+from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
+from .repository import GameStore
+from .tracking import OfflineWandbRun
+from .windows import ReadinessCriteria, WindowReadiness, WindowState
+
+log = logging.getLogger(__name__)
+_ENGINE_LOCK_NS = 0x656E67  # "eng": advisory lock (namespace, hash of model name)
+
+
+class EngineState(StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class EngineLocked(RuntimeError):
+    """Another engine already trains this model."""
+
+
+class _StopRequested(Exception):
+    pass
+
+
+class EngineConfig(BaseModel):
+    model_name: str = Field(default="babylon-agent", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+    project: str = "babylon-console"
+    backend: BackendName = "offline"
+    base_model: str = "OpenPipe/Qwen3-14B-Instruct"
+    judge: JudgeName = "outcome"
+    iterations: int | None = Field(default=1, ge=1, description="None: run until stopped")
+    windows_per_iteration: int = Field(default=4, ge=1)
+    lookback_hours: int = Field(default=168, ge=1)
+    min_agents: int = Field(default=5, ge=1)
+    min_steps: int = Field(default=1, ge=1)
+    settle_seconds: int = Field(default=300, ge=0)
+    max_per_group: int = Field(default=8, ge=2)
+    target_trajectories: int = Field(default=2000, ge=1)
+    max_dropout: float = Field(default=0.5, ge=0, lt=1)
+    learning_rate: float = Field(default=1e-5, gt=0, lt=1)
+    judge_concurrency: int = Field(default=4, ge=1)
+    force: bool = False
+    poll_seconds: float = Field(default=5.0, gt=0)
+    seed: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> EngineConfig:
+        values = {
+            "model_name": settings.model_name, "project": settings.wandb_project, "backend": settings.backend,
+            "base_model": settings.base_model, "judge": settings.judge,
+            "windows_per_iteration": settings.windows_per_iteration, "lookback_hours": settings.lookback_hours,
+            "min_agents": settings.min_agents, "min_steps": settings.min_steps,
+            "settle_seconds": settings.settle_seconds, "max_per_group": settings.max_per_group,
+            "target_trajectories": settings.target_trajectories, "max_dropout": settings.max_dropout,
+            "learning_rate": settings.learning_rate, "judge_concurrency": settings.judge_concurrency,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None or k == "iterations"})
+        return cls.model_validate(values)
+
+    @property
+    def criteria(self) -> ReadinessCriteria:
+        return ReadinessCriteria(min_agents=self.min_agents, min_steps=self.min_steps,
+                                 settle_seconds=self.settle_seconds)
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    state: EngineState
+    iterations: int = 0
+    steps: list[int] = Field(default_factory=list)
+    checkpoints: list[str] = Field(default_factory=list)
+    windows_trained: list[str] = Field(default_factory=list)
+    windows_failed: list[str] = Field(default_factory=list)
+    windows_skipped: list[str] = Field(default_factory=list)
+    recovered_batches: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+def select_windows(readiness: list[WindowReadiness], limit: int, force: bool) -> list[str]:
+    """Oldest ready windows first; with `force`, closed windows already trained on qualify too."""
+    def eligible(w: WindowReadiness) -> bool:
+        if w.ready:
+            return True
+        return force and w.closed and w.state is WindowState.TRAINED and w.qualified_agents >= 1
+    return sorted(w.window_id for w in readiness if eligible(w))[:limit]
+
+
+class Engine:
+    def __init__(
+        self, pool: asyncpg.Pool, config: EngineConfig, *, settings: Settings | None = None,
+        backend: Any = None, judge: Any = None, clock: Clock | None = None, run_id: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.config = config
+        self.settings = settings or Settings()
+        self.store = GameStore(pool)
+        self.clock = clock or SystemClock()
+        self.run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        self._backend = backend
+        self.judge = judge or make_judge(self._judge_settings())
+        self.state = EngineState.IDLE
+        self.summary = RunSummary(run_id=self.run_id, state=self.state)
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._stop = asyncio.Event()
+        self._model: Any = None
+        self.base_model = config.base_model
+        self._wandb: OfflineWandbRun | None = None
+        self.on_state: Callable[[EngineState], None] | None = None
+
+    # -- control (safe to call from the console's event loop) ---------------------------------
+
+    def pause(self) -> None:
+        if self.state is EngineState.RUNNING:
+            self._resumed.clear()
+            self._set_state(EngineState.PAUSED)
+            self._spawn(events.emit(self.pool, EventKind.RUN_PAUSED, {"message": "paused by operator"}, self.run_id))
+
+    def resume(self) -> None:
+        if self.state is EngineState.PAUSED:
+            self._resumed.set()
+            self._set_state(EngineState.RUNNING)
+            self._spawn(events.emit(self.pool, EventKind.RUN_RESUMED, {"message": "resumed"}, self.run_id))
+
+    def stop(self) -> None:
+        if self.state in (EngineState.RUNNING, EngineState.PAUSED, EngineState.IDLE):
+            self._stop.set()
+            self._resumed.set()
+            self._set_state(EngineState.STOPPING)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _set_state(self, state: EngineState) -> None:
+        self.state = state
+        self.summary.state = state
+        if self.on_state is not None:
+            self.on_state(state)
+
+    async def _checkpoint(self) -> None:
+        """Between stages: wait while paused, leave when asked to stop."""
+        await self._resumed.wait()
+        if self._stop.is_set():
+            raise _StopRequested
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _judge_settings(self) -> Settings:
+        return self.settings.with_overrides(judge=self.config.judge)
+
+    async def _emit(self, kind: EventKind, payload: dict[str, Any], conn: Any = None) -> events.Event:
+        return await events.emit(conn or self.pool, kind, payload, run_id=self.run_id)
+
+    def _ensure_backend(self) -> Any:
+        if self._backend is None:
+            from .backends.factory import make_backend
+
+            key = self.settings.wandb_api_key.get_secret_value() if self.settings.wandb_api_key else None
+            self._backend, self.base_model = make_backend(
+                self.config.backend, data_dir=self.settings.data_dir, base_model=self.config.base_model,
+                wandb_api_key=key, seed=self.config.seed,
+            )
+        elif self.config.backend == "offline":
+            from .backends.factory import OFFLINE_BASE_MODEL
+
+            self.base_model = OFFLINE_BASE_MODEL
+        return self._backend
+
+    async def _ensure_model(self) -> Any:
+        if self._model is None:
+            import art  # ~3 s: only when the engine really starts
+
+            backend = self._ensure_backend()
+            report = None if self.settings.wandb_api_key else []
+            self._model = art.TrainableModel(
+                name=self.config.model_name, project=self.config.project, base_model=self.base_model,
+                run_name=self.config.model_name, report_metrics=report,
+            )
+            await self._model.register(backend)
+        return self._model
+
+    @property
+    def batch_prefix(self) -> str:
+        return f"{self.config.model_name}:"
+
+    # -- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        lock_conn = await self.pool.acquire()
+        try:
+            got = await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _ENGINE_LOCK_NS,
+                                           self.config.model_name)
+            if not got:
+                holder = await self.pool.fetchrow(
+                    "SELECT id, host, pid FROM console_runs WHERE model_name = $1 AND state IN "
+                    "('running', 'paused', 'starting') ORDER BY started_at DESC LIMIT 1", self.config.model_name)
+                where = f" (run {holder['id']} on {holder['host']}, pid {holder['pid']})" if holder else ""
+                raise EngineLocked(f"another engine is already training model {self.config.model_name!r}{where}")
+            try:
+                return await self._run_locked()
+            finally:
+                await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _ENGINE_LOCK_NS,
+                                        self.config.model_name)
+        finally:
+            await self.pool.release(lock_conn)
+
+    async def _run_locked(self) -> RunSummary:
+        await self.pool.execute(
+            "INSERT INTO console_runs (id, model_name, backend, judge, config, state, host, pid) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, 'running', $6, $7)",
+            self.run_id, self.config.model_name, self.config.backend, self.config.judge,
+            orjson.dumps(self.config.model_dump()).decode(), socket.gethostname(), os.getpid(),
+        )
+        self._set_state(EngineState.RUNNING)
+        await self._emit(EventKind.RUN_STARTED, {
+            "message": f"engine started: {self.config.backend} backend, {self.config.judge} judge",
+            "config": self.config.model_dump(),
+        })
+        reason = "finished"
+        try:
+            await self._ensure_model()
+            if self.settings.wandb_api_key is None:
+                self._wandb = OfflineWandbRun(self.settings.data_dir / "wandb", self.config.project,
+                                              self.settings.wandb_entity, self.run_id, self.config.model_dump())
+                await asyncio.to_thread(self._wandb.start)
+            await self._recover_interrupted()
+            while self.config.iterations is None or self.summary.iterations < self.config.iterations:
+                await self._checkpoint()
+                trained = await self._iteration()
+                await self._heartbeat()
+                if trained is None:  # nothing ready
+                    if self.config.iterations is not None:
+                        reason = "no ready windows"
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), self.config.poll_seconds)
+            self._set_state(EngineState.STOPPED)
+        except _StopRequested:
+            reason = "stopped by operator"
+            self._set_state(EngineState.STOPPED)
+        except Exception as exc:
+            reason = f"failed: {exc}"
+            self.summary.error = str(exc)
+            self._set_state(EngineState.FAILED)
+            log.exception("engine failed")
+            await self._emit(EventKind.ERROR, {"message": f"engine failed: {exc}"})
+        finally:
+            if self._wandb is not None:
+                await asyncio.to_thread(self._wandb.finish)
+            await self.pool.execute(
+                "UPDATE console_runs SET state = $2, stopped_at = now(), error = $3, iteration = $4 WHERE id = $1",
+                self.run_id, self.state.value, self.summary.error, self.summary.iterations,
+            )
+            await self._emit(EventKind.RUN_STOPPED, {
+                "message": f"engine stopped: {reason}", "reason": reason,
+                "iterations": self.summary.iterations, "steps": self.summary.steps,
+            })
+        return self.summary
+
+    async def _heartbeat(self) -> None:
+        await self.pool.execute(
+            "UPDATE console_runs SET heartbeat_at = now(), iteration = $2, step = $3, state = $4 WHERE id = $1",
+            self.run_id, self.summary.iterations, self.summary.steps[-1] if self.summary.steps else 0,
+            self.state.value,
+        )
+
+    # -- one iteration -------------------------------------------------------------------------
+
+    async def _iteration(self) -> bool | None:
+        """None when no window was ready; otherwise whether a step was trained."""
+        readiness = await self.store.window_readiness(self.config.criteria, self.clock.now(),
+                                                      self.config.lookback_hours)
+        chosen = select_windows(readiness, self.config.windows_per_iteration, self.config.force)
+        if not chosen:
+            return None
+        self.summary.iterations += 1
+        iteration = self.summary.iterations
+        await self._emit(EventKind.ITERATION_STARTED, {
+            "iteration": iteration, "windows": chosen,
+            "message": f"iteration {iteration}: {len(chosen)} window(s)"})
+        groups = await self._build_groups(chosen)
+        await self._checkpoint()
+        judged = await self._judge(groups)
+        await self._checkpoint()
+        if not judged:
+            return False
+        return await self._train(judged, iteration)
+
+    async def _build_groups(self, window_ids: list[str]) -> list[tuple[WindowGroup, JudgeInput]]:
+        loaded = []
+        for window_id in window_ids:
+            data = await self.store.window_trajectories(window_id)
+            if data.rejections:
+                await self._emit(EventKind.WARNING, {
+                    "window_id": window_id, "rejected": len(data.rejections),
+                    "message": f"window {window_id}: {len(data.rejections)} unusable trajectories skipped "
+                               f"(first: {data.rejections[0].reason})"})
+            loaded.append((window_id, data.trajectories, await self.store.ground_truth(window_id)))
+        total = sum(len(t) for _, t, _ in loaded)
+        rate = dropout_rate(total, self.config.target_trajectories, self.config.max_dropout)
+        result = []
+        for window_id, trajectories, truth in loaded:
+            group = build_window_group(window_id, trajectories, max_per_group=self.config.max_per_group,
+                                       dropout=rate, seed=self.config.seed + zlib.crc32(window_id.encode()))
+            if len(group.trajectories) < 2:
+                self.summary.windows_skipped.append(window_id)
+                await self._emit(EventKind.WINDOW_SKIPPED, {
+                    "window_id": window_id, "message": f"window {window_id}: fewer than 2 usable trajectories"})
+                continue
+            await self._emit(EventKind.WINDOW_SELECTED, {
+                "window_id": window_id, "trajectories": len(group.trajectories), "available": len(trajectories),
+                "dropout": rate, "steps_without_calls": group.steps_without_calls,
+                "message": f"window {window_id}: {len(group.trajectories)} of {len(trajectories)} trajectories"})
+            item = JudgeInput(window_id=window_id, ground_truth=truth, trajectories=group.trajectories,
+                              messages=group.messages)
+            result.append((group, item))
+        return result
+
+    async def _judge(self, groups: list[tuple[WindowGroup, JudgeInput]]) -> list[WindowGroup]:
+        by_window = {g.window_id: g for g, _ in groups}
+        judged: list[WindowGroup] = []
+
+        async def on_result(result: WindowJudgment | JudgeError) -> None:
+            if isinstance(result, JudgeError):
+                self.summary.windows_failed.append(result.window_id)
+                await self._emit(EventKind.ERROR, {"window_id": result.window_id, "stage": "judge",
+                                                   "message": f"judging failed: {result}"})
+                return
+            group = by_window[result.window_id]
+            scores = [s.score for s in result.scores]
+            async with self.pool.acquire() as conn, conn.transaction():
+                await batches.save_judgments(
+                    conn, result.window_id, result.judge, result.judge_model, self.run_id,
+                    [(s.trajectory_id, s.score, s.explanation) for s in result.scores], result.cost_usd,
+                    self.clock.now())
+                await self._emit(EventKind.WINDOW_JUDGED, {
+                    "window_id": result.window_id, "judge": result.judge, "n": len(scores),
+                    "mean": statistics.fmean(scores), "std": statistics.pstdev(scores),
+                    "cost_usd": result.cost_usd, "duration_s": result.duration_s, "attempts": result.attempts,
+                }, conn)
+            if max(scores) - min(scores) < 1e-9:
+                self.summary.windows_skipped.append(result.window_id)
+                await self._emit(EventKind.WARNING, {"window_id": result.window_id,
+                                                     "message": f"window {result.window_id}: all scores equal, "
+                                                                "no training signal; skipped"})
+                return
+            group.rewards = scores
+            judged.append(group)
+
+        await judge_windows(self.judge, [item for _, item in groups], self.config.judge_concurrency,
+                            on_result=on_result)
+        return sorted(judged, key=lambda g: g.window_id)
+
+    async def _train(self, groups: list[WindowGroup], iteration: int) -> bool:
+        model = await self._ensure_model()
+        backend = self._ensure_backend()
+        step_before = await model.get_step()
+        target_step = step_before + 1
+        batch_id = f"{self.batch_prefix}{uuid.uuid4().hex[:10]}"
+        windows = [g.window_id for g in groups]
+        trajectory_ids = [tid for g in groups for tid in g.trajectory_ids]
+        rewards = {t: r for g in groups for t, r in zip(g.trajectory_ids, g.rewards, strict=True)}
+        rankings = {g.window_id: [t for _, t in sorted(zip(g.rewards, g.trajectory_ids, strict=True), reverse=True)]
+                    for g in groups}
+        await batches.create_batch(self.pool, batch_id, base_model=self.base_model,
+                                   model_version=f"step-{target_step}", windows=windows,
+                                   trajectory_ids=trajectory_ids, rewards=rewards, rankings=rankings,
+                                   clock=self.clock)
+        art_groups = [g.to_art() for g in groups]
+        try:
+            result = await backend.train(model, art_groups, learning_rate=self.config.learning_rate,
+                                         allow_training_without_logprobs=True)
+        except asyncio.CancelledError:
+            raise  # a crash: the next start repairs the batch from the backend's step
+        except Exception as exc:
+            await batches.fail_batch(self.pool, batch_id, f"training failed: {exc}", self.clock)
+            self.summary.windows_failed.extend(windows)
+            await self._emit(EventKind.ERROR, {"stage": "train", "batch_id": batch_id,
+                                               "message": f"training failed: {exc}"})
+            return False
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        try:
+            await model.log(art_groups, split="train", metrics=metrics, step=result.step)
+        except Exception as exc:  # history is a side channel; the checkpoint is what matters
+            await self._emit(EventKind.WARNING, {"message": f"ART history not written: {exc}"})
+        if self._wandb is not None:
+            self._wandb.log(metrics, result.step)
+        await self._register(batch_id, result.step, metrics, windows, trajectory_ids, list(rewards.values()),
+                             iteration)
+        return True
+
+    async def _register(self, batch_id: str, step: int, metrics: dict[str, float], windows: list[str],
+                        trajectory_ids: list[str], rewards: list[float], iteration: int | None) -> str:
+        model = self._model
+        model_id = f"{self.config.model_name}-step{step:04d}"
+        storage = self._backend._model_inference_name(model, step)
+        avg_reward = statistics.fmean(rewards) if rewards else 0.0
+        wandb_run = self._wandb.run_id if self._wandb is not None else None
+        async with self.pool.acquire() as conn, conn.transaction():
+            await batches.complete_batch(
+                conn, batch_id, model_name=self.config.model_name, model_id=model_id, step=step,
+                base_model=self.base_model, storage_path=storage, metrics=metrics, avg_reward=avg_reward,
+                windows=windows, trajectory_ids=trajectory_ids, wandb_run_id=wandb_run, clock=self.clock)
+            await self._emit(EventKind.STEP_TRAINED, {
+                "step": step, "iteration": iteration, "batch_id": batch_id, "windows": windows,
+                "metrics": metrics}, conn)
+            await self._emit(EventKind.CHECKPOINT_REGISTERED, {
+                "model_id": model_id, "step": step, "avg_reward": avg_reward, "storage_path": storage,
+                "message": f"checkpoint {model_id} registered"}, conn)
+        self.summary.steps.append(step)
+        self.summary.checkpoints.append(model_id)
+        self.summary.windows_trained.extend(windows)
+        return model_id
+
+    async def _recover_interrupted(self) -> None:
+        """Repair batches left 'training' by a crash: register the checkpoint the backend finished,
+        or fail the batch so its windows are selected again."""
+        stale = await batches.interrupted_batches(self.pool, self.batch_prefix)
+        if not stale:
+            return
+        step_now = await self._model.get_step()
+        for row in stale:
+            batch_id = row["batchId"]
+            try:
+                step = int(str(row["modelVersion"]).removeprefix("step-"))
+            except ValueError:
+                step = -1
+            if 0 < step <= step_now:
+                rewards = orjson.loads(row["rewardsJson"] or "{}")
+                rankings = orjson.loads(row["rankingsJson"] or "{}")
+                meta = {}
+                with contextlib.suppress(Exception):
+                    meta = self._backend.read_meta(self._model, step) if hasattr(self._backend, "read_meta") else {}
+                metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if v is not None}
+                await self._register(batch_id, step, metrics, list(rankings), list(rewards),
+                                     list(rewards.values()), None)
+                self.summary.recovered_batches.append(batch_id)
+                await self._emit(EventKind.WARNING, {
+                    "batch_id": batch_id,
+                    "message": f"recovered batch {batch_id}: checkpoint step {step} was written before a crash"})
+            else:
+                await batches.fail_batch(self.pool, batch_id, "interrupted before its checkpoint was written; "
+                                         "its windows will be trained again", self.clock)
+                await self._emit(EventKind.WARNING, {
+                    "batch_id": batch_id, "message": f"batch {batch_id} was interrupted; its windows are free again"})

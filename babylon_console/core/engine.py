@@ -207,7 +207,13 @@ class Engine:
 
     async def _ensure_model(self) -> Any:
         if self._model is None:
+            import gc
+
             import art  # ~3 s: only when the engine really starts
+
+            # ART's thousands of long-lived module objects need never be traversed again by the
+            # cyclic collector: move them out of its generations (faster collections from here on).
+            gc.freeze()
 
             backend = self._ensure_backend()
             report = None if self.settings.wandb_api_key else []

@@ -54,3 +54,11 @@ async def test_train_models_inspect(pool: asyncpg.Pool, database_url: str) -> No
 def test_train_rejects_bad_options() -> None:
     result = runner.invoke(app, ["train", "--learning-rate", "5"], env={"DATABASE_URL": "postgresql://x@127.0.0.1:9/d"})
     assert result.exit_code == 2 and "learning_rate" in result.output
+
+
+def test_train_refuses_unusable_backends_and_judges_up_front() -> None:
+    env = {"DATABASE_URL": "postgresql://x@127.0.0.1:9/d"}
+    serverless = runner.invoke(app, ["train", "--backend", "serverless"], env=env)
+    assert serverless.exit_code == 2 and "WANDB_API_KEY" in serverless.output
+    ruler = runner.invoke(app, ["train", "--judge", "ruler"], env=env)
+    assert ruler.exit_code == 2 and "OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL" in ruler.output

@@ -12,7 +12,8 @@ from rich.live import Live
 from rich.table import Table
 
 from ..cli import app, err, fail, load_settings, out, print_json, run_command
-from ..core.config import BackendName, JudgeName
+from ..core.backends.factory import BackendUnavailable, check_local, check_serverless
+from ..core.config import BackendName, JudgeName, Settings
 from ..core.database import open_pool
 from ..core.engine import Engine, EngineConfig, EngineLocked, EngineState, RunSummary
 from ..core.events import EventBus, EventKind
@@ -58,12 +59,27 @@ async def _run_engine(engine: Engine, quiet: bool, dsn: str) -> RunSummary:
     return await task
 
 
+def _preflight(config: EngineConfig, settings: Settings) -> None:
+    """Refuse at once, with the fix, what would only fail after the engine started."""
+    try:
+        if config.backend == "serverless":
+            key = settings.wandb_api_key.get_secret_value() if settings.wandb_api_key else None
+            check_serverless(config.base_model, key)
+        elif config.backend == "local":
+            check_local()
+    except BackendUnavailable as exc:
+        raise fail(str(exc), 2) from None
+    if config.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
+        raise fail("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)", 2)
+
+
 def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object) -> None:
     settings = load_settings()
     try:
         config = EngineConfig.from_settings(settings, iterations=iterations, **options)
     except ValueError as exc:
         raise fail(f"invalid option: {exc}", 2) from None
+    _preflight(config, settings)
 
     async def body() -> RunSummary:
         pool = await open_pool(settings)

@@ -12,8 +12,9 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
+import asyncpg
 import orjson
 import typer
 from pydantic import ValidationError
@@ -21,8 +22,6 @@ from rich.console import Console
 
 from .core.config import Settings
 from .core.database import DatabaseUnavailable
-
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,6 +70,21 @@ def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
         raise fail(_config_error(exc), EXIT_UNAVAILABLE) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+
+
+def run_with_pool[T](settings: Settings, body: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Open the (migrated) database, run `body(pool)`, close the pool: the shared error policy applies."""
+
+    async def wrapped() -> T:
+        from .core.database import open_pool
+
+        pool = await open_pool(settings)
+        try:
+            return await body(pool)
+        finally:
+            await pool.close()
+
+    return run_command(wrapped)
 
 
 def load_settings(**overrides: Any) -> Settings:

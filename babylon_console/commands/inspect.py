@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from ..cli import app, fail, load_settings, out, print_json, run_command
-from ..core.database import open_pool
+from ..cli import app, fail, load_settings, out, print_json, run_with_pool
 from ..core.models import Rejection, Trajectory
 from ..core.repository import GameStore
 
@@ -22,19 +21,15 @@ def inspect_command(
     """Show a trajectory: every step's state, LLM calls, action and reward, and the judge's verdicts."""
     settings = load_settings()
 
-    async def body():
-        pool = await open_pool(settings)
-        try:
-            found = await GameStore(pool).trajectory(trajectory_id)
-            judgments = await pool.fetch(
-                "SELECT judge, judge_model, score, explanation, created_at FROM console_judgments "
-                "WHERE trajectory_id = $1 ORDER BY id", found.trajectory_id if isinstance(found, Trajectory)
-                else trajectory_id)
-            return found, [dict(j) for j in judgments]
-        finally:
-            await pool.close()
+    async def body(pool):
+        found = await GameStore(pool).trajectory(trajectory_id)
+        judgments = await pool.fetch(
+            "SELECT judge, judge_model, score, explanation, created_at FROM console_judgments "
+            "WHERE trajectory_id = $1 ORDER BY id", found.trajectory_id if isinstance(found, Trajectory)
+            else trajectory_id)
+        return found, [dict(j) for j in judgments]
 
-    found, judgments = run_command(body)
+    found, judgments = run_with_pool(settings, body)
     if found is None:
         raise fail(f"no trajectory with id {trajectory_id!r}", 1)
     if isinstance(found, Rejection):

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli import app, fail, load_settings, out, print_json, run_command
-from ..core.database import open_pool
+from ..cli import app, fail, load_settings, out, print_json, run_with_pool
 from ..core.registry import ActionResult, Registry, RegistryError, eligibility
 
 models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back.", no_args_is_help=True)
@@ -27,16 +26,12 @@ def list_command(
     """Checkpoints with status, average reward and whether they can be promoted."""
     settings = load_settings()
 
-    async def body():
-        pool = await open_pool(settings)
-        try:
-            registry = Registry(pool)
-            return (await registry.models(limit), await registry.live(), await registry.rollout(),
-                    await registry.audit(20) if audit or as_json else [])
-        finally:
-            await pool.close()
+    async def body(pool):
+        registry = Registry(pool)
+        return (await registry.models(limit), await registry.live(), await registry.rollout(),
+                await registry.audit(20) if audit or as_json else [])
 
-    models, live, rollout, trail = run_command(body)
+    models, live, rollout, trail = run_with_pool(settings, body)
     live_id = live.model_id if live else None
     if as_json:
         print_json({
@@ -70,17 +65,8 @@ def list_command(
 
 
 def _act(action) -> ActionResult:
-    settings = load_settings()
-
-    async def body() -> ActionResult:
-        pool = await open_pool(settings)
-        try:
-            return await action(Registry(pool))
-        finally:
-            await pool.close()
-
     try:
-        return run_command(body)
+        return run_with_pool(load_settings(), lambda pool: action(Registry(pool)))
     except RegistryError as exc:
         raise fail(str(exc), 1) from None
 

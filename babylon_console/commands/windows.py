@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Annotated
 
+import asyncpg
 import typer
 from rich.table import Table
 
-from ..cli import app, load_settings, out, print_json, run_command
-from ..core.clock import SystemClock
-from ..core.database import open_pool
+from ..cli import app, load_settings, out, print_json, run_with_pool
+from ..core import simclock
 from ..core.repository import GameStore
 from ..core.windows import ReadinessCriteria, WindowReadiness, WindowState
 
@@ -91,19 +92,15 @@ def windows_command(
     criteria = ReadinessCriteria(
         min_agents=settings.min_agents, min_steps=settings.min_steps, settle_seconds=settings.settle_seconds
     )
-    now = SystemClock().now()
 
-    async def body() -> list[WindowReadiness]:
-        pool = await open_pool(settings)
-        try:
-            store = GameStore(pool)
-            return await store.window_readiness(
-                criteria, now, None if all_windows else settings.lookback_hours
-            )
-        finally:
-            await pool.close()
+    async def body(pool: asyncpg.Pool) -> tuple[datetime, list[WindowReadiness]]:
+        # While a live simulation runs, its accelerated clock decides what is open or closed.
+        now = (await simclock.current_clock(pool)).now()
+        return now, await GameStore(pool).window_readiness(
+            criteria, now, None if all_windows else settings.lookback_hours
+        )
 
-    windows = run_command(body)
+    now, windows = run_with_pool(settings, body)
     shown = [w for w in windows if w.ready] if ready_only else windows
     line = verdict(windows, criteria)
     if as_json:

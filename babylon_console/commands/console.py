@@ -1,0 +1,60 @@
+"""`babylon-console` (the console), `babylon-console console` and `babylon-console demo`.
+
+The Textual app is imported only when a console is opened, so headless subcommands stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..cli import app, err, load_settings
+
+ReadOnly = Annotated[bool, typer.Option("--read-only", help="Watch only: every action (engine control, promote, "
+                                        "rollback) is refused, with a note saying why.")]
+Attach = Annotated[bool, typer.Option("--attach", help="Follow a headless `babylon-console engine` through its "
+                                      "events; this console does not start or steer an engine.")]
+
+
+def open_console(read_only: bool = False, attach: bool = False, demo: object = None) -> None:
+    """Open the console on the configured database (DATABASE_URL, or the embedded server)."""
+    settings = load_settings()
+    from ..tui.app import ConsoleApp
+    from ..tui.data import ConsoleData
+
+    data = ConsoleData(settings, read_only=read_only)
+    ConsoleApp(data, read_only=read_only, attach=attach, demo=demo).run()  # type: ignore[arg-type]
+
+
+@app.command("console")
+def console_command(read_only: ReadOnly = False, attach: Attach = False) -> None:
+    """Open the operators' console (what `babylon-console` with no subcommand does)."""
+    open_console(read_only=read_only, attach=attach)
+
+
+@app.command("demo")
+def demo_command(
+    read_only: ReadOnly = False,
+    windows: Annotated[int, typer.Option(help="Hours of simulated history to seed when the database has none.",
+                                         min=1, max=24 * 30)] = 24,
+    agents: Annotated[int, typer.Option(help="Agents in the simulated market.", min=2, max=200)] = 12,
+    steps: Annotated[int, typer.Option(help="Steps per agent per window.", min=1, max=200)] = 12,
+    seconds_per_window: Annotated[float, typer.Option(help="Real seconds per simulated hour.", min=1.0)] = 10.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated market.")] = 7,
+) -> None:
+    """The whole loop offline: embedded PostgreSQL, a live simulated market, the outcome judge and the
+    offline backend, with the engine training continuously. Agents driven by the promoted checkpoint
+    trade in the live market."""
+    from ..tui.data import DemoSettings
+
+    settings = load_settings()
+    if settings.database_url is not None:
+        err.print("demo: uses the embedded database; DATABASE_URL is ignored", soft_wrap=True)
+    settings = settings.model_copy(update={"database_url": None})
+    demo = DemoSettings(windows=windows, agents=agents, steps=steps, seed=seed,
+                        seconds_per_window=seconds_per_window, policy_agents=max(1, agents // 4))
+    from ..tui.app import ConsoleApp
+    from ..tui.data import ConsoleData
+
+    ConsoleApp(ConsoleData(settings, read_only=read_only), read_only=read_only, demo=demo).run()

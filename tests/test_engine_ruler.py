@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import orjson
+import pytest
 
 from babylon_console.core.config import Settings
 from babylon_console.core.engine import Engine, EngineConfig
@@ -27,6 +28,7 @@ class FixedClock:
         return NOW
 
 
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")  # litellm's own response types
 async def test_ruler_engine_path(pool: asyncpg.Pool, tmp_path: Path) -> None:
     await seed_history(pool, Simulation(seed=9, n_agents=5, steps_per_window=4), windows=2, now=NOW)
     bad_window, good_window = (window_id_for(s) for s in history_starts(2, NOW))

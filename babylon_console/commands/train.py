@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from ..cli import app, err, fail, load_settings, out, print_json, run_command
-from ..core.backends.factory import BackendUnavailable, check_local, check_serverless
 from ..core.config import BackendName, JudgeName, Settings
 from ..core.database import open_pool
-from ..core.engine import Engine, EngineConfig, EngineLocked, EngineState, RunSummary
-from ..core.events import EventBus, EventKind
+
+if TYPE_CHECKING:  # the engine pulls in judges and backends: keep them off the console's start-up path
+    from ..core.engine import Engine, EngineConfig, RunSummary
 
 EXIT_NOTHING_TRAINED = 3
 
@@ -33,6 +33,7 @@ def _status_table(engine: Engine, lines: list[str]) -> Table:
 
 
 async def _run_engine(engine: Engine, quiet: bool, dsn: str) -> RunSummary:
+    from ..core.events import EventBus, EventKind
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Ctrl-C / SIGTERM finish the current stage and stop cleanly (main thread only).
@@ -61,6 +62,8 @@ async def _run_engine(engine: Engine, quiet: bool, dsn: str) -> RunSummary:
 
 def _preflight(config: EngineConfig, settings: Settings) -> None:
     """Refuse at once, with the fix, what would only fail after the engine started."""
+    from ..core.backends.factory import BackendUnavailable, check_local, check_serverless
+
     try:
         if config.backend == "serverless":
             key = settings.wandb_api_key.get_secret_value() if settings.wandb_api_key else None
@@ -74,6 +77,8 @@ def _preflight(config: EngineConfig, settings: Settings) -> None:
 
 
 def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object) -> None:
+    from ..core.engine import Engine, EngineConfig, EngineLocked, EngineState
+
     settings = load_settings()
     try:
         config = EngineConfig.from_settings(settings, iterations=iterations, **options)

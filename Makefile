@@ -12,10 +12,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# Until the console lands (issue: operations console), run shows configuration and window readiness.
 run: $(BIN)/.installed
-	$(BIN)/babylon-console doctor
-	$(BIN)/babylon-console windows
+	$(BIN)/babylon-console demo
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -23,10 +21,10 @@ test: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/readiness.py
+	for b in readiness seed batch_prep judging offline_loop startup responsiveness; do \
+		$(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -122,6 +122,12 @@ def main_callback(
         Path | None, typer.Option("--env-file", help="Read settings from this file instead of ./.env.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Console only: watch, and refuse every action.")
+    ] = False,
+    attach: Annotated[
+        bool, typer.Option("--attach", help="Console only: follow a headless `engine` through its events.")
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -133,7 +139,9 @@ def main_callback(
     CliState.env_file = env_file
     CliState.overrides = {"database_url": database_url, "data_dir": data_dir}
     if ctx.invoked_subcommand is None:
-        out.print(ctx.get_help())
+        from .commands.console import open_console
+
+        open_console(read_only=read_only, attach=attach)
 
 
 def main() -> None:
@@ -141,4 +149,4 @@ def main() -> None:
 
 
 # Subcommands register themselves on `app` / `db_app` when imported.
-from .commands import db, doctor, inspect, models, seed, train, windows  # noqa: E402, F401
+from .commands import console, db, doctor, inspect, models, seed, train, windows  # noqa: E402, F401

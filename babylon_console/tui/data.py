@@ -1,0 +1,593 @@
+"""The console's data layer: the only module of the TUI that talks to the core.
+
+Everything here is async and returns core models or small plain records; nothing here knows about
+widgets. Two kinds of work:
+
+- `ConsoleData`: reads and operator actions on the main event loop through one small asyncpg pool
+  (readiness, outcomes, trajectories, checkpoints, promote/rollback, events). Every call is short.
+- `BackgroundLoop` + `EngineRunner` / `DemoRunner`: the training engine and the simulated market
+  run on their own thread and event loop with their own pool, so nothing they do (imports of ART,
+  CPU-bound judging and training, bulk writes) can ever stall the console's input loop. The console
+  awaits their futures from named workers and steers them with thread-safe calls.
+
+Heavy modules (`core.engine`, judges, backends, `art`) are imported inside the functions that need
+them, never at import of this module: the console paints first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import getpass
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from ..core import events as core_events
+from ..core.clock import Clock, SystemClock
+from ..core.config import Settings
+from ..core.database import DatabaseUnavailable, create_pool, open_pool, resolve_target
+from ..core.events import Event, EventKind
+from ..core.models import TrainedModel, WindowGroundTruth
+from ..core.registry import ActionResult, AuditEntry, Registry, RegistryError, Rollout, eligibility
+from ..core.repository import GameStore, WindowTrajectories
+from ..core.windows import ReadinessCriteria, WindowReadiness
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ActionResult",
+    "BackgroundLoop",
+    "CheckpointRow",
+    "CheckpointsView",
+    "ConsoleData",
+    "DatabaseUnavailable",
+    "DemoRunner",
+    "EngineRunner",
+    "Event",
+    "EventKind",
+    "RegistryError",
+    "RunInfo",
+    "is_outage",
+]
+
+PING_TIMEOUT_S = 2.0
+FOLLOW_COALESCE_S = 0.1  # a burst of events is read in one query, at most ~10 times a second
+FOLLOW_BATCH = 1000
+ACTIVE_RUN_STATES = ("starting", "running", "paused", "stopping")
+
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    OSError,
+    TimeoutError,
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` means "the database cannot be reached" (shown as a banner, not a dialog)."""
+    return isinstance(exc, _OUTAGE_ERRORS)
+
+
+def default_operator() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "operator"
+    return f"{user}@{socket.gethostname()}"
+
+
+# -- records the panes show ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CheckpointRow:
+    model: TrainedModel
+    step: int | None
+    metrics: dict[str, float]
+    role: str  # live, candidate, or the row's status
+    share: float | None
+    refusal: str | None  # why it cannot be promoted; None when it can
+
+
+@dataclass(slots=True)
+class CheckpointsView:
+    rows: list[CheckpointRow]
+    live: TrainedModel | None
+    rollout: Rollout | None
+    audit: list[AuditEntry]
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """The latest engine run recorded in the database (this console's or a headless one's)."""
+
+    run_id: str
+    model_name: str
+    backend: str
+    judge: str
+    state: str
+    host: str | None
+    pid: int | None
+    iteration: int
+    step: int
+    error: str | None
+    started_at: datetime | None
+    heartbeat_age_s: float | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_RUN_STATES and (self.heartbeat_age_s is None or self.heartbeat_age_s < 120)
+
+
+def _json_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return {}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _step_of(model: TrainedModel) -> int | None:
+    for text in (model.version, model.model_id):
+        digits = "".join(ch for ch in text.rsplit("step", 1)[-1] if ch.isdigit())
+        if "step" in text and digits:
+            return int(digits)
+    return None
+
+
+def _event_from_row(row: asyncpg.Record) -> Event:
+    return Event(id=row["id"], run_id=row["run_id"], kind=EventKind(row["kind"]),
+                 payload=_json_dict(row["payload"]), created_at=row["created_at"])
+
+
+# -- the data layer --------------------------------------------------------------------------------
+
+
+class ConsoleData:
+    """Reads and actions for the console, through one pool on the console's event loop.
+
+    `clock`: the "now" for readiness; None means the live simulation's clock while one runs (it
+    is published in the database), else the wall clock. Tests pass a fixed clock.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, read_only: bool = False,
+                 operator: str | None = None, pool_size: int = 4, label: str | None = None) -> None:
+        self.settings = settings
+        self.label = label
+        self.clock = clock
+        self.read_only = read_only
+        self.operator = operator or default_operator()
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._dsn: str | None = None
+        self._connect_lock = asyncio.Lock()
+
+    # -- connection ----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def dsn(self) -> str:
+        if self._dsn is None:
+            raise DatabaseUnavailable("not connected yet")
+        return self._dsn
+
+    @property
+    def target_label(self) -> str:
+        """Where the console is connected, without secrets (a socket path is shortened)."""
+        if self.label:
+            return self.label
+        if self.settings.database_url is None:
+            return "embedded PostgreSQL"
+        from ..core.config import describe_dsn
+
+        host, database = describe_dsn(self.settings.database_url.get_secret_value())
+        return f"{database} on {'local socket' if host.startswith('/') else host}"
+
+    async def connect(self) -> None:
+        """Open the pool (starting the embedded server and migrating if needed). Idempotent."""
+        async with self._connect_lock:
+            if self._pool is not None:
+                return
+            target = await asyncio.to_thread(resolve_target, self.settings)
+            self._pool = await open_pool(self.settings, migrate=not self.read_only, max_size=self.pool_size)
+            self._dsn = target.dsn
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 5)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise DatabaseUnavailable("the database is not connected")
+        return self._pool
+
+    async def ping(self, limit_s: float = PING_TIMEOUT_S) -> None:
+        """Raise when the database does not answer within `limit_s` seconds (connects if needed)."""
+        if self._pool is None:
+            await asyncio.wait_for(self.connect(), limit_s * 8)
+            return
+        await asyncio.wait_for(self.pool.fetchval("SELECT 1"), limit_s)
+
+    async def now(self) -> datetime:
+        if self.clock is not None:
+            return self.clock.now()
+        from ..core.simclock import current_clock
+
+        return (await current_clock(self.pool)).now()
+
+    # -- windows and outcomes ------------------------------------------------------------------
+
+    async def readiness(self, criteria: ReadinessCriteria, lookback_hours: int | None) -> list[WindowReadiness]:
+        now = await self.now()
+        return await GameStore(self.pool).window_readiness(criteria, now, lookback_hours)
+
+    async def ground_truth(self, window_id: str) -> WindowGroundTruth:
+        return await GameStore(self.pool).ground_truth(window_id)
+
+    async def window_trajectories(self, window_id: str) -> WindowTrajectories:
+        return await GameStore(self.pool).window_trajectories(window_id)
+
+    async def has_history(self) -> bool:
+        return bool(await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM trajectories)"))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    async def checkpoints(self, limit: int = 200) -> CheckpointsView:
+        registry = Registry(self.pool)
+        models = await registry.models(limit)
+        live = next((m for m in models if m.status == "deployed"), None) or await registry.live()
+        rollout = await registry.rollout()
+        audit = await registry.audit(50)
+        live_id = live.model_id if live else None
+        rows = []
+        for m in models:
+            metrics = {k: float(v) for k, v in _json_dict(m.eval_metrics).items() if isinstance(v, int | float)}
+            role, share = m.status, None
+            if m.model_id == live_id:
+                role = "live"
+                share = 1.0 - (rollout.candidate_share if rollout else 0.0)
+            elif rollout is not None and m.model_id == rollout.candidate_model_id:
+                role, share = "candidate", rollout.candidate_share
+            rows.append(CheckpointRow(m, _step_of(m), metrics, role, share, eligibility(m, live_id, rollout)))
+        return CheckpointsView(rows, live, rollout, audit)
+
+    def _refuse_if_read_only(self, what: str) -> None:
+        if self.read_only:
+            raise RegistryError(f"read-only console: {what} refused")
+
+    async def promote(self, model_id: str, share: float) -> ActionResult:
+        self._refuse_if_read_only("promote")
+        return await Registry(self.pool).promote(model_id, share=share, operator=self.operator)
+
+    async def rollback(self) -> ActionResult:
+        self._refuse_if_read_only("rollback")
+        return await Registry(self.pool).rollback(operator=self.operator)
+
+    # -- events and runs -----------------------------------------------------------------------
+
+    async def recent_events(self, limit: int = 300) -> list[Event]:
+        return await core_events.recent(self.pool, limit)
+
+    async def training_history(self, limit: int = 2000) -> list[Event]:
+        """The latest `step_trained` and `window_judged` events, oldest first (charts, judging)."""
+        rows = await self.pool.fetch(
+            "SELECT id, run_id, kind, payload, created_at FROM console_events "
+            "WHERE kind = ANY($2::text[]) ORDER BY id DESC LIMIT $1",
+            limit, [EventKind.STEP_TRAINED.value, EventKind.WINDOW_JUDGED.value],
+        )
+        return [_event_from_row(r) for r in reversed(rows)]
+
+    async def last_event_id(self) -> int:
+        return await core_events.last_event_id(self.pool)
+
+    async def follow_events(self, after_id: int | None, coalesce_s: float = FOLLOW_COALESCE_S
+                            ) -> AsyncIterator[list[Event]]:
+        """Batches of events with id > after_id, then new ones as they are announced (any process).
+
+        Like `core.events.EventBus.follow`, on a dedicated LISTEN connection, but a burst of
+        notifications costs one query: after a wake-up it waits `coalesce_s` and reads everything
+        that arrived meanwhile (so 500 events a second are a few queries, not 500)."""
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        wake = asyncio.Event()
+        conn.add_termination_listener(lambda *_: wake.set())
+        await conn.add_listener(core_events.CHANNEL, lambda *_: wake.set())
+        try:
+            last = await core_events.last_event_id(conn) if after_id is None else after_id
+            while True:
+                wake.clear()
+                batch = await core_events.fetch_after(conn, last, limit=FOLLOW_BATCH)
+                if batch:
+                    last = batch[-1].id or last
+                    yield batch
+                if len(batch) == FOLLOW_BATCH:
+                    continue  # more to replay
+                if conn.is_closed():
+                    raise ConnectionError("the event connection was closed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), core_events.POLL_FALLBACK_S)
+                await asyncio.sleep(coalesce_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+
+    async def latest_run(self) -> RunInfo | None:
+        row = await self.pool.fetchrow(
+            "SELECT *, extract(epoch FROM now() - heartbeat_at) AS age FROM console_runs "
+            "ORDER BY started_at DESC LIMIT 1"
+        )
+        if row is None:
+            return None
+        return RunInfo(
+            run_id=row["id"], model_name=row["model_name"], backend=row["backend"], judge=row["judge"],
+            state=row["state"], host=row["host"], pid=row["pid"], iteration=row["iteration"], step=row["step"],
+            error=row["error"], started_at=row["started_at"],
+            heartbeat_age_s=float(row["age"]) if row["age"] is not None else None,
+            config=_json_dict(row["config"]),
+        )
+
+
+# -- work off the console's loop -------------------------------------------------------------------
+
+
+class BackgroundLoop:
+    """A daemon thread running its own event loop, for the engine and the simulated market."""
+
+    def __init__(self, name: str = "babylon-background") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._started = False
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        with contextlib.suppress(Exception):
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def submit[T](self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        self.start()
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+
+    async def run[T](self, coro: Awaitable[T]) -> T:
+        """Await `coro` on the background loop from another loop (cancelling one cancels the other)."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def call(self, fn: Callable[..., object], *args: object) -> None:
+        if self._started and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._started and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
+
+
+class ProxyClock:
+    """A clock that reads whichever clock `source()` returns at each call (the live market's)."""
+
+    def __init__(self, source: Callable[[], Clock]) -> None:
+        self.source = source
+
+    def now(self) -> datetime:
+        return self.source().now()
+
+
+ENGINE_FIELDS = ("judge", "backend", "iterations", "windows_per_iteration", "min_agents", "min_steps",
+                 "settle_seconds", "lookback_hours", "max_per_group", "learning_rate")
+
+
+class EngineRunner:
+    """One training engine on the background loop, with its own pool. Steer it from any thread."""
+
+    def __init__(self, data: ConsoleData, background: BackgroundLoop, overrides: dict[str, Any],
+                 clock: Clock | None = None) -> None:
+        self.data = data
+        self.background = background
+        self.overrides = dict(overrides)
+        self._clock = clock
+        self.state = "starting"
+        self.run_id: str | None = None
+        self.error: str | None = None
+        self._engine: Any = None
+        self._stop_requested = False
+        self._pause_requested = False
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_RUN_STATES
+
+    async def run(self) -> Any:
+        """Run the engine to its end (awaited from the console's loop); returns its summary."""
+        return await self.background.run(self._main())
+
+    async def _main(self) -> Any:
+        try:
+            from ..core.engine import Engine, EngineConfig  # imported here: keeps it off the paint path
+
+            pool = await create_pool(resolve_target(self.data.settings), max_size=6)
+        except BaseException as exc:
+            self.state, self.error = "failed", str(exc)
+            raise
+        try:
+            config = EngineConfig.from_settings(self.data.settings, **self.overrides)
+            engine = Engine(pool, config, settings=self.data.settings, clock=self._clock or SystemClock())
+            engine.on_state = lambda s: setattr(self, "state", s.value)
+            self._engine, self.run_id = engine, engine.run_id
+            if self._stop_requested:
+                engine.stop()
+            summary = await engine.run()
+            self.state = engine.state.value
+            self.error = summary.error
+            return summary
+        except BaseException as exc:
+            self.state = "failed" if not isinstance(exc, asyncio.CancelledError) else "stopped"
+            self.error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 5)
+
+    def pause(self) -> None:
+        if self._engine is not None:
+            self.background.call(self._engine.pause)
+
+    def resume(self) -> None:
+        if self._engine is not None:
+            self.background.call(self._engine.resume)
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        if self._engine is not None:
+            self.background.call(self._engine.stop)
+        elif self.state == "starting":
+            self.state = "stopping"
+
+
+@dataclass(slots=True)
+class DemoSettings:
+    windows: int = 24
+    agents: int = 12
+    steps: int = 12
+    seed: int = 7
+    seconds_per_window: float = 10.0
+    policy_agents: int = 3  # agents driven by the live (or candidate) checkpoint in the live market
+
+
+class DemoRunner:
+    """The demo's simulated market: seed a short history if the database has none, then write a
+    window every `seconds_per_window`, with a few agents driven by the promoted checkpoint."""
+
+    def __init__(self, data: ConsoleData, background: BackgroundLoop, demo: DemoSettings | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 on_window: Callable[[str, int], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
+        self.data = data
+        self.background = background
+        self.demo = demo or DemoSettings()
+        self.progress = progress
+        self.on_window = on_window
+        self.on_warning = on_warning
+        self.market: Any = None
+        self._serving: list[tuple[str, str, float]] = []  # (role, storage path, share)
+        self._policies: dict[str, Any] = {}
+        self._warned: set[str] = set()
+
+    def clock(self) -> Clock:
+        """The market's accelerated clock (the wall clock before the market starts)."""
+        return self.market.clock if self.market is not None else SystemClock()
+
+    async def run(self) -> int:
+        """Seed if needed, then run the market until cancelled. Returns the windows seeded."""
+        return await self.background.run(self._main())
+
+    def stop(self) -> None:
+        if self.market is not None:
+            self.background.call(self.market.stop)
+
+    async def _main(self) -> int:
+        from ..core.seeding import LiveSimulation, seed_history
+        from ..core.sim.simulation import Simulation
+
+        pool = await create_pool(resolve_target(self.data.settings), max_size=3)
+        try:
+            sim = Simulation(seed=self.demo.seed, n_agents=self.demo.agents, steps_per_window=self.demo.steps)
+            seeded = 0
+            if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM trajectories)"):
+                total = self.demo.windows
+
+                def progress(done: int, _result: object) -> None:
+                    if self.progress is not None:
+                        self.progress(done, total)
+
+                report = await seed_history(pool, sim, total, SystemClock().now(), progress=progress)
+                seeded = report.windows_written
+            self.market = LiveSimulation(pool, sim, self.demo.seconds_per_window)
+            self.market.before_window = self._before_window
+            refresher = asyncio.ensure_future(self._refresh_serving(pool))
+            try:
+                await self.market.run(on_window=lambda r: self.on_window and self.on_window(
+                    r.window_id, len(r.trajectories)))
+            finally:
+                refresher.cancel()
+            return seeded
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 5)
+
+    async def _refresh_serving(self, pool: asyncpg.Pool) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                rows = await pool.fetch("SELECT role, storage_path, share FROM console_serving")
+                self._serving = [(r["role"], r["storage_path"], float(r["share"] or 0)) for r in rows]
+            await asyncio.sleep(2.0)
+
+    def _policy(self, storage_path: str) -> Any | None:
+        if storage_path in self._policies:
+            return self._policies[storage_path]
+        policy = None
+        try:
+            from ..core.backends.offline import OfflineBackend
+
+            policy = OfflineBackend(self.data.settings.data_dir / "art").load_policy(storage_path)
+        except Exception as exc:
+            if storage_path not in self._warned and self.on_warning is not None:
+                self._warned.add(storage_path)
+                self.on_warning(f"live model {storage_path} cannot drive simulated agents: {exc}")
+        self._policies[storage_path] = policy
+        if len(self._policies) > 16:
+            self._policies.pop(next(iter(self._policies)))
+        return policy
+
+    def _before_window(self, sim: Any, _window_id: str) -> None:
+        """Let the last few agents trade with the live checkpoint (the candidate's share of them
+        during an A/B rollout); with no live model they keep their scripted strategies."""
+        k = min(self.demo.policy_agents, len(sim.agents))
+        live = next((p for role, p, _ in self._serving if role == "live"), None)
+        candidate = next(((p, s) for role, p, s in self._serving if role == "candidate"), None)
+        n_candidate = round(candidate[1] * k) if candidate else 0
+        for i in range(k):
+            index = len(sim.agents) - 1 - i
+            path = candidate[0] if candidate and i < n_candidate else live
+            policy = self._policy(path) if path else None
+            sim.set_policy(index, policy)
+
+
+def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:
+    """Engine settings for the demo: continuous, offline, outcome judge, thresholds for 12 agents."""
+    return {
+        "judge": "outcome", "backend": "offline", "iterations": None, "windows_per_iteration": 4,
+        "min_agents": 5, "min_steps": 1, "settle_seconds": 60, "poll_seconds": max(1.0, seconds_per_window / 4),
+    }
+
+
+ProgressFn = Callable[[int, int], None]

@@ -1,0 +1,1 @@
+"""Screens: the main console screen and the help screen."""

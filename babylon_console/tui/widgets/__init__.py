@@ -1,0 +1,1 @@
+"""Widgets: the panes and the pieces they are made of."""

@@ -1,0 +1,187 @@
+"""Checkpoints pane: trained models with their metrics and status, promote / roll back, audit trail."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.widgets import DataTable, Static
+
+from .. import bindings as keys
+from ..data import CheckpointRow, CheckpointsView
+from .pane import Pane, theme_color
+
+ROLE_COLORS = {"live": "success", "candidate": "accent", "ready": "primary", "archived": "foreground",
+               "failed": "error", "training": "warning"}
+
+
+def _metric(row: CheckpointRow, key: str, fmt: str = ".4f") -> str:
+    value = row.metrics.get(key)
+    return "–" if value is None else format(value, fmt)
+
+
+class CheckpointsPane(Pane):
+    scope = "checkpoints"
+    title = "Checkpoints"
+    poll_seconds = 3.0
+    min_reload_s = 2.0
+    BINDINGS: ClassVar = keys.bindings("checkpoints")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.view: CheckpointsView | None = None
+        self.selected_id: str | None = None
+        self._signature: Any = None
+        self._audit_signature: Any = None
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield Static("Loading checkpoints…", id="checkpoints-summary", classes="pane-title")
+        yield DataTable(id="checkpoints-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="checkpoints-detail", classes="detail")
+        yield Static("Audit trail (promotions and rollbacks)", classes="section")
+        yield DataTable(id="checkpoints-audit", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#checkpoints-table", DataTable)
+        for label in ("Model", "Step", "Status", "Share", "Avg reward", "Reward", "Loss", "KL", "Entropy",
+                      "Grad norm", "Created (UTC)"):
+            table.add_column(label, key=label.lower())
+        audit = self.query_one("#checkpoints-audit", DataTable)
+        for label in ("When (UTC)", "Action", "Operator", "From", "To", "Share"):
+            audit.add_column(label, key=label.lower())
+
+    def on_show_pane(self) -> None:
+        self.query_one("#checkpoints-table", DataTable).focus()
+
+    # -- data ----------------------------------------------------------------------------------
+
+    async def load(self) -> CheckpointsView:
+        return await self.console.data.checkpoints()
+
+    def show(self, payload: CheckpointsView) -> None:
+        self.view = payload
+        self.console.live_model = payload.live
+        self._summary()
+        self._rows()
+        self._audit()
+        self._detail()
+        self.app.refresh_bindings()
+
+    def _summary(self) -> None:
+        view = self.view
+        if view is None:
+            return
+        text = Text.assemble(("Checkpoints ", "bold"), f"{len(view.rows)} registered · live: ")
+        if view.live is not None:
+            text.append(view.live.model_id, style=f"bold {theme_color(self.app, 'success')}")
+            text.append(f" ({view.live.storage_path})")
+        else:
+            text.append("none", style="bold")
+        if view.rollout is not None and view.rollout.candidate_model_id:
+            text.append(" · A/B: ")
+            text.append(view.rollout.candidate_model_id, style=f"bold {theme_color(self.app, 'accent')}")
+            text.append(f" serves {view.rollout.candidate_share:.0%} of agents")
+        self.query_one("#checkpoints-summary", Static).update(text)
+
+    def _rows(self) -> None:
+        view = self.view
+        assert view is not None
+        signature = tuple((r.model.model_id, r.role, r.share, r.model.avg_reward, r.refusal) for r in view.rows)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        table = self.query_one("#checkpoints-table", DataTable)
+        keep = self.selected_id
+        table.clear()
+        for r in view.rows:
+            m = r.model
+            role = Text(r.role, style=theme_color(self.app, ROLE_COLORS.get(r.role, "foreground")))
+            if r.role in ("live", "candidate"):
+                role.stylize("bold")
+            table.add_row(
+                m.model_id, "–" if r.step is None else str(r.step), role,
+                "–" if r.share is None else f"{r.share:.0%}",
+                "–" if m.avg_reward is None else f"{m.avg_reward:.3f}",
+                _metric(r, "train/reward", ".3f"), _metric(r, "loss/train"), _metric(r, "loss/kl_div"),
+                _metric(r, "loss/entropy"), _metric(r, "loss/grad_norm"),
+                m.created_at.strftime("%Y-%m-%d %H:%M") if m.created_at else "–",
+                key=m.model_id,
+            )
+        ids = [r.model.model_id for r in view.rows]
+        if keep in ids:
+            table.move_cursor(row=ids.index(keep), animate=False, scroll=True)
+        elif ids:
+            self.selected_id = ids[0]
+
+    def _audit(self) -> None:
+        view = self.view
+        assert view is not None
+        signature = tuple(a.id for a in view.audit)
+        if signature == self._audit_signature:
+            return
+        self._audit_signature = signature
+        audit = self.query_one("#checkpoints-audit", DataTable)
+        audit.clear()
+        for a in view.audit:
+            audit.add_row(a.created_at.strftime("%Y-%m-%d %H:%M:%S"), a.action, a.operator, a.from_model_id or "–",
+                          a.to_model_id or "–", "–" if a.share is None else f"{a.share:.0%}", key=str(a.id))
+
+    def selected(self) -> CheckpointRow | None:
+        if self.view is None:
+            return None
+        return next((r for r in self.view.rows if r.model.model_id == self.selected_id), None)
+
+    def _detail(self) -> None:
+        row = self.selected()
+        detail = self.query_one("#checkpoints-detail", Static)
+        if row is None:
+            detail.update("No checkpoints yet: they appear as the engine trains (3 Training)."
+                          if self.view is not None and not self.view.rows else "")
+            return
+        text = Text.assemble((row.model.model_id, "bold"), f"  {row.model.storage_path}  ")
+        if self.console.read_only:
+            text.append("read-only: promote and roll back are refused", style=theme_color(self.app, "warning"))
+        elif row.refusal:
+            text.append(f"cannot promote: {row.refusal}", style="dim")
+        else:
+            text.append("P", style="bold")
+            text.append(" promote (A/B share or 100%)")
+        detail.update(text)
+
+    def theme_changed(self) -> None:
+        if self.view is not None:
+            self._signature = None
+            self.show(self.view)
+
+    @on(DataTable.RowHighlighted, "#checkpoints-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value is not None:
+            self.selected_id = str(event.row_key.value)
+            self._detail()
+            self.app.refresh_bindings()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def refusal(self, action: str) -> str | None:
+        if action == "promote":
+            if self.view is None:
+                return "checkpoints are still loading"
+            row = self.selected()
+            if row is None:
+                return "no checkpoint selected"
+            return f"{row.model.model_id} cannot be promoted: {row.refusal}" if row.refusal else None
+        if action == "rollback":
+            if self.view is None:
+                return "checkpoints are still loading"
+            if self.view.live is None and self.view.rollout is None:
+                return "nothing to roll back: no model is live"
+        return None
+
+    def action_promote(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.console.promote_flow(row)
+
+    def action_rollback(self) -> None:
+        self.console.rollback_flow(self.view)

@@ -1,0 +1,370 @@
+"""Training pane: run state, live charts by step, judging progress per window, ETA, event tail.
+
+Events are folded into `TrainingState` as they arrive (cheap, bounded: every buffer is a deque
+with a maximum length), whether or not the pane is visible; the pane draws only while visible,
+and charts at most a few times a second, rendered in a worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.color import Color
+from textual.containers import Grid
+from textual.widgets import DataTable, RichLog, Static
+
+from .. import bindings as keys
+from ..data import Event, EventKind, RunInfo
+from .chart import MetricChart, render_chart
+from .pane import Pane, theme_color
+
+CHART_POINTS = 2000
+TAIL_LINES = 500
+TAIL_CATCH_UP = 100  # lines written at once when the pane is shown after a burst
+JUDGING_WINDOWS = 24
+CHART_MIN_INTERVAL_S = 1.0  # charts redraw at most once a second
+
+# chart id -> (title, [(metric key, label, theme color)])
+CHARTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
+    "chart-reward": ("reward (mean, std)", [("train/reward", "mean", "primary"),
+                                            ("train/reward_std_dev", "std", "accent")]),
+    "chart-loss": ("loss", [("loss/train", "loss", "primary")]),
+    "chart-kl": ("KL divergence", [("loss/kl_div", "kl", "secondary")]),
+    "chart-entropy": ("entropy", [("loss/entropy", "entropy", "accent")]),
+    "chart-grad": ("grad norm", [("loss/grad_norm", "grad", "warning")]),
+}
+METRICS = sorted({key for _, series in CHARTS.values() for key, _, _ in series})
+
+KIND_STYLES = {EventKind.ERROR: "error", EventKind.WARNING: "warning", EventKind.STEP_TRAINED: "primary",
+               EventKind.CHECKPOINT_REGISTERED: "success", EventKind.PROMOTED: "success",
+               EventKind.ROLLED_BACK: "warning"}
+
+
+@dataclass(slots=True)
+class JudgingRow:
+    window_id: str
+    status: str
+    detail: str = ""
+
+
+class TrainingState:
+    """Everything the pane shows, folded from events; bounded in memory."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, deque[tuple[int, float]]] = {k: deque(maxlen=CHART_POINTS) for k in METRICS}
+        self.chart_version = 0
+        self.judging: OrderedDict[str, JudgingRow] = OrderedDict()
+        self.judging_version = 0
+        self.tail: deque[tuple[int, Text]] = deque(maxlen=TAIL_LINES)
+        self.tail_seq = 0
+        self.run_id: str | None = None
+        self.state: str | None = None
+        self.iteration = 0
+        self.step: int | None = None
+        self.iterations_target: int | None = None
+        self.iteration_started: datetime | None = None
+        self.iteration_durations: deque[float] = deque(maxlen=20)
+        self.windows_trained = 0
+        self.windows_failed = 0
+        self.last_checkpoint: str | None = None
+        self.last_event_at: datetime | None = None
+        self.version = 0
+
+    def _judging(self, window_id: str, status: str, detail: str = "") -> None:
+        row = self.judging.get(window_id)
+        if row is None:
+            row = self.judging[window_id] = JudgingRow(window_id, status, detail)
+        else:
+            row.status, row.detail = status, detail or row.detail
+            self.judging.move_to_end(window_id)
+        while len(self.judging) > JUDGING_WINDOWS:
+            self.judging.popitem(last=False)
+        self.judging_version += 1
+
+    def ingest(self, events: Iterable[Event], colors: dict[str, str]) -> None:
+        for event in events:
+            self._fold(event)
+            self.tail_seq += 1
+            self.tail.append((self.tail_seq, self._line(event, colors)))
+            self.version += 1
+
+    def _line(self, event: Event, colors: dict[str, str]) -> Text:
+        when = event.created_at.strftime("%H:%M:%S") if event.created_at else "--:--:--"
+        style = colors.get(KIND_STYLES.get(event.kind, ""), "")
+        return Text.assemble((when + " ", "dim"), (f"{event.kind.value:<21} ", style or "bold"), event.summary)
+
+    def _fold(self, event: Event) -> None:
+        p = event.payload
+        self.last_event_at = event.created_at
+        match event.kind:
+            case EventKind.RUN_STARTED:
+                self.run_id, self.state = event.run_id, "running"
+                self.iteration, self.iteration_started = 0, None
+                self.windows_trained = self.windows_failed = 0
+                config = p.get("config") or {}
+                self.iterations_target = config.get("iterations")
+            case EventKind.RUN_PAUSED:
+                self.state = "paused"
+            case EventKind.RUN_RESUMED:
+                self.state = "running"
+            case EventKind.RUN_STOPPED:
+                self.state = "stopped" if "failed" not in str(p.get("reason", "")) else "failed"
+                self.iteration_started = None
+            case EventKind.ITERATION_STARTED:
+                self.run_id = event.run_id or self.run_id
+                self.state = self.state if self.state in ("paused",) else "running"
+                self.iteration = int(p.get("iteration") or self.iteration + 1)
+                self.iteration_started = event.created_at
+                for window_id in p.get("windows") or []:
+                    self._judging(str(window_id), "queued")
+            case EventKind.WINDOW_SELECTED:
+                self._judging(str(p.get("window_id")), "judging",
+                              f"{p.get('trajectories')} of {p.get('available')} trajectories")
+            case EventKind.WINDOW_JUDGED:
+                self._judging(str(p.get("window_id")), "judged",
+                              f"mean {p.get('mean', 0):.3f} ± {p.get('std', 0):.3f}, n={p.get('n')}")
+            case EventKind.WINDOW_SKIPPED:
+                self._judging(str(p.get("window_id")), "skipped", str(p.get("message", ""))[-40:])
+            case EventKind.ERROR:
+                if p.get("window_id"):
+                    self._judging(str(p["window_id"]), "failed", str(p.get("message", ""))[:60])
+                    self.windows_failed += 1
+            case EventKind.STEP_TRAINED:
+                step = p.get("step")
+                if isinstance(step, int):
+                    self.step = step
+                    metrics = p.get("metrics") or {}
+                    for key in METRICS:
+                        value = metrics.get(key)
+                        if isinstance(value, int | float):
+                            self.series[key].append((step, float(value)))
+                    self.chart_version += 1
+                windows = p.get("windows") or []
+                self.windows_trained += len(windows)
+                for window_id in windows:
+                    self._judging(str(window_id), "trained", f"step {step}")
+                if self.iteration_started is not None and event.created_at is not None:
+                    self.iteration_durations.append((event.created_at - self.iteration_started).total_seconds())
+                    self.iteration_started = None
+            case EventKind.CHECKPOINT_REGISTERED:
+                self.last_checkpoint = p.get("model_id")
+            case _:
+                pass
+
+    def clear_charts(self) -> None:
+        for values in self.series.values():
+            values.clear()
+        self.chart_version += 1
+
+    @property
+    def average_iteration_s(self) -> float | None:
+        if not self.iteration_durations:
+            return None
+        return sum(self.iteration_durations) / len(self.iteration_durations)
+
+    def eta(self, now: datetime | None) -> str:
+        avg = self.average_iteration_s
+        if self.state not in ("running", "paused"):
+            return ""
+        if avg is None:
+            return "ETA: after the first trained step"
+        parts = [f"~{_secs(avg)} per iteration"]
+        if self.iteration_started is not None and now is not None:
+            elapsed = (now - self.iteration_started).total_seconds()
+            parts.append(f"this iteration ~{_secs(max(0.0, avg - elapsed))} left")
+        elif self.iteration_started is None:
+            parts.append("waiting for ready windows")
+        if self.iterations_target:
+            left = max(0, self.iterations_target - self.iteration)
+            parts.append(f"run: {self.iteration}/{self.iterations_target} iterations, ~{_secs(left * avg)} left")
+        return "ETA " + ", ".join(parts)
+
+
+class TrainingPane(Pane):
+    scope = "training"
+    title = "Training"
+    poll_seconds = 2.0
+    BINDINGS: ClassVar = keys.bindings("training")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = TrainingState()
+        self.run: RunInfo | None = None
+        self._tail_shown = 0
+        self._judging_shown = -1
+        self._charts_shown = -1
+        self._charts_size: tuple[tuple[int, int], ...] = ()
+        self._charts_at = 0.0
+        self._charts_busy = False
+        self.wall_clock = True  # False in snapshot tests: no live "now" in the ETA
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield Static(id="training-status", classes="pane-title")
+        with Grid(id="training-charts"):
+            for chart_id, (title, series) in CHARTS.items():
+                yield MetricChart(title, [(label, color) for _, label, color in series], id=chart_id,
+                                  classes="chart")
+            yield DataTable(id="training-judging", cursor_type="row", zebra_stripes=True, classes="chart")
+        yield RichLog(id="training-tail", max_lines=TAIL_LINES, wrap=False, markup=False, auto_scroll=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#training-judging", DataTable)
+        table.border_title = "judging progress"
+        for label in ("Window", "Status", "Detail"):
+            table.add_column(label, key=label.lower())
+        self.query_one("#training-tail", RichLog).border_title = "events"
+
+    def on_show_pane(self) -> None:
+        self.redraw()
+
+    def on_resize(self) -> None:
+        self._charts_shown = -1
+        self.call_after_refresh(self.redraw)
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def colors(self) -> dict[str, str]:
+        return {name: theme_color(self.app, name) for name in ("primary", "secondary", "accent", "warning",
+                                                                 "error", "success")}
+
+    def ingest(self, events: list[Event]) -> None:
+        self.state.ingest(events, self.colors())
+
+    async def load(self) -> RunInfo | None:
+        return await self.console.data.latest_run()
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        if not self.console.main.is_visible(self):
+            return
+        self._draw_status()
+        self._draw_judging()
+        self._draw_tail()
+        self._draw_charts()
+
+    def _draw_status(self) -> None:
+        s = self.state
+        runner = self.console.engine
+        engine_state = runner.state if runner is not None else (s.state or (self.run.state if self.run else None))
+        where = "this console" if runner is not None else (
+            "attached" if self.console.attach else ("another process" if self.run and self.run.active else ""))
+        line1 = Text.assemble(("Engine ", "bold"), (engine_state or "idle", "bold"))
+        if where and engine_state:
+            line1.append(f" ({where})")
+        run_id = (runner.run_id if runner else None) or s.run_id or (self.run.run_id if self.run else None)
+        if run_id:
+            line1.append(f" · {run_id}")
+        iteration = s.iteration or (self.run.iteration if self.run else 0)
+        step = s.step if s.step is not None else (self.run.step if self.run else None)
+        line1.append(f" · iteration {iteration} · step {step if step is not None else '–'}")
+        line1.append(f" · windows trained {s.windows_trained}, failed {s.windows_failed}")
+        if s.last_checkpoint:
+            line1.append(f" · last checkpoint {s.last_checkpoint}")
+        now = None
+        if self.wall_clock and s.last_event_at is not None:
+            now = datetime.now(UTC) if s.last_event_at.tzinfo else datetime.now()
+        eta = s.eta(now)
+        error = runner.error if runner is not None and runner.state == "failed" else None
+        line2 = Text(eta or ("E to start the engine" if engine_state in (None, "idle", "stopped", "failed")
+                             and not self.console.attach else ""), style="dim")
+        if error:
+            line2 = Text(f"failed: {error}", style=theme_color(self.app, "error"))
+        self.query_one("#training-status", Static).update(Text("\n").join([line1, line2]))
+
+    def _draw_judging(self) -> None:
+        if self._judging_shown == self.state.judging_version:
+            return
+        self._judging_shown = self.state.judging_version
+        table = self.query_one("#training-judging", DataTable)
+        table.clear()
+        colors = {"trained": "success", "judged": "primary", "failed": "error", "skipped": "warning",
+                  "judging": "accent"}
+        for row in reversed(self.state.judging.values()):
+            table.add_row(row.window_id, Text(row.status, style=theme_color(self.app, colors.get(row.status, ""))),
+                          row.detail, key=row.window_id)
+
+    def _draw_tail(self) -> None:
+        """Append what arrived since the last draw, as one write; after a long absence only the
+        last `TAIL_CATCH_UP` lines (older ones stay in the buffer, not on screen)."""
+        if self._tail_shown == self.state.tail_seq:
+            return
+        log = self.query_one("#training-tail", RichLog)
+        pending = [line for seq, line in self.state.tail if seq > self._tail_shown]
+        if len(pending) > TAIL_CATCH_UP:
+            log.clear()
+            pending = pending[-TAIL_CATCH_UP:]
+        if pending:
+            log.write(Text("\n").join(pending))
+        self._tail_shown = self.state.tail_seq
+
+    def _draw_charts(self) -> None:
+        charts = list(self.query(MetricChart))
+        sizes = tuple(c.plot_size() for c in charts)
+        if self._charts_shown == self.state.chart_version and sizes == self._charts_size:
+            return
+        if self._charts_busy or time.monotonic() - self._charts_at < CHART_MIN_INTERVAL_S:
+            self.set_timer(CHART_MIN_INTERVAL_S, self.redraw)
+            return
+        version = self.state.chart_version
+        rgb = {name: Color.parse(value).rgb for name, value in self.colors().items() if value}
+        jobs = []
+        for chart, size in zip(charts, sizes, strict=True):
+            _, series = CHARTS[chart.id or ""]
+            data = []
+            for key, label, color in series:
+                points = list(self.state.series[key])
+                data.append((label, [p[0] for p in points], [p[1] for p in points], rgb.get(color, (200, 200, 200))))
+            jobs.append((chart, data, size))
+        self._charts_busy = True
+        self._charts_at = time.monotonic()
+
+        def work() -> None:
+            try:
+                rendered = [(chart, render_chart(data, w, h)) for chart, data, (w, h) in jobs]
+                self.app.call_from_thread(apply, rendered)
+            finally:
+                self._charts_busy = False
+
+        def apply(rendered: list[tuple[MetricChart, Text]]) -> None:
+            for chart, text in rendered:
+                chart.update(text)
+                legend = " ".join(f"[{rgb_hex(rgb.get(color))}]━[/] {label}" for label, color in chart.series)
+                chart.border_subtitle = legend
+            self._charts_shown = version
+            self._charts_size = sizes
+
+        self.console.start_worker(work, name="render charts", group="charts", thread=True)
+
+    def theme_changed(self) -> None:
+        self._charts_shown = self._judging_shown = -1
+        self.redraw()
+
+    def show(self, payload: RunInfo | None) -> None:
+        self.run = payload
+        if self.console.attach and payload is not None and payload.active:
+            self.console.attached_config = payload.config
+        self.redraw()
+
+    def action_clear_charts(self) -> None:
+        self.state.clear_charts()
+        self.redraw()
+
+
+def _secs(value: float) -> str:
+    if value < 10:
+        return f"{value:.1f} s"
+    if value < 120:
+        return f"{value:.0f} s"
+    return f"{value / 60:.0f} min"
+
+
+def rgb_hex(rgb: tuple[int, int, int] | None) -> str:
+    r, g, b = rgb or (200, 200, 200)
+    return f"#{r:02x}{g:02x}{b:02x}"

@@ -1,0 +1,235 @@
+"""Operator actions from the keyboard: promote (with confirm), refusals, read-only, rollback, engine
+control, quit during a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import DataTable, RadioSet
+
+from babylon_console.tui.dialogs.confirm import ConfirmDialog
+from babylon_console.tui.dialogs.engine import EngineSettingsDialog
+from babylon_console.tui.dialogs.promote import PromoteDialog
+from babylon_console.tui.widgets.checkpoints import CheckpointsPane
+from babylon_console.tui.widgets.training import TrainingPane
+
+from .conftest import SIZE, insert_model, wait_for
+
+
+async def live_model(pool: Any) -> str | None:
+    return await pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
+
+
+async def open_checkpoints(app: Any, pilot: Any, count: int) -> CheckpointsPane:
+    await wait_for(lambda: app.db_ready, what="connection")
+    await pilot.press("4")
+    await wait_for(lambda: app.main.query_one("#checkpoints-table", DataTable).row_count == count, what="models")
+    return app.main.pane(CheckpointsPane)
+
+
+async def test_promote_to_100_percent_asks_to_confirm_then_makes_it_live(seeded, make_app) -> None:
+    pool = seeded
+    await insert_model(pool, 1)
+    newest = await insert_model(pool, 2, avg_reward=0.61)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_checkpoints(app, pilot, 2)
+        assert pane.selected_id == newest  # newest first, selected
+        await pilot.press("P")
+        assert isinstance(app.screen, PromoteDialog)
+        radio = app.screen.query_one(RadioSet)
+        assert radio.has_focus
+        await pilot.press("down", "down", "down", "enter")  # 100%
+        assert app.screen.chosen() == 1.0
+        await pilot.press("enter")  # Continue (focused after the choice)
+        assert isinstance(app.screen, ConfirmDialog)
+        assert await live_model(pool) is None  # nothing happens before the confirmation
+        await pilot.press("y")
+        await wait_for(lambda: any(t.startswith("Promoted:") for t in app.toasts), what="promotion toast")
+        assert await live_model(pool) == newest
+        await wait_for(lambda: app.main.query_one("#checkpoints-audit", DataTable).row_count == 1, what="audit row")
+        assert str(app.main.query_one("#checkpoints-audit", DataTable).get_row_at(0)[2]) == "tester"
+        await wait_for(lambda: pane.selected() is not None and pane.selected().role == "live", what="live role")
+        # the live model itself cannot be promoted again: the key says why
+        await pilot.press("P")
+        assert not isinstance(app.screen, PromoteDialog)
+        assert any("already live" in t for t in app.toasts)
+
+
+async def test_ab_rollout_then_rollback_with_confirm(seeded, make_app) -> None:
+    pool = seeded
+    first = await insert_model(pool, 1)
+    second = await insert_model(pool, 2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_checkpoints(app, pilot, 2)
+        await app.data.promote(first, 1.0)  # a live model to roll out next to
+        app.main.mark_stale("checkpoints")
+        pane = app.main.pane(CheckpointsPane)
+        await wait_for(lambda: pane.view is not None and pane.view.live is not None, what="live model")
+        assert pane.selected_id == second
+        await pilot.press("P", "enter")  # default choice: A/B 10%
+        assert isinstance(app.screen, PromoteDialog)
+        await pilot.press("tab")
+        await pilot.press("enter")  # Continue
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await wait_for(lambda: pane.view is not None and pane.view.rollout is not None, what="rollout")
+        assert pane.view.rollout.candidate_model_id == second
+        assert abs(pane.view.rollout.candidate_share - 0.10) < 1e-9
+
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")  # cancelled: nothing changes
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert (await app.data.checkpoints()).rollout is not None
+        await pilot.press("R", "y")
+        await wait_for(lambda: any(t.startswith("Rolled back") for t in app.toasts), what="rollback toast")
+        assert (await app.data.checkpoints()).rollout is None
+        assert await live_model(pool) == first
+
+
+async def test_promote_is_refused_when_the_checkpoint_is_not_eligible(seeded, make_app) -> None:
+    pool = seeded
+    failed = await insert_model(pool, 3, status="failed")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_checkpoints(app, pilot, 1)
+        assert pane.selected_id == failed
+        assert pane.check_action("promote", ()) is None  # disabled (dimmed in the footer)
+        await pilot.press("P")
+        assert not isinstance(app.screen, PromoteDialog)
+        assert any("cannot be promoted" in t and "failed" in t for t in app.toasts)
+        assert await live_model(pool) is None
+        await pilot.press("R")  # nothing is live: nothing to roll back
+        assert any("nothing to roll back" in t for t in app.toasts)
+
+
+async def test_read_only_refuses_every_action_with_a_reason(seeded, make_app) -> None:
+    pool = seeded
+    await insert_model(pool, 1)
+    app = make_app(read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_checkpoints(app, pilot, 1)
+        assert "READ-ONLY" in app.main.pane_bar.mode
+        for key in ("P", "R", "E", "X", "space"):
+            await pilot.press(key)
+            assert app.screen is app.main, key
+        read_only_toasts = [t for t in app.toasts if "read-only" in t]
+        assert len(read_only_toasts) >= 5
+        assert await live_model(pool) is None
+        assert app.engine is None
+        # the data layer refuses too (defence in depth)
+        import pytest
+
+        from babylon_console.tui.data import RegistryError
+
+        with pytest.raises(RegistryError, match="read-only"):
+            await app.data.promote("babylon-agent-step0001", 1.0)
+
+
+class StubEngine:
+    """Stands in for EngineRunner where a real engine would only slow the test down."""
+
+    def __init__(self) -> None:
+        self.state = "running"
+        self.run_id = "run-stub"
+        self.error = None
+        self.calls: list[str] = []
+        self.overrides: dict[str, Any] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "running", "paused", "stopping")
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+        self.state = "paused"
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+        self.state = "running"
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        self.state = "stopped"
+
+
+async def test_quit_asks_first_while_a_run_is_active(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        stub = StubEngine()
+        app.engine = stub  # type: ignore[assignment]
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert app.screen is app.main and app.is_running
+        assert stub.calls == []
+        await pilot.press("q", "y")
+        await wait_for(lambda: not app.is_running, what="exit")
+        assert stub.calls == ["stop"]
+
+
+async def test_quit_without_a_run_does_not_ask(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await wait_for(lambda: not app.is_running, what="exit")
+
+
+async def test_pause_resume_and_stop_keys_steer_the_engine(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.db_ready)
+        stub = StubEngine()
+        app.engine = stub  # type: ignore[assignment]
+        await pilot.press("space")
+        assert stub.calls == ["pause"]
+        await pilot.press("space")
+        assert stub.calls == ["pause", "resume"]
+        await pilot.press("E")  # already running: refused with a reason
+        assert not isinstance(app.screen, EngineSettingsDialog)
+        assert any("already running" in t for t in app.toasts)
+        await pilot.press("X")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        assert stub.calls[-1] == "stop"
+        await pilot.press("space")  # nothing runs any more
+        assert any("no engine is running" in t for t in app.toasts)
+
+
+async def test_attached_console_does_not_control_the_engine(make_app) -> None:
+    app = make_app(attach=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.db_ready)
+        await pilot.press("E")
+        assert not isinstance(app.screen, EngineSettingsDialog)
+        assert any("attached to a headless engine" in t for t in app.toasts)
+
+
+async def test_engine_started_from_the_settings_dialog_trains_and_reports(seeded, make_app) -> None:
+    app = make_app(follow_events=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.db_ready)
+        await pilot.press("E")
+        dialog = app.screen
+        assert isinstance(dialog, EngineSettingsDialog)
+        dialog.query_one("#engine-iterations").value = "1"
+        dialog.query_one("#engine-min_agents").value = "3"
+        dialog.query_one("#engine-settle_seconds").value = "0"
+        dialog.query_one("#engine-windows_per_iteration").value = "2"
+        dialog.query_one("#engine-lookback_hours").value = "100000"
+        await pilot.click("#start")
+        assert app.screen is app.main
+        assert app.engine is not None
+        assert app.readiness_criteria()[0].min_agents == 3
+        await pilot.press("3")
+        training = app.main.pane(TrainingPane)
+        await wait_for(lambda: training.state.step == 1, limit_s=60, what="a trained step")
+        await wait_for(lambda: not app.engine.active, limit_s=30, what="engine end")
+        assert app.engine.state == "stopped"
+        assert len(training.state.series["loss/train"]) == 1
+        assert {row.status for row in training.state.judging.values()} == {"trained"}
+        await wait_for(lambda: any(t.startswith("Engine: Engine stopped") for t in app.toasts), what="toast")
+        await pilot.press("4")
+        await wait_for(lambda: app.main.query_one("#checkpoints-table", DataTable).row_count == 1, what="model")

@@ -39,26 +39,7 @@ class SeedReport:
 
 async def ensure_agents(conn: asyncpg.Connection | asyncpg.Pool, sim: Simulation) -> None:
     """Insert the agents' `"User"` rows; existing users are left as they are."""
-    async with _acquire(conn) as c:
-        await insert_rows(c, "User", sim.user_rows(), USER_COLUMNS, on_conflict_do_nothing=True)
-
-
-class _acquire:
-    """`async with` a connection from a pool, or the connection itself."""
-
-    def __init__(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
-        self.conn = conn
-        self._ctx = None
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        if isinstance(self.conn, asyncpg.Pool):
-            self._ctx = self.conn.acquire()
-            return await self._ctx.__aenter__()
-        return self.conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._ctx is not None:
-            await self._ctx.__aexit__(*exc)
+    await insert_rows(conn, "User", sim.user_rows(), USER_COLUMNS, on_conflict_do_nothing=True)
 
 
 async def prepare_bulk_session(conn: asyncpg.Connection) -> None:

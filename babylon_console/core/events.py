@@ -132,29 +132,58 @@ async def recent(conn: asyncpg.Connection | asyncpg.Pool, limit: int = 200) -> l
     return [_row_to_event(r) for r in reversed(rows)]
 
 
+async def of_kinds(conn: asyncpg.Connection | asyncpg.Pool, kinds: list[EventKind], limit: int) -> list[Event]:
+    """The latest `limit` events of the given kinds, oldest first (chart history)."""
+    rows = await conn.fetch(
+        "SELECT id, run_id, kind, payload, created_at FROM console_events "
+        "WHERE kind = ANY($2::text[]) ORDER BY id DESC LIMIT $1",
+        limit, [k.value for k in kinds],
+    )
+    return [_row_to_event(r) for r in reversed(rows)]
+
+
 class EventBus:
     """Follow events of any process through a dedicated LISTEN connection."""
+
+    BATCH = 1000
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
 
-    async def follow(self, after_id: int | None = None, run_id: str | None = None) -> AsyncIterator[Event]:
-        """Yield events with id > after_id (None: only new ones), in id order, forever."""
-        conn = await asyncpg.connect(self.dsn)
+    async def follow_batches(
+        self, after_id: int | None = None, run_id: str | None = None, coalesce_s: float = 0.0
+    ) -> AsyncIterator[list[Event]]:
+        """Batches of events with id > after_id (None: only new ones), in id order, forever.
+
+        After a wake-up it waits `coalesce_s` before reading, so a burst of notifications costs one
+        query (a console at 500 events/s reads a few batches a second, not 500 rows one by one).
+        Raises ConnectionError when the connection is lost, so the caller can reconnect."""
+        conn = await asyncpg.connect(self.dsn, timeout=10)
         wake = asyncio.Event()
+        conn.add_termination_listener(lambda *_: wake.set())
         await conn.add_listener(CHANNEL, lambda *_: wake.set())
         try:
             last = await last_event_id(conn) if after_id is None else after_id
             while True:
                 wake.clear()
-                batch = await fetch_after(conn, last, run_id=run_id)
-                for event in batch:
-                    last = event.id or last
-                    yield event
-                if len(batch) == 1000:
+                batch = await fetch_after(conn, last, limit=self.BATCH, run_id=run_id)
+                if batch:
+                    last = batch[-1].id or last
+                    yield batch
+                if len(batch) == self.BATCH:
                     continue  # more to replay
+                if conn.is_closed():
+                    raise ConnectionError("the event connection was closed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), POLL_FALLBACK_S)
+                if coalesce_s > 0:
+                    await asyncio.sleep(coalesce_s)
         finally:
             with contextlib.suppress(Exception):
-                await conn.close()
+                await asyncio.wait_for(conn.close(), 2)
+
+    async def follow(self, after_id: int | None = None, run_id: str | None = None) -> AsyncIterator[Event]:
+        """Events one by one (see follow_batches)."""
+        async for batch in self.follow_batches(after_id, run_id):
+            for event in batch:
+                yield event

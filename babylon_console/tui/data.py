@@ -61,7 +61,6 @@ __all__ = [
 
 PING_TIMEOUT_S = 2.0
 FOLLOW_COALESCE_S = 0.1  # a burst of events is read in one query, at most ~10 times a second
-FOLLOW_BATCH = 1000
 ACTIVE_RUN_STATES = ("starting", "running", "paused", "stopping")
 
 _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -148,11 +147,6 @@ def _step_of(model: TrainedModel) -> int | None:
         if "step" in text and digits:
             return int(digits)
     return None
-
-
-def _event_from_row(row: asyncpg.Record) -> Event:
-    return Event(id=row["id"], run_id=row["run_id"], kind=EventKind(row["kind"]),
-                 payload=_json_dict(row["payload"]), created_at=row["created_at"])
 
 
 # -- the data layer --------------------------------------------------------------------------------
@@ -291,45 +285,16 @@ class ConsoleData:
 
     async def training_history(self, limit: int = 2000) -> list[Event]:
         """The latest `step_trained` and `window_judged` events, oldest first (charts, judging)."""
-        rows = await self.pool.fetch(
-            "SELECT id, run_id, kind, payload, created_at FROM console_events "
-            "WHERE kind = ANY($2::text[]) ORDER BY id DESC LIMIT $1",
-            limit, [EventKind.STEP_TRAINED.value, EventKind.WINDOW_JUDGED.value],
-        )
-        return [_event_from_row(r) for r in reversed(rows)]
+        return await core_events.of_kinds(self.pool, [EventKind.STEP_TRAINED, EventKind.WINDOW_JUDGED], limit)
 
     async def last_event_id(self) -> int:
         return await core_events.last_event_id(self.pool)
 
-    async def follow_events(self, after_id: int | None, coalesce_s: float = FOLLOW_COALESCE_S
-                            ) -> AsyncIterator[list[Event]]:
-        """Batches of events with id > after_id, then new ones as they are announced (any process).
-
-        Like `core.events.EventBus.follow`, on a dedicated LISTEN connection, but a burst of
-        notifications costs one query: after a wake-up it waits `coalesce_s` and reads everything
-        that arrived meanwhile (so 500 events a second are a few queries, not 500)."""
-        conn = await asyncpg.connect(self.dsn, timeout=10)
-        wake = asyncio.Event()
-        conn.add_termination_listener(lambda *_: wake.set())
-        await conn.add_listener(core_events.CHANNEL, lambda *_: wake.set())
-        try:
-            last = await core_events.last_event_id(conn) if after_id is None else after_id
-            while True:
-                wake.clear()
-                batch = await core_events.fetch_after(conn, last, limit=FOLLOW_BATCH)
-                if batch:
-                    last = batch[-1].id or last
-                    yield batch
-                if len(batch) == FOLLOW_BATCH:
-                    continue  # more to replay
-                if conn.is_closed():
-                    raise ConnectionError("the event connection was closed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), core_events.POLL_FALLBACK_S)
-                await asyncio.sleep(coalesce_s)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+    def follow_events(self, after_id: int | None, coalesce_s: float = FOLLOW_COALESCE_S
+                      ) -> AsyncIterator[list[Event]]:
+        """Batches of events with id > after_id, then new ones as any process announces them;
+        a burst costs one query (`core.events.EventBus.follow_batches`)."""
+        return core_events.EventBus(self.dsn).follow_batches(after_id, coalesce_s=coalesce_s)
 
     async def latest_run(self) -> RunInfo | None:
         row = await self.pool.fetchrow(

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..cli import app, err, fail, load_settings, out, print_json, run_command
 from ..core.config import BackendName, JudgeName, Settings
-from ..core.database import open_pool
+from ..core.database import open_database
 
 if TYPE_CHECKING:  # the engine pulls in judges and backends: keep them off the console's start-up path
     from ..core.engine import Engine, EngineConfig, RunSummary
@@ -87,13 +87,10 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
     _preflight(config, settings)
 
     async def body() -> RunSummary:
-        pool = await open_pool(settings)
+        target, pool = await open_database(settings)
         try:
-            from ..core.database import resolve_target
-
-            dsn = (await asyncio.to_thread(resolve_target, settings)).dsn
             engine = Engine(pool, config, settings=settings)
-            return await _run_engine(engine, quiet or as_json, dsn)
+            return await _run_engine(engine, quiet or as_json, target.dsn)
         finally:
             await pool.close()
 

@@ -115,6 +115,13 @@ async def create_pool(target: DatabaseTarget, *, min_size: int = 1, max_size: in
 
 async def open_pool(settings: Settings, *, migrate: bool = True, max_size: int = 8) -> asyncpg.Pool:
     """Resolve the target, create the embedded database if needed, migrate, and return a pool."""
+    return (await open_database(settings, migrate=migrate, max_size=max_size))[1]
+
+
+async def open_database(
+    settings: Settings, *, migrate: bool = True, max_size: int = 8
+) -> tuple[DatabaseTarget, asyncpg.Pool]:
+    """Like open_pool, also returning where it connected (for LISTEN connections and other pools)."""
     target = await asyncio.to_thread(resolve_target, settings)
     if target.embedded:
         await ensure_database_exists(target)
@@ -124,4 +131,4 @@ async def open_pool(settings: Settings, *, migrate: bool = True, max_size: int =
 
         async with pool.acquire() as conn:
             await run_migrations(conn)
-    return pool
+    return target, pool

@@ -34,7 +34,7 @@ import orjson
 from ..core import events as core_events
 from ..core.clock import Clock, SystemClock
 from ..core.config import Settings
-from ..core.database import DatabaseUnavailable, create_pool, open_pool, resolve_target
+from ..core.database import DatabaseTarget, DatabaseUnavailable, create_pool, open_database, resolve_target
 from ..core.events import Event, EventKind
 from ..core.models import TrainedModel, WindowGroundTruth
 from ..core.registry import ActionResult, AuditEntry, Registry, RegistryError, Rollout, eligibility
@@ -168,7 +168,7 @@ class ConsoleData:
         self.operator = operator or default_operator()
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._dsn: str | None = None
+        self._target: DatabaseTarget | None = None
         self._connect_lock = asyncio.Lock()
 
     # -- connection ----------------------------------------------------------------------------
@@ -179,9 +179,13 @@ class ConsoleData:
 
     @property
     def dsn(self) -> str:
-        if self._dsn is None:
+        if self._target is None:
             raise DatabaseUnavailable("not connected yet")
-        return self._dsn
+        return self._target.dsn
+
+    def target(self) -> DatabaseTarget:
+        """Where the console connected (resolved now if it has not connected yet)."""
+        return self._target or resolve_target(self.settings)
 
     @property
     def target_label(self) -> str:
@@ -200,9 +204,9 @@ class ConsoleData:
         async with self._connect_lock:
             if self._pool is not None:
                 return
-            target = await asyncio.to_thread(resolve_target, self.settings)
-            self._pool = await open_pool(self.settings, migrate=not self.read_only, max_size=self.pool_size)
-            self._dsn = target.dsn
+            self._target, self._pool = await open_database(
+                self.settings, migrate=not self.read_only, max_size=self.pool_size
+            )
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -399,7 +403,7 @@ class EngineRunner:
         try:
             from ..core.engine import Engine, EngineConfig  # imported here: keeps it off the paint path
 
-            pool = await create_pool(resolve_target(self.data.settings), max_size=6)
+            pool = await create_pool(self.data.target(), max_size=6)
         except BaseException as exc:
             self.state, self.error = "failed", str(exc)
             raise
@@ -483,7 +487,7 @@ class DemoRunner:
         from ..core.seeding import LiveSimulation, seed_history
         from ..core.sim.simulation import Simulation
 
-        pool = await create_pool(resolve_target(self.data.settings), max_size=3)
+        pool = await create_pool(self.data.target(), max_size=3)
         try:
             sim = Simulation(seed=self.demo.seed, n_agents=self.demo.agents, steps_per_window=self.demo.steps)
             seeded = 0

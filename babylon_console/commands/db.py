@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-import asyncpg
 import typer
 from rich.table import Table
 
 from ..cli import db_app, load_settings, out, print_json, run_command
 from ..core import migrations
-from ..core.config import Settings
-from ..core.database import DatabaseTarget, connect, ensure_database_exists, resolve_target
-
-
-async def _open(settings: Settings) -> tuple[DatabaseTarget, asyncpg.Connection]:
-    target = await asyncio.to_thread(resolve_target, settings)
-    if target.embedded:
-        await ensure_database_exists(target)
-    return target, await connect(target)
+from ..core.database import connect_unmigrated
 
 
 @db_app.command("migrate")
@@ -30,7 +20,7 @@ def migrate_command(
     settings = load_settings()
 
     async def body():
-        target, conn = await _open(settings)
+        target, conn = await connect_unmigrated(settings)
         try:
             applied = await migrations.migrate(conn)
             return target, applied
@@ -55,7 +45,7 @@ def status_command(
     settings = load_settings()
 
     async def body():
-        target, conn = await _open(settings)
+        target, conn = await connect_unmigrated(settings)
         try:
             return target, await migrations.status(conn)
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 import platform
@@ -18,7 +17,7 @@ from .. import __version__
 from ..cli import app, load_settings, out, print_json, run_command
 from ..core import migrations
 from ..core.config import Settings
-from ..core.database import DatabaseUnavailable, connect, ensure_database_exists, resolve_target
+from ..core.database import DatabaseUnavailable, connect_unmigrated
 
 # The game columns the console reads or writes; a game schema lacking one is reported.
 REQUIRED_GAME_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -113,10 +112,7 @@ def _static_checks(settings: Settings) -> list[Check]:
 async def _database_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     try:
-        target = await asyncio.to_thread(resolve_target, settings)
-        if target.embedded:
-            await ensure_database_exists(target)
-        conn = await connect(target)
+        target, conn = await connect_unmigrated(settings)
     except DatabaseUnavailable as exc:
         return [Check("database", Verdict.FAIL, str(exc))]
     try:

@@ -98,6 +98,14 @@ async def connect(target: DatabaseTarget) -> asyncpg.Connection:
         raise _unavailable(target, exc) from exc
 
 
+async def connect_unmigrated(settings: Settings) -> tuple[DatabaseTarget, asyncpg.Connection]:
+    """One connection without migrating (db status/migrate and doctor inspect the schema as it is)."""
+    target = await asyncio.to_thread(resolve_target, settings)
+    if target.embedded:
+        await ensure_database_exists(target)
+    return target, await connect(target)
+
+
 async def create_pool(target: DatabaseTarget, *, min_size: int = 1, max_size: int = 8) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(

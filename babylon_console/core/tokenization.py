@@ -1,0 +1,140 @@
+"""Recorded LLM calls as the token ids the base model saw and produced (DESIGN "Trainable turns").
+
+ART (0.5.x) trains only assistant turns given as openai `Choice` objects that carry
+`prompt_token_ids` and `token_ids` in their extra fields; a plain-dict assistant message trains
+nothing. Recorded game data has no token ids, so they are rebuilt here, the way the serving vLLM
+would have produced them for the request the agent actually made:
+
+- prompt: the call's system + user prompt rendered with the base model's chat template with the
+  generation prompt on, encoded without extra special tokens (the template writes its own);
+- completion: the recorded response encoded on its own, plus the tokenizer's end-of-sequence
+  token, as vLLM returns a completion that stopped normally.
+
+Length rule: a call whose prompt + completion is longer than `max_seq_length` is dropped and
+counted (`CallEncoding.dropped_too_long`); a response is never truncated.
+
+The tokenizer is ART's `art.tokenizer.get_tokenizer` for a Hugging Face id or a local directory,
+loaded once per source and cached; loading is blocking, so callers on an event loop run it in a
+worker thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MAX_SEQ_LENGTH = 32_768
+
+
+class TokenizerUnavailable(RuntimeError):
+    """The configured tokenizer cannot be loaded; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """One LLM request the agent made, as recorded (texts only)."""
+
+    step_number: int
+    system_prompt: str
+    user_prompt: str
+    response: str
+    purpose: str | None = None
+    action_type: str | None = None
+
+
+@dataclass(slots=True)
+class CallTokens:
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+
+
+@dataclass(slots=True)
+class CallEncoding:
+    """Per input call, its tokens or None when dropped; and the counts of what was dropped."""
+
+    tokens: list[CallTokens | None] = field(default_factory=list)
+    dropped_too_long: int = 0
+    dropped_empty: int = 0
+
+
+_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+
+
+def tokenizer_source(tokenizer_setting: str | None, base_model: str) -> str:
+    """`BABYLON_TOKENIZER` when set (a Hugging Face id or a directory), else the base model's id."""
+    return (tokenizer_setting or "").strip() or base_model
+
+
+def load_tokenizer(source: str) -> Any:
+    """ART's tokenizer for `source`, loaded once per process (thread-safe). Blocking."""
+    with _lock:
+        cached = _cache.get(source)
+        if cached is not None:
+            return cached
+        try:
+            from art.tokenizer import get_tokenizer
+
+            tokenizer = get_tokenizer(source)
+        except Exception as exc:  # OSError (not found / no hub), ValueError, ImportError ...
+            where = "directory" if os.path.isdir(source) else "Hugging Face id"
+            raise TokenizerUnavailable(
+                f"cannot load the tokenizer {source!r} ({where}): {str(exc).splitlines()[0] if str(exc) else exc!r}. "
+                "Set BABYLON_TOKENIZER to a local tokenizer directory on hosts without Hugging Face access"
+            ) from exc
+        check_tokenizer(tokenizer, source)
+        _cache[source] = tokenizer
+        return tokenizer
+
+
+def check_tokenizer(tokenizer: Any, source: str) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise TokenizerUnavailable(f"the tokenizer {source!r} has no chat template: prompts cannot be rendered")
+    if getattr(tokenizer, "eos_token_id", None) is None:
+        raise TokenizerUnavailable(f"the tokenizer {source!r} has no end-of-sequence token")
+
+
+def render_prompt(tokenizer: Any, system_prompt: str, user_prompt: str) -> str:
+    messages = [{"role": "user", "content": user_prompt}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode_calls(tokenizer: Any, calls: Sequence[RecordedCall], max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
+                 ) -> CallEncoding:
+    """Token ids for each call (None where dropped). Prompts render once per distinct
+    (system, user) pair and everything is encoded in two batched calls of the fast tokenizer."""
+    if max_seq_length < 2:
+        raise ValueError(f"max_seq_length must be >= 2, got {max_seq_length}")
+    result = CallEncoding()
+    rendered: dict[tuple[str, str], int] = {}
+    prompt_texts: list[str] = []
+    keep: list[int] = []
+    for i, call in enumerate(calls):
+        if not call.response.strip() or not (call.user_prompt or call.system_prompt):
+            result.dropped_empty += 1
+            continue
+        key = (call.system_prompt, call.user_prompt)
+        if key not in rendered:
+            rendered[key] = len(prompt_texts)
+            prompt_texts.append(render_prompt(tokenizer, call.system_prompt, call.user_prompt))
+        keep.append(i)
+    result.tokens = [None] * len(calls)
+    if not keep:
+        return result
+    prompt_ids = tokenizer(prompt_texts, add_special_tokens=False)["input_ids"] if prompt_texts else []
+    response_ids = tokenizer([calls[i].response for i in keep], add_special_tokens=False)["input_ids"]
+    eos = int(tokenizer.eos_token_id)
+    for i, completion in zip(keep, response_ids, strict=True):
+        call = calls[i]
+        prompt = prompt_ids[rendered[(call.system_prompt, call.user_prompt)]]
+        completion = [*completion, eos]
+        if len(prompt) + len(completion) > max_seq_length:
+            result.dropped_too_long += 1
+            continue
+        result.tokens[i] = CallTokens(list(prompt), completion)
+    return result

@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from babylon_console.core.backends.factory import checkpoint_root
 from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import Settings
 from babylon_console.core.engine import Engine, EngineConfig, EngineState
@@ -236,7 +237,8 @@ async def run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True)
     # No .env and no W&B key: nothing leaves this machine, whatever the environment holds.
     settings = Settings(_env_file=None, BABYLON_DATA_DIR=data_dir, wandb_api_key=None)  # type: ignore[call-arg]
-    backend = OfflineBackend(settings.data_dir / "art")  # the engine's checkpoint tree, read-only here
+    # The engine's checkpoint tree, read-only here.
+    backend = OfflineBackend(checkpoint_root(settings.data_dir, "offline"))
 
     print("Offline training loop benchmark (offline backend = CPU stand-in for LLM training, outcome judge)")
     print(f"  market: tickers {','.join(DEFAULT_TICKERS)} (default), {args.prediction_markets} prediction "

@@ -88,8 +88,32 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never read the developer's .env or keys, and never touch the real data directory."""
     for key in list(os.environ):
-        if key in {"DATABASE_URL", "WANDB_API_KEY", "OPENAI_API_KEY"} or key.startswith("BABYLON_"):
+        if key in {"DATABASE_URL", "WANDB_API_KEY", "WANDB_ENTITY", "WANDB_DIR", "OPENAI_API_KEY"} or key.startswith(
+            "BABYLON_"
+        ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("BABYLON_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.chdir(tmp_path)
+
+
+# A Llama-3-style template (BOS written by the template itself, <|eot_id|> ends a turn), unlike the
+# offline stand-in's ChatML: proves prompts are rendered with the loaded tokenizer's own template.
+LLAMA_STYLE_TEMPLATE = (
+    "{{ '<|begin_of_text|>' }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small byte-level BPE trained here on simulator text, saved as a tokenizer directory."""
+    from babylon_console.core.standin_tokenizer import build_tokenizer, simulated_corpus
+
+    return build_tokenizer(
+        tmp_path_factory.mktemp("tok") / "test-bpe", simulated_corpus(windows=2, agents=6), vocab_size=1500,
+        special_tokens=("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|pad|>"),
+        chat_template=LLAMA_STYLE_TEMPLATE, eos_token="<|eot_id|>", bos_token="<|begin_of_text|>",
+        pad_token="<|pad|>",
+    )

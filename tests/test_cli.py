@@ -4,6 +4,7 @@ import asyncio
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import orjson
@@ -89,7 +90,18 @@ async def test_doctor_reports_without_leaking_secrets(database_url: str) -> None
     missing_key = await asyncio.to_thread(
         invoke, "doctor", env={"DATABASE_URL": database_url, "BABYLON_BACKEND": "serverless"}
     )
-    assert missing_key.exit_code == 1 and "WANDB_API_KEY is unset" in missing_key.output
+    assert missing_key.exit_code == 1 and "needs WANDB_API_KEY" in missing_key.output
+
+
+async def test_doctor_says_whether_the_tokenizer_loads(database_url: str, tokenizer_dir: Path) -> None:
+    env = {"DATABASE_URL": database_url, "BABYLON_TOKENIZER": str(tokenizer_dir)}
+    ok = orjson.loads((await asyncio.to_thread(invoke, "doctor", "--json", env=env)).output)
+    tokenizer = next(c for c in ok["checks"] if c["name"] == "tokenizer")
+    assert tokenizer["verdict"] == "ok" and "loads" in tokenizer["detail"] and "<|eot_id|>" in tokenizer["detail"]
+    bad = await asyncio.to_thread(invoke, "doctor", "--json", env={**env, "BABYLON_TOKENIZER": "/nowhere/tok"})
+    checks = {c["name"]: c for c in orjson.loads(bad.output)["checks"]}
+    assert bad.exit_code == 1 and checks["tokenizer"]["verdict"] == "fail"
+    assert "/nowhere/tok" in checks["tokenizer"]["detail"]
 
 
 def test_unreachable_database_is_one_line_exit_2_without_traceback() -> None:

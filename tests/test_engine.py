@@ -53,7 +53,7 @@ async def test_offline_loop_trains_registers_and_marks_exactly_what_it_used(pool
     assert summary.state is EngineState.STOPPED, summary.error
     assert summary.steps == [1, 2] and len(summary.windows_trained) == 4
     models = await pool.fetch('SELECT * FROM trained_models ORDER BY "modelId"')
-    assert [m["modelId"] for m in models] == ["babylon-agent-step0001", "babylon-agent-step0002"]
+    assert [m["modelId"] for m in models] == ["babylon-agent-offline-step0001", "babylon-agent-offline-step0002"]
     assert all(m["status"] == "ready" and m["storagePath"].startswith("offline://") for m in models)
     metrics = orjson.loads(models[0]["evalMetrics"])
     assert {"loss/train", "loss/entropy", "loss/kl_div", "loss/grad_norm"} <= set(metrics)
@@ -112,20 +112,20 @@ async def test_crash_after_checkpoint_is_recovered_without_duplicates(pool: asyn
     from babylon_console.core.backends.offline import OfflineBackend
 
     await _seed(pool, windows=4)
-    backend = OfflineBackend(tmp_path / "data" / "art")
+    backend = OfflineBackend(tmp_path / "data" / "checkpoints" / "offline")
     crashing = _engine(pool, tmp_path, backend=CrashAfterCheckpoint(backend), config=_config(iterations=1))
     with pytest.raises(asyncio.CancelledError):
         await crashing.run()
     assert await pool.fetchval("SELECT status FROM training_batches") == "training"
     assert await pool.fetchval("SELECT count(*) FROM trained_models") == 0
-    resumed = await _engine(pool, tmp_path, backend=OfflineBackend(tmp_path / "data" / "art"),
+    resumed = await _engine(pool, tmp_path, backend=OfflineBackend(tmp_path / "data" / "checkpoints" / "offline"),
                             config=_config(iterations=1)).run()
     assert len(resumed.recovered_batches) == 1
     assert resumed.steps == [1, 2]  # step 1 recovered, step 2 trained on the two other windows
     statuses = [r[0] for r in await pool.fetch('SELECT status FROM training_batches ORDER BY "createdAt"')]
     assert statuses == ["completed", "completed"]
     models = [r[0] for r in await pool.fetch('SELECT "modelId" FROM trained_models ORDER BY 1')]
-    assert models == ["babylon-agent-step0001", "babylon-agent-step0002"]
+    assert models == ["babylon-agent-offline-step0001", "babylon-agent-offline-step0002"]
     windows = await pool.fetch("SELECT window_id, count(*) FROM console_trained_windows GROUP BY 1")
     assert len(windows) == 4 and all(r[1] == 1 for r in windows)
 

@@ -64,7 +64,7 @@ async def test_ruler_engine_path(pool: asyncpg.Pool, tmp_path: Path) -> None:
     judgments = await pool.fetchval("SELECT count(*) FROM console_judgments WHERE judge = 'ruler'")
     assert judgments == 5
     # The training data (ART history written by model.log) carries no ground truth.
-    history = list((tmp_path / "data" / "art").rglob("*.parquet"))
+    history = list((tmp_path / "data" / "checkpoints" / "offline").rglob("*.parquet"))
     assert history, "ART's trajectory history was written"
     import pyarrow.parquet as pq
 

@@ -45,7 +45,10 @@ def test_window_ids_round_trip_and_reject_bad_values() -> None:
             WindowState.TRAINED,
             "already trained",
         ),
-        ("2026-11-24T10:00", {"qualified_agents": 5, "used_in_training": 1}, WindowState.TRAINED, "already"),
+        # The game's usedInTraining is not per model: shown, not gating (another model may need the window).
+        ("2026-11-24T10:00", {"qualified_agents": 5, "used_in_training": 1}, WindowState.READY, None),
+        ("2026-11-24T10:00", {"qualified_agents": 5, "unusable_reason": "none of 4 recorded calls is trainable"},
+         WindowState.UNUSABLE, "none of 4 recorded calls"),
         ("garbage", {"qualified_agents": 5}, WindowState.INVALID, "not of the form"),
     ],
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import sys
@@ -78,25 +77,8 @@ def _static_checks(settings: Settings) -> list[Check]:
             )
     else:
         checks.append(Check("judge", Verdict.OK, "outcome (offline, deterministic)"))
-    if settings.backend == "serverless":
-        checks.append(
-            Check(
-                "backend",
-                Verdict.OK if settings.wandb_api_key else Verdict.FAIL,
-                "serverless (W&B)" + ("" if settings.wandb_api_key else ": WANDB_API_KEY is unset"),
-            )
-        )
-    elif settings.backend == "local":
-        has_torch = importlib.util.find_spec("torch") is not None
-        checks.append(
-            Check(
-                "backend",
-                Verdict.OK if has_torch else Verdict.FAIL,
-                "local (CUDA)" + ("" if has_torch else ": install the 'local' extra on a GPU machine"),
-            )
-        )
-    else:
-        checks.append(Check("backend", Verdict.OK, "offline (CPU stand-in for LLM training)"))
+    checks.append(_backend_check(settings))
+    checks.append(_tokenizer_check(settings))
     checks.append(
         Check(
             "wandb",
@@ -107,6 +89,44 @@ def _static_checks(settings: Settings) -> list[Check]:
         )
     )
     return checks
+
+
+def _backend_check(settings: Settings) -> Check:
+    from ..core.backends.factory import BackendUnavailable, check_serverless, local_requirements, serverless_warnings
+
+    if settings.backend == "serverless":
+        key = settings.wandb_api_key.get_secret_value() if settings.wandb_api_key else None
+        try:
+            check_serverless(key, settings.serverless_base_url)
+        except BackendUnavailable as exc:
+            return Check("backend", Verdict.FAIL, f"serverless: {exc}")
+        warnings = serverless_warnings(settings.base_model, settings.allow_unlisted_base_model)
+        where = settings.serverless_base_url or "W&B's Training API"
+        return Check("backend", Verdict.WARN if warnings else Verdict.OK,
+                     f"serverless ({where}), base model {settings.base_model}" + "".join(f"; {w}" for w in warnings))
+    if settings.backend == "local":
+        missing = local_requirements().missing()
+        return Check("backend", Verdict.FAIL if missing else Verdict.OK,
+                     "local (CUDA): " + ("missing " + "; ".join(missing) if missing else "torch, CUDA and uv found"))
+    return Check("backend", Verdict.OK, "offline (CPU stand-in for LLM training)")
+
+
+def _tokenizer_check(settings: Settings) -> Check:
+    """Whether the tokenizer for trainable turns loads (seconds: it imports ART and transformers)."""
+    from ..core.tokenization import TokenizerUnavailable, load_tokenizer, tokenizer_source
+
+    if settings.backend == "offline" and not settings.tokenizer:
+        from ..core.standin_tokenizer import DIRECTORY_NAME
+
+        return Check("tokenizer", Verdict.OK, f"offline stand-in ({DIRECTORY_NAME}, built under the data dir on "
+                                              "first training)")
+    source = tokenizer_source(settings.tokenizer, settings.base_model)
+    try:
+        tokenizer = load_tokenizer(source)
+    except TokenizerUnavailable as exc:
+        return Check("tokenizer", Verdict.FAIL, str(exc))
+    return Check("tokenizer", Verdict.OK, f"{source}: loads ({len(tokenizer):,} tokens, end of turn "
+                                          f"{tokenizer.eos_token!r}, chat template present)")
 
 
 async def _database_checks(settings: Settings) -> list[Check]:

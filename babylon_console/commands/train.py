@@ -62,16 +62,24 @@ async def _run_engine(engine: Engine, quiet: bool, dsn: str) -> RunSummary:
 
 def _preflight(config: EngineConfig, settings: Settings) -> None:
     """Refuse at once, with the fix, what would only fail after the engine started."""
-    from ..core.backends.factory import BackendUnavailable, check_local, check_serverless
+    from ..core.backends.factory import BackendUnavailable, check_local, check_serverless, serverless_warnings
+    from ..core.tokenization import TokenizerUnavailable, load_tokenizer, tokenizer_source
 
     try:
         if config.backend == "serverless":
             key = settings.wandb_api_key.get_secret_value() if settings.wandb_api_key else None
-            check_serverless(config.base_model, key)
+            check_serverless(key, settings.serverless_base_url)
+            for warning in serverless_warnings(config.base_model, config.allow_unlisted_base_model):
+                err.print(f"[yellow]warning:[/] {warning}")
         elif config.backend == "local":
             check_local()
     except BackendUnavailable as exc:
         raise fail(str(exc), 2) from None
+    if config.backend != "offline" or settings.tokenizer:
+        try:  # cached: the engine reuses it
+            load_tokenizer(tokenizer_source(settings.tokenizer, config.base_model))
+        except TokenizerUnavailable as exc:
+            raise fail(str(exc), 2) from None
     if config.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
         raise fail("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)", 2)
 
@@ -107,8 +115,8 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
                   f"skipped {len(summary.windows_skipped)}.", soft_wrap=True)
         if summary.error:
             out.print(f"[red]error:[/] {summary.error}")
-    if summary.state is EngineState.FAILED:
-        raise typer.Exit(1)
+    if summary.state is EngineState.FAILED or (not summary.steps and summary.windows_failed):
+        raise typer.Exit(1)  # the engine, or every step it tried, failed
     if iterations is not None and not summary.steps:
         raise typer.Exit(EXIT_NOTHING_TRAINED)
 
@@ -129,15 +137,20 @@ def train_command(
     backend: Backend = None,
     base_model: Annotated[str | None, typer.Option(help="Base model (serverless/local).")] = None,
     model_name: Annotated[str | None, typer.Option(help="Name of the trained model.")] = None,
+    allow_unlisted_base_model: Annotated[bool, typer.Option(
+        "--allow-unlisted-base-model", help="Serverless: no warning for a base model outside W&B's documented list.",
+    )] = False,
     force: Annotated[bool, typer.Option("--force", help="Also retrain windows already trained on.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Train for a number of iterations on ready windows. Exit codes: 0 trained, 1 engine failed,
-    2 database/configuration, 3 nothing was ready to train, 4 another engine trains this model."""
+    """Train for a number of iterations on ready windows. Exit codes: 0 trained, 1 the engine or every
+    step it tried failed, 2 database/configuration, 3 nothing was ready to train, 4 another engine
+    trains this model."""
     _train(iterations, quiet, as_json, min_agents=min_agents, windows_per_iteration=windows_per_iteration,
            lookback_hours=lookback_hours, min_steps=min_steps, learning_rate=learning_rate, judge=judge,
-           backend=backend, base_model=base_model, model_name=model_name, force=force or None)
+           backend=backend, base_model=base_model, model_name=model_name, force=force or None,
+           allow_unlisted_base_model=allow_unlisted_base_model or None)
 
 
 @app.command("engine")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..cli import app, load_settings, out, print_json, run_with_pool
 from ..core import simclock
+from ..core.backends.factory import training_key
 from ..core.repository import GameStore
 from ..core.windows import ReadinessCriteria, WindowReadiness, WindowState
 
@@ -97,7 +98,8 @@ def windows_command(
         # While a live simulation runs, its accelerated clock decides what is open or closed.
         now = (await simclock.current_clock(pool)).now()
         return now, await GameStore(pool).window_readiness(
-            criteria, now, None if all_windows else settings.lookback_hours
+            criteria, now, None if all_windows else settings.lookback_hours,
+            training_key(settings.backend, settings.model_name),
         )
 
     now, windows = run_with_pool(settings, body)

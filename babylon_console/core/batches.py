@@ -17,6 +17,10 @@ import orjson
 from .clock import Clock
 
 
+class CheckpointConflict(RuntimeError):
+    """A checkpoint id is taken by a different checkpoint."""
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
@@ -66,15 +70,27 @@ async def complete_batch(
     storage_path: str, metrics: dict[str, float], avg_reward: float, windows: Sequence[str],
     trajectory_ids: Sequence[str], wandb_run_id: str | None, clock: Clock,
 ) -> None:
-    """Register the checkpoint and close the batch; call inside a transaction."""
+    """Register the checkpoint and close the batch; call inside a transaction.
+
+    `model_name` is the training key (`<backend>:<model>`). A row with the same id is accepted
+    only when it is this very checkpoint (same batch and served name: a repaired crash); any other
+    clash raises `CheckpointConflict`, so no checkpoint is ever dropped silently."""
     now = clock.now()
-    await conn.execute(
+    inserted = await conn.fetchval(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"avgReward", "evalMetrics", "wandbRunId", "createdAt", "updatedAt") '
-        "VALUES ($1, $1, $2, $3, $4, 'ready', $5, $6, $7::jsonb, $8, $9, $9) ON CONFLICT DO NOTHING",
+        "VALUES ($1, $1, $2, $3, $4, 'ready', $5, $6, $7::jsonb, $8, $9, $9) ON CONFLICT DO NOTHING RETURNING id",
         model_id, f"step-{step}", base_model, batch_id, storage_path, avg_reward, _json(metrics),
         wandb_run_id, now,
     )
+    if inserted is None:
+        existing = await conn.fetchrow(
+            'SELECT "trainingBatch", "storagePath" FROM trained_models WHERE "modelId" = $1 OR id = $1', model_id)
+        if existing is None or (existing["trainingBatch"], existing["storagePath"]) != (batch_id, storage_path):
+            held = f"batch {existing['trainingBatch']}, {existing['storagePath']}" if existing else "unknown"
+            raise CheckpointConflict(
+                f"checkpoint id {model_id!r} is already registered for another checkpoint ({held}); "
+                f"{storage_path} from batch {batch_id} was not registered")
     await conn.execute(
         """UPDATE training_batches SET status = 'completed', "trainingLoss" = $2, "completedAt" = $3,
            error = NULL WHERE "batchId" = $1""",

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     base_model: str = Field(default="OpenPipe/Qwen3-14B-Instruct", validation_alias="BABYLON_BASE_MODEL")
     model_name: str = Field(default="babylon-agent", validation_alias="BABYLON_MODEL_NAME")
     learning_rate: float = Field(default=1e-5, gt=0, lt=1, validation_alias="BABYLON_LEARNING_RATE")
+    tokenizer: str | None = Field(
+        default=None, validation_alias="BABYLON_TOKENIZER",
+        description="Tokenizer for trainable turns: a Hugging Face id or a local directory (default: the base "
+                    "model's; on the offline backend, a stand-in built under data_dir).",
+    )
+    max_seq_length: int = Field(default=32_768, ge=64, validation_alias="BABYLON_MAX_SEQ_LENGTH")
+    serverless_base_url: str | None = Field(default=None, validation_alias="BABYLON_SERVERLESS_BASE_URL")
+    allow_unlisted_base_model: bool = Field(default=False, validation_alias="BABYLON_ALLOW_UNLISTED_BASE_MODEL")
+    train_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="BABYLON_TRAIN_TIMEOUT_S")
 
     min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
     min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")
@@ -71,7 +80,7 @@ class Settings(BaseSettings):
     target_trajectories: int = Field(default=2000, ge=1, validation_alias="BABYLON_TARGET_TRAJECTORIES")
     max_dropout: float = Field(default=0.5, ge=0, lt=1, validation_alias="BABYLON_MAX_DROPOUT")
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "tokenizer", "serverless_base_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

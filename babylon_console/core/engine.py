@@ -8,7 +8,11 @@ Guarantees:
 - a window is never trained twice (unless `force`), and only closed, ready windows are selected;
 - a crash between "backend wrote checkpoint N" and "checkpoint N registered" is repaired on the
   next start from the backend's step: no duplicate batch, no lost checkpoint;
-- exactly the trajectories trained on are marked `usedInTraining`.
+- exactly the trajectories trained on are marked `usedInTraining`;
+- no empty step: a step in which the backend trained nothing is not a checkpoint (the batch fails
+  with the reason, its windows stay free, nothing is marked used);
+- identity per backend: batches, lock, checkpoint ids and trained windows are keyed by the
+  training key `<backend>:<model name>`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,10 +35,12 @@ import orjson
 from pydantic import BaseModel, Field
 
 from . import batches, events
+from .backends.empty_step import NothingTrained, check_trained
+from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
 from .clock import Clock, SystemClock
 from .config import BackendName, JudgeName, Settings
 from .events import EventKind
-from .groups import WindowGroup, build_window_group, dropout_rate
+from .groups import TokenStats, WindowGroup, build_window_group, dropout_rate, trainable_tokens
 from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
 from .repository import GameStore
 from .tracking import OfflineWandbRun
@@ -77,6 +84,9 @@ class EngineConfig(BaseModel):
     max_dropout: float = Field(default=0.5, ge=0, lt=1)
     learning_rate: float = Field(default=1e-5, gt=0, lt=1)
     judge_concurrency: int = Field(default=4, ge=1)
+    max_seq_length: int = Field(default=32_768, ge=64)
+    train_timeout_s: float = Field(default=3600.0, gt=0)
+    allow_unlisted_base_model: bool = False
     force: bool = False
     poll_seconds: float = Field(default=5.0, gt=0)
     seed: int = 0
@@ -91,9 +101,15 @@ class EngineConfig(BaseModel):
             "settle_seconds": settings.settle_seconds, "max_per_group": settings.max_per_group,
             "target_trajectories": settings.target_trajectories, "max_dropout": settings.max_dropout,
             "learning_rate": settings.learning_rate, "judge_concurrency": settings.judge_concurrency,
+            "max_seq_length": settings.max_seq_length, "train_timeout_s": settings.train_timeout_s,
+            "allow_unlisted_base_model": settings.allow_unlisted_base_model,
         }
         values.update({k: v for k, v in overrides.items() if v is not None or k == "iterations"})
         return cls.model_validate(values)
+
+    @property
+    def training_key(self) -> str:
+        return training_key(self.backend, self.model_name)
 
     @property
     def criteria(self) -> ReadinessCriteria:
@@ -115,11 +131,13 @@ class RunSummary(BaseModel):
 
 
 def select_windows(readiness: list[WindowReadiness], limit: int, force: bool) -> list[str]:
-    """Oldest ready windows first; with `force`, closed windows already trained on qualify too."""
+    """Oldest ready windows first; with `force`, closed windows already trained on (or found
+    unusable) by this model qualify too."""
     def eligible(w: WindowReadiness) -> bool:
         if w.ready:
             return True
-        return force and w.closed and w.state is WindowState.TRAINED and w.qualified_agents >= 1
+        return (force and w.closed and w.state in (WindowState.TRAINED, WindowState.UNUSABLE)
+                and w.qualified_agents >= 1)
     return sorted(w.window_id for w in readiness if eligible(w))[:limit]
 
 
@@ -135,6 +153,8 @@ class Engine:
         self.clock = clock or SystemClock()
         self.run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         self._backend = backend
+        self._owns_backend = backend is None  # a backend the engine made, it closes
+        self._tokenizer: Any = None
         self.judge = judge or make_judge(self._judge_settings())
         self.state = EngineState.IDLE
         self.summary = RunSummary(run_id=self.run_id, state=self.state)
@@ -197,7 +217,7 @@ class Engine:
             key = self.settings.wandb_api_key.get_secret_value() if self.settings.wandb_api_key else None
             self._backend, self.base_model = make_backend(
                 self.config.backend, data_dir=self.settings.data_dir, base_model=self.config.base_model,
-                wandb_api_key=key, seed=self.config.seed,
+                wandb_api_key=key, serverless_base_url=self.settings.serverless_base_url, seed=self.config.seed,
             )
         elif self.config.backend == "offline":
             from .backends.factory import OFFLINE_BASE_MODEL
@@ -216,17 +236,54 @@ class Engine:
             gc.freeze()
 
             backend = self._ensure_backend()
-            report = None if self.settings.wandb_api_key else []
+            report = None if self._art_reports_to_wandb else []
             self._model = art.TrainableModel(
                 name=self.config.model_name, project=self.config.project, base_model=self.base_model,
-                run_name=self.config.model_name, report_metrics=report,
+                run_name=self.config.model_name, report_metrics=report, entity=self.settings.wandb_entity,
+                # ART's history (model.log) lives in this backend's tree under the data directory.
+                base_path=str(checkpoint_root(self.settings.data_dir, self.config.backend)),
             )
+            if not self._art_reports_to_wandb:
+                # ART reaches W&B's public API whenever WANDB_API_KEY is in the environment (its run,
+                # and ServerlessBackend's artifact provenance), whatever WANDB_MODE says: switch its
+                # run off for this model; metrics go to the offline run kept here instead.
+                object.__setattr__(self._model, "_get_wandb_run", lambda: None)
             await self._model.register(backend)
         return self._model
 
     @property
+    def _art_reports_to_wandb(self) -> bool:
+        """ART logs to W&B itself only with a key and W&B not switched offline or off."""
+        from .backends.factory import wandb_offline
+
+        return self.settings.wandb_api_key is not None and not wandb_offline()
+
+    def _ensure_tokenizer(self) -> Any:
+        """The base model's tokenizer (blocking: call in a worker thread). Offline with no
+        BABYLON_TOKENIZER: the stand-in built under the data directory."""
+        if self._tokenizer is None:
+            from .tokenization import load_tokenizer, tokenizer_source
+
+            source = self.settings.tokenizer
+            if not source and self.config.backend == "offline":
+                from .standin_tokenizer import ensure_standin_tokenizer
+
+                source = str(ensure_standin_tokenizer(self.settings.data_dir))
+            self._tokenizer = load_tokenizer(tokenizer_source(source, self.config.base_model))
+        return self._tokenizer
+
+    def _export_wandb_settings(self) -> None:
+        """ART reads W&B settings from os.environ only: a key that is only in `.env` must reach it.
+        W&B's own files go under the data directory, never the current directory."""
+        if self.settings.wandb_api_key is not None:
+            os.environ.setdefault("WANDB_API_KEY", self.settings.wandb_api_key.get_secret_value())
+        if self.settings.wandb_entity:
+            os.environ.setdefault("WANDB_ENTITY", self.settings.wandb_entity)
+        os.environ.setdefault("WANDB_DIR", str(self.settings.data_dir))
+
+    @property
     def batch_prefix(self) -> str:
-        return f"{self.config.model_name}:"
+        return f"{self.config.training_key}:"
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -234,18 +291,20 @@ class Engine:
         lock_conn = await self.pool.acquire()
         try:
             got = await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _ENGINE_LOCK_NS,
-                                           self.config.model_name)
+                                           self.config.training_key)
             if not got:
                 holder = await self.pool.fetchrow(
-                    "SELECT id, host, pid FROM console_runs WHERE model_name = $1 AND state IN "
-                    "('running', 'paused', 'starting') ORDER BY started_at DESC LIMIT 1", self.config.model_name)
+                    "SELECT id, host, pid FROM console_runs WHERE model_name = $1 AND backend = $2 AND state IN "
+                    "('running', 'paused', 'starting') ORDER BY started_at DESC LIMIT 1",
+                    self.config.model_name, self.config.backend)
                 where = f" (run {holder['id']} on {holder['host']}, pid {holder['pid']})" if holder else ""
-                raise EngineLocked(f"another engine is already training model {self.config.model_name!r}{where}")
+                raise EngineLocked(f"another engine is already training model {self.config.model_name!r} "
+                                   f"on the {self.config.backend} backend{where}")
             try:
                 return await self._run_locked()
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _ENGINE_LOCK_NS,
-                                        self.config.model_name)
+                                        self.config.training_key)
         finally:
             await self.pool.release(lock_conn)
 
@@ -263,8 +322,13 @@ class Engine:
         })
         reason = "finished"
         try:
+            if self.config.backend == "serverless":
+                for warning in serverless_warnings(self.config.base_model, self.config.allow_unlisted_base_model):
+                    await self._emit(EventKind.WARNING, {"message": warning})
+            self._export_wandb_settings()
+            await asyncio.to_thread(self._ensure_tokenizer)
             await self._ensure_model()
-            if self.settings.wandb_api_key is None:
+            if not self._art_reports_to_wandb:
                 self._wandb = OfflineWandbRun(self.settings.data_dir / "wandb", self.config.project,
                                               self.settings.wandb_entity, self.run_id, self.config.model_dump())
                 await asyncio.to_thread(self._wandb.start)
@@ -292,6 +356,7 @@ class Engine:
         finally:
             if self._wandb is not None:
                 await asyncio.to_thread(self._wandb.finish)
+            await self._close_backend()
             await self.pool.execute(
                 "UPDATE console_runs SET state = $2, stopped_at = now(), error = $3, iteration = $4 WHERE id = $1",
                 self.run_id, self.state.value, self.summary.error, self.summary.iterations,
@@ -301,6 +366,16 @@ class Engine:
                 "iterations": self.summary.iterations, "steps": self.summary.steps,
             })
         return self.summary
+
+    async def _close_backend(self) -> None:
+        """LocalBackend.close stops vLLM and the trainer: a second run must not find them running."""
+        if self._owns_backend and self._backend is not None:
+            try:
+                await self._backend.close()
+            except Exception as exc:
+                log.warning("closing the %s backend failed: %s", self.config.backend, exc)
+            self._backend = None
+            self._model = None
 
     async def _heartbeat(self) -> None:
         await self.pool.execute(
@@ -314,7 +389,7 @@ class Engine:
     async def _iteration(self) -> bool | None:
         """None when no window was ready; otherwise whether a step was trained."""
         readiness = await self.store.window_readiness(self.config.criteria, self.clock.now(),
-                                                      self.config.lookback_hours)
+                                                      self.config.lookback_hours, self.config.training_key)
         chosen = select_windows(readiness, self.config.windows_per_iteration, self.config.force)
         if not chosen:
             return None
@@ -344,22 +419,56 @@ class Engine:
         total = sum(len(t) for _, t, _ in loaded)
         rate = dropout_rate(total, self.config.target_trajectories, self.config.max_dropout)
         result = []
+        tokenizer = await asyncio.to_thread(self._ensure_tokenizer)
         for window_id, trajectories, truth in loaded:
+            lacking = [t.trajectory_id for t in trajectories
+                       if any(not s.llm_calls for s in t.steps)]  # steps whose calls only llm_call_logs may hold
+            logged = await self.store.logged_calls(lacking)
             group = build_window_group(window_id, trajectories, max_per_group=self.config.max_per_group,
-                                       dropout=rate, seed=self.config.seed + zlib.crc32(window_id.encode()))
+                                       dropout=rate, seed=self.config.seed + zlib.crc32(window_id.encode()),
+                                       logged=logged)
+            stats = await asyncio.to_thread(group.tokenize, tokenizer, self.config.max_seq_length)
+            if stats.dropped_too_long:
+                await self._emit(EventKind.WARNING, {
+                    "window_id": window_id, "dropped_too_long": stats.dropped_too_long,
+                    "message": f"window {window_id}: {stats.dropped_too_long} call(s) longer than "
+                               f"{self.config.max_seq_length} tokens dropped (never truncated)"})
             if len(group.trajectories) < 2:
+                reason = self._unusable_reason(stats, len(trajectories))
                 self.summary.windows_skipped.append(window_id)
+                await self._record_unusable(window_id, reason)  # not selected again for this model
                 await self._emit(EventKind.WINDOW_SKIPPED, {
-                    "window_id": window_id, "message": f"window {window_id}: fewer than 2 usable trajectories"})
+                    "window_id": window_id, "message": f"window {window_id}: {reason}"})
                 continue
             await self._emit(EventKind.WINDOW_SELECTED, {
                 "window_id": window_id, "trajectories": len(group.trajectories), "available": len(trajectories),
                 "dropout": rate, "steps_without_calls": group.steps_without_calls,
-                "message": f"window {window_id}: {len(group.trajectories)} of {len(trajectories)} trajectories"})
+                "calls_from_logs": group.calls_from_logs, "trainable_calls": stats.trainable_calls,
+                "calls_dropped": stats.dropped_too_long + stats.dropped_empty,
+                "completion_tokens": stats.completion_tokens,
+                "message": f"window {window_id}: {len(group.trajectories)} of {len(trajectories)} trajectories, "
+                           f"{stats.trainable_calls} trainable calls ({stats.completion_tokens} response tokens)"})
             item = JudgeInput(window_id=window_id, ground_truth=truth, trajectories=group.trajectories,
                               messages=group.messages)
             result.append((group, item))
         return result
+
+    @staticmethod
+    def _unusable_reason(stats: TokenStats, available: int) -> str:
+        if stats.calls == 0:
+            return f"no recorded LLM calls in {available} trajectories (fewer than 2 usable trajectories)"
+        if stats.trainable_calls == 0:
+            return (f"none of {stats.calls} recorded calls is trainable ({stats.dropped_too_long} too long, "
+                    f"{stats.dropped_empty} with an empty prompt or response)")
+        return (f"fewer than 2 trajectories with a trainable call ({stats.trajectories_without_trainable_calls} "
+                f"without any; {stats.dropped_too_long} calls too long, {stats.dropped_empty} empty)")
+
+    async def _record_unusable(self, window_id: str, reason: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO console_window_verdicts (window_id, model_name, verdict, reason) "
+            "VALUES ($1, $2, 'unusable', $3) ON CONFLICT (window_id, model_name) "
+            "DO UPDATE SET reason = EXCLUDED.reason, created_at = now()",
+            window_id, self.config.training_key, reason)
 
     async def _judge(self, groups: list[tuple[WindowGroup, JudgeInput]]) -> list[WindowGroup]:
         by_window = {g.window_id: g for g, _ in groups}
@@ -412,18 +521,44 @@ class Engine:
                                    trajectory_ids=trajectory_ids, rewards=rewards, rankings=rankings,
                                    clock=self.clock)
         art_groups = [g.to_art() for g in groups]
+        tokens = trainable_tokens(art_groups)
         try:
-            result = await backend.train(model, art_groups, learning_rate=self.config.learning_rate,
-                                         allow_training_without_logprobs=True)
+            if tokens == 0:  # never ask a backend to train nothing (ART's LocalBackend would copy a step)
+                raise NothingTrained("no trainable assistant tokens in these groups (every trainable call is in a "
+                                     "group whose rewards are all equal)")
+            result = await asyncio.wait_for(
+                backend.train(model, art_groups, learning_rate=self.config.learning_rate,
+                              allow_training_without_logprobs=True),
+                self.config.train_timeout_s)
+            metrics = {k: float(v) for k, v in result.metrics.items()}
+            check_trained(metrics)
         except asyncio.CancelledError:
             raise  # a crash: the next start repairs the batch from the backend's step
+        except NothingTrained as exc:
+            # What this model cannot train in these windows will not change by trying again: they
+            # are marked unusable for it (readiness says why), and stay free for every other model.
+            await batches.fail_batch(self.pool, batch_id, f"nothing trained: {exc}", self.clock)
+            for window in windows:
+                await self._record_unusable(window, f"nothing trainable for {self.config.backend}: {exc}")
+            self.summary.windows_failed.extend(windows)
+            await self._emit(EventKind.WARNING, {
+                "stage": "train", "batch_id": batch_id, "windows": windows,
+                "message": f"step not registered (no checkpoint, nothing marked used): {exc}"})
+            return False
+        except TimeoutError:
+            reason = (f"training did not finish within {self.config.train_timeout_s:g} s "
+                      "(BABYLON_TRAIN_TIMEOUT_S); the batch failed and its windows are free again")
+            await batches.fail_batch(self.pool, batch_id, reason, self.clock)
+            self.summary.windows_failed.extend(windows)
+            await self._emit(EventKind.ERROR, {"stage": "train", "batch_id": batch_id, "message": reason})
+            return False
         except Exception as exc:
             await batches.fail_batch(self.pool, batch_id, f"training failed: {exc}", self.clock)
             self.summary.windows_failed.extend(windows)
             await self._emit(EventKind.ERROR, {"stage": "train", "batch_id": batch_id,
                                                "message": f"training failed: {exc}"})
             return False
-        metrics = {k: float(v) for k, v in result.metrics.items()}
+        metrics.setdefault("babylon/trainable_assistant_tokens", float(tokens))
         try:
             await model.log(art_groups, split="train", metrics=metrics, step=result.step)
         except Exception as exc:  # history is a side channel; the checkpoint is what matters
@@ -436,14 +571,13 @@ class Engine:
 
     async def _register(self, batch_id: str, step: int, metrics: dict[str, float], windows: list[str],
                         trajectory_ids: list[str], rewards: list[float], iteration: int | None) -> str:
-        model = self._model
-        model_id = f"{self.config.model_name}-step{step:04d}"
-        storage = self._backend._model_inference_name(model, step)
+        model_id = checkpoint_id(self.config.backend, self.config.model_name, step)
+        storage = self._storage_path(step)
         avg_reward = statistics.fmean(rewards) if rewards else 0.0
-        wandb_run = self._wandb.run_id if self._wandb is not None else None
+        wandb_run = self._wandb_run_id()
         async with self.pool.acquire() as conn, conn.transaction():
             await batches.complete_batch(
-                conn, batch_id, model_name=self.config.model_name, model_id=model_id, step=step,
+                conn, batch_id, model_name=self.config.training_key, model_id=model_id, step=step,
                 base_model=self.base_model, storage_path=storage, metrics=metrics, avg_reward=avg_reward,
                 windows=windows, trajectory_ids=trajectory_ids, wandb_run_id=wandb_run, clock=self.clock)
             await self._emit(EventKind.STEP_TRAINED, {
@@ -456,6 +590,28 @@ class Engine:
         self.summary.checkpoints.append(model_id)
         self.summary.windows_trained.extend(windows)
         return model_id
+
+    def _storage_path(self, step: int) -> str:
+        """The served name of a step. Local: the LoRA directory + base model (outlives this
+        process); the others: the backend's own inference name."""
+        if self.config.backend == "local":
+            from art.utils.output_dirs import get_model_dir, get_step_checkpoint_dir
+
+            from .backends.factory import local_storage_path
+
+            model_dir = get_model_dir(self._model, str(checkpoint_root(self.settings.data_dir, "local")))
+            return local_storage_path(Path(get_step_checkpoint_dir(model_dir, step)), self.base_model)
+        return self._backend._model_inference_name(self._model, step)
+
+    def _wandb_run_id(self) -> str | None:
+        """The W&B run the metrics went to: the service's run (serverless), ART's own run (its id
+        is the model's storage name) when a key is set, else the offline run kept here."""
+        run_id = getattr(self._model, "run_id", None)
+        if run_id:
+            return str(run_id)
+        if self._art_reports_to_wandb:
+            return str(self._model._storage_name())
+        return self._wandb.run_id if self._wandb is not None else None
 
     async def _recover_interrupted(self) -> None:
         """Repair batches left 'training' by a crash: register the checkpoint the backend finished,

@@ -12,11 +12,14 @@ from datetime import datetime
 
 import asyncpg
 
+from .groups import step_number_of
 from .models import MarketOutcome, Rejection, TrainedModel, TrainingBatch, Trajectory, WindowGroundTruth
 from .parsing import parse_rows
+from .tokenization import RecordedCall
 from .windows import ReadinessCriteria, WindowFigures, WindowReadiness, assess, lookback_start_id
 
-# The figures per window. $1: first window id to include ('' for all), $2: min steps per agent.
+# The figures per window. $1: first window id to include ('' for all), $2: min steps per agent,
+# $3: the training key whose trained windows and verdicts count (NULL: trained by any model).
 READINESS_SQL = """
 WITH t AS (
   SELECT "windowId" AS window_id,
@@ -39,10 +42,14 @@ WITH t AS (
 )
 SELECT t.*, coalesce(o.stock_outcomes, 0) AS stock_outcomes,
        coalesce(o.prediction_outcomes, 0) AS prediction_outcomes,
-       (w.window_id IS NOT NULL) AS trained
+       (w.window_id IS NOT NULL) AS trained, v.reason AS unusable_reason
 FROM t
 LEFT JOIN o USING (window_id)
-LEFT JOIN (SELECT DISTINCT window_id FROM console_trained_windows) w USING (window_id)
+LEFT JOIN (SELECT DISTINCT window_id FROM console_trained_windows
+           WHERE window_id >= $1 AND ($3::text IS NULL OR model_name = $3)) w USING (window_id)
+LEFT JOIN (SELECT DISTINCT ON (window_id) window_id, reason FROM console_window_verdicts
+           WHERE window_id >= $1 AND ($3::text IS NULL OR model_name = $3)
+           ORDER BY window_id, created_at DESC) v USING (window_id)
 ORDER BY t.window_id DESC
 """
 
@@ -67,8 +74,9 @@ class GameStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def window_figures(self, since_window_id: str, min_steps: int) -> list[WindowFigures]:
-        rows = await self.pool.fetch(READINESS_SQL, since_window_id, min_steps)
+    async def window_figures(self, since_window_id: str, min_steps: int, model_key: str | None = None
+                             ) -> list[WindowFigures]:
+        rows = await self.pool.fetch(READINESS_SQL, since_window_id, min_steps, model_key)
         return [
             WindowFigures(
                 window_id=r["window_id"],
@@ -83,16 +91,19 @@ class GameStore:
                 stock_outcomes=r["stock_outcomes"],
                 prediction_outcomes=r["prediction_outcomes"],
                 trained=r["trained"],
+                unusable_reason=r["unusable_reason"],
             )
             for r in rows
         ]
 
     async def window_readiness(
-        self, criteria: ReadinessCriteria, now: datetime, lookback_hours: int | None
+        self, criteria: ReadinessCriteria, now: datetime, lookback_hours: int | None,
+        model_key: str | None = None,
     ) -> list[WindowReadiness]:
-        """Readiness of every window in the lookback (None: all windows), newest first."""
+        """Readiness of every window in the lookback (None: all windows), newest first, for the
+        model with training key `model_key` (`<backend>:<model name>`; None: trained by any)."""
         since = lookback_start_id(now, lookback_hours) if lookback_hours is not None else ""
-        figures = await self.window_figures(since, criteria.min_steps)
+        figures = await self.window_figures(since, criteria.min_steps, model_key)
         return [assess(f, criteria, now) for f in figures]
 
     async def window_trajectories(self, window_id: str) -> WindowTrajectories:
@@ -103,6 +114,26 @@ class GameStore:
         )
         parsed, rejected = parse_rows(rows)
         return WindowTrajectories(window_id, parsed, rejected)
+
+    async def logged_calls(self, trajectory_ids: Sequence[str]) -> dict[str, dict[int, list[RecordedCall]]]:
+        """`llm_call_logs` rows of these trajectories: trajectoryId -> step number -> calls in time
+        order (the step number is read from the end of "stepId"; rows where it is not are skipped)."""
+        if not trajectory_ids:
+            return {}
+        rows = await self.pool.fetch(
+            'SELECT "trajectoryId", "stepId", "systemPrompt", "userPrompt", "response", "purpose", "actionType" '
+            'FROM llm_call_logs WHERE "trajectoryId" = ANY($1::text[]) ORDER BY "trajectoryId", "timestamp", "callId"',
+            list(trajectory_ids),
+        )
+        out: dict[str, dict[int, list[RecordedCall]]] = {}
+        for r in rows:
+            n = step_number_of(r["stepId"])
+            if n is None or not (r["userPrompt"] or r["response"]):
+                continue
+            out.setdefault(r["trajectoryId"], {}).setdefault(n, []).append(RecordedCall(
+                n, r["systemPrompt"] or "", r["userPrompt"] or "", r["response"] or "", r["purpose"],
+                r["actionType"]))
+        return out
 
     async def trajectory(self, trajectory_id: str) -> Trajectory | Rejection | None:
         row = await self.pool.fetchrow(

@@ -2,7 +2,10 @@
 
 Window id `YYYY-MM-DDTHH:00`, always UTC. A window is *ready* when it is closed (end + settle delay
 has passed), has at least `min_agents` distinct agents with at least `min_steps` steps each, and has
-not been trained on. This module holds the pure rules; the SQL that gathers the figures is in
+not been trained on by the model in question (readiness is per training key, `<backend>:<model>`:
+a window trained for one model stays ready for another; the game's `usedInTraining` column is
+shown, not used to gate). A window whose engine found no trainable call is *unusable* for that
+model, with the reason. This module holds the pure rules; the SQL that gathers the figures is in
 `repository.py`.
 """
 
@@ -61,6 +64,7 @@ class WindowState(StrEnum):
     SETTLING = "settling"
     TOO_FEW_AGENTS = "too few agents"
     TRAINED = "trained"
+    UNUSABLE = "unusable"
     INVALID = "invalid id"
 
 
@@ -78,7 +82,8 @@ class WindowFigures(BaseModel):
     used_in_training: int = 0
     stock_outcomes: int = 0
     prediction_outcomes: int = 0
-    trained: bool = False
+    trained: bool = False  # by the model readiness is computed for
+    unusable_reason: str | None = None  # that model's engine found nothing trainable here
 
 
 class WindowReadiness(WindowFigures):
@@ -112,9 +117,12 @@ def assess(figures: WindowFigures, criteria: ReadinessCriteria, now: datetime) -
     elif not closed:
         states.append(WindowState.SETTLING)
         reasons.append(f"settling until {closes_at:%H:%M:%S} UTC")
-    if figures.trained or figures.used_in_training:
+    if figures.trained:
         states.append(WindowState.TRAINED)
         reasons.append("already trained on")
+    elif figures.unusable_reason:
+        states.append(WindowState.UNUSABLE)
+        reasons.append(figures.unusable_reason)
     if figures.qualified_agents < criteria.min_agents:
         states.append(WindowState.TOO_FEW_AGENTS)
         reasons.append(

@@ -32,6 +32,7 @@ import asyncpg
 import orjson
 
 from ..core import events as core_events
+from ..core.backends.factory import checkpoint_root, training_key
 from ..core.clock import Clock, SystemClock
 from ..core.config import Settings
 from ..core.database import DatabaseTarget, DatabaseUnavailable, create_pool, open_database, resolve_target
@@ -238,7 +239,8 @@ class ConsoleData:
 
     async def readiness(self, criteria: ReadinessCriteria, lookback_hours: int | None) -> list[WindowReadiness]:
         now = await self.now()
-        return await GameStore(self.pool).window_readiness(criteria, now, lookback_hours)
+        key = training_key(self.settings.backend, self.settings.model_name)
+        return await GameStore(self.pool).window_readiness(criteria, now, lookback_hours, key)
 
     async def ground_truth(self, window_id: str) -> WindowGroundTruth:
         return await GameStore(self.pool).ground_truth(window_id)
@@ -527,7 +529,7 @@ class DemoRunner:
         try:
             from ..core.backends.offline import OfflineBackend
 
-            policy = OfflineBackend(self.data.settings.data_dir / "art").load_policy(storage_path)
+            policy = OfflineBackend(checkpoint_root(self.data.settings.data_dir, "offline")).load_policy(storage_path)
         except Exception as exc:
             if storage_path not in self._warned and self.on_warning is not None:
                 self._warned.add(storage_path)

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from babylon_console.core.groups import art_trajectory
 from babylon_console.core.sim.simulation import Simulation, WindowResult
+from babylon_console.core.tokenization import RecordedCall, encode_calls
 
 START = datetime(2025, 3, 1)
 
@@ -28,19 +30,23 @@ def rank_rewards(pnls: list[float]) -> list[float]:
     return list(ranks / (n - 1))
 
 
-def window_messages(result: WindowResult) -> dict[str, list[dict[str, str]]]:
-    """trajectory id -> [system, user, assistant, user, assistant, ...] from the llm_call_logs rows."""
-    calls: dict[str, list[Any]] = defaultdict(list)
-    for row in result.llm_calls:
-        calls[row[1]].append(row)
-    out: dict[str, list[dict[str, str]]] = {}
-    for tid, rows in calls.items():
-        msgs = [{"role": "system", "content": rows[0][9]}]
-        for r in rows:
-            msgs.append({"role": "user", "content": r[10]})
-            msgs.append({"role": "assistant", "content": r[12]})
-        out[tid] = msgs
-    return out
+def window_calls(result: WindowResult) -> dict[str, list[RecordedCall]]:
+    """trajectory id -> its recorded calls, from the llm_call_logs rows."""
+    calls: dict[str, list[RecordedCall]] = defaultdict(list)
+    for row in result.llm_calls:  # columns: see schema.LLM_CALL_COLUMNS
+        step = int(row[2].rsplit("-", 1)[-1])
+        calls[row[1]].append(RecordedCall(step, row[9], row[10], row[12], row[7], row[8]))
+    return calls
+
+
+def test_tokenizer() -> Any:
+    """The tokenizer the suite trains for itself (tests/conftest.py), loaded as production does."""
+    from babylon_console.core.tokenization import load_tokenizer
+
+    return load_tokenizer(str(TOKENIZER_DIR[0]))
+
+
+TOKENIZER_DIR: list[Any] = []  # set by the backends conftest from the session tokenizer fixture
 
 
 def minmax_rewards(pnls: list[float]) -> list[float]:
@@ -51,20 +57,21 @@ def minmax_rewards(pnls: list[float]) -> list[float]:
 
 
 def window_group(result: WindowResult, reward: str = "rank") -> Any:
-    """One `art.TrajectoryGroup` for a simulated window, rewarded by P&L rank (or min-max P&L)."""
+    """One `art.TrajectoryGroup` for a simulated window, rewarded by P&L rank (or min-max P&L), built
+    as the engine builds it: every recorded call a tokenized, trainable `Choice`."""
     import art
 
-    msgs = window_messages(result)
+    calls = window_calls(result)
+    tokenizer = test_tokenizer()
     pnls = [s.final_pnl for s in result.stats]
     rewards = rank_rewards(pnls) if reward == "rank" else minmax_rewards(pnls)
-    trajs = [
-        art.Trajectory(
-            messages_and_choices=msgs[s.trajectory_id],
-            reward=r,
-            metadata={"window_id": result.window_id, "agent_id": s.agent_id, "trajectory_id": s.trajectory_id},
-        )
-        for s, r in zip(result.stats, rewards, strict=True)
-    ]
+    trajs = []
+    for s, r in zip(result.stats, rewards, strict=True):
+        mine = calls[s.trajectory_id]
+        tokens = encode_calls(tokenizer, mine).tokens
+        trajs.append(art_trajectory(
+            mine, tokens, r, {}, {"window_id": result.window_id, "agent_id": s.agent_id,
+                                  "trajectory_id": s.trajectory_id}))
     return art.TrajectoryGroup(trajs, metadata={"scenario_id": result.window_id})
 
 

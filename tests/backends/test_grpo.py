@@ -41,8 +41,21 @@ def _obs(step: int = 3, positions: tuple[PositionView, ...] = ()) -> Observation
     return Observation(step, 20, "12:09", 1000.0, 0.0, positions, (), stocks, markets)
 
 
+def _choice(text: str) -> Any:
+    """An assistant turn as ART trains it: a Choice carrying (here arbitrary) token ids."""
+    from openai.types.chat import ChatCompletionMessage
+    from openai.types.chat.chat_completion import Choice
+
+    return Choice(finish_reason="stop", index=0, logprobs=None,
+                  message=ChatCompletionMessage(role="assistant", content=text),
+                  prompt_token_ids=[1, 2, 3], token_ids=[4, 5])
+
+
 def _traj(messages: list[dict[str, Any]], reward: float = 0.0) -> Any:
-    return types.SimpleNamespace(messages_and_choices=messages, reward=reward)
+    """Assistant dicts become trainable Choices; `{"role": "assistant-dict"}` stays a plain dict."""
+    items = [m if not isinstance(m, dict) else _choice(m["content"]) if m["role"] == "assistant" else
+             ({**m, "role": "assistant"} if m["role"] == "assistant-dict" else m) for m in messages]
+    return types.SimpleNamespace(messages_and_choices=items, reward=reward)
 
 
 def _random_batch(rng: np.random.Generator, n: int = 40) -> TurnBatch:
@@ -77,7 +90,8 @@ def test_equal_or_single_rewards_carry_no_signal() -> None:
 
 def test_equal_reward_groups_are_skipped_and_counted(sim_groups: list[Any]) -> None:
     g = sim_groups[0]
-    flat = [_traj(t.messages_and_choices, 0.5) for t in g.trajectories]
+    flat = [types.SimpleNamespace(messages_and_choices=t.messages_and_choices, reward=0.5,
+                                  additional_histories=t.additional_histories) for t in g.trajectories]
     batch, stats = build_batch([flat, sim_groups[1]])
     assert stats.groups_submitted == 2
     assert stats.groups_skipped_equal_reward == 1
@@ -119,12 +133,16 @@ def test_extract_turns_counts_what_it_cannot_use() -> None:
         {"role": "assistant", "content": format_response(Action(OPEN_LONG, ticker="BBLN", size=100.0), "x")},
         {"role": "user", "content": [{"type": "text", "text": user}]},  # content parts
         {"role": "assistant", "content": "Sure:\n```json\n" + format_response(buy, "fade") + "\n```"},
+        {"role": "user", "content": user},
+        {"role": "assistant-dict", "content": format_response(HOLD, "wait")},  # ART would not train it
     ]
     counts = TurnCounts()
     turns = extract_turns(_traj(messages), counts)
-    assert counts.trainable == 2
-    assert counts.unparseable == 4  # prose, truncated JSON, unknown ticker, missing MARKET_STATE
+    assert counts.choices == 7 and counts.trainable == 2
+    assert counts.unparseable == 3  # prose, truncated JSON, unknown ticker
+    assert counts.no_market_state == 1  # a prompt without a MARKET_STATE line
     assert counts.no_candidate == 1  # opening a ticker that is already held is not a candidate
+    assert counts.not_trainable_by_art == 1 and counts.unmappable == 5
     cands = candidate_actions(obs)
     assert cands[turns[0].chosen] == Action(OPEN_LONG, ticker="BBLN", size=250.0)  # snapped to nearest
     assert cands[turns[1].chosen] == Action(BUY_SHARES, market_id="pm-1", side="NO", amount=250.0)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from babylon_console.core.backends import offline as offline_mod
+from babylon_console.core.backends.empty_step import NothingTrained
 from babylon_console.core.backends.offline import (
     LABEL,
     OfflineBackend,
@@ -32,8 +33,9 @@ TRAIN_KW: dict[str, Any] = {"learning_rate": 1e-5, "allow_training_without_logpr
 ART_METRICS = {
     "loss/train", "loss/entropy", "loss/kl_div", "loss/grad_norm", "loss/learning_rate", "train/reward",
     "train/reward_std_dev", "data/step_num_groups_submitted", "data/step_num_groups_trainable",
-    "data/step_num_trajectories", "data/step_trainable_assistant_tokens", "offline/turns_skipped_unparseable",
-    "offline/clip_fraction",
+    "data/step_num_trajectories", "offline/clip_fraction", "offline/art_trainable_turns", "offline/actions_trained",
+    "offline/turns_unmappable_no_market_state", "offline/turns_unmappable_response",
+    "offline/turns_unmappable_no_candidate", "offline/turns_not_trainable_by_art",
 }
 
 
@@ -75,8 +77,11 @@ async def test_train_saves_the_next_step_and_returns_art_metrics(
     assert set(result.metrics) >= ART_METRICS
     m = result.metrics
     assert m["data/step_num_groups_submitted"] == 3 and m["data/step_num_groups_trainable"] == 3
-    assert m["data/step_num_trajectories"] == 24 and m["data/step_trainable_assistant_tokens"] == 3 * 8 * 20
-    assert m["offline/turns_skipped_unparseable"] == 0
+    assert m["data/step_num_trajectories"] == 24
+    assert m["offline/actions_trained"] == m["offline/art_trainable_turns"] == 3 * 8 * 20
+    assert m["offline/turns_unmappable_response"] == m["offline/turns_not_trainable_by_art"] == 0
+    # It trains actions, not tokens: ART's token count is not claimed.
+    assert "data/step_trainable_assistant_tokens" not in m
     assert m["loss/learning_rate"] == pytest.approx(1e-5 * backend.lr_scale)
     assert m["train/reward"] == pytest.approx(0.5)  # rank rewards average 0.5
     assert all(isinstance(v, float) and np.isfinite(v) for v in m.values())
@@ -98,21 +103,23 @@ async def test_train_requires_allow_training_without_logprobs(
     assert backend.steps(art_model) == [0]
 
 
-async def test_equal_reward_groups_still_advance_a_step_without_changing_weights(
+async def test_a_step_that_trains_nothing_is_not_a_checkpoint(
     tmp_path: Path, art_model: Any, sim_groups: list[Any]
 ) -> None:
     import art
 
-    flat = art.TrajectoryGroup(
-        [art.Trajectory(messages_and_choices=t.messages_and_choices, reward=0.5) for t in sim_groups[0]]
-    )
+    flat = art.TrajectoryGroup([t.model_copy(update={"reward": 0.5}) for t in sim_groups[0]])
     backend = OfflineBackend(tmp_path)
     await art_model.register(backend)
-    r = await backend.train(art_model, [flat], **TRAIN_KW)
-    assert r.step == 1
-    assert r.metrics["data/step_num_groups_trainable"] == 0
-    assert r.metrics["offline/groups_skipped_equal_reward"] == 1
-    assert r.metrics["data/step_trainable_assistant_tokens"] == 0
+    with pytest.raises(NothingTrained, match="equal rewards"):
+        await backend.train(art_model, [flat], **TRAIN_KW)
+    plain = art.TrajectoryGroup([  # plain-dict assistant turns: ART would train nothing, so nothing here
+        art.Trajectory(messages_and_choices=[m for m in t.messages_and_choices if isinstance(m, dict)]
+                       + [{"role": "assistant", "content": t.messages_and_choices[-1].message.content}],
+                       reward=t.reward) for t in sim_groups[0]])
+    with pytest.raises(NothingTrained, match=r"no turn ART would train .* without token ids"):
+        await backend.train(art_model, [plain], **TRAIN_KW)
+    assert backend.steps(art_model) == [0]  # no checkpoint written
     np.testing.assert_array_equal(backend.load_policy(art_model).weights, np.zeros(FEATURE_DIM))
 
 
@@ -276,7 +283,7 @@ async def test_one_group_trains_in_well_under_a_second(tmp_path: Path, art_model
     t = time.perf_counter()
     r = await backend.train(art_model, sim_groups[:1], **TRAIN_KW)  # 8 trajectories x 20 steps
     elapsed = time.perf_counter() - t
-    assert r.metrics["data/step_trainable_assistant_tokens"] == 160
+    assert r.metrics["offline/actions_trained"] == 160
     assert elapsed < 0.5, elapsed
 
 

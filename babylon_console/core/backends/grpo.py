@@ -7,12 +7,16 @@ of an observation `s` with `w @ phi(s, a) / T` and samples from the softmax over
 * **Advantages are group-relative.** Each group is one scenario (one hourly window). Trajectory `i`
   gets `A_i = (r_i - mean(r)) / (std(r) + eps)` (population std, like ART). A group whose rewards
   are all equal carries no signal; it is skipped and counted (`groups_skipped_equal_reward`).
-* **Trainable turns.** Every assistant message whose preceding user message holds a parseable
-  `MARKET_STATE` line (`Observation.from_prompt`) and whose text parses to an action
-  (`parse_response`) that matches a candidate of that observation by action type and target
-  (ticker, or market id and side). Order sizes are snapped to the nearest candidate size. Other
-  assistant turns (free-text reasoning calls, malformed JSON, unknown tickers, an open on a ticker
-  already held) are skipped and counted. Each trainable turn carries its trajectory's advantage.
+* **Trainable turns.** Exactly the turns ART would train: openai `Choice`s carrying token ids,
+  in `messages_and_choices` and every `additional_histories` entry (plain-dict assistant
+  messages train nothing in ART, so nothing here either; they are counted). Such a turn trains
+  when its preceding user message holds a parseable `MARKET_STATE` line
+  (`Observation.from_prompt`) and its text parses to an action (`parse_response`) that matches a
+  candidate of that observation by action type and target (ticker, or market id and side). Order
+  sizes are snapped to the nearest candidate size. The others (game prompts without a market
+  state, free-text reasoning, malformed JSON, unknown tickers, an open on a ticker already held)
+  are reported under their reason, never dropped silently. Each trainable turn carries its
+  trajectory's advantage.
 * **Loss.** Per turn, the clipped surrogate `-min(rho * A, clip(rho, 1 - eps, 1 + eps) * A)` with
   `rho = pi_theta(a|s) / pi_old(a|s)`, plus `kl_coef * KL(pi_theta(.|s) || pi_ref(.|s))`, both
   averaged over turns. Recorded game data has no logprobs, so `pi_old` is the policy at the start of
@@ -46,6 +50,7 @@ from babylon_console.core.sim.actions import (
 from babylon_console.core.sim.observation import Observation
 
 ADV_EPS = 1e-6
+_UNSET = object()
 _MAX_LOG_RATIO = 30.0  # exp() guard; a ratio this far from 1 is clipped or penalised anyway
 
 
@@ -62,17 +67,40 @@ def _text(content: Any) -> str | None:
     return None
 
 
-def iter_messages(trajectory: Any) -> Iterator[tuple[str, str | None]]:
-    """(role, text) of each message of an `art.Trajectory` (plain dicts or openai `Choice`s)."""
+def histories(trajectory: Any) -> Iterator[list[Any]]:
+    """Each history of an `art.Trajectory`: `messages_and_choices`, then `additional_histories`."""
     items = getattr(trajectory, "messages_and_choices", None)
     if items is None and isinstance(trajectory, dict):
         items = trajectory.get("messages_and_choices") or trajectory.get("messages")
-    for item in items or ():
-        if isinstance(item, dict):
-            yield str(item.get("role", "")), _text(item.get("content"))
-        else:  # an openai Choice: the assistant's completion
-            msg = getattr(item, "message", None)
-            yield "assistant", _text(getattr(msg, "content", None))
+    yield list(items or ())
+    for extra in getattr(trajectory, "additional_histories", None) or ():
+        yield list(getattr(extra, "messages_and_choices", None) or ())
+
+
+def is_trainable_choice(item: Any) -> bool:
+    """What ART trains: an openai `Choice` carrying `prompt_token_ids` and `token_ids`."""
+    extra = getattr(item, "model_extra", None) or {}
+    return not isinstance(item, dict) and "prompt_token_ids" in extra and bool(extra.get("token_ids"))
+
+
+def iter_choice_turns(trajectory: Any, counts: TurnCounts | None = None) -> Iterator[tuple[str | None, str | None]]:
+    """(preceding user text, response text) of every turn ART would train, in order. Assistant
+    turns ART would not train (plain dicts, Choices without token ids) are counted, not yielded."""
+    for history in histories(trajectory):
+        last_user: str | None = None
+        for item in history:
+            if isinstance(item, dict):
+                role = str(item.get("role", ""))
+                if role == "user":
+                    last_user = _text(item.get("content"))
+                elif role == "assistant" and counts is not None:
+                    counts.not_trainable_by_art += 1
+                continue
+            if not is_trainable_choice(item):
+                if counts is not None:
+                    counts.not_trainable_by_art += 1
+                continue
+            yield last_user, _text(getattr(getattr(item, "message", None), "content", None))
 
 
 def match_candidate(action: Action, candidates: list[Action]) -> int | None:
@@ -108,29 +136,33 @@ class Turn:
 
 @dataclass(slots=True)
 class TurnCounts:
-    trainable: int = 0
-    unparseable: int = 0  # no MARKET_STATE before it, or the response is not a valid action
+    """Every turn ART would train is either trained here or counted under the reason it was not."""
+
+    choices: int = 0  # turns ART would train (Choices with token ids)
+    trainable: int = 0  # of those, mapped to a simulator action and trained
+    no_market_state: int = 0  # the prompt has no parseable MARKET_STATE line (not a simulator prompt)
+    unparseable: int = 0  # the response is not a valid simulator action
     no_candidate: int = 0  # a valid action that is not among the observation's candidates
+    not_trainable_by_art: int = 0  # plain-dict assistant messages, Choices without token ids
+
+    @property
+    def unmappable(self) -> int:
+        return self.no_market_state + self.unparseable + self.no_candidate
 
 
 def extract_turns(trajectory: Any, counts: TurnCounts | None = None) -> list[Turn]:
     """The trainable (observation, chosen candidate) turns of one trajectory, in order."""
     counts = counts if counts is not None else TurnCounts()
     out: list[Turn] = []
-    last_user: str | None = None
     obs: Observation | None = None
-    obs_for: str | None = None
-    for role, text in iter_messages(trajectory):
-        if role == "user":
-            last_user = text
-            continue
-        if role != "assistant":
-            continue
-        if last_user is not obs_for:
-            obs = Observation.from_prompt(last_user)
-            obs_for = last_user
+    obs_for: object = _UNSET
+    for user, text in iter_choice_turns(trajectory, counts):
+        counts.choices += 1
+        if user is not obs_for:  # parse each prompt once
+            obs = Observation.from_prompt(user)
+            obs_for = user
         if obs is None:
-            counts.unparseable += 1
+            counts.no_market_state += 1
             continue
         parsed = parse_response(text, obs)
         if parsed.action is None:

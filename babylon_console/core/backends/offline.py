@@ -4,8 +4,12 @@ It is labelled as what it is: it does not train a language model. It trains the 
 checkpoint-driven agent (`LinearSoftmaxPolicy`: a softmax over the discrete candidate actions of an
 observation, linear in `FEATURE_DIM` features) from the same `art.TrajectoryGroup`s, rewards and
 GRPO objective that an LLM backend would get (see `grpo.py`), writes real checkpoint files, and
-reports ART's metric names. A checkpoint it writes can drive simulator agents, so the console's whole
-loop (simulate, judge, train, register, promote, serve) runs on a laptop with no GPU and no keys.
+reports ART's metric names for what it shares with ART (losses, rewards, group counts) and its own
+`offline/*` names for what differs (it trains actions, not tokens). It trains exactly the turns ART
+would train (`Choice`s with token ids) and reports every one it cannot map to a simulator action;
+a call in which nothing maps raises `NothingTrained` and writes no checkpoint. A checkpoint it
+writes can drive simulator agents, so the console's whole loop (simulate, judge, train, register,
+promote, serve) runs on a laptop with no GPU and no keys.
 
 ART's `Backend` is a `typing.Protocol` that nothing checks at runtime, so this class satisfies it
 by duck typing and never imports `art` at module import (that costs seconds); `train` imports
@@ -55,7 +59,8 @@ import orjson
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import CheckpointError, LinearSoftmaxPolicy
 
-from .grpo import build_batch, train_grpo
+from .empty_step import OFFLINE_TRAINED_KEY, NothingTrained
+from .grpo import BatchStats, build_batch, train_grpo
 
 LABEL = "offline CPU stand-in"
 SCHEME = "offline://"
@@ -68,6 +73,20 @@ NO_SERVER_BASE_URL = "http://offline.invalid/v1"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _NAME_RE = re.compile(r"^offline://(?P<project>[^/:]+)/(?P<run>[^/:]+?)(?::step(?P<step>\d+))?$")
+
+
+def describe_untrained(stats: BatchStats) -> str:
+    t = stats.turns
+    if stats.groups_submitted and stats.groups_skipped_equal_reward == stats.groups_submitted:
+        return f"nothing to train: all {stats.groups_submitted} group(s) have equal rewards (no signal)"
+    if t.choices == 0:
+        return (f"nothing to train: no turn ART would train in {stats.trajectories} trajectories "
+                f"({t.not_trainable_by_art} assistant turn(s) without token ids; build groups with "
+                "WindowGroup.tokenize)")
+    return (f"nothing to train: {t.choices} turn(s) ART would train, none maps to a simulator action "
+            f"({t.no_market_state} without a MARKET_STATE prompt, {t.unparseable} unparseable responses, "
+            f"{t.no_candidate} not among the candidates). The offline stand-in trains only "
+            "simulator-shaped calls; real game data needs the serverless or local backend")
 
 
 def initial_weights() -> np.ndarray:
@@ -426,6 +445,8 @@ class OfflineBackend:
         current = LinearSoftmaxPolicy.load(self.checkpoint_path((project, run), parent))
         reference = LinearSoftmaxPolicy.load(self.checkpoint_path((project, run), 0))
         batch, stats = build_batch(groups)
+        if batch.n == 0:  # not a checkpoint: nothing is written
+            raise NothingTrained(describe_untrained(stats))
         lr = learning_rate * self.lr_scale
         rng = np.random.default_rng([self.seed, parent])
         out = train_grpo(
@@ -445,12 +466,16 @@ class OfflineBackend:
             "data/step_num_groups_submitted": float(stats.groups_submitted),
             "data/step_num_groups_trainable": float(stats.groups_trainable),
             "data/step_num_trajectories": float(stats.trajectories),
-            "data/step_trainable_assistant_tokens": float(stats.turns.trainable),
             "offline/policy_loss": m["policy_loss"],
             "offline/clip_fraction": m["clip_fraction"],
             "offline/kl_new_old": m["kl_new_old"],
-            "offline/turns_skipped_unparseable": float(stats.turns.unparseable),
-            "offline/turns_skipped_no_candidate": float(stats.turns.no_candidate),
+            # What was trained, under this backend's own names: it trains actions, not tokens.
+            "offline/art_trainable_turns": float(stats.turns.choices),
+            OFFLINE_TRAINED_KEY: float(stats.turns.trainable),
+            "offline/turns_unmappable_no_market_state": float(stats.turns.no_market_state),
+            "offline/turns_unmappable_response": float(stats.turns.unparseable),
+            "offline/turns_unmappable_no_candidate": float(stats.turns.no_candidate),
+            "offline/turns_not_trainable_by_art": float(stats.turns.not_trainable_by_art),
             "offline/groups_skipped_equal_reward": float(stats.groups_skipped_equal_reward),
             "offline/optimizer_steps": float(out.optimizer_steps),
             "offline/requested_learning_rate": learning_rate,

@@ -18,6 +18,9 @@ from babylon_console.core.database import with_database
 from babylon_console.core.embedded import start_embedded_server, stop_embedded_server
 from babylon_console.core.migrations import migrate
 
+# huggingface_hub reads this once, at import: set before anything imports it. Tests never reach the hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 TEMPLATE_DB = "bc_template"
 _counter = itertools.count()
 
@@ -94,6 +97,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("BABYLON_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tokenizers come from directories the tests build, never the hub
     monkeypatch.chdir(tmp_path)
 
 

@@ -88,9 +88,10 @@ async def test_doctor_reports_without_leaking_secrets(database_url: str) -> None
     assert checks["database"] == "ok" and checks["migrations"] == "ok" and checks["judge"] == "ok"
     assert data["ok"] is True and result.exit_code == 0
     missing_key = await asyncio.to_thread(
-        invoke, "doctor", env={"DATABASE_URL": database_url, "BABYLON_BACKEND": "serverless"}
+        invoke, "doctor", "--json", env={"DATABASE_URL": database_url, "BABYLON_BACKEND": "serverless"}
     )
-    assert missing_key.exit_code == 1 and "needs WANDB_API_KEY" in missing_key.output
+    backend = next(c for c in orjson.loads(missing_key.output)["checks"] if c["name"] == "backend")
+    assert missing_key.exit_code == 1 and backend["verdict"] == "fail" and "needs WANDB_API_KEY" in backend["detail"]
 
 
 async def test_doctor_says_whether_the_tokenizer_loads(database_url: str, tokenizer_dir: Path) -> None:

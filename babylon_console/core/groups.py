@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .models import Trajectory
+from .parsing import paused_gc
 from .tokenization import DEFAULT_MAX_SEQ_LENGTH, CallTokens, RecordedCall, encode_calls
 
 if TYPE_CHECKING:  # art costs ~3 s to import: only where groups are really built
@@ -176,7 +177,8 @@ class WindowGroup:
     def tokenize(self, tokenizer: Any, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH) -> TokenStats:
         """Token ids for every call; trajectories left with no trainable call leave the group."""
         flat = [c for calls in self.calls for c in calls]
-        encoded = encode_calls(tokenizer, flat, max_seq_length)
+        with paused_gc():  # millions of acyclic token ids: no collection needs to walk them
+            encoded = encode_calls(tokenizer, flat, max_seq_length)
         stats = TokenStats(calls=len(flat), dropped_too_long=encoded.dropped_too_long,
                            dropped_empty=encoded.dropped_empty)
         kept_t: list[Trajectory] = []

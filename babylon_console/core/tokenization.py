@@ -104,14 +104,47 @@ def render_prompt(tokenizer: Any, system_prompt: str, user_prompt: str) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+_SENTINEL = "\x00babylon-user-content\x00"
+_split_exact: dict[int, bool] = {}  # id(tokenizer) -> splitting prompts at the system turn is exact
+
+
+_specials: dict[int, list[str]] = {}
+
+
+def _special_strings(tokenizer: Any) -> list[str]:
+    cached = _specials.get(id(tokenizer))
+    if cached is None:
+        decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        specials = {t.content for t in decoder.values() if getattr(t, "special", False)}
+        cached = _specials[id(tokenizer)] = sorted(
+            specials | set(getattr(tokenizer, "all_special_tokens", ()) or ()), key=len, reverse=True)
+    return cached
+
+
+def system_cut(tokenizer: Any, system_prompt: str, rendered: str) -> int | None:
+    """Where `rendered` (a prompt with this system prompt) can be cut so that the part before is
+    the same for every call of the agent: the first special token after the system content. The
+    tokenizer splits text at special tokens before encoding, so the halves encode independently."""
+    if not system_prompt:
+        return None
+    end = rendered.find(system_prompt)
+    if end < 0:
+        return None
+    end += len(system_prompt)
+    cuts = [i for i in (rendered.find(tok, end) for tok in _special_strings(tokenizer)) if i >= 0]
+    return min(cuts) if cuts else None
+
+
 def encode_calls(tokenizer: Any, calls: Sequence[RecordedCall], max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
                  ) -> CallEncoding:
-    """Token ids for each call (None where dropped). Prompts render once per distinct
-    (system, user) pair and everything is encoded in two batched calls of the fast tokenizer."""
+    """Token ids for each call (None where dropped). Every prompt is rendered with the chat
+    template; each agent's system part is encoded once and reused (checked exact against a whole
+    encoding once per tokenizer), and the rest is encoded in batched calls of the fast tokenizer."""
     if max_seq_length < 2:
         raise ValueError(f"max_seq_length must be >= 2, got {max_seq_length}")
     result = CallEncoding()
-    rendered: dict[tuple[str, str], int] = {}
+    result.tokens = [None] * len(calls)
+    prompts: dict[tuple[str, str], int] = {}
     prompt_texts: list[str] = []
     keep: list[int] = []
     for i, call in enumerate(calls):
@@ -119,22 +152,58 @@ def encode_calls(tokenizer: Any, calls: Sequence[RecordedCall], max_seq_length: 
             result.dropped_empty += 1
             continue
         key = (call.system_prompt, call.user_prompt)
-        if key not in rendered:
-            rendered[key] = len(prompt_texts)
+        if key not in prompts:
+            prompts[key] = len(prompt_texts)
             prompt_texts.append(render_prompt(tokenizer, call.system_prompt, call.user_prompt))
         keep.append(i)
-    result.tokens = [None] * len(calls)
     if not keep:
         return result
-    prompt_ids = tokenizer(prompt_texts, add_special_tokens=False)["input_ids"] if prompt_texts else []
-    response_ids = tokenizer([calls[i].response for i in keep], add_special_tokens=False)["input_ids"]
+    prompt_ids, response_ids = _encode_prompts(tokenizer, [k[0] for k in prompts], prompt_texts,
+                                               [calls[i].response for i in keep])
     eos = int(tokenizer.eos_token_id)
     for i, completion in zip(keep, response_ids, strict=True):
         call = calls[i]
-        prompt = prompt_ids[rendered[(call.system_prompt, call.user_prompt)]]
+        prompt = prompt_ids[prompts[(call.system_prompt, call.user_prompt)]]
         completion = [*completion, eos]
         if len(prompt) + len(completion) > max_seq_length:
             result.dropped_too_long += 1
             continue
-        result.tokens[i] = CallTokens(list(prompt), completion)
+        result.tokens[i] = CallTokens(prompt, completion)
     return result
+
+
+def _encode_prompts(tokenizer: Any, systems: list[str], texts: list[str], responses: list[str]
+                    ) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of rendered prompts and of responses, in one batched call of the tokenizer; the
+    system part of each prompt is encoded once per system prompt."""
+    exact = _split_exact.get(id(tokenizer))
+    cuts = [system_cut(tokenizer, sp, text) if exact is not False else None for sp, text in zip(systems, texts,
+                                                                                                 strict=True)]
+    if exact is None:  # first use of this tokenizer: is a split encoding identical to a whole one?
+        probe = next((i for i, c in enumerate(cuts) if c), None)
+        if probe is not None:
+            text, cut = texts[probe], cuts[probe]
+            assert cut is not None
+            whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+            parts = tokenizer([text[:cut], text[cut:]], add_special_tokens=False)["input_ids"]
+            exact = _split_exact[id(tokenizer)] = whole == parts[0] + parts[1]
+            if not exact:
+                cuts = [None] * len(cuts)
+    heads: dict[str, int] = {}
+    head_texts: list[str] = []
+    tails: list[str] = []
+    for text, cut in zip(texts, cuts, strict=True):
+        if cut is None:
+            tails.append(text)
+            continue
+        head = text[:cut]
+        if head not in heads:
+            heads[head] = len(head_texts)
+            head_texts.append(head)
+        tails.append(text[cut:])
+    ids = tokenizer([*head_texts, *tails, *responses], add_special_tokens=False)["input_ids"]
+    head_ids, tail_ids = ids[:len(head_texts)], ids[len(head_texts):len(head_texts) + len(tails)]
+    out = []
+    for text, cut, tail in zip(texts, cuts, tail_ids, strict=True):
+        out.append(tail if cut is None else head_ids[heads[text[:cut]]] + tail)
+    return out, ids[len(head_texts) + len(tails):]

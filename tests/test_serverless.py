@@ -34,14 +34,36 @@ def _env(database_url: str, fake: FakeWandbTraining, tokenizer_dir: Path, **extr
             "BABYLON_SETTLE_SECONDS": "0", "BABYLON_MIN_STEPS": "3", **extra}
 
 
+def env_data_dir() -> str:
+    import os
+
+    return os.environ["BABYLON_DATA_DIR"]
+
+
 async def _ready(pool: asyncpg.Pool) -> list[str]:
     readiness = await GameStore(pool).window_readiness(ReadinessCriteria(min_steps=3, settle_seconds=0),
                                                        SystemClock().now(), 48, "serverless:babylon-agent")
     return sorted(w.window_id for w in readiness if w.ready)
 
 
+@pytest.fixture
+def resolved_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every host name this process resolves (W&B's public hosts must never be among them)."""
+    import socket
+
+    seen: list[str] = []
+    real = socket.getaddrinfo
+
+    def recording(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    return seen
+
+
 async def test_serverless_trains_registers_and_fails_cleanly(
-    pool: asyncpg.Pool, database_url: str, tokenizer_dir: Path
+    pool: asyncpg.Pool, database_url: str, tokenizer_dir: Path, resolved_hosts: list[str]
 ) -> None:
     await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=4), windows=4, now=SystemClock().now())
     async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
@@ -65,6 +87,8 @@ async def test_serverless_trains_registers_and_fails_cleanly(
             assert metrics["babylon/trainable_assistant_tokens"] == job.trainable_tokens
         left = await _ready(pool)
         assert len(left) == 2
+        assert not (Path.cwd() / ".art").exists()  # ART's history lives under the data directory
+        assert list((Path(env_data_dir()) / "checkpoints" / "serverless").rglob("history.jsonl"))
 
         fake.job_mode = "fail"
         failed = await asyncio.to_thread(invoke, "train", "--backend", "serverless", "--iterations", "1",
@@ -91,6 +115,7 @@ async def test_serverless_trains_registers_and_fails_cleanly(
         assert batch["status"] == "failed" and "step_trainable_assistant_tokens = 0" in batch["error"]
         assert await pool.fetchval("SELECT count(*) FROM trained_models") == 2
         assert await pool.fetchval("SELECT count(*) FROM training_batches WHERE status = 'training'") == 0
+        assert set(resolved_hosts) <= {"127.0.0.1", "localhost"}, set(resolved_hosts)  # WANDB_MODE=disabled
         assert await pool.fetchval('SELECT count(*) FROM trajectories WHERE "trainedInBatch" = $1',
                                    batch["batchId"]) == 0
 
@@ -119,3 +144,22 @@ def test_offline_wandb_mode_never_reaches_public_hosts(monkeypatch: pytest.Monke
         check_serverless("key", "http://127.0.0.1:9/v1")  # a deployment of one's own is fine
     with pytest.raises(BackendUnavailable, match="needs WANDB_API_KEY"):
         check_serverless(None)
+
+
+async def test_a_key_only_in_dotenv_reaches_art(
+    pool: asyncpg.Pool, database_url: str, tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    import os
+
+    await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=4), windows=1, now=SystemClock().now())
+    (tmp_path / ".env").write_text(f"WANDB_API_KEY={KEY}\nWANDB_ENTITY=dotenv-entity\n")  # the working directory
+    async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
+        env = _env(database_url, fake, tokenizer_dir)
+        del env["WANDB_API_KEY"], env["WANDB_ENTITY"]
+        assert "WANDB_API_KEY" not in os.environ
+        result = await asyncio.to_thread(invoke, "train", "--backend", "serverless", "--json", env=env)
+        assert result.exit_code == 0, result.output
+        assert fake.auth_headers == {f"Bearer {KEY}"}
+        assert [m["entity"] for m in fake.models.values()] == ["dotenv-entity"]
+        # ART's own W&B code reads os.environ only: the key from .env is there for it.
+        assert os.environ.get("WANDB_API_KEY") == KEY

@@ -188,3 +188,26 @@ def test_a_missing_tokenizer_says_what_and_where(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(TokenizerUnavailable, match="no-template"):
         load_tokenizer(str(empty))
+
+
+@pytest.mark.parametrize("which", ["test", "standin"])
+async def test_prompts_encode_exactly_as_a_whole_render(pool: asyncpg.Pool, tokenizer_dir: Path, tmp_path: Path,
+                                                        which: str) -> None:
+    """Each agent's system turn is encoded once and reused: the ids must equal encoding the whole
+    rendered prompt, for both chat templates (Llama-3-style and ChatML)."""
+    from babylon_console.core.standin_tokenizer import ensure_standin_tokenizer
+    from babylon_console.core.tokenization import encode_calls, render_prompt
+
+    source = tokenizer_dir if which == "test" else ensure_standin_tokenizer(tmp_path)
+    tokenizer = load_tokenizer(str(source))
+    await seed_history(pool, Simulation(seed=6, n_agents=4, steps_per_window=5), windows=1, now=NOW)
+    window = await pool.fetchval('SELECT DISTINCT "windowId" FROM trajectories')
+    data = await GameStore(pool).window_trajectories(window)
+    calls = [c for t in data.trajectories for c in build_window_group(
+        window, [t], max_per_group=8, dropout=0.0, seed=0).calls[0]]
+    encoded = encode_calls(tokenizer, calls)
+    for call, tokens in zip(calls, encoded.tokens, strict=True):
+        assert tokens is not None
+        whole = tokenizer(render_prompt(tokenizer, call.system_prompt, call.user_prompt),
+                          add_special_tokens=False)["input_ids"]
+        assert tokens.prompt_token_ids == whole

@@ -18,6 +18,7 @@ STATE_COLORS = {
     "settling": "warning",
     "too few agents": "foreground",
     "trained": "secondary",
+    "unusable": "error",
     "invalid id": "error",
 }
 

@@ -22,7 +22,7 @@ def invoke(*args: str, env: dict[str, str]):
 
 async def test_train_models_inspect(pool: asyncpg.Pool, database_url: str) -> None:
     await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=5), windows=2, now=SystemClock().now())
-    env = {"DATABASE_URL": database_url}
+    env = {"DATABASE_URL": database_url, "BABYLON_SETTLE_SECONDS": "0"}  # the hour just closed counts too
     trained = await asyncio.to_thread(invoke, "train", "--iterations", "1", "--min-steps", "5", "--json", env=env)
     assert trained.exit_code == 0, trained.output
     summary = orjson.loads(trained.output)

@@ -22,6 +22,7 @@ _STATE_STYLE = {
     WindowState.SETTLING: "cyan",
     WindowState.TRAINED: "dim",
     WindowState.TOO_FEW_AGENTS: "yellow",
+    WindowState.UNUSABLE: "red",
     WindowState.INVALID: "red",
 }
 
@@ -66,7 +67,7 @@ def readiness_table(windows: list[WindowReadiness]) -> Table:
             f"{w.steps:,}",
             f"{_pnl(w.pnl_min)} / {_pnl(w.pnl_avg)} / {_pnl(w.pnl_max)}",
             f"{w.stock_outcomes}s {w.prediction_outcomes}p" if w.outcomes_present else "[yellow]none[/]",
-            "; ".join(w.reasons),
+            "; ".join([*w.reasons, *(f"[yellow]{x}[/]" for x in w.warnings)]),
         )
     return table
 

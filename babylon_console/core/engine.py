@@ -559,6 +559,14 @@ class Engine:
                                                "message": f"training failed: {exc}"})
             return False
         metrics.setdefault("babylon/trainable_assistant_tokens", float(tokens))
+        if result.step != target_step:
+            # A step that timed out (no cancel exists for a serverless job) or failed may still have
+            # completed on the backend: its checkpoint holds updates from windows freed since.
+            await self._emit(EventKind.WARNING, {
+                "stage": "train", "batch_id": batch_id, "step": result.step, "expected_step": target_step,
+                "message": f"the backend reports step {result.step}, expected {target_step}: steps "
+                           f"{target_step}..{result.step - 1} were written but never registered "
+                           "(a step that timed out or failed earlier may have completed later)"})
         try:
             await model.log(art_groups, split="train", metrics=metrics, step=result.step)
         except Exception as exc:  # history is a side channel; the checkpoint is what matters

@@ -272,12 +272,13 @@ def trainable_tokens(groups: Sequence[Any]) -> int:
     """Assistant tokens ART would train in these `art.TrajectoryGroup`s: the completion tokens of
     every `Choice` with token ids, except where ART's advantage is zero (a group whose rewards are
     all equal, a trajectory whose reward is the group mean): ART drops those."""
+    from art.utils.grpo import rewards_have_zero_variance  # ART's own rule (rewards within 1e-12)
     from openai.types.chat.chat_completion import Choice
 
     total = 0
     for group in groups:
         rewards = [t.reward for t in group.trajectories]
-        if len(rewards) < 2 or max(rewards) - min(rewards) <= 0:
+        if rewards_have_zero_variance(rewards):
             continue
         mean = sum(rewards) / len(rewards)
         for t in group.trajectories:

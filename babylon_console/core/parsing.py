@@ -16,6 +16,16 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from .bounds import (
+    EARLIEST,
+    LATEST,
+    MAX_ABS_BALANCE,
+    MAX_ABS_PNL,
+    MAX_ABS_REWARD,
+    MAX_DURATION_MS,
+    MAX_EPISODE_LENGTH,
+)
+from .clock import to_naive_utc
 from .models import Rejection, Step, Trajectory
 
 MAX_STEPS_JSON_BYTES = 16 * 1024 * 1024
@@ -104,9 +114,32 @@ def parse_trajectory(row: Mapping[str, Any]) -> Trajectory:
         if isinstance(value, float) and not math.isfinite(value):
             raise RowProblem(f"{column} is {value}, not a finite number")
     try:
-        return Trajectory.model_validate(data)
+        trajectory = Trajectory.model_validate(data)
     except ValidationError as exc:
         raise RowProblem(_describe(exc, "")) from None
+    _check_bounds(trajectory)
+    return trajectory
+
+
+def _check_bounds(t: Trajectory) -> None:
+    """Numbers no hour of play produces (bounds.py) make the row unusable, with the reason."""
+    for column, value, limit in (("finalPnL", t.final_pnl, MAX_ABS_PNL), ("finalBalance", t.final_balance,
+                                 MAX_ABS_BALANCE), ("totalReward", t.total_reward, MAX_ABS_REWARD)):
+        if value is not None and abs(value) > limit:
+            raise RowProblem(f"{column} is {value:g}, outside +-{limit:g}")
+    if not 0 <= t.episode_length <= MAX_EPISODE_LENGTH:
+        raise RowProblem(f"episodeLength is {t.episode_length:,}, outside 0..{MAX_EPISODE_LENGTH:,}")
+    if t.duration_ms is not None and not 0 <= t.duration_ms <= MAX_DURATION_MS:
+        raise RowProblem(f"durationMs is {t.duration_ms:,}, outside 0..{MAX_DURATION_MS:,} (7 days)")
+    start, end = to_naive_utc(t.start_time), to_naive_utc(t.end_time)
+    for column, moment in (("startTime", start), ("endTime", end)):
+        if not EARLIEST <= moment <= LATEST:
+            raise RowProblem(f"{column} is {moment.isoformat()}, outside {EARLIEST.year}..{LATEST.year}")
+    if end < start:
+        raise RowProblem(f"endTime {end.isoformat()} is before startTime {start.isoformat()}")
+    for step in t.steps:
+        if abs(step.reward) > MAX_ABS_REWARD:
+            raise RowProblem(f"step {step.step_number}: reward {step.reward:g} is outside +-{MAX_ABS_REWARD:g}")
 
 
 @contextlib.contextmanager

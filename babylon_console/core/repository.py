@@ -12,6 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
+from .bounds import SQL_LENGTH_OK, SQL_PNL_OK
 from .groups import step_number_of
 from .models import MarketOutcome, Rejection, TrainedModel, TrainingBatch, Trajectory, WindowGroundTruth
 from .parsing import parse_rows
@@ -20,14 +21,18 @@ from .windows import ReadinessCriteria, WindowFigures, WindowReadiness, assess, 
 
 # The figures per window. $1: first window id to include ('' for all), $2: min steps per agent,
 # $3: the training key whose trained windows and verdicts count (NULL: trained by any model).
-READINESS_SQL = """
+READINESS_SQL = f"""
 WITH t AS (
   SELECT "windowId" AS window_id,
          count(*) AS trajectories,
          count(DISTINCT "agentId") AS agents,
-         count(DISTINCT "agentId") FILTER (WHERE "episodeLength" >= $2) AS qualified_agents,
-         coalesce(sum("episodeLength"), 0) AS steps,
-         min("finalPnL") AS pnl_min, avg("finalPnL") AS pnl_avg, max("finalPnL") AS pnl_max,
+         count(DISTINCT "agentId") FILTER (WHERE "episodeLength" >= $2 AND {SQL_LENGTH_OK}) AS qualified_agents,
+         coalesce(sum("episodeLength") FILTER (WHERE {SQL_LENGTH_OK}), 0) AS steps,
+         min("finalPnL") FILTER (WHERE {SQL_PNL_OK}) AS pnl_min,
+         avg("finalPnL") FILTER (WHERE {SQL_PNL_OK}) AS pnl_avg,
+         max("finalPnL") FILTER (WHERE {SQL_PNL_OK}) AS pnl_max,
+         count(*) FILTER (WHERE ("finalPnL" IS NOT NULL AND NOT ({SQL_PNL_OK})) OR NOT ({SQL_LENGTH_OK}))
+           AS suspect_rows,
          count(*) FILTER (WHERE "usedInTraining") AS used_in_training
   FROM trajectories
   WHERE "windowId" >= $1 AND "isTrainingData" AND NOT "isEvaluation"
@@ -92,6 +97,7 @@ class GameStore:
                 prediction_outcomes=r["prediction_outcomes"],
                 trained=r["trained"],
                 unusable_reason=r["unusable_reason"],
+                suspect_rows=r["suspect_rows"],
             )
             for r in rows
         ]

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from .bounds import MAX_ABS_PNL, MAX_EPISODE_LENGTH
 from .clock import to_naive_utc
 
 WINDOW_LENGTH = timedelta(hours=1)
@@ -84,6 +85,7 @@ class WindowFigures(BaseModel):
     prediction_outcomes: int = 0
     trained: bool = False  # by the model readiness is computed for
     unusable_reason: str | None = None  # that model's engine found nothing trainable here
+    suspect_rows: int = 0  # rows with out-of-range numbers (see bounds.py), left out of these figures
 
 
 class WindowReadiness(WindowFigures):
@@ -93,6 +95,7 @@ class WindowReadiness(WindowFigures):
     ready: bool = False
     state: WindowState = WindowState.INVALID
     reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # what is wrong with some rows, ready or not
 
     @property
     def outcomes_present(self) -> bool:
@@ -106,7 +109,8 @@ def assess(figures: WindowFigures, criteria: ReadinessCriteria, now: datetime) -
     try:
         start = parse_window_id(figures.window_id)
     except InvalidWindowId as exc:
-        return WindowReadiness(**figures.model_dump(), state=WindowState.INVALID, reasons=[str(exc)])
+        return WindowReadiness(**figures.model_dump(), state=WindowState.INVALID, reasons=[str(exc)],
+                               warnings=[f"{figures.trajectories} row(s) under a window id that does not parse"])
     end = start + WINDOW_LENGTH
     closes_at = end + timedelta(seconds=criteria.settle_seconds)
     now = to_naive_utc(now)
@@ -130,8 +134,12 @@ def assess(figures: WindowFigures, criteria: ReadinessCriteria, now: datetime) -
             f"needs {criteria.min_agents}"
         )
     ready = not states
+    warnings = [f"{figures.suspect_rows} row(s) with out-of-range numbers (NaN, infinite, |P&L| > "
+                f"{MAX_ABS_PNL:g} or an episode length outside 0..{MAX_EPISODE_LENGTH}) left out of the figures"
+                ] if figures.suspect_rows else []
     return WindowReadiness(
         **figures.model_dump(),
+        warnings=warnings,
         start=start,
         closes_at=closes_at,
         closed=closed,

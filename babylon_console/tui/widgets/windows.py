@@ -136,7 +136,9 @@ class WindowsPane(Pane):
             detail.update("No window selected." if self.windows else "No windows in the lookback yet.")
             return
         reasons = "; ".join(selected.reasons) if selected.reasons else "ready to train"
+        warnings = ("; ".join(selected.warnings) + "  ") if selected.warnings else ""
         detail.update(Text.assemble((selected.window_id, "bold"), f"  {selected.state.value}: {reasons}  ",
+                                    (warnings, theme_color(self.app, "warning")),
                                     ("enter", "bold"), " outcomes  ", ("i", "bold"), " inspect"))
 
     # -- events --------------------------------------------------------------------------------

@@ -149,4 +149,4 @@ def main() -> None:
 
 
 # Subcommands register themselves on `app` / `db_app` when imported.
-from .commands import console, db, doctor, inspect, models, seed, train, windows  # noqa: E402, F401
+from .commands import console, db, doctor, inspect, models, seed, status, train, windows  # noqa: E402, F401

@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     max_seq_length: int = Field(default=32_768, ge=64, validation_alias="BABYLON_MAX_SEQ_LENGTH")
     serverless_base_url: str | None = Field(default=None, validation_alias="BABYLON_SERVERLESS_BASE_URL")
     allow_unlisted_base_model: bool = Field(default=False, validation_alias="BABYLON_ALLOW_UNLISTED_BASE_MODEL")
+    read_timeout_s: float = Field(default=300.0, gt=0, validation_alias="BABYLON_READ_TIMEOUT_S")
+    judge_timeout_s: float = Field(default=600.0, gt=0, validation_alias="BABYLON_JUDGE_TIMEOUT_S")
     train_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="BABYLON_TRAIN_TIMEOUT_S")
+    register_timeout_s: float = Field(default=120.0, gt=0, validation_alias="BABYLON_REGISTER_TIMEOUT_S")
+    heartbeat_s: float = Field(default=5.0, gt=0, validation_alias="BABYLON_HEARTBEAT_S")
 
     min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
     min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import statistics
 import uuid
 import zlib
@@ -34,7 +33,7 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, Field
 
-from . import batches, events
+from . import batches, events, runs
 from .backends.empty_step import NothingTrained, check_trained
 from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
 from .clock import Clock, SystemClock
@@ -85,7 +84,11 @@ class EngineConfig(BaseModel):
     learning_rate: float = Field(default=1e-5, gt=0, lt=1)
     judge_concurrency: int = Field(default=4, ge=1)
     max_seq_length: int = Field(default=32_768, ge=64)
+    read_timeout_s: float = Field(default=300.0, gt=0)
+    judge_timeout_s: float = Field(default=600.0, gt=0)
     train_timeout_s: float = Field(default=3600.0, gt=0)
+    register_timeout_s: float = Field(default=120.0, gt=0)
+    heartbeat_s: float = Field(default=5.0, gt=0)
     allow_unlisted_base_model: bool = False
     force: bool = False
     poll_seconds: float = Field(default=5.0, gt=0)
@@ -102,6 +105,8 @@ class EngineConfig(BaseModel):
             "target_trajectories": settings.target_trajectories, "max_dropout": settings.max_dropout,
             "learning_rate": settings.learning_rate, "judge_concurrency": settings.judge_concurrency,
             "max_seq_length": settings.max_seq_length, "train_timeout_s": settings.train_timeout_s,
+            "read_timeout_s": settings.read_timeout_s, "judge_timeout_s": settings.judge_timeout_s,
+            "register_timeout_s": settings.register_timeout_s, "heartbeat_s": settings.heartbeat_s,
             "allow_unlisted_base_model": settings.allow_unlisted_base_model,
         }
         values.update({k: v for k, v in overrides.items() if v is not None or k == "iterations"})
@@ -165,6 +170,7 @@ class Engine:
         self.base_model = config.base_model
         self._wandb: OfflineWandbRun | None = None
         self.on_state: Callable[[EngineState], None] | None = None
+        self.stage: runs.Stage = runs.Stage.STARTING
 
     # -- control (safe to call from the console's event loop) ---------------------------------
 
@@ -309,17 +315,19 @@ class Engine:
             await self.pool.release(lock_conn)
 
     async def _run_locked(self) -> RunSummary:
-        await self.pool.execute(
-            "INSERT INTO console_runs (id, model_name, backend, judge, config, state, host, pid) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, 'running', $6, $7)",
-            self.run_id, self.config.model_name, self.config.backend, self.config.judge,
-            orjson.dumps(self.config.model_dump()).decode(), socket.gethostname(), os.getpid(),
-        )
+        await runs.start(self.pool, self.run_id, self.config.model_name, self.config.backend, self.config.judge,
+                         self.config.model_dump(), self.config.heartbeat_s)
+        closed = await runs.close_dead(self.pool, self.run_id, self.config.model_name, self.config.backend)
         self._set_state(EngineState.RUNNING)
+        beat = asyncio.create_task(self._beat(), name=f"heartbeat {self.run_id}")
         await self._emit(EventKind.RUN_STARTED, {
             "message": f"engine started: {self.config.backend} backend, {self.config.judge} judge",
             "config": self.config.model_dump(),
         })
+        if closed:
+            await self._emit(EventKind.WARNING, {
+                "runs": closed, "message": f"closed {len(closed)} run(s) of this model whose engine had died "
+                                           f"without stopping: {', '.join(closed)}"})
         reason = "finished"
         try:
             if self.config.backend == "serverless":
@@ -354,13 +362,11 @@ class Engine:
             log.exception("engine failed")
             await self._emit(EventKind.ERROR, {"message": f"engine failed: {exc}"})
         finally:
+            beat.cancel()
             if self._wandb is not None:
                 await asyncio.to_thread(self._wandb.finish)
             await self._close_backend()
-            await self.pool.execute(
-                "UPDATE console_runs SET state = $2, stopped_at = now(), error = $3, iteration = $4 WHERE id = $1",
-                self.run_id, self.state.value, self.summary.error, self.summary.iterations,
-            )
+            await runs.finish(self.pool, self.run_id, self.state.value, self.summary.error, self.summary.iterations)
             await self._emit(EventKind.RUN_STOPPED, {
                 "message": f"engine stopped: {reason}", "reason": reason,
                 "iterations": self.summary.iterations, "steps": self.summary.steps,
@@ -378,28 +384,49 @@ class Engine:
             self._model = None
 
     async def _heartbeat(self) -> None:
-        await self.pool.execute(
-            "UPDATE console_runs SET heartbeat_at = now(), iteration = $2, step = $3, state = $4 WHERE id = $1",
-            self.run_id, self.summary.iterations, self.summary.steps[-1] if self.summary.steps else 0,
-            self.state.value,
-        )
+        await runs.heartbeat(self.pool, self.run_id, self.state.value, self.summary.iterations,
+                             self.summary.steps[-1] if self.summary.steps else 0)
+
+    async def _beat(self) -> None:
+        """Beat every `heartbeat_s`, whatever stage runs (a long training step included)."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            try:
+                await self._heartbeat()
+            except Exception as exc:  # a missed beat is what staleness is for; never stop the run
+                log.warning("heartbeat of %s failed: %s", self.run_id, exc)
+
+    async def _stage(self, stage: runs.Stage) -> None:
+        self.stage = stage
+        await runs.set_stage(self.pool, self.run_id, stage)
 
     # -- one iteration -------------------------------------------------------------------------
 
     async def _iteration(self) -> bool | None:
         """None when no window was ready; otherwise whether a step was trained."""
+        await self._stage(runs.Stage.SELECT)
         readiness = await self.store.window_readiness(self.config.criteria, self.clock.now(),
                                                       self.config.lookback_hours, self.config.training_key)
         chosen = select_windows(readiness, self.config.windows_per_iteration, self.config.force)
         if not chosen:
+            await self._stage(runs.Stage.WAIT)
             return None
         self.summary.iterations += 1
         iteration = self.summary.iterations
         await self._emit(EventKind.ITERATION_STARTED, {
             "iteration": iteration, "windows": chosen,
             "message": f"iteration {iteration}: {len(chosen)} window(s)"})
-        groups = await self._build_groups(chosen)
+        await self._stage(runs.Stage.READ)
+        try:
+            groups = await asyncio.wait_for(self._build_groups(chosen), self.config.read_timeout_s)
+        except TimeoutError:
+            self.summary.windows_failed.extend(chosen)
+            await self._emit(EventKind.ERROR, {"stage": "read", "windows": chosen, "message": (
+                f"reading {len(chosen)} window(s) did not finish within {self.config.read_timeout_s:g} s "
+                "(BABYLON_READ_TIMEOUT_S); they stay free for the next iteration")})
+            return False
         await self._checkpoint()
+        await self._stage(runs.Stage.JUDGE)
         judged = await self._judge(groups)
         await self._checkpoint()
         if not judged:
@@ -502,7 +529,7 @@ class Engine:
             judged.append(group)
 
         await judge_windows(self.judge, [item for _, item in groups], self.config.judge_concurrency,
-                            on_result=on_result)
+                            on_result=on_result, timeout_s=self.config.judge_timeout_s)
         return sorted(judged, key=lambda g: g.window_id)
 
     async def _train(self, groups: list[WindowGroup], iteration: int) -> bool:
@@ -520,6 +547,7 @@ class Engine:
                                    model_version=f"step-{target_step}", windows=windows,
                                    trajectory_ids=trajectory_ids, rewards=rewards, rankings=rankings,
                                    clock=self.clock)
+        await self._stage(runs.Stage.TRAIN)
         art_groups = [g.to_art() for g in groups]
         tokens = trainable_tokens(art_groups)
         try:
@@ -573,8 +601,18 @@ class Engine:
             await self._emit(EventKind.WARNING, {"message": f"ART history not written: {exc}"})
         if self._wandb is not None:
             self._wandb.log(metrics, result.step)
-        await self._register(batch_id, result.step, metrics, windows, trajectory_ids, list(rewards.values()),
-                             iteration)
+        await self._stage(runs.Stage.REGISTER)
+        try:
+            await asyncio.wait_for(self._register(batch_id, result.step, metrics, windows, trajectory_ids,
+                                                  list(rewards.values()), iteration), self.config.register_timeout_s)
+        except TimeoutError:
+            reason = (f"registering step {result.step} did not finish within {self.config.register_timeout_s:g} s "
+                      "(BABYLON_REGISTER_TIMEOUT_S): the checkpoint exists on the backend but is not registered; "
+                      "the batch failed and its windows are free again")
+            await batches.fail_batch(self.pool, batch_id, reason, self.clock)
+            self.summary.windows_failed.extend(windows)
+            await self._emit(EventKind.ERROR, {"stage": "register", "batch_id": batch_id, "message": reason})
+            return False
         return True
 
     async def _register(self, batch_id: str, step: int, metrics: dict[str, float], windows: list[str],

@@ -40,6 +40,7 @@ from .data import (
     EventKind,
     ProxyClock,
     RegistryError,
+    RunInfo,
     engine_overrides_for_demo,
     is_outage,
 )
@@ -95,6 +96,7 @@ class ConsoleApp(App[None]):
         self.engine: EngineRunner | None = None
         self.engine_overrides: dict[str, Any] = {}
         self.attached_config: dict[str, Any] = {}
+        self.remote_run: RunInfo | None = None  # the latest run in the database, while no engine runs here
         self.demo: DemoRunner | None = None
         self.background: BackgroundLoop | None = None
         self.first_paint_at: float | None = None
@@ -238,6 +240,8 @@ class ConsoleApp(App[None]):
             return
         if self.outage is not None or not self.db_ready:
             self._recovered()
+        if self.engine is None:  # an engine elsewhere: is it still beating? (it may die without a word)
+            self.remote_run = await self.data.latest_run()
 
     def _set_outage(self, message: str) -> None:
         first = self.outage is None
@@ -346,6 +350,9 @@ class ConsoleApp(App[None]):
                 text = f"Engine: {self.engine.state}"
                 if state.step is not None:
                     text += f" · step {state.step}"
+            elif (run := self.remote_run) is not None and run.liveness in ("stale", "dead"):
+                text = (f"Engine: {run.liveness} · last heartbeat {run.heartbeat_age_s or 0:.0f} s ago"
+                        + (" (attached)" if self.attach else " (another process)"))
             elif self.attach:
                 text = f"Engine: {state.state or 'waiting for events'} (attached)"
             elif state.state in ("running", "paused"):

@@ -32,6 +32,7 @@ import asyncpg
 import orjson
 
 from ..core import events as core_events
+from ..core import runs as core_runs
 from ..core.backends.factory import checkpoint_root, training_key
 from ..core.clock import Clock, SystemClock
 from ..core.config import Settings
@@ -127,10 +128,14 @@ class RunInfo:
     started_at: datetime | None
     heartbeat_age_s: float | None
     config: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    stage_age_s: float | None = None
+    liveness: str = "ended"  # live, stale (heartbeat late), dead (heartbeat stopped), ended
 
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE_RUN_STATES and (self.heartbeat_age_s is None or self.heartbeat_age_s < 120)
+        """Running (or paused) and still beating, if late."""
+        return self.liveness in ("live", "stale")
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
@@ -303,18 +308,15 @@ class ConsoleData:
         return core_events.EventBus(self.dsn).follow_batches(after_id, coalesce_s=coalesce_s)
 
     async def latest_run(self) -> RunInfo | None:
-        row = await self.pool.fetchrow(
-            "SELECT *, extract(epoch FROM now() - heartbeat_at) AS age FROM console_runs "
-            "ORDER BY started_at DESC LIMIT 1"
-        )
-        if row is None:
+        rows = await core_runs.latest(self.pool)
+        if not rows:
             return None
+        r = rows[0]
         return RunInfo(
-            run_id=row["id"], model_name=row["model_name"], backend=row["backend"], judge=row["judge"],
-            state=row["state"], host=row["host"], pid=row["pid"], iteration=row["iteration"], step=row["step"],
-            error=row["error"], started_at=row["started_at"],
-            heartbeat_age_s=float(row["age"]) if row["age"] is not None else None,
-            config=_json_dict(row["config"]),
+            run_id=r.id, model_name=r.model_name, backend=r.backend, judge=r.judge, state=r.state, host=r.host,
+            pid=r.pid, iteration=r.iteration, step=r.step, error=r.error, started_at=r.started_at,
+            heartbeat_age_s=r.heartbeat_age_s, config=_json_dict(r.config), stage=r.stage,
+            stage_age_s=r.stage_age_s, liveness=r.liveness.value,
         )
 
 
@@ -396,6 +398,11 @@ class EngineRunner:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_RUN_STATES
+
+    @property
+    def stage(self) -> str:
+        """The engine's current stage (select, read, judge, train, register, waiting ...)."""
+        return str(getattr(self._engine, "stage", "starting"))
 
     async def run(self) -> Any:
         """Run the engine to its end (awaited from the console's loop); returns its summary."""

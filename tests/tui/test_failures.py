@@ -17,7 +17,7 @@ from babylon_console.tui.themes import load_themes, saved_theme
 from babylon_console.tui.widgets.errors import ErrorsPane
 from babylon_console.tui.widgets.training import CHART_POINTS, TAIL_LINES, TrainingPane, TrainingState
 
-from .conftest import SIZE, FixedClock, wait_for
+from .conftest import SIZE, FixedClock, plain, wait_for
 
 
 class FlakyData(ConsoleData):
@@ -154,3 +154,22 @@ async def test_training_pane_draws_only_when_visible(make_app) -> None:
         await pilot.press("3")
         await wait_for(lambda: training._tail_shown == training.state.tail_seq, what="tail drawn")
         await wait_for(lambda: "┤" in str(app.main.query_one("#chart-loss").content), what="chart drawn")
+
+
+async def test_a_silent_engine_is_shown_stale_then_dead(make_app, pool) -> None:
+    """An attached console says when the engine it watches last spoke, and that it is dead."""
+    await pool.execute(
+        "INSERT INTO console_runs (id, model_name, backend, judge, state, host, pid, heartbeat_at, heartbeat_s, stage, "
+        "stage_started_at) VALUES ('run-gone', 'babylon-agent', 'offline', 'outcome', 'running', 'trainer-1', 42, "
+        "now() - interval '2 seconds', 0.5, 'train', now() - interval '2 seconds')")
+    app = make_app(attach=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: "stale" in str(app.main.status.parts.get("engine", "")), what="stale")
+        await pilot.pause()
+        await pool.execute("UPDATE console_runs SET heartbeat_at = now() - interval '10 seconds'")
+        text = await wait_for(lambda: "dead" in (t := str(app.main.status.parts.get("engine", ""))) and t, what="dead")
+        assert "last heartbeat 1" in text and "(attached)" in text
+        await pilot.press("3")
+        status = await wait_for(lambda: "DEAD" in (t := plain(app.main.query_one("#training-status"))) and t,
+                                what="the Training pane saying dead")
+        assert "last heartbeat" in status

@@ -27,8 +27,10 @@ async def judge_windows(
     items: Sequence[JudgeInput],
     concurrency: int,
     on_result: OnResult | None = None,
+    timeout_s: float | None = None,
 ) -> list[JudgeResult]:
-    """Judge every item; results are in the order of `items`."""
+    """Judge every item; results are in the order of `items`. A window whose judging (retries
+    included) takes longer than `timeout_s` becomes a `JudgeError` saying so."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     if not items:
@@ -48,7 +50,10 @@ async def judge_windows(
     async def one(item: JudgeInput) -> JudgeResult:
         async with semaphore:
             try:
-                result: JudgeResult = await judge.judge(item)
+                result: JudgeResult = await asyncio.wait_for(judge.judge(item), timeout_s)
+            except TimeoutError:
+                result = JudgeError(item.window_id, f"the judge did not finish within {timeout_s:g} s "
+                                                    "(BABYLON_JUDGE_TIMEOUT_S)")
             except JudgeError as exc:
                 result = exc
             except Exception as exc:  # a judge bug must not take the other windows down

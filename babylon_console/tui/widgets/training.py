@@ -264,6 +264,14 @@ class TrainingPane(Pane):
         iteration = s.iteration or (self.run.iteration if self.run else 0)
         step = s.step if s.step is not None else (self.run.step if self.run else None)
         line1.append(f" · iteration {iteration} · step {step if step is not None else '–'}")
+        run = self.run if runner is None else None
+        if runner is not None and engine_state in ("running", "paused") and getattr(runner, "stage", None):
+            line1.append(f" · stage {runner.stage}")
+        elif run is not None and run.active and run.stage:
+            line1.append(f" · stage {run.stage} for {_secs(run.stage_age_s or 0.0)}")
+        if run is not None and run.liveness in ("stale", "dead"):
+            line1.append(f" · {run.liveness.upper()}: last heartbeat {_secs(run.heartbeat_age_s or 0.0)} ago",
+                         style=theme_color(self.app, "error" if run.liveness == "dead" else "warning"))
         line1.append(f" · windows trained {s.windows_trained}, failed {s.windows_failed}")
         if s.last_checkpoint:
             line1.append(f" · last checkpoint {s.last_checkpoint}")

@@ -20,6 +20,22 @@ from .embedded import EmbeddedServerError, start_embedded_server
 CONNECT_TIMEOUT_S = 10.0
 
 
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` means "the database cannot be reached" (a restart, a network cut), not a bug."""
+    return isinstance(exc, (DatabaseUnavailable, *_OUTAGE_ERRORS))
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached; str() is a one-line, secret-free explanation."""
 

@@ -24,7 +24,8 @@ import os
 import statistics
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from .backends.empty_step import NothingTrained, check_trained
 from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
 from .clock import Clock, SystemClock
 from .config import BackendName, JudgeName, Settings
+from .database import is_outage
 from .events import EventKind
 from .groups import TokenStats, WindowGroup, build_window_group, dropout_rate, trainable_tokens
 from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
@@ -60,6 +62,10 @@ class EngineState(StrEnum):
 
 class EngineLocked(RuntimeError):
     """Another engine already trains this model."""
+
+
+class LockLost(RuntimeError):
+    """This run no longer holds its model's lock (another engine took it); it stops without writing."""
 
 
 class _StopRequested(Exception):
@@ -132,6 +138,7 @@ class RunSummary(BaseModel):
     windows_failed: list[str] = Field(default_factory=list)
     windows_skipped: list[str] = Field(default_factory=list)
     recovered_batches: list[str] = Field(default_factory=list)
+    outages: int = 0  # database outages ridden out
     error: str | None = None
 
 
@@ -171,6 +178,8 @@ class Engine:
         self._wandb: OfflineWandbRun | None = None
         self.on_state: Callable[[EngineState], None] | None = None
         self.stage: runs.Stage = runs.Stage.STARTING
+        self.outage_since: datetime | None = None
+        self._lock_conn: asyncpg.Connection | None = None
 
     # -- control (safe to call from the console's event loop) ---------------------------------
 
@@ -294,25 +303,99 @@ class Engine:
     # -- the run -------------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
-        lock_conn = await self.pool.acquire()
+        self._lock_conn = await self._take_lock()
+        if self._lock_conn is None:
+            holder = await self.pool.fetchrow(
+                "SELECT id, host, pid FROM console_runs WHERE model_name = $1 AND backend = $2 AND state IN "
+                "('running', 'paused', 'starting') ORDER BY started_at DESC LIMIT 1",
+                self.config.model_name, self.config.backend)
+            where = f" (run {holder['id']} on {holder['host']}, pid {holder['pid']})" if holder else ""
+            raise EngineLocked(f"another engine is already training model {self.config.model_name!r} "
+                               f"on the {self.config.backend} backend{where}")
         try:
-            got = await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _ENGINE_LOCK_NS,
-                                           self.config.training_key)
-            if not got:
-                holder = await self.pool.fetchrow(
-                    "SELECT id, host, pid FROM console_runs WHERE model_name = $1 AND backend = $2 AND state IN "
-                    "('running', 'paused', 'starting') ORDER BY started_at DESC LIMIT 1",
-                    self.config.model_name, self.config.backend)
-                where = f" (run {holder['id']} on {holder['host']}, pid {holder['pid']})" if holder else ""
-                raise EngineLocked(f"another engine is already training model {self.config.model_name!r} "
-                                   f"on the {self.config.backend} backend{where}")
-            try:
-                return await self._run_locked()
-            finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _ENGINE_LOCK_NS,
-                                        self.config.training_key)
+            return await self._run_locked()
         finally:
-            await self.pool.release(lock_conn)
+            await self._drop_lock()
+
+    # -- the model's lock and the write fence --------------------------------------------------
+
+    async def _take_lock(self) -> asyncpg.Connection | None:
+        """The model's advisory lock on a connection of its own (None: another engine holds it),
+        and the fencing token naming this run."""
+        conn = await self.pool.acquire()
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _ENGINE_LOCK_NS,
+                                       self.config.training_key):
+                await self.pool.release(conn)
+                return None
+            await conn.execute(
+                "INSERT INTO console_engine_tokens (training_key, run_id) VALUES ($1, $2) ON CONFLICT (training_key) "
+                "DO UPDATE SET run_id = EXCLUDED.run_id, taken_at = now()", self.config.training_key, self.run_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+            raise
+        return conn
+
+    async def _drop_lock(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):  # a lock lost with its connection is gone already
+            await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _ENGINE_LOCK_NS,
+                               self.config.training_key)
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction for an engine write, committed only while this run holds the model's
+        fencing token (it is taken with the advisory lock). FOR SHARE makes a takeover wait for
+        writes in flight, and those writes see the takeover."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            holder = await conn.fetchval(
+                "SELECT run_id FROM console_engine_tokens WHERE training_key = $1 FOR SHARE", self.config.training_key)
+            if holder != self.run_id:
+                raise LockLost(f"run {holder} now holds model {self.config.training_key!r}: this run "
+                               f"({self.run_id}) lost its lock and writes nothing more")
+            yield conn
+
+    async def _ride_out_outage(self, exc: BaseException) -> None:
+        """The database is gone (restart, network): stop work, retry with backoff, take the lock
+        again before any write, then repair as after a crash. LockLost if another engine took it."""
+        since = datetime.now(UTC)
+        self.outage_since = since
+        self.stage = runs.Stage.OUTAGE
+        log.warning("database unreachable since %s: %s", since.isoformat(timespec="seconds"), exc)
+        await self._drop_lock()
+        delay = 0.5
+        while True:
+            if self._stop.is_set():
+                raise _StopRequested
+            try:
+                conn = await self._take_lock()
+            except Exception as retry_exc:
+                if not is_outage(retry_exc):
+                    raise
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if conn is None:
+                raise LockLost(f"another engine took model {self.config.training_key!r} while the database was "
+                               "unreachable; this run stops without writing")
+            self._lock_conn = conn
+            break
+        down_s = (datetime.now(UTC) - since).total_seconds()
+        self.outage_since = None
+        self.summary.outages += 1
+        log.warning("database back after %.1f s; lock re-acquired", down_s)
+        await self._heartbeat()
+        await self._emit(EventKind.WARNING, {
+            "stage": "database", "since": since.isoformat(), "down_s": down_s,
+            "message": f"database was unreachable from {since:%H:%M:%S} UTC for {down_s:.1f} s; lock re-acquired, "
+                       "repairing and resuming"})
+        await self._recover_interrupted()
 
     async def _run_locked(self) -> RunSummary:
         await runs.start(self.pool, self.run_id, self.config.model_name, self.config.backend, self.config.judge,
@@ -342,9 +425,17 @@ class Engine:
                 await asyncio.to_thread(self._wandb.start)
             await self._recover_interrupted()
             while self.config.iterations is None or self.summary.iterations < self.config.iterations:
-                await self._checkpoint()
-                trained = await self._iteration()
-                await self._heartbeat()
+                try:
+                    await self._checkpoint()
+                    trained = await self._iteration()
+                    await self._heartbeat()
+                except (_StopRequested, LockLost):
+                    raise
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    await self._ride_out_outage(exc)
+                    continue
                 if trained is None:  # nothing ready
                     if self.config.iterations is not None:
                         reason = "no ready windows"
@@ -355,22 +446,34 @@ class Engine:
         except _StopRequested:
             reason = "stopped by operator"
             self._set_state(EngineState.STOPPED)
+        except LockLost as exc:
+            reason = f"stopped: {exc}"
+            self.summary.error = str(exc)
+            self._set_state(EngineState.STOPPED)
+            log.warning("%s", exc)
         except Exception as exc:
             reason = f"failed: {exc}"
             self.summary.error = str(exc)
             self._set_state(EngineState.FAILED)
             log.exception("engine failed")
-            await self._emit(EventKind.ERROR, {"message": f"engine failed: {exc}"})
+            with contextlib.suppress(Exception):
+                await self._emit(EventKind.ERROR, {"message": f"engine failed: {exc}"})
         finally:
             beat.cancel()
             if self._wandb is not None:
                 await asyncio.to_thread(self._wandb.finish)
             await self._close_backend()
-            await runs.finish(self.pool, self.run_id, self.state.value, self.summary.error, self.summary.iterations)
-            await self._emit(EventKind.RUN_STOPPED, {
-                "message": f"engine stopped: {reason}", "reason": reason,
-                "iterations": self.summary.iterations, "steps": self.summary.steps,
-            })
+            try:
+                await runs.finish(self.pool, self.run_id, self.state.value, self.summary.error,
+                                  self.summary.iterations)
+                await self._emit(EventKind.RUN_STOPPED, {
+                    "message": f"engine stopped: {reason}", "reason": reason,
+                    "iterations": self.summary.iterations, "steps": self.summary.steps,
+                })
+            except Exception as exc:  # the database may be gone at the very end: say so, lose nothing else
+                if not is_outage(exc):
+                    raise
+                log.warning("engine %s stopped (%s) but could not record it: %s", self.run_id, reason, exc)
         return self.summary
 
     async def _close_backend(self) -> None:
@@ -490,18 +593,33 @@ class Engine:
         return (f"fewer than 2 trajectories with a trainable call ({stats.trajectories_without_trainable_calls} "
                 f"without any; {stats.dropped_too_long} calls too long, {stats.dropped_empty} empty)")
 
+    async def _fail_batch(self, batch_id: str, reason: str) -> None:
+        async with self._write() as conn:
+            await batches.fail_batch(conn, batch_id, reason, self.clock)
+
     async def _record_unusable(self, window_id: str, reason: str) -> None:
-        await self.pool.execute(
-            "INSERT INTO console_window_verdicts (window_id, model_name, verdict, reason) "
-            "VALUES ($1, $2, 'unusable', $3) ON CONFLICT (window_id, model_name) "
-            "DO UPDATE SET reason = EXCLUDED.reason, created_at = now()",
-            window_id, self.config.training_key, reason)
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO console_window_verdicts (window_id, model_name, verdict, reason) "
+                "VALUES ($1, $2, 'unusable', $3) ON CONFLICT (window_id, model_name) "
+                "DO UPDATE SET reason = EXCLUDED.reason, created_at = now()",
+                window_id, self.config.training_key, reason)
 
     async def _judge(self, groups: list[tuple[WindowGroup, JudgeInput]]) -> list[WindowGroup]:
         by_window = {g.window_id: g for g, _ in groups}
         judged: list[WindowGroup] = []
 
+        lost: list[BaseException] = []  # the database or the lock, lost while judging: raised after
+
         async def on_result(result: WindowJudgment | JudgeError) -> None:
+            try:
+                await record(result)
+            except Exception as exc:
+                if not (isinstance(exc, LockLost) or is_outage(exc)):
+                    raise
+                lost.append(exc)
+
+        async def record(result: WindowJudgment | JudgeError) -> None:
             if isinstance(result, JudgeError):
                 self.summary.windows_failed.append(result.window_id)
                 await self._emit(EventKind.ERROR, {"window_id": result.window_id, "stage": "judge",
@@ -509,7 +627,7 @@ class Engine:
                 return
             group = by_window[result.window_id]
             scores = [s.score for s in result.scores]
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self._write() as conn:
                 await batches.save_judgments(
                     conn, result.window_id, result.judge, result.judge_model, self.run_id,
                     [(s.trajectory_id, s.score, s.explanation) for s in result.scores], result.cost_usd,
@@ -530,6 +648,8 @@ class Engine:
 
         await judge_windows(self.judge, [item for _, item in groups], self.config.judge_concurrency,
                             on_result=on_result, timeout_s=self.config.judge_timeout_s)
+        if lost:
+            raise lost[0]
         return sorted(judged, key=lambda g: g.window_id)
 
     async def _train(self, groups: list[WindowGroup], iteration: int) -> bool:
@@ -543,7 +663,8 @@ class Engine:
         rewards = {t: r for g in groups for t, r in zip(g.trajectory_ids, g.rewards, strict=True)}
         rankings = {g.window_id: [t for _, t in sorted(zip(g.rewards, g.trajectory_ids, strict=True), reverse=True)]
                     for g in groups}
-        await batches.create_batch(self.pool, batch_id, base_model=self.base_model,
+        async with self._write() as conn:
+            await batches.create_batch(conn, batch_id, base_model=self.base_model,
                                    model_version=f"step-{target_step}", windows=windows,
                                    trajectory_ids=trajectory_ids, rewards=rewards, rankings=rankings,
                                    clock=self.clock)
@@ -565,7 +686,7 @@ class Engine:
         except NothingTrained as exc:
             # What this model cannot train in these windows will not change by trying again: they
             # are marked unusable for it (readiness says why), and stay free for every other model.
-            await batches.fail_batch(self.pool, batch_id, f"nothing trained: {exc}", self.clock)
+            await self._fail_batch(batch_id, f"nothing trained: {exc}")
             for window in windows:
                 await self._record_unusable(window, f"nothing trainable for {self.config.backend}: {exc}")
             self.summary.windows_failed.extend(windows)
@@ -576,12 +697,12 @@ class Engine:
         except TimeoutError:
             reason = (f"training did not finish within {self.config.train_timeout_s:g} s "
                       "(BABYLON_TRAIN_TIMEOUT_S); the batch failed and its windows are free again")
-            await batches.fail_batch(self.pool, batch_id, reason, self.clock)
+            await self._fail_batch(batch_id, reason)
             self.summary.windows_failed.extend(windows)
             await self._emit(EventKind.ERROR, {"stage": "train", "batch_id": batch_id, "message": reason})
             return False
         except Exception as exc:
-            await batches.fail_batch(self.pool, batch_id, f"training failed: {exc}", self.clock)
+            await self._fail_batch(batch_id, f"training failed: {exc}")
             self.summary.windows_failed.extend(windows)
             await self._emit(EventKind.ERROR, {"stage": "train", "batch_id": batch_id,
                                                "message": f"training failed: {exc}"})
@@ -609,7 +730,7 @@ class Engine:
             reason = (f"registering step {result.step} did not finish within {self.config.register_timeout_s:g} s "
                       "(BABYLON_REGISTER_TIMEOUT_S): the checkpoint exists on the backend but is not registered; "
                       "the batch failed and its windows are free again")
-            await batches.fail_batch(self.pool, batch_id, reason, self.clock)
+            await self._fail_batch(batch_id, reason)
             self.summary.windows_failed.extend(windows)
             await self._emit(EventKind.ERROR, {"stage": "register", "batch_id": batch_id, "message": reason})
             return False
@@ -621,7 +742,7 @@ class Engine:
         storage = self._storage_path(step)
         avg_reward = statistics.fmean(rewards) if rewards else 0.0
         wandb_run = self._wandb_run_id()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._write() as conn:
             await batches.complete_batch(
                 conn, batch_id, model_name=self.config.training_key, model_id=model_id, step=step,
                 base_model=self.base_model, storage_path=storage, metrics=metrics, avg_reward=avg_reward,
@@ -686,7 +807,7 @@ class Engine:
                     "batch_id": batch_id,
                     "message": f"recovered batch {batch_id}: checkpoint step {step} was written before a crash"})
             else:
-                await batches.fail_batch(self.pool, batch_id, "interrupted before its checkpoint was written; "
-                                         "its windows will be trained again", self.clock)
+                await self._fail_batch(batch_id, "interrupted before its checkpoint was written; "
+                                       "its windows will be trained again")
                 await self._emit(EventKind.WARNING, {
                     "batch_id": batch_id, "message": f"batch {batch_id} was interrupted; its windows are free again"})

@@ -39,6 +39,7 @@ class Stage(StrEnum):
     TRAIN = "train"
     REGISTER = "register"
     WAIT = "waiting for windows"
+    OUTAGE = "database unreachable"
 
 
 class RunRow(BaseModel):

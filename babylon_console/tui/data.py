@@ -36,7 +36,14 @@ from ..core import runs as core_runs
 from ..core.backends.factory import checkpoint_root, training_key
 from ..core.clock import Clock, SystemClock
 from ..core.config import Settings
-from ..core.database import DatabaseTarget, DatabaseUnavailable, create_pool, open_database, resolve_target
+from ..core.database import (
+    DatabaseTarget,
+    DatabaseUnavailable,
+    create_pool,
+    is_outage,
+    open_database,
+    resolve_target,
+)
 from ..core.events import Event, EventKind
 from ..core.models import TrainedModel, WindowGroundTruth
 from ..core.registry import ActionResult, AuditEntry, Registry, RegistryError, Rollout, eligibility
@@ -65,21 +72,6 @@ PING_TIMEOUT_S = 2.0
 FOLLOW_COALESCE_S = 0.1  # a burst of events is read in one query, at most ~10 times a second
 ACTIVE_RUN_STATES = ("starting", "running", "paused", "stopping")
 
-_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    DatabaseUnavailable,
-    OSError,
-    TimeoutError,
-    ConnectionError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """True when `exc` means "the database cannot be reached" (shown as a banner, not a dialog)."""
-    return isinstance(exc, _OUTAGE_ERRORS)
 
 
 def default_operator() -> str:

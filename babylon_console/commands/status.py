@@ -1,4 +1,5 @@
-"""`babylon-console status`: each model's latest engine run, its stage and whether it is alive."""
+"""`babylon-console status` (each model's latest engine run, its stage, whether it is alive) and
+`babylon-console control` (pause, resume or stop an engine elsewhere, through the database)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli import app, load_settings, out, print_json, run_with_pool
-from ..core import runs
+from ..cli import app, fail, load_settings, out, print_json, run_with_pool
+from ..core import control, runs
+from ..core.control import Command, default_operator
 
 _STYLE = {runs.Liveness.LIVE: "green", runs.Liveness.STALE: "yellow", runs.Liveness.DEAD: "red",
           runs.Liveness.ENDED: "dim"}
@@ -52,3 +54,37 @@ def status_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
                 out.print(f"[dim]{r.id}:[/] {r.error}", soft_wrap=True)
     if any(r.liveness in (runs.Liveness.STALE, runs.Liveness.DEAD) for r in rows):
         raise typer.Exit(1)
+
+
+@app.command("control")
+def control_command(
+    command: Annotated[Command, typer.Argument(help="pause, resume or stop.")],
+    run: Annotated[str | None, typer.Option("--run", help="The run (default: the latest active one).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only runs of this model name.")] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the engine's answer.")] = 10.0,
+    operator: Annotated[str | None, typer.Option(help="Recorded with the command (default: user@host).")] = None,
+) -> None:
+    """Pause, resume or stop an engine running in another process or machine, through the database.
+    The engine acknowledges; exits 1 when no engine is running or none answers in time."""
+    settings = load_settings()
+    who = operator or default_operator()
+
+    async def body(pool) -> tuple[runs.RunRow | None, control.CommandRow | None]:
+        candidates = [r for r in await runs.latest_per_model(pool)
+                      if (run is None or r.id == run) and (model is None or r.model_name == model)]
+        if run is not None and not candidates:
+            candidates = [r for r in await runs.latest(pool, 200) if r.id == run]
+        target = next((r for r in candidates if r.liveness in (runs.Liveness.LIVE, runs.Liveness.STALE)), None)
+        if target is None:
+            return None, None
+        command_id = await control.send(pool, target.id, command, who)
+        return target, await control.wait_ack(pool, command_id, timeout_s)
+
+    target, acked = run_with_pool(settings, body)
+    if target is None:
+        raise fail("no engine is running" + (f" as run {run}" if run else "") + (f" for model {model}" if model
+                   else "") + " (babylon-console status lists them)", 1)
+    if acked is None:
+        raise fail(f"run {target.id} ({target.model_name}, {target.backend}) did not answer within {timeout_s:g} s; "
+                   "the command stays queued and applies if it comes back", 1)
+    out.print(f"run {target.id}: {command} acknowledged ({acked.result}), sent by {who}")

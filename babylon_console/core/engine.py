@@ -34,7 +34,7 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, Field
 
-from . import batches, events, runs
+from . import batches, control, events, runs
 from .backends.empty_step import NothingTrained, check_trained
 from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
 from .clock import Clock, SystemClock
@@ -180,20 +180,23 @@ class Engine:
         self.stage: runs.Stage = runs.Stage.STARTING
         self.outage_since: datetime | None = None
         self._lock_conn: asyncpg.Connection | None = None
+        self._commands_lock = asyncio.Lock()
 
     # -- control (safe to call from the console's event loop) ---------------------------------
 
-    def pause(self) -> None:
+    def pause(self, by: str = "operator") -> None:
         if self.state is EngineState.RUNNING:
             self._resumed.clear()
             self._set_state(EngineState.PAUSED)
-            self._spawn(events.emit(self.pool, EventKind.RUN_PAUSED, {"message": "paused by operator"}, self.run_id))
+            self._spawn(events.emit(self.pool, EventKind.RUN_PAUSED, {"message": f"paused by {by}", "operator": by},
+                                    self.run_id))
 
-    def resume(self) -> None:
+    def resume(self, by: str = "operator") -> None:
         if self.state is EngineState.PAUSED:
             self._resumed.set()
             self._set_state(EngineState.RUNNING)
-            self._spawn(events.emit(self.pool, EventKind.RUN_RESUMED, {"message": "resumed"}, self.run_id))
+            self._spawn(events.emit(self.pool, EventKind.RUN_RESUMED, {"message": f"resumed by {by}", "operator": by},
+                                    self.run_id))
 
     def stop(self) -> None:
         if self.state in (EngineState.RUNNING, EngineState.PAUSED, EngineState.IDLE):
@@ -403,6 +406,7 @@ class Engine:
         closed = await runs.close_dead(self.pool, self.run_id, self.config.model_name, self.config.backend)
         self._set_state(EngineState.RUNNING)
         beat = asyncio.create_task(self._beat(), name=f"heartbeat {self.run_id}")
+        listener = asyncio.create_task(self._listen(), name=f"commands {self.run_id}")
         await self._emit(EventKind.RUN_STARTED, {
             "message": f"engine started: {self.config.backend} backend, {self.config.judge} judge",
             "config": self.config.model_dump(),
@@ -460,6 +464,7 @@ class Engine:
                 await self._emit(EventKind.ERROR, {"message": f"engine failed: {exc}"})
         finally:
             beat.cancel()
+            listener.cancel()
             if self._wandb is not None:
                 await asyncio.to_thread(self._wandb.finish)
             await self._close_backend()
@@ -491,13 +496,71 @@ class Engine:
                              self.summary.steps[-1] if self.summary.steps else 0)
 
     async def _beat(self) -> None:
-        """Beat every `heartbeat_s`, whatever stage runs (a long training step included)."""
+        """Beat every `heartbeat_s`, whatever stage runs (a long training step included), and look
+        for operators' commands in case a notification was lost."""
         while True:
             await asyncio.sleep(self.config.heartbeat_s)
             try:
                 await self._heartbeat()
+                await self._apply_commands()
             except Exception as exc:  # a missed beat is what staleness is for; never stop the run
                 log.warning("heartbeat of %s failed: %s", self.run_id, exc)
+
+    async def _listen(self) -> None:
+        """Apply commands as soon as they are announced (LISTEN on a connection of its own)."""
+        wake = asyncio.Event()
+
+        def announced(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload == self.run_id:
+                wake.set()
+
+        while True:
+            try:
+                conn = await self.pool.acquire()
+            except Exception as exc:
+                log.debug("command listener waits for the database: %s", exc)
+                await asyncio.sleep(self.config.heartbeat_s)
+                continue
+            try:
+                await conn.add_listener(control.CHANNEL, announced)
+                while not conn.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self.config.heartbeat_s)
+                    if wake.is_set():
+                        wake.clear()
+                        await self._apply_commands()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("command listener lost its connection: %s", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(control.CHANNEL, announced)
+                with contextlib.suppress(Exception):
+                    await self.pool.release(conn)
+
+    async def _apply_commands(self) -> None:
+        async with self._commands_lock:  # the listener and the heartbeat may both look at once
+            await self._apply_pending()
+
+    async def _apply_pending(self) -> None:
+        for command in await control.pending(self.pool, self.run_id):
+            before = self.state
+            if command.command == "stop":
+                # Acknowledged first: stopping ends the tasks that would acknowledge it afterwards.
+                stoppable = before in (EngineState.RUNNING, EngineState.PAUSED, EngineState.IDLE)
+                await control.ack(self.pool, command.id, f"{before.value} -> stopping" if stoppable
+                                  else f"already {before.value}")
+                self._spawn(self._emit(EventKind.WARNING, {
+                    "operator": command.operator, "message": f"stop requested by {command.operator}"}))
+                self.stop()
+                continue
+            if command.command == "pause":
+                self.pause(by=command.operator)
+            elif command.command == "resume":
+                self.resume(by=command.operator)
+            result = f"{before.value} -> {self.state.value}" if self.state is not before else f"already {before.value}"
+            await control.ack(self.pool, command.id, result)
 
     async def _stage(self, stage: runs.Stage) -> None:
         self.stage = stage

@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 
 from . import bindings as keys
 from .data import (
+    COMMAND_TIMEOUT_S,
     BackgroundLoop,
     CheckpointRow,
     CheckpointsView,
@@ -97,6 +98,7 @@ class ConsoleApp(App[None]):
         self.engine_overrides: dict[str, Any] = {}
         self.attached_config: dict[str, Any] = {}
         self.remote_run: RunInfo | None = None  # the latest run in the database, while no engine runs here
+        self.command_timeout_s = COMMAND_TIMEOUT_S
         self.demo: DemoRunner | None = None
         self.background: BackgroundLoop | None = None
         self.first_paint_at: float | None = None
@@ -552,7 +554,7 @@ class ConsoleApp(App[None]):
     # -- engine control ------------------------------------------------------------------------
 
     def engine_refusal(self, action: str) -> str | None:
-        attached = "attached to a headless engine: control it where it runs (babylon-console engine)"
+        attached = "attached to a headless engine: engines are started where they run (babylon-console engine)"
         if action == "start_engine":
             if self.attach:
                 return attached
@@ -562,8 +564,12 @@ class ConsoleApp(App[None]):
                 return f"the engine is already {self.engine.state}"
             return None
         if action in ("toggle_pause", "stop_engine"):
+            if self.engine is None and (remote := self.remote_run) is not None and remote.active:
+                if action == "toggle_pause" and remote.state not in ("running", "paused"):
+                    return f"the engine is {remote.state}"
+                return None  # an engine elsewhere: controlled through the database
             if self.attach:
-                return attached
+                return "no engine is running (the headless engine this console watches is not running)"
             if self.engine is None or not self.engine.active:
                 return "no engine is running in this console (E starts one)"
             if action == "toggle_pause" and self.engine.state not in ("running", "paused"):
@@ -613,11 +619,33 @@ class ConsoleApp(App[None]):
         self.refresh_bindings()
         return runner
 
+    def _command_remote(self, command: str) -> None:
+        """Send pause/resume/stop to the engine running elsewhere and report its answer."""
+        run = self.remote_run
+        assert run is not None
+
+        async def work() -> None:
+            acked = await self.data.send_command(run.run_id, command, self.command_timeout_s)  # type: ignore[arg-type]
+            if acked is None:
+                self.notify(f"Run {run.run_id} did not answer within {self.command_timeout_s:g} s; the {command} stays "
+                            "queued and applies if it comes back.", title="No answer", severity="error", timeout=6)
+            else:
+                self.notify(f"{command} acknowledged by {run.run_id} ({acked.result}).", title="Engine", timeout=4)
+            self.remote_run = await self.data.latest_run()
+            self._status_tick()
+            self.refresh_bindings()
+
+        self.notify(f"Asking {run.run_id} on {run.host} to {command}...", timeout=2)
+        self.start_worker(work, name=f"action: {command} remote engine", group="control")
+
     def toggle_pause(self) -> None:
         engine = self.engine
         reason = self.engine_refusal("toggle_pause")
-        if reason or engine is None:
-            return self._refuse("Pause", reason or "no engine")
+        if reason:
+            return self._refuse("Pause", reason)
+        if engine is None:
+            run = self.remote_run
+            return self._command_remote("resume" if run is not None and run.state == "paused" else "pause")
         if engine.state == "paused":
             engine.resume()
             self.notify("Engine resumed.", timeout=2)
@@ -629,12 +657,16 @@ class ConsoleApp(App[None]):
 
     def stop_engine_flow(self) -> None:
         reason = self.engine_refusal("stop_engine")
-        if reason or self.engine is None:
-            return self._refuse("Stop engine", reason or "no engine")
+        if reason:
+            return self._refuse("Stop engine", reason)
         engine = self.engine
 
         def stop(ok: bool | None) -> None:
-            if ok:
+            if not ok:
+                return
+            if engine is None:
+                self._command_remote("stop")
+            else:
                 engine.stop()
                 self.notify("Engine stops after its current stage.", timeout=3)
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import getpass
 import logging
-import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,11 +29,13 @@ from typing import Any
 import asyncpg
 import orjson
 
+from ..core import control as core_control
 from ..core import events as core_events
 from ..core import runs as core_runs
 from ..core.backends.factory import checkpoint_root, training_key
 from ..core.clock import Clock, SystemClock
 from ..core.config import Settings
+from ..core.control import default_operator
 from ..core.database import (
     DatabaseTarget,
     DatabaseUnavailable,
@@ -71,15 +71,10 @@ __all__ = [
 PING_TIMEOUT_S = 2.0
 FOLLOW_COALESCE_S = 0.1  # a burst of events is read in one query, at most ~10 times a second
 ACTIVE_RUN_STATES = ("starting", "running", "paused", "stopping")
+COMMAND_TIMEOUT_S = 10.0  # how long the console waits for an engine elsewhere to acknowledge
 
 
 
-def default_operator() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "operator"
-    return f"{user}@{socket.gethostname()}"
 
 
 # -- records the panes show ------------------------------------------------------------------------
@@ -298,6 +293,12 @@ class ConsoleData:
         """Batches of events with id > after_id, then new ones as any process announces them;
         a burst costs one query (`core.events.EventBus.follow_batches`)."""
         return core_events.EventBus(self.dsn).follow_batches(after_id, coalesce_s=coalesce_s)
+
+    async def send_command(self, run_id: str, command: core_control.Command, timeout_s: float = COMMAND_TIMEOUT_S
+                           ) -> core_control.CommandRow | None:
+        """Pause, resume or stop an engine elsewhere; its acknowledgement, or None after `timeout_s`."""
+        command_id = await core_control.send(self.pool, run_id, command, self.operator)
+        return await core_control.wait_ack(self.pool, command_id, timeout_s)
 
     async def latest_run(self) -> RunInfo | None:
         rows = await core_runs.latest(self.pool)

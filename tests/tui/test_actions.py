@@ -13,7 +13,7 @@ from babylon_console.tui.dialogs.promote import PromoteDialog
 from babylon_console.tui.widgets.checkpoints import CheckpointsPane
 from babylon_console.tui.widgets.training import TrainingPane
 
-from .conftest import SIZE, insert_model, wait_for
+from .conftest import SIZE, FixedClock, insert_model, wait_for
 
 
 async def live_model(pool: Any) -> str | None:
@@ -233,3 +233,45 @@ async def test_engine_started_from_the_settings_dialog_trains_and_reports(seeded
         await wait_for(lambda: any(t.startswith("Engine: Engine stopped") for t in app.toasts), what="toast")
         await pilot.press("4")
         await wait_for(lambda: app.main.query_one("#checkpoints-table", DataTable).row_count == 1, what="model")
+
+
+async def test_attached_console_pauses_resumes_and_stops_an_engine_elsewhere(make_app, pool, settings) -> None:
+    """An engine this console did not start (here: on the same loop, through its own pool) is
+    controlled through the database: command row + NOTIFY, acknowledged, operator recorded."""
+    import asyncio
+
+    from babylon_console.core.engine import Engine, EngineConfig, EngineState
+
+    engine = Engine(pool, EngineConfig(iterations=None, poll_seconds=0.2, heartbeat_s=0.3), settings=settings,
+                    clock=FixedClock())
+    run = asyncio.create_task(engine.run())
+    await wait_for(lambda: engine.state is EngineState.RUNNING, what="the engine running")
+    app = make_app(attach=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.remote_run is not None and app.remote_run.active, what="the remote run")
+        await pilot.press("space")
+        await wait_for(lambda: engine.state is EngineState.PAUSED, what="paused")
+        await wait_for(lambda: any("pause acknowledged" in t for t in app.toasts), what="the acknowledgement")
+        await wait_for(lambda: app.remote_run.state == "paused", what="the console seeing it paused")
+        await pilot.press("space")
+        await wait_for(lambda: engine.state is EngineState.RUNNING, what="resumed")
+        await pilot.press("X")
+        await pilot.press("y")
+        summary = await asyncio.wait_for(run, 20)
+        assert summary.state is EngineState.STOPPED
+        commands = await pool.fetch("SELECT command, operator, result FROM console_engine_commands ORDER BY id")
+        assert [c["command"] for c in commands] == ["pause", "resume", "stop"]
+        assert {c["operator"] for c in commands} == {"tester"} and all(c["result"] for c in commands)
+
+
+async def test_an_engine_that_does_not_answer_is_reported(make_app, pool) -> None:
+    await pool.execute(
+        "INSERT INTO console_runs (id, model_name, backend, judge, state, host, pid, heartbeat_at, heartbeat_s) "
+        "VALUES ('run-deaf', 'babylon-agent', 'offline', 'outcome', 'running', 'trainer-2', 7, now(), 600)")
+    app = make_app(attach=True)
+    app.command_timeout_s = 0.5
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.remote_run is not None and app.remote_run.active, what="the remote run")
+        await pilot.press("space")
+        await wait_for(lambda: any("did not answer within 0.5 s" in t for t in app.toasts), what="no answer")
+    assert await pool.fetchval("SELECT count(*) FROM console_engine_commands WHERE acked_at IS NULL") == 1

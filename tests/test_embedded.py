@@ -66,3 +66,46 @@ def test_embedded_server_starts_reuses_and_recovers_from_a_crash(tmp_path: Path)
     assert second.returncode == 0 and second.stdout.strip() == "42", second.stderr
     # The last holder exited: the server was stopped cleanly.
     assert not (pgdata / "postmaster.pid").exists()
+
+
+def test_a_server_left_by_a_killed_starter_is_reused_then_stopped(tmp_path: Path) -> None:
+    """kill -9 of the process that started the server leaves postgres running; the next start
+    reuses it, and when that process exits, the server stops: never left running forever."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    pgdata = tmp_path / "pg"
+    holder = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from babylon_console.core.embedded import start_embedded_server\n"
+        "start_embedded_server(Path(sys.argv[1])); print('up', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(pgdata)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    postmaster = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    assert psutil.pid_exists(postmaster)  # the crash left the server running
+    script = (
+        "import asyncio, asyncpg, sys\n"
+        "from pathlib import Path\n"
+        "from babylon_console.core.embedded import start_embedded_server\n"
+        "url = start_embedded_server(Path(sys.argv[1]))\n"
+        "async def main():\n"
+        "    c = await asyncpg.connect(url); print(await c.fetchval('select pg_backend_pid() > 0')); await c.close()\n"
+        "asyncio.run(main())\n"
+    )
+    reuse = subprocess.run([sys.executable, "-c", script, str(pgdata)], capture_output=True, text=True, timeout=120)
+    assert reuse.returncode == 0 and reuse.stdout.strip() == "True", reuse.stderr
+    deadline = time.monotonic() + 15
+    while psutil.pid_exists(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not psutil.pid_exists(postmaster)  # reused, then stopped with its last holder

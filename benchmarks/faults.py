@@ -35,10 +35,8 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.database import with_database
 from babylon_console.core.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
-from babylon_console.core.migrations import migrate
-from benchmarks._common import BENCH_DATA
+from benchmarks._common import BENCH_DATA, bench_database
 
 NOW = datetime(2026, 6, 1, 12, 30)
 STATE = BENCH_DATA / "faults"
@@ -79,22 +77,6 @@ async def worker(dsn: str, data_dir: Path, seed: int) -> None:
 
 
 # -- the controller ----------------------------------------------------------------------------
-
-
-async def _fresh_database(url: str) -> str:
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute('DROP DATABASE IF EXISTS "faults" WITH (FORCE)')
-        await admin.execute('CREATE DATABASE "faults"')
-    finally:
-        await admin.close()
-    dsn = with_database(url, "faults")
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return dsn
 
 
 async def _query(dsn: str, sql: str, *args: Any) -> Any:
@@ -151,7 +133,7 @@ async def main() -> None:
     shutil.rmtree(STATE, ignore_errors=True)
     pgdata, data_dir = STATE / "pgdata", STATE / "data"
     url = start_embedded_server(pgdata)
-    dsn = await _fresh_database(url)
+    dsn = await bench_database("faults", fresh=True, server=url)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     await seed_history(pool, Simulation(seed=args.seed, n_agents=6, steps_per_window=4), args.windows, now=NOW)
     await pool.close()

@@ -40,17 +40,21 @@ def test_garbled_pid_file_is_cleared(tmp_path: Path) -> None:
     assert clear_stale_state(tmp_path) == ["stale postmaster.pid (pid -1)"]
 
 
+# Start (or join) the embedded server in argv[1], connect, print 42.
+CONNECT_SCRIPT = (
+    "import asyncio, asyncpg, sys\n"
+    "from pathlib import Path\n"
+    "from babylon_console.core.embedded import start_embedded_server\n"
+    "url = start_embedded_server(Path(sys.argv[1]))\n"
+    "async def main():\n"
+    "    c = await asyncpg.connect(url); print(await c.fetchval('select 41 + 1')); await c.close()\n"
+    "asyncio.run(main())\n"
+)
+
+
 def test_embedded_server_starts_reuses_and_recovers_from_a_crash(tmp_path: Path) -> None:
     """Start in one process, crash it (kill -9 the client), start again: the server is reused or restarted."""
-    script = (
-        "import asyncio, asyncpg, sys\n"
-        "from pathlib import Path\n"
-        "from babylon_console.core.embedded import start_embedded_server\n"
-        "url = start_embedded_server(Path(sys.argv[1]))\n"
-        "async def main():\n"
-        "    c = await asyncpg.connect(url); print(await c.fetchval('select 41 + 1')); await c.close()\n"
-        "asyncio.run(main())\n"
-    )
+    script = CONNECT_SCRIPT
     pgdata = tmp_path / "pg"
     first = subprocess.run(
         [sys.executable, "-c", script, str(pgdata)], capture_output=True, text=True, timeout=120
@@ -94,17 +98,9 @@ def test_a_server_left_by_a_killed_starter_is_reused_then_stopped(tmp_path: Path
             proc.kill()
     postmaster = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
     assert psutil.pid_exists(postmaster)  # the crash left the server running
-    script = (
-        "import asyncio, asyncpg, sys\n"
-        "from pathlib import Path\n"
-        "from babylon_console.core.embedded import start_embedded_server\n"
-        "url = start_embedded_server(Path(sys.argv[1]))\n"
-        "async def main():\n"
-        "    c = await asyncpg.connect(url); print(await c.fetchval('select pg_backend_pid() > 0')); await c.close()\n"
-        "asyncio.run(main())\n"
-    )
-    reuse = subprocess.run([sys.executable, "-c", script, str(pgdata)], capture_output=True, text=True, timeout=120)
-    assert reuse.returncode == 0 and reuse.stdout.strip() == "True", reuse.stderr
+    reuse = subprocess.run([sys.executable, "-c", CONNECT_SCRIPT, str(pgdata)], capture_output=True, text=True,
+                           timeout=120)
+    assert reuse.returncode == 0 and reuse.stdout.strip() == "42", reuse.stderr
     deadline = time.monotonic() + 15
     while psutil.pid_exists(postmaster) and time.monotonic() < deadline:
         time.sleep(0.2)

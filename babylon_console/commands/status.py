@@ -36,22 +36,23 @@ def status_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
         out.print("No engine has run on this database yet (babylon-console engine, or E in the console).")
     else:
         table = Table(show_header=True, header_style="bold")
-        table.add_column("model", no_wrap=True)
-        table.add_column("liveness", no_wrap=True)  # never the column that gives way
-        table.add_column("state / stage", no_wrap=True)
-        table.add_column("heartbeat", no_wrap=True)
+        table.add_column("model", overflow="fold")
+        table.add_column("liveness", no_wrap=True, min_width=8)  # never the column that gives way
+        table.add_column("state", no_wrap=True)
+        table.add_column("stage", overflow="fold")
+        table.add_column("heartbeat", no_wrap=True, min_width=9)
         table.add_column("step", justify="right", no_wrap=True)
-        table.add_column("run", overflow="fold")
         for r in rows:
             active = r.liveness is not runs.Liveness.ENDED
-            stage = f" / {r.stage} for {_age(r.stage_age_s)}" if active and r.stage else ""
-            table.add_row(
-                f"{r.model_name} ({r.backend})", f"[{_STYLE[r.liveness]}]{r.liveness.value}[/]", f"{r.state}{stage}",
-                f"{_age(r.heartbeat_age_s)} ago", str(r.step), f"{r.id} on {r.host} pid {r.pid}")
+            stage = f"{r.stage} ({_age(r.stage_age_s)})" if active and r.stage else "-"
+            table.add_row(f"{r.model_name} ({r.backend})", f"[{_STYLE[r.liveness]}]{r.liveness.value}[/]", r.state,
+                          stage, f"{_age(r.heartbeat_age_s)} ago", str(r.step))
         out.print(table)
         for r in rows:
+            line = f"[dim]{r.model_name} ({r.backend}):[/] run {r.id} on {r.host}, pid {r.pid}"
             if r.error and r.liveness is not runs.Liveness.LIVE:
-                out.print(f"[dim]{r.id}:[/] {r.error}", soft_wrap=True)
+                line += f"; {r.error}"
+            out.print(line, soft_wrap=True)
     if any(r.liveness in (runs.Liveness.STALE, runs.Liveness.DEAD) for r in rows):
         raise typer.Exit(1)
 

@@ -563,6 +563,8 @@ class Engine:
             await control.ack(self.pool, command.id, result)
 
     async def _stage(self, stage: runs.Stage) -> None:
+        if stage is self.stage:
+            return
         self.stage = stage
         await runs.set_stage(self.pool, self.run_id, stage)
 
@@ -570,7 +572,8 @@ class Engine:
 
     async def _iteration(self) -> bool | None:
         """None when no window was ready; otherwise whether a step was trained."""
-        await self._stage(runs.Stage.SELECT)
+        if self.stage is not runs.Stage.WAIT:  # while waiting, a look for windows is part of the wait
+            await self._stage(runs.Stage.SELECT)
         readiness = await self.store.window_readiness(self.config.criteria, self.clock.now(),
                                                       self.config.lookback_hours, self.config.training_key)
         chosen = select_windows(readiness, self.config.windows_per_iteration, self.config.force)

@@ -253,6 +253,9 @@ class TrainingPane(Pane):
         s = self.state
         runner = self.console.engine
         engine_state = runner.state if runner is not None else (s.state or (self.run.state if self.run else None))
+        if runner is None and self.run is not None and self.run.liveness == "dead" and engine_state in (
+                "running", "paused", "starting", "stopping"):
+            engine_state = "dead"  # it said running, then stopped beating
         where = "this console" if runner is not None else (
             "attached" if self.console.attach else ("another process" if self.run and self.run.active else ""))
         line1 = Text.assemble(("Engine ", "bold"), (engine_state or "idle", "bold"))

@@ -108,6 +108,14 @@ async def complete_batch(
     )
 
 
+async def record_unusable(conn: asyncpg.Connection, window_id: str, training_key: str, reason: str) -> None:
+    """This model found nothing to train in the window: readiness shows it unusable, with the reason."""
+    await conn.execute(
+        "INSERT INTO console_window_verdicts (window_id, model_name, verdict, reason) VALUES ($1, $2, 'unusable', $3) "
+        "ON CONFLICT (window_id, model_name) DO UPDATE SET reason = EXCLUDED.reason, created_at = now()",
+        window_id, training_key, reason)
+
+
 async def interrupted_batches(conn: asyncpg.Connection | asyncpg.Pool, batch_prefix: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT * FROM training_batches WHERE status IN ('pending', 'training') AND "batchId" LIKE $1

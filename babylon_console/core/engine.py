@@ -178,7 +178,6 @@ class Engine:
         self._wandb: OfflineWandbRun | None = None
         self.on_state: Callable[[EngineState], None] | None = None
         self.stage: runs.Stage = runs.Stage.STARTING
-        self.outage_since: datetime | None = None
         self._lock_conn: asyncpg.Connection | None = None
         self._commands_lock = asyncio.Lock()
 
@@ -308,11 +307,8 @@ class Engine:
     async def run(self) -> RunSummary:
         self._lock_conn = await self._take_lock()
         if self._lock_conn is None:
-            holder = await self.pool.fetchrow(
-                "SELECT id, host, pid FROM console_runs WHERE model_name = $1 AND backend = $2 AND state IN "
-                "('running', 'paused', 'starting') ORDER BY started_at DESC LIMIT 1",
-                self.config.model_name, self.config.backend)
-            where = f" (run {holder['id']} on {holder['host']}, pid {holder['pid']})" if holder else ""
+            holder = await runs.holder(self.pool, self.config.model_name, self.config.backend)
+            where = f" (run {holder.id} on {holder.host}, pid {holder.pid})" if holder else ""
             raise EngineLocked(f"another engine is already training model {self.config.model_name!r} "
                                f"on the {self.config.backend} backend{where}")
         try:
@@ -367,7 +363,6 @@ class Engine:
         """The database is gone (restart, network): stop work, retry with backoff, take the lock
         again before any write, then repair as after a crash. LockLost if another engine took it."""
         since = datetime.now(UTC)
-        self.outage_since = since
         self.stage = runs.Stage.OUTAGE
         log.warning("database unreachable since %s: %s", since.isoformat(timespec="seconds"), exc)
         await self._drop_lock()
@@ -390,7 +385,6 @@ class Engine:
             self._lock_conn = conn
             break
         down_s = (datetime.now(UTC) - since).total_seconds()
-        self.outage_since = None
         self.summary.outages += 1
         log.warning("database back after %.1f s; lock re-acquired", down_s)
         await self._heartbeat()
@@ -665,11 +659,15 @@ class Engine:
 
     async def _record_unusable(self, window_id: str, reason: str) -> None:
         async with self._write() as conn:
-            await conn.execute(
-                "INSERT INTO console_window_verdicts (window_id, model_name, verdict, reason) "
-                "VALUES ($1, $2, 'unusable', $3) ON CONFLICT (window_id, model_name) "
-                "DO UPDATE SET reason = EXCLUDED.reason, created_at = now()",
-                window_id, self.config.training_key, reason)
+            await batches.record_unusable(conn, window_id, self.config.training_key, reason)
+
+    async def _batch_failed(self, batch_id: str, windows: list[str], stage: str, reason: str,
+                            kind: EventKind = EventKind.ERROR) -> bool:
+        """Fail the batch (its windows are free again), count them failed, say why. False: no step."""
+        await self._fail_batch(batch_id, reason)
+        self.summary.windows_failed.extend(windows)
+        await self._emit(kind, {"stage": stage, "batch_id": batch_id, "windows": windows, "message": reason})
+        return False
 
     async def _judge(self, groups: list[tuple[WindowGroup, JudgeInput]]) -> list[WindowGroup]:
         by_window = {g.window_id: g for g, _ in groups}
@@ -752,27 +750,17 @@ class Engine:
         except NothingTrained as exc:
             # What this model cannot train in these windows will not change by trying again: they
             # are marked unusable for it (readiness says why), and stay free for every other model.
-            await self._fail_batch(batch_id, f"nothing trained: {exc}")
             for window in windows:
                 await self._record_unusable(window, f"nothing trainable for {self.config.backend}: {exc}")
-            self.summary.windows_failed.extend(windows)
-            await self._emit(EventKind.WARNING, {
-                "stage": "train", "batch_id": batch_id, "windows": windows,
-                "message": f"step not registered (no checkpoint, nothing marked used): {exc}"})
-            return False
+            return await self._batch_failed(
+                batch_id, windows, "train", f"nothing trained: {exc}; step not registered (no checkpoint, nothing "
+                "marked used)", EventKind.WARNING)
         except TimeoutError:
-            reason = (f"training did not finish within {self.config.train_timeout_s:g} s "
-                      "(BABYLON_TRAIN_TIMEOUT_S); the batch failed and its windows are free again")
-            await self._fail_batch(batch_id, reason)
-            self.summary.windows_failed.extend(windows)
-            await self._emit(EventKind.ERROR, {"stage": "train", "batch_id": batch_id, "message": reason})
-            return False
+            return await self._batch_failed(
+                batch_id, windows, "train", f"training did not finish within {self.config.train_timeout_s:g} s "
+                "(BABYLON_TRAIN_TIMEOUT_S); the batch failed and its windows are free again")
         except Exception as exc:
-            await self._fail_batch(batch_id, f"training failed: {exc}")
-            self.summary.windows_failed.extend(windows)
-            await self._emit(EventKind.ERROR, {"stage": "train", "batch_id": batch_id,
-                                               "message": f"training failed: {exc}"})
-            return False
+            return await self._batch_failed(batch_id, windows, "train", f"training failed: {exc}")
         metrics.setdefault("babylon/trainable_assistant_tokens", float(tokens))
         if result.step != target_step:
             # A step that timed out (no cancel exists for a serverless job) or failed may still have
@@ -793,13 +781,10 @@ class Engine:
             await asyncio.wait_for(self._register(batch_id, result.step, metrics, windows, trajectory_ids,
                                                   list(rewards.values()), iteration), self.config.register_timeout_s)
         except TimeoutError:
-            reason = (f"registering step {result.step} did not finish within {self.config.register_timeout_s:g} s "
-                      "(BABYLON_REGISTER_TIMEOUT_S): the checkpoint exists on the backend but is not registered; "
-                      "the batch failed and its windows are free again")
-            await self._fail_batch(batch_id, reason)
-            self.summary.windows_failed.extend(windows)
-            await self._emit(EventKind.ERROR, {"stage": "register", "batch_id": batch_id, "message": reason})
-            return False
+            return await self._batch_failed(
+                batch_id, windows, "register", f"registering step {result.step} did not finish within "
+                f"{self.config.register_timeout_s:g} s (BABYLON_REGISTER_TIMEOUT_S): the checkpoint exists on the "
+                "backend but is not registered; the batch failed and its windows are free again")
         return True
 
     async def _register(self, batch_id: str, step: int, metrics: dict[str, float], windows: list[str],

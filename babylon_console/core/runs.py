@@ -108,6 +108,13 @@ async def latest_per_model(pool: asyncpg.Pool | asyncpg.Connection) -> list[RunR
     return sorted((_row(r) for r in rows), key=lambda r: r.started_at or datetime.min, reverse=True)
 
 
+async def holder(pool: asyncpg.Pool | asyncpg.Connection, model_name: str, backend: str) -> RunRow | None:
+    """The newest run of this model that says it is active (who holds the model, for messages)."""
+    row = await pool.fetchrow(f"{_SELECT} WHERE model_name = $1 AND backend = $2 AND state = ANY($3::text[]) "
+                              "ORDER BY started_at DESC LIMIT 1", model_name, backend, list(ACTIVE_STATES))
+    return _row(row) if row is not None else None
+
+
 async def start(pool: asyncpg.Pool, run_id: str, model_name: str, backend: str, judge: str,
                 config: dict[str, Any], heartbeat_s: float) -> None:
     await pool.execute(

@@ -9,11 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
-
-from babylon_console.core.database import with_database
+from babylon_console.core.database import create_migrated_database
 from babylon_console.core.embedded import start_embedded_server
-from babylon_console.core.migrations import migrate
 
 BENCH_DATA = Path(os.environ.get("BABYLON_BENCH_DIR", Path(__file__).resolve().parent / ".data"))
 
@@ -22,21 +19,7 @@ async def bench_database(name: str, *, fresh: bool, server: str | None = None) -
     """URL of database `name` (created, migrated) on `server` (default: DATABASE_URL's server or
     the benchmarks' embedded one); `fresh` drops it first."""
     server = server or os.environ.get("DATABASE_URL") or start_embedded_server(BENCH_DATA / "pgdata")
-    admin = await asyncpg.connect(with_database(server, "postgres"))
-    try:
-        if fresh:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(server, name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
+    return await create_migrated_database(server, name, fresh=fresh)
 
 
 async def timed(fn: Callable[[], Awaitable[object]], repeat: int, warmup: int = 2) -> list[float]:

@@ -18,11 +18,10 @@ import asyncpg
 import pytest
 
 from babylon_console.core.config import Settings
-from babylon_console.core.database import with_database
+from babylon_console.core.database import create_migrated_database
 from babylon_console.core.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
 from babylon_console.core.engine import Engine, EngineConfig, EngineState
 from babylon_console.core.judges import OutcomeJudge
-from babylon_console.core.migrations import migrate
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
 
@@ -60,18 +59,7 @@ def own_server(tmp_path: Path) -> Iterator[OwnServer]:
 
 
 async def _database(server: OwnServer) -> str:
-    admin = await asyncpg.connect(server.url)
-    try:
-        await admin.execute('CREATE DATABASE "outage"')
-    finally:
-        await admin.close()
-    url = with_database(server.url, "outage")
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
+    return await create_migrated_database(server.url, "outage")
 
 
 class PacedJudge(OutcomeJudge):

@@ -107,6 +107,28 @@ async def ensure_database_exists(target: DatabaseTarget) -> None:
         await conn.close()
 
 
+async def create_migrated_database(server_url: str, name: str, *, fresh: bool = False) -> str:
+    """URL of database `name` on the server of `server_url`, created if missing (`fresh`: dropped
+    first) and migrated. For tests and benchmarks that bring their own database."""
+    from .migrations import migrate
+
+    admin = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        if fresh:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(server_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
 async def connect(target: DatabaseTarget) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(target.dsn, timeout=CONNECT_TIMEOUT_S)

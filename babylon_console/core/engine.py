@@ -609,7 +609,7 @@ class Engine:
         total = sum(len(t) for _, t, _ in loaded)
         rate = dropout_rate(total, self.config.target_trajectories, self.config.max_dropout)
         result = []
-        tokenizer = await asyncio.to_thread(self._ensure_tokenizer)
+        tokenizer = self._tokenizer or await asyncio.to_thread(self._ensure_tokenizer)  # loaded at start
         for window_id, trajectories, truth in loaded:
             lacking = [t.trajectory_id for t in trajectories
                        if any(not s.llm_calls for s in t.steps)]  # steps whose calls only llm_call_logs may hold

@@ -15,10 +15,13 @@ import asyncpg
 import orjson
 
 from .clock import Clock
+from .errors import Failed
 
 
-class CheckpointConflict(RuntimeError):
+class CheckpointConflict(Failed, RuntimeError):
     """A checkpoint id is taken by a different checkpoint."""
+
+    title = "Checkpoint conflict"
 
 
 def _json(value: Any) -> str:

@@ -17,11 +17,15 @@ from pathlib import Path
 
 import psutil
 
+from .errors import Outage
+
 log = logging.getLogger(__name__)
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(Outage, RuntimeError):
     """The embedded server could not be started; the message says where to look."""
+
+    title = "Embedded database unavailable"
 
 
 def _postmaster_pid(pgdata: Path) -> int | None:

@@ -40,7 +40,21 @@ from .backends.factory import checkpoint_id, checkpoint_root, serverless_warning
 from .clock import Clock, SystemClock
 from .config import BackendName, JudgeName, Settings
 from .database import is_outage
-from .events import EventKind
+from .errors import EXIT_BUSY, Failed, Refused
+from .events import (
+    CheckpointRegistered,
+    EngineFailure,
+    EngineWarning,
+    IterationStarted,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    RunStopped,
+    StepTrained,
+    WindowJudged,
+    WindowSelected,
+    WindowSkipped,
+)
 from .groups import TokenStats, WindowGroup, build_window_group, dropout_rate, trainable_tokens
 from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
 from .repository import GameStore
@@ -60,12 +74,19 @@ class EngineState(StrEnum):
     FAILED = "failed"
 
 
-class EngineLocked(RuntimeError):
+class EngineLocked(Refused, RuntimeError):
     """Another engine already trains this model."""
 
+    exit_code = EXIT_BUSY
+    title = "Engine busy"
 
-class LockLost(RuntimeError):
-    """This run no longer holds its model's lock (another engine took it); it stops without writing."""
+
+class LockLost(Failed, RuntimeError):
+    """This run no longer holds its model's lock (another engine took it); it stops without writing.
+    Not an outage: trying again cannot help while the other engine holds the lock."""
+
+    exit_code = EXIT_BUSY
+    title = "Lock lost"
 
 
 class _StopRequested(Exception):
@@ -187,15 +208,13 @@ class Engine:
         if self.state is EngineState.RUNNING:
             self._resumed.clear()
             self._set_state(EngineState.PAUSED)
-            self._spawn(events.emit(self.pool, EventKind.RUN_PAUSED, {"message": f"paused by {by}", "operator": by},
-                                    self.run_id))
+            self._spawn(self._emit(RunPaused(message=f"paused by {by}", operator=by)))
 
     def resume(self, by: str = "operator") -> None:
         if self.state is EngineState.PAUSED:
             self._resumed.set()
             self._set_state(EngineState.RUNNING)
-            self._spawn(events.emit(self.pool, EventKind.RUN_RESUMED, {"message": f"resumed by {by}", "operator": by},
-                                    self.run_id))
+            self._spawn(self._emit(RunResumed(message=f"resumed by {by}", operator=by)))
 
     def stop(self) -> None:
         if self.state in (EngineState.RUNNING, EngineState.PAUSED, EngineState.IDLE):
@@ -224,8 +243,8 @@ class Engine:
     def _judge_settings(self) -> Settings:
         return self.settings.with_overrides(judge=self.config.judge)
 
-    async def _emit(self, kind: EventKind, payload: dict[str, Any], conn: Any = None) -> events.Event:
-        return await events.emit(conn or self.pool, kind, payload, run_id=self.run_id)
+    async def _emit(self, event: events.EventData, conn: Any = None) -> events.Event:
+        return await events.emit(conn or self.pool, event, run_id=self.run_id)
 
     def _ensure_backend(self) -> Any:
         if self._backend is None:
@@ -388,10 +407,10 @@ class Engine:
         self.summary.outages += 1
         log.warning("database back after %.1f s; lock re-acquired", down_s)
         await self._heartbeat()
-        await self._emit(EventKind.WARNING, {
-            "stage": "database", "since": since.isoformat(), "down_s": down_s,
-            "message": f"database was unreachable from {since:%H:%M:%S} UTC for {down_s:.1f} s; lock re-acquired, "
-                       "repairing and resuming"})
+        await self._emit(EngineWarning(
+            stage="database", since=since.isoformat(), down_s=down_s,
+            message=f"database was unreachable from {since:%H:%M:%S} UTC for {down_s:.1f} s; lock re-acquired, "
+                    "repairing and resuming"))
         await self._recover_interrupted()
 
     async def _run_locked(self) -> RunSummary:
@@ -401,19 +420,19 @@ class Engine:
         self._set_state(EngineState.RUNNING)
         beat = asyncio.create_task(self._beat(), name=f"heartbeat {self.run_id}")
         listener = asyncio.create_task(self._listen(), name=f"commands {self.run_id}")
-        await self._emit(EventKind.RUN_STARTED, {
-            "message": f"engine started: {self.config.backend} backend, {self.config.judge} judge",
-            "config": self.config.model_dump(),
-        })
+        await self._emit(RunStarted(
+            message=f"engine started: {self.config.backend} backend, {self.config.judge} judge",
+            config=self.config.model_dump(),
+        ))
         if closed:
-            await self._emit(EventKind.WARNING, {
-                "runs": closed, "message": f"closed {len(closed)} run(s) of this model whose engine had died "
-                                           f"without stopping: {', '.join(closed)}"})
+            await self._emit(EngineWarning(
+                runs=closed, message=f"closed {len(closed)} run(s) of this model whose engine had died "
+                                     f"without stopping: {', '.join(closed)}"))
         reason = "finished"
         try:
             if self.config.backend == "serverless":
                 for warning in serverless_warnings(self.config.base_model, self.config.allow_unlisted_base_model):
-                    await self._emit(EventKind.WARNING, {"message": warning})
+                    await self._emit(EngineWarning(message=warning))
             self._export_wandb_settings()
             await asyncio.to_thread(self._ensure_tokenizer)
             await self._ensure_model()
@@ -455,7 +474,7 @@ class Engine:
             self._set_state(EngineState.FAILED)
             log.exception("engine failed")
             with contextlib.suppress(Exception):
-                await self._emit(EventKind.ERROR, {"message": f"engine failed: {exc}"})
+                await self._emit(EngineFailure(message=f"engine failed: {exc}"))
         finally:
             beat.cancel()
             listener.cancel()
@@ -465,10 +484,10 @@ class Engine:
             try:
                 await runs.finish(self.pool, self.run_id, self.state.value, self.summary.error,
                                   self.summary.iterations)
-                await self._emit(EventKind.RUN_STOPPED, {
-                    "message": f"engine stopped: {reason}", "reason": reason,
-                    "iterations": self.summary.iterations, "steps": self.summary.steps,
-                })
+                await self._emit(RunStopped(
+                    message=f"engine stopped: {reason}", reason=reason,
+                    iterations=self.summary.iterations, steps=self.summary.steps,
+                ))
             except Exception as exc:  # the database may be gone at the very end: say so, lose nothing else
                 if not is_outage(exc):
                     raise
@@ -545,8 +564,8 @@ class Engine:
                 stoppable = before in (EngineState.RUNNING, EngineState.PAUSED, EngineState.IDLE)
                 await control.ack(self.pool, command.id, f"{before.value} -> stopping" if stoppable
                                   else f"already {before.value}")
-                self._spawn(self._emit(EventKind.WARNING, {
-                    "operator": command.operator, "message": f"stop requested by {command.operator}"}))
+                self._spawn(self._emit(EngineWarning(
+                    operator=command.operator, message=f"stop requested by {command.operator}")))
                 self.stop()
                 continue
             if command.command == "pause":
@@ -576,17 +595,16 @@ class Engine:
             return None
         self.summary.iterations += 1
         iteration = self.summary.iterations
-        await self._emit(EventKind.ITERATION_STARTED, {
-            "iteration": iteration, "windows": chosen,
-            "message": f"iteration {iteration}: {len(chosen)} window(s)"})
+        await self._emit(IterationStarted(
+            iteration=iteration, windows=chosen, message=f"iteration {iteration}: {len(chosen)} window(s)"))
         await self._stage(runs.Stage.READ)
         try:
             groups = await asyncio.wait_for(self._build_groups(chosen), self.config.read_timeout_s)
         except TimeoutError:
             self.summary.windows_failed.extend(chosen)
-            await self._emit(EventKind.ERROR, {"stage": "read", "windows": chosen, "message": (
+            await self._emit(EngineFailure(stage="read", windows=chosen, message=(
                 f"reading {len(chosen)} window(s) did not finish within {self.config.read_timeout_s:g} s "
-                "(BABYLON_READ_TIMEOUT_S); they stay free for the next iteration")})
+                "(BABYLON_READ_TIMEOUT_S); they stay free for the next iteration")))
             return False
         await self._checkpoint()
         await self._stage(runs.Stage.JUDGE)
@@ -601,10 +619,10 @@ class Engine:
         for window_id in window_ids:
             data = await self.store.window_trajectories(window_id)
             if data.rejections:
-                await self._emit(EventKind.WARNING, {
-                    "window_id": window_id, "rejected": len(data.rejections),
-                    "message": f"window {window_id}: {len(data.rejections)} unusable trajectories skipped "
-                               f"(first: {data.rejections[0].reason})"})
+                await self._emit(EngineWarning(
+                    window_id=window_id, rejected=len(data.rejections),
+                    message=f"window {window_id}: {len(data.rejections)} unusable trajectories skipped "
+                            f"(first: {data.rejections[0].reason})"))
             loaded.append((window_id, data.trajectories, await self.store.ground_truth(window_id)))
         total = sum(len(t) for _, t, _ in loaded)
         rate = dropout_rate(total, self.config.target_trajectories, self.config.max_dropout)
@@ -619,25 +637,24 @@ class Engine:
                                        logged=logged)
             stats = await asyncio.to_thread(group.tokenize, tokenizer, self.config.max_seq_length)
             if stats.dropped_too_long:
-                await self._emit(EventKind.WARNING, {
-                    "window_id": window_id, "dropped_too_long": stats.dropped_too_long,
-                    "message": f"window {window_id}: {stats.dropped_too_long} call(s) longer than "
-                               f"{self.config.max_seq_length} tokens dropped (never truncated)"})
+                await self._emit(EngineWarning(
+                    window_id=window_id, dropped_too_long=stats.dropped_too_long,
+                    message=f"window {window_id}: {stats.dropped_too_long} call(s) longer than "
+                            f"{self.config.max_seq_length} tokens dropped (never truncated)"))
             if len(group.trajectories) < 2:
                 reason = self._unusable_reason(stats, len(trajectories))
                 self.summary.windows_skipped.append(window_id)
                 await self._record_unusable(window_id, reason)  # not selected again for this model
-                await self._emit(EventKind.WINDOW_SKIPPED, {
-                    "window_id": window_id, "message": f"window {window_id}: {reason}"})
+                await self._emit(WindowSkipped(window_id=window_id, message=f"window {window_id}: {reason}"))
                 continue
-            await self._emit(EventKind.WINDOW_SELECTED, {
-                "window_id": window_id, "trajectories": len(group.trajectories), "available": len(trajectories),
-                "dropout": rate, "steps_without_calls": group.steps_without_calls,
-                "calls_from_logs": group.calls_from_logs, "trainable_calls": stats.trainable_calls,
-                "calls_dropped": stats.dropped_too_long + stats.dropped_empty,
-                "completion_tokens": stats.completion_tokens,
-                "message": f"window {window_id}: {len(group.trajectories)} of {len(trajectories)} trajectories, "
-                           f"{stats.trainable_calls} trainable calls ({stats.completion_tokens} response tokens)"})
+            await self._emit(WindowSelected(
+                window_id=window_id, trajectories=len(group.trajectories), available=len(trajectories),
+                dropout=rate, steps_without_calls=group.steps_without_calls,
+                calls_from_logs=group.calls_from_logs, trainable_calls=stats.trainable_calls,
+                calls_dropped=stats.dropped_too_long + stats.dropped_empty,
+                completion_tokens=stats.completion_tokens,
+                message=f"window {window_id}: {len(group.trajectories)} of {len(trajectories)} trajectories, "
+                        f"{stats.trainable_calls} trainable calls ({stats.completion_tokens} response tokens)"))
             item = JudgeInput(window_id=window_id, ground_truth=truth, trajectories=group.trajectories,
                               messages=group.messages)
             result.append((group, item))
@@ -662,11 +679,11 @@ class Engine:
             await batches.record_unusable(conn, window_id, self.config.training_key, reason)
 
     async def _batch_failed(self, batch_id: str, windows: list[str], stage: str, reason: str,
-                            kind: EventKind = EventKind.ERROR) -> bool:
+                            event: type[EngineFailure | EngineWarning] = EngineFailure) -> bool:
         """Fail the batch (its windows are free again), count them failed, say why. False: no step."""
         await self._fail_batch(batch_id, reason)
         self.summary.windows_failed.extend(windows)
-        await self._emit(kind, {"stage": stage, "batch_id": batch_id, "windows": windows, "message": reason})
+        await self._emit(event(stage=stage, batch_id=batch_id, windows=windows, message=reason))
         return False
 
     async def _judge(self, groups: list[tuple[WindowGroup, JudgeInput]]) -> list[WindowGroup]:
@@ -686,8 +703,8 @@ class Engine:
         async def record(result: WindowJudgment | JudgeError) -> None:
             if isinstance(result, JudgeError):
                 self.summary.windows_failed.append(result.window_id)
-                await self._emit(EventKind.ERROR, {"window_id": result.window_id, "stage": "judge",
-                                                   "message": f"judging failed: {result}"})
+                await self._emit(EngineFailure(window_id=result.window_id, stage="judge",
+                                               message=f"judging failed: {result}"))
                 return
             group = by_window[result.window_id]
             scores = [s.score for s in result.scores]
@@ -696,16 +713,16 @@ class Engine:
                     conn, result.window_id, result.judge, result.judge_model, self.run_id,
                     [(s.trajectory_id, s.score, s.explanation) for s in result.scores], result.cost_usd,
                     self.clock.now())
-                await self._emit(EventKind.WINDOW_JUDGED, {
-                    "window_id": result.window_id, "judge": result.judge, "n": len(scores),
-                    "mean": statistics.fmean(scores), "std": statistics.pstdev(scores),
-                    "cost_usd": result.cost_usd, "duration_s": result.duration_s, "attempts": result.attempts,
-                }, conn)
+                await self._emit(WindowJudged(
+                    window_id=result.window_id, judge=result.judge, n=len(scores),
+                    mean=statistics.fmean(scores), std=statistics.pstdev(scores),
+                    cost_usd=result.cost_usd, duration_s=result.duration_s, attempts=result.attempts,
+                ), conn)
             if max(scores) - min(scores) < 1e-9:
                 self.summary.windows_skipped.append(result.window_id)
-                await self._emit(EventKind.WARNING, {"window_id": result.window_id,
-                                                     "message": f"window {result.window_id}: all scores equal, "
-                                                                "no training signal; skipped"})
+                await self._emit(EngineWarning(window_id=result.window_id,
+                                               message=f"window {result.window_id}: all scores equal, "
+                                                       "no training signal; skipped"))
                 return
             group.rewards = scores
             judged.append(group)
@@ -754,7 +771,7 @@ class Engine:
                 await self._record_unusable(window, f"nothing trainable for {self.config.backend}: {exc}")
             return await self._batch_failed(
                 batch_id, windows, "train", f"nothing trained: {exc}; step not registered (no checkpoint, nothing "
-                "marked used)", EventKind.WARNING)
+                "marked used)", EngineWarning)
         except TimeoutError:
             return await self._batch_failed(
                 batch_id, windows, "train", f"training did not finish within {self.config.train_timeout_s:g} s "
@@ -765,15 +782,15 @@ class Engine:
         if result.step != target_step:
             # A step that timed out (no cancel exists for a serverless job) or failed may still have
             # completed on the backend: its checkpoint holds updates from windows freed since.
-            await self._emit(EventKind.WARNING, {
-                "stage": "train", "batch_id": batch_id, "step": result.step, "expected_step": target_step,
-                "message": f"the backend reports step {result.step}, expected {target_step}: steps "
-                           f"{target_step}..{result.step - 1} were written but never registered "
-                           "(a step that timed out or failed earlier may have completed later)"})
+            await self._emit(EngineWarning(
+                stage="train", batch_id=batch_id, step=result.step, expected_step=target_step,
+                message=f"the backend reports step {result.step}, expected {target_step}: steps "
+                        f"{target_step}..{result.step - 1} were written but never registered "
+                        "(a step that timed out or failed earlier may have completed later)"))
         try:
             await model.log(art_groups, split="train", metrics=metrics, step=result.step)
         except Exception as exc:  # history is a side channel; the checkpoint is what matters
-            await self._emit(EventKind.WARNING, {"message": f"ART history not written: {exc}"})
+            await self._emit(EngineWarning(message=f"ART history not written: {exc}"))
         if self._wandb is not None:
             self._wandb.log(metrics, result.step)
         await self._stage(runs.Stage.REGISTER)
@@ -798,12 +815,11 @@ class Engine:
                 conn, batch_id, model_name=self.config.training_key, model_id=model_id, step=step,
                 base_model=self.base_model, storage_path=storage, metrics=metrics, avg_reward=avg_reward,
                 windows=windows, trajectory_ids=trajectory_ids, wandb_run_id=wandb_run, clock=self.clock)
-            await self._emit(EventKind.STEP_TRAINED, {
-                "step": step, "iteration": iteration, "batch_id": batch_id, "windows": windows,
-                "metrics": metrics}, conn)
-            await self._emit(EventKind.CHECKPOINT_REGISTERED, {
-                "model_id": model_id, "step": step, "avg_reward": avg_reward, "storage_path": storage,
-                "message": f"checkpoint {model_id} registered"}, conn)
+            await self._emit(StepTrained(
+                step=step, iteration=iteration, batch_id=batch_id, windows=windows, metrics=metrics), conn)
+            await self._emit(CheckpointRegistered(
+                model_id=model_id, step=step, avg_reward=avg_reward, storage_path=storage,
+                message=f"checkpoint {model_id} registered"), conn)
         self.summary.steps.append(step)
         self.summary.checkpoints.append(model_id)
         self.summary.windows_trained.extend(windows)
@@ -854,11 +870,11 @@ class Engine:
                 await self._register(batch_id, step, metrics, list(rankings), list(rewards),
                                      list(rewards.values()), None)
                 self.summary.recovered_batches.append(batch_id)
-                await self._emit(EventKind.WARNING, {
-                    "batch_id": batch_id,
-                    "message": f"recovered batch {batch_id}: checkpoint step {step} was written before a crash"})
+                await self._emit(EngineWarning(
+                    batch_id=batch_id,
+                    message=f"recovered batch {batch_id}: checkpoint step {step} was written before a crash"))
             else:
                 await self._fail_batch(batch_id, "interrupted before its checkpoint was written; "
                                        "its windows will be trained again")
-                await self._emit(EventKind.WARNING, {
-                    "batch_id": batch_id, "message": f"batch {batch_id} was interrupted; its windows are free again"})
+                await self._emit(EngineWarning(
+                    batch_id=batch_id, message=f"batch {batch_id} was interrupted; its windows are free again"))

@@ -4,6 +4,11 @@ Every stage of the engine emits events; a console in another process (or on anot
 follows them with `EventBus.follow(after_id=...)`, which first replays what it missed and then
 waits for notifications. The embedded engine uses the same path, so there is one way to watch.
 
+Each kind has its model (`StepTrained`, `WindowJudged`, ...): strict when the code builds one (a
+misspelt field raises at once), lenient when a stored row is read (`EventData.read`): rows written
+by an older or newer engine, with missing, extra or mistyped keys, never raise; at worst a field
+falls back to its default. The stored JSON keys are the models' field names.
+
 Ordering: emits take a transaction-level advisory lock, so ids commit in increasing order and a
 follower that reads "id > last" never skips an event committed late.
 """
@@ -12,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -44,53 +51,298 @@ class EventKind(StrEnum):
     ROLLED_BACK = "rolled_back"
     WARNING = "warning"
     ERROR = "error"
+    UNKNOWN = "unknown"  # read only: a kind this version does not know (written by a newer engine)
+
+
+# -- one model per kind ------------------------------------------------------------------------
+
+
+class EventData(BaseModel):
+    """The typed payload of one kind. Every field has a default, so any stored row can be read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    kind: ClassVar[EventKind]
+
+    message: str | None = None
+
+    @classmethod
+    def read(cls, payload: Mapping[str, Any]) -> Self:
+        """Parse a stored payload leniently: unknown keys are dropped, and a value that does not fit
+        (after pydantic's usual coercions: "3" -> 3) falls back to the field's default; in a dict or
+        a list only the entry that does not fit is dropped."""
+        data = {k: v for k, v in payload.items() if k in cls.model_fields}
+        while True:
+            try:
+                return cls.model_validate(data)
+            except ValidationError as exc:
+                if not _drop_misfits(data, exc):  # cannot happen with defaults everywhere: never raise
+                    return cls()
+
+    @property
+    def summary(self) -> str:
+        """One line for logs and the console's event tail."""
+        return self.message or self.kind.value.replace("_", " ")
+
+
+def _drop_misfits(data: dict[str, Any], exc: ValidationError) -> bool:
+    """Remove from `data` what `exc` complains about: an entry of a dict or list field, else the
+    whole field. False when nothing could be removed."""
+    entries: dict[str, set[Any]] = {}
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        if loc and loc[0] in data:
+            value = data[loc[0]]
+            sub = loc[1] if len(loc) > 1 else None
+            nested = ((isinstance(value, dict) and sub in value)
+                      or (isinstance(value, list) and isinstance(sub, int) and 0 <= sub < len(value)))
+            entries.setdefault(str(loc[0]), set()).add(sub if nested else None)
+    for key, bad in entries.items():
+        value = data[key]
+        if None in bad:
+            del data[key]
+        elif isinstance(value, dict):
+            data[key] = {k: v for k, v in value.items() if k not in bad}
+        else:
+            data[key] = [v for i, v in enumerate(value) if i not in bad]
+    return bool(entries)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return format(math.nan if value is None else value, spec)
+
+
+class RunStarted(EventData):
+    kind = EventKind.RUN_STARTED
+    config: dict[str, Any] = Field(default_factory=dict)  # EngineConfig.model_dump()
+
+
+class RunStopped(EventData):
+    kind = EventKind.RUN_STOPPED
+    reason: str | None = None  # "finished", "stopped by operator", "failed: ..."
+    iterations: int | None = None
+    steps: list[int] = Field(default_factory=list)
+
+
+class RunPaused(EventData):
+    kind = EventKind.RUN_PAUSED
+    operator: str | None = None
+
+
+class RunResumed(EventData):
+    kind = EventKind.RUN_RESUMED
+    operator: str | None = None
+
+
+class IterationStarted(EventData):
+    kind = EventKind.ITERATION_STARTED
+    iteration: int | None = None
+    windows: list[str] = Field(default_factory=list)
+
+
+class WindowSelected(EventData):
+    kind = EventKind.WINDOW_SELECTED
+    window_id: str | None = None
+    trajectories: int | None = None  # kept in the group
+    available: int | None = None  # in the window
+    dropout: float | None = None
+    steps_without_calls: int | None = None
+    calls_from_logs: int | None = None
+    trainable_calls: int | None = None
+    calls_dropped: int | None = None
+    completion_tokens: int | None = None
+
+
+class WindowJudged(EventData):
+    kind = EventKind.WINDOW_JUDGED
+    window_id: str | None = None
+    judge: str | None = None
+    n: int | None = None
+    mean: float = 0.0
+    std: float = 0.0
+    cost_usd: float | None = None  # None: not known
+    duration_s: float | None = None
+    attempts: int | None = None
+
+    @property
+    def summary(self) -> str:
+        return (f"window {self.window_id} judged by {self.judge}: "
+                f"mean {self.mean:.3f} ± {self.std:.3f} over {self.n}")
+
+
+class WindowSkipped(EventData):
+    kind = EventKind.WINDOW_SKIPPED
+    window_id: str | None = None
+
+
+class StepTrained(EventData):
+    kind = EventKind.STEP_TRAINED
+    step: int | None = None
+    iteration: int | None = None  # None: a step recovered after a crash
+    batch_id: str | None = None
+    windows: list[str] = Field(default_factory=list)
+    metrics: dict[str, float | None] = Field(default_factory=dict)  # None: a NaN (JSON has none)
+
+    @property
+    def summary(self) -> str:
+        return (f"step {self.step} trained: loss {_fmt(self.metrics.get('loss/train'), '.4f')}, "
+                f"reward {_fmt(self.metrics.get('train/reward'), '.3f')}")
+
+
+class CheckpointRegistered(EventData):
+    kind = EventKind.CHECKPOINT_REGISTERED
+    model_id: str | None = None
+    step: int | None = None
+    avg_reward: float | None = None
+    storage_path: str | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"checkpoint {self.model_id} registered (step {self.step})"
+
+
+class Promoted(EventData):
+    kind = EventKind.PROMOTED
+    model_id: str | None = None
+    from_model_id: str | None = None  # the live model before; None: there was none
+    share: float | None = None  # 1.0: live; below: an A/B rollout's candidate share
+    operator: str | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"promoted: {self.message or ''}"
+
+
+class RolledBack(EventData):
+    kind = EventKind.ROLLED_BACK
+    model_id: str | None = None  # live after the rollback
+    from_model_id: str | None = None
+    operator: str | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"rolled back: {self.message or ''}"
+
+
+class EngineWarning(EventData):
+    """Something went wrong and the engine carried on; `stage` says where (None: the engine)."""
+
+    kind = EventKind.WARNING
+    stage: str | None = None
+    window_id: str | None = None
+    batch_id: str | None = None
+    windows: list[str] = Field(default_factory=list)
+    operator: str | None = None
+    runs: list[str] = Field(default_factory=list)  # dead runs closed at start
+    rejected: int | None = None  # unusable trajectories skipped in `window_id`
+    dropped_too_long: int | None = None
+    step: int | None = None  # the backend's step when it is not the expected one
+    expected_step: int | None = None
+    since: str | None = None  # ISO time a database outage began
+    down_s: float | None = None
+
+
+class EngineFailure(EventData):
+    """A stage failed (a window's judging, a read, a training step) or the engine itself did."""
+
+    kind = EventKind.ERROR
+    stage: str | None = None  # read, judge, train, register; None: the engine
+    window_id: str | None = None
+    batch_id: str | None = None
+    windows: list[str] = Field(default_factory=list)
+
+
+class UnknownEvent(EventData):
+    """A kind this version does not know: its name and raw payload, read only."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+    kind = EventKind.UNKNOWN
+    name: str = "unknown"
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        return self.message or self.name.replace("_", " ")
+
+
+EVENT_TYPES: dict[EventKind, type[EventData]] = {t.kind: t for t in (
+    RunStarted, RunStopped, RunPaused, RunResumed, IterationStarted, WindowSelected, WindowJudged, WindowSkipped,
+    StepTrained, CheckpointRegistered, Promoted, RolledBack, EngineWarning, EngineFailure,
+)}
+_KNOWN_KINDS = frozenset(EVENT_TYPES)
+
+
+# -- stored events -----------------------------------------------------------------------------
 
 
 class Event(BaseModel):
     id: int | None = None
     run_id: str | None = None
     kind: EventKind
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)  # as stored; `data` is the typed view
     created_at: datetime | None = None
+    raw_kind: str | None = None  # the stored kind when this version does not know it (kind is UNKNOWN)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_kind(cls, values: Any) -> Any:
+        kind = values.get("kind") if isinstance(values, dict) else None
+        if isinstance(kind, str) and kind not in _KNOWN_KINDS:
+            return {**values, "kind": EventKind.UNKNOWN, "raw_kind": kind}
+        return values
+
+    @functools.cached_property
+    def data(self) -> EventData:
+        """The payload as its kind's model, parsed leniently (never raises)."""
+        if self.kind is EventKind.UNKNOWN:
+            message = self.payload.get("message")
+            return UnknownEvent(name=self.raw_kind or EventKind.UNKNOWN.value, payload=self.payload,
+                                message=message if isinstance(message, str) else None)
+        return EVENT_TYPES[self.kind].read(self.payload)
 
     @property
     def summary(self) -> str:
         """One line for logs and the console's event tail."""
-        p = self.payload
-        match self.kind:
-            case EventKind.STEP_TRAINED:
-                m = p.get("metrics", {})
-                return (f"step {p.get('step')} trained: loss {m.get('loss/train', float('nan')):.4f}, "
-                        f"reward {m.get('train/reward', float('nan')):.3f}")
-            case EventKind.WINDOW_JUDGED:
-                return (f"window {p.get('window_id')} judged by {p.get('judge')}: "
-                        f"mean {p.get('mean', 0):.3f} ± {p.get('std', 0):.3f} over {p.get('n')}")
-            case EventKind.CHECKPOINT_REGISTERED:
-                return f"checkpoint {p.get('model_id')} registered (step {p.get('step')})"
-            case EventKind.PROMOTED | EventKind.ROLLED_BACK:
-                return f"{self.kind.value.replace('_', ' ')}: {p.get('message', '')}"
-            case _:
-                return p.get("message") or self.kind.value.replace("_", " ")
+        return self.data.summary
 
 
 def _decode_payload(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        return orjson.loads(value)
-    return dict(value or {})
+    """The stored payload as a dict, whatever was stored (a non-object is kept under "value")."""
+    if isinstance(value, str | bytes):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return {"value": value}
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, Mapping) else {"value": value}
 
 
 def _row_to_event(row: asyncpg.Record) -> Event:
-    return Event(id=row["id"], run_id=row["run_id"], kind=EventKind(row["kind"]),
+    return Event(id=row["id"], run_id=row["run_id"], kind=row["kind"],
                  payload=_decode_payload(row["payload"]), created_at=row["created_at"])
 
 
 async def emit(
-    conn: asyncpg.Connection | asyncpg.Pool, kind: EventKind, payload: dict[str, Any] | None = None,
+    conn: asyncpg.Connection | asyncpg.Pool, event: EventData | EventKind, payload: Mapping[str, Any] | None = None,
     run_id: str | None = None,
 ) -> Event:
     """Write one event and NOTIFY followers. Inside the caller's transaction when given a connection
-    that is in one (so an event and the change it reports commit together)."""
-    body = orjson.dumps(payload or {}, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+    that is in one (so an event and the change it reports commit together).
+
+    `event` is a model (`emit(conn, StepTrained(step=3, ...), run_id=...)`); the older form, a kind
+    and its payload dict, is validated by the kind's model just the same (a misspelt key raises).
+    Only the fields that were set are stored, so the JSON is what the emitter wrote."""
+    if isinstance(event, EventKind):
+        if event not in EVENT_TYPES:
+            raise ValueError(f"cannot emit an event of kind {event.value!r}")
+        event = EVENT_TYPES[event].model_validate(dict(payload or {}))
+    elif payload is not None:
+        raise TypeError("emit: a payload goes with an EventKind, not with a model (pass run_id by name)")
+    elif isinstance(event, UnknownEvent):
+        raise ValueError("an unknown event is read only")
+    body = orjson.dumps(event.model_dump(exclude_unset=True),
+                        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+    kind = event.kind
 
     async def write(c: asyncpg.Connection) -> Event:
         await c.execute("SELECT pg_advisory_xact_lock($1)", _EMIT_LOCK)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidInput
 from .models import Trajectory
 from .parsing import paused_gc
 from .tokenization import DEFAULT_MAX_SEQ_LENGTH, CallTokens, RecordedCall, encode_calls
@@ -33,8 +34,8 @@ LoggedCalls = Mapping[str, Mapping[int, list[RecordedCall]]]  # trajectoryId -> 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
-class DropoutError(ValueError):
-    pass
+class DropoutError(InvalidInput, ValueError):
+    title = "Invalid dropout settings"
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from .bounds import (
     MAX_EPISODE_LENGTH,
 )
 from .clock import to_naive_utc
+from .errors import InvalidInput
 from .models import Rejection, Step, Trajectory
 
 MAX_STEPS_JSON_BYTES = 16 * 1024 * 1024
@@ -40,8 +41,10 @@ _JSON_COLUMNS = {
 }
 
 
-class RowProblem(ValueError):
+class RowProblem(InvalidInput, ValueError):
     """Why a row cannot be used; the message becomes the rejection reason."""
+
+    title = "Unusable row"
 
 
 def _describe(error: ValidationError, prefix: str) -> str:

@@ -15,15 +15,18 @@ from pydantic import BaseModel
 
 from . import events
 from .clock import SystemClock
-from .events import EventKind
+from .errors import Refused
+from .events import Promoted, RolledBack
 from .models import TrainedModel
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
 PROMOTABLE = ("ready", "archived")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(Refused, RuntimeError):
     """The action was refused; the message says which model and why. Nothing was changed."""
+
+    title = "Registry action refused"
 
 
 class AuditEntry(BaseModel):
@@ -142,10 +145,9 @@ class Registry:
                 )
                 action, message = "rollout", f"{model_id} serves {share:.0%} of agents next to {live_id or 'none'}"
             await self._audit(conn, action, operator, live_id, model_id, share, note)
-            await events.emit(conn, EventKind.PROMOTED, {
-                "model_id": model_id, "from_model_id": live_id, "share": share, "operator": operator,
-                "message": message,
-            }, run_id=run_id)
+            await events.emit(conn, Promoted(
+                model_id=model_id, from_model_id=live_id, share=share, operator=operator, message=message,
+            ), run_id=run_id)
         return ActionResult(action, live_id, model_id, share, message)
 
     async def rollback(self, *, operator: str, to_model_id: str | None = None, note: str | None = None,
@@ -158,9 +160,9 @@ class Registry:
                 await conn.execute("DELETE FROM console_rollout")
                 message = f"rollout of {rollout.candidate_model_id} cancelled; {live_id or 'none'} serves all"
                 await self._audit(conn, "rollback", operator, rollout.candidate_model_id, live_id, 1.0, note)
-                await events.emit(conn, EventKind.ROLLED_BACK, {
-                    "model_id": live_id, "from_model_id": rollout.candidate_model_id, "operator": operator,
-                    "message": message}, run_id=run_id)
+                await events.emit(conn, RolledBack(
+                    model_id=live_id, from_model_id=rollout.candidate_model_id, operator=operator,
+                    message=message), run_id=run_id)
                 return ActionResult("rollback", rollout.candidate_model_id, live_id, 1.0, message)
             target = to_model_id or await conn.fetchval(
                 "SELECT from_model_id FROM console_promotions WHERE action = 'promote' AND to_model_id = $1 "
@@ -177,7 +179,7 @@ class Registry:
             await self._make_live(conn, live_id, target)
             message = f"rolled back from {live_id or 'none'} to {target}"
             await self._audit(conn, "rollback", operator, live_id, target, 1.0, note)
-            await events.emit(conn, EventKind.ROLLED_BACK, {
-                "model_id": target, "from_model_id": live_id, "operator": operator, "message": message,
-            }, run_id=run_id)
+            await events.emit(conn, RolledBack(
+                model_id=target, from_model_id=live_id, operator=operator, message=message,
+            ), run_id=run_id)
             return ActionResult("rollback", live_id, target, 1.0, message)

@@ -26,11 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidInput
+
 DEFAULT_MAX_SEQ_LENGTH = 32_768
 
 
-class TokenizerUnavailable(RuntimeError):
+class TokenizerUnavailable(InvalidInput, RuntimeError):
     """The configured tokenizer cannot be loaded; the message says which and why."""
+
+    title = "Tokenizer unavailable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,14 @@ from pydantic import BaseModel, Field
 
 from .bounds import MAX_ABS_PNL, MAX_EPISODE_LENGTH
 from .clock import to_naive_utc
+from .errors import InvalidInput
 
 WINDOW_LENGTH = timedelta(hours=1)
 _WINDOW_ID = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):00$")
 
 
-class InvalidWindowId(ValueError):
-    pass
+class InvalidWindowId(InvalidInput, ValueError):
+    title = "Invalid window id"
 
 
 def window_id_for(moment: datetime) -> str:

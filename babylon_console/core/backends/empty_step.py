@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..errors import Failed
+
 # ART's metric names whose zero means "this step trained nothing" (art/metrics.py, local/backend.py).
 ART_TRAINED_NOTHING_KEYS = ("data/step_trainable_assistant_tokens", "data/step_num_groups_trainable")
 OFFLINE_TRAINED_KEY = "offline/actions_trained"
 
 
-class NothingTrained(RuntimeError):
+class NothingTrained(Failed, RuntimeError):
     """The step trained nothing; the message says why and what to fix."""
+
+    title = "Nothing trained"
 
 
 def check_trained(metrics: Mapping[str, float]) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInput
+
 # Base models that W&B documents for serverless RL training. ART itself has no such list (the
 # service decides), so a model outside it only draws a warning; the service's own refusal is
 # shown as it comes. `--allow-unlisted-base-model` (BABYLON_ALLOW_UNLISTED_BASE_MODEL) silences it.
@@ -28,8 +30,10 @@ LOCAL_SCHEME = "local-lora://"
 OFFLINE_WANDB_MODES = ("offline", "disabled", "dryrun")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(InvalidInput, RuntimeError):
     """The configured backend cannot run here; the message says what to do."""
+
+    title = "Backend unavailable"
 
 
 def training_key(backend: str, model_name: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, model_validator
 
+from babylon_console.core.errors import Failed
 from babylon_console.core.models import MarketOutcome, Trajectory, WindowGroundTruth
 
 
@@ -53,8 +54,10 @@ class WindowJudgment(BaseModel):
     duration_s: float = 0.0
 
 
-class JudgeError(RuntimeError):
+class JudgeError(Failed, RuntimeError):
     """A window could not be judged. The message says which window and why; secrets never appear."""
+
+    title = "Judging failed"
 
     def __init__(self, window_id: str, reason: str, *, attempts: int = 0) -> None:
         super().__init__(f"window {window_id}: {reason}")

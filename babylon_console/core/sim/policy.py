@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import orjson
 
+from ..errors import InvalidInput
 from .actions import FEATURE_DIM, FEATURE_NAMES, Action, candidate_features, format_response
 from .observation import Observation
 
@@ -62,8 +63,10 @@ class AsyncPolicy(Protocol):
     ) -> Decision: ...
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InvalidInput, ValueError):
     """A policy checkpoint file is missing, corrupt or incompatible."""
+
+    title = "Unusable policy checkpoint"
 
 
 def _describe(action: Action) -> str:

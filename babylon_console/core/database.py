@@ -16,6 +16,7 @@ import asyncpg
 
 from .config import Settings, describe_dsn, masked_dsn
 from .embedded import EmbeddedServerError, start_embedded_server
+from .errors import Outage
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -36,8 +37,10 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, (DatabaseUnavailable, *_OUTAGE_ERRORS))
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(Outage, RuntimeError):
     """The database could not be reached; str() is a one-line, secret-free explanation."""
+
+    title = "Database unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +181,8 @@ async def open_database(
         async with pool.acquire() as conn:
             await run_migrations(conn)
     return target, pool
+
+
+async def ping(pool: asyncpg.Pool, limit_s: float) -> None:
+    """Raise when the database does not answer a trivial query within `limit_s` seconds."""
+    await asyncio.wait_for(pool.fetchval("SELECT 1"), limit_s)

@@ -102,6 +102,9 @@ class GameStore:
             for r in rows
         ]
 
+    async def has_trajectories(self) -> bool:
+        return bool(await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM trajectories)"))
+
     async def window_readiness(
         self, criteria: ReadinessCriteria, now: datetime, lookback_hours: int | None,
         model_key: str | None = None,

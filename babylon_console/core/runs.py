@@ -65,6 +65,15 @@ class RunRow(BaseModel):
     def liveness(self) -> Liveness:
         return liveness(self.state, self.heartbeat_age_s, self.heartbeat_s)
 
+    @property
+    def run_id(self) -> str:
+        return self.id
+
+    @property
+    def active(self) -> bool:
+        """Running (or paused) and still beating, if late."""
+        return self.liveness in (Liveness.LIVE, Liveness.STALE)
+
 
 def liveness(state: str, heartbeat_age_s: float | None, heartbeat_s: float) -> Liveness:
     if state not in ACTIVE_STATES:

@@ -12,11 +12,13 @@ command palette, and the ids are what a keymap file overrides (`<data dir>/keyma
 
 from __future__ import annotations
 
-import tomllib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from textual.binding import Binding
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +166,14 @@ def spec_for_action(scope: str, action_name: str) -> KeySpec | None:
 
 
 def load_keymap(path: Path) -> dict[str, str]:
-    """`[keys]` of a TOML file: binding id -> key(s). Unknown ids are ignored; a bad file is empty."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}
-    keys = data.get("keys", {})
-    return {k: str(v) for k, v in keys.items() if k in BY_ID and isinstance(v, str) and v.strip()}
+    """`[keys]` of a TOML file: binding id -> key(s), the valid entries only; the others are logged.
+    `preferences.load_keymap_file` returns them as problems, for the console to show."""
+    from .preferences import load_keymap_file  # preferences validates ids against this module
+
+    loaded = load_keymap_file(path)
+    for problem in loaded.problems:
+        log.warning("%s (%s)", problem, problem.path)
+    return loaded.keymap
 
 
 def display_key(spec: KeySpec, keymap: dict[str, str] | None = None) -> str:

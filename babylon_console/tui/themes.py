@@ -10,94 +10,72 @@ own), as TOML or JSON with the fields of `textual.theme.Theme`:
     [variables]
     "footer-key-foreground" = "#D9A441"
 
-A file that cannot be read is skipped with a warning; Textual's built-in themes stay available.
-The chosen theme is stored in `<data dir>/console.json`.
+The chosen theme is stored in `<data dir>/console.json`. Reading and validating these files is
+`preferences`' job (it reports every problem); the functions here keep their old shapes for their
+callers and log the problems.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from textual.theme import Theme
 
+from .preferences import (
+    DEFAULT_THEME,
+    PREFERENCES_FILE,
+    PreferenceProblem,
+    ThemesLoaded,
+    load_theme_files,
+    parse_theme,
+    project_themes_dir,
+    read_console_file,
+    read_theme_file,
+    remember_theme,
+)
+
+__all__ = ["DEFAULT_THEME", "PREFERENCES_FILE", "ThemesLoaded", "load_theme_file", "load_theme_files",
+           "load_themes", "project_themes_dir", "save_theme", "saved_theme", "theme_from_data"]
+
 log = logging.getLogger(__name__)
 
-DEFAULT_THEME = "babylon-dark"
-PREFERENCES_FILE = "console.json"
-_FIELDS = {"name", "primary", "secondary", "warning", "error", "success", "accent", "foreground", "background",
-           "surface", "panel", "boost", "dark", "luminosity_spread", "text_alpha", "variables"}
 
-
-def project_themes_dir() -> Path:
-    """`themes/` at the top of the project (next to the package)."""
-    override = os.environ.get("BABYLON_THEMES_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "themes"
+def _log(problems: list[PreferenceProblem]) -> None:
+    for problem in problems:
+        log.warning("%s (%s)", problem, problem.path)
 
 
 def theme_from_data(data: dict[str, Any], fallback_name: str) -> Theme:
-    values = {k.replace("-", "_"): v for k, v in data.items()}
-    unknown = set(values) - _FIELDS
-    if unknown:
-        raise ValueError(f"unknown theme field(s): {', '.join(sorted(unknown))}")
-    values.setdefault("name", fallback_name)
-    if "primary" not in values:
-        raise ValueError("a theme needs at least 'primary'")
-    values["variables"] = {str(k): str(v) for k, v in (values.get("variables") or {}).items()}
-    return Theme(**values)
+    """The theme `data` describes; ValueError says why not."""
+    theme, problems = parse_theme(Path(f"{fallback_name}.toml"), data)
+    if theme is None:
+        raise ValueError("; ".join(p.what if not p.where else f"{p.where}: {p.what}" for p in problems))
+    return theme
 
 
 def load_theme_file(path: Path) -> Theme:
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("a theme file holds one table/object")
-    return theme_from_data(data, path.stem)
+    """One theme file; ValueError says why it cannot be used."""
+    theme, problems = read_theme_file(path)
+    if theme is None:
+        raise ValueError("; ".join(str(p) for p in problems))
+    return theme
 
 
 def load_themes(*folders: Path) -> list[Theme]:
-    """Every readable theme in `folders` (later folders override earlier ones by name)."""
-    found: dict[str, Theme] = {}
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in sorted([*folder.glob("*.toml"), *folder.glob("*.json")]):
-            try:
-                theme = load_theme_file(path)
-            except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
-                log.warning("theme %s skipped: %s", path, exc)
-                continue
-            found[theme.name] = theme
-    return list(found.values())
+    """Every valid theme in `folders` (later folders override earlier ones by name); the others are
+    logged. `preferences.load_theme_files` returns them as problems."""
+    loaded = load_theme_files(*folders)
+    _log(loaded.problems)
+    return loaded.themes
 
 
 def saved_theme(data_dir: Path) -> str | None:
-    try:
-        value = json.loads((data_dir / PREFERENCES_FILE).read_text()).get("theme")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) and value else None
+    return read_console_file(data_dir / PREFERENCES_FILE)[0].theme
 
 
 def save_theme(data_dir: Path, name: str) -> None:
-    path = data_dir / PREFERENCES_FILE
-    try:
-        prefs = json.loads(path.read_text()) if path.exists() else {}
-        if not isinstance(prefs, dict):
-            prefs = {}
-    except (OSError, ValueError):
-        prefs = {}
-    prefs["theme"] = name
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(prefs, indent=2) + "\n")
-        tmp.replace(path)
-    except OSError as exc:
-        log.warning("could not remember the theme in %s: %s", path, exc)
+    """Remember `name` in console.json (other keys kept); problems are logged.
+    `preferences.remember_theme` returns them."""
+    _log(remember_theme(data_dir, name))

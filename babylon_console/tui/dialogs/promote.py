@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, RadioButton, RadioSet, Static
@@ -18,6 +19,59 @@ SHARES: tuple[tuple[float, str], ...] = (
     (0.50, "A/B: 50% of agents"),
     (1.00, "100%: make it the live model"),
 )
+
+
+class ShareSet(RadioSet):
+    """A RadioSet whose cursor is its choice, as in native radio groups: the arrows move the mark
+    with the highlight, so the share shown is always the share Continue confirms.
+
+    Moving posts no `Changed` (the dialog moves focus to Continue on `Changed`); enter or space
+    posts it for a moved choice, and a click posts it as RadioSet does."""
+
+    BINDINGS: ClassVar = [
+        Binding("down,right", "move(1)", "Next option", show=False),
+        Binding("up,left", "move(-1)", "Previous option", show=False),
+        Binding("enter,space", "choose", "Choose", show=False),
+    ]
+
+    def __init__(self, *buttons: RadioButton, id: str | None = None) -> None:
+        super().__init__(*buttons, id=id)
+        self._moved = False
+
+    def on_mount(self) -> None:
+        # RadioSet starts its highlight on the first option; start it on the pressed one. Deferred:
+        # this handler runs before RadioSet's own mount handler, which sets the highlight.
+        self.call_later(self._highlight_pressed)
+
+    def _highlight_pressed(self) -> None:
+        if self.pressed_index >= 0:
+            self._selected = self.pressed_index
+
+    def action_move(self, direction: int) -> None:
+        if direction > 0:
+            self.action_next_button()
+        else:
+            self.action_previous_button()
+        if self._selected is None:
+            return
+        button = self._nodes[self._selected]
+        assert isinstance(button, RadioButton)
+        if button is self.pressed_button:
+            return
+        # Press it quietly: RadioSet would post Changed for each step of the arrows.
+        with self.prevent(RadioButton.Changed):
+            if self.pressed_button is not None:
+                self.pressed_button.value = False
+            button.value = True
+        self._pressed_button = button
+        self._moved = True
+
+    def action_choose(self) -> None:
+        if self._moved and self.pressed_button is not None:
+            self._moved = False
+            self.post_message(self.Changed(self, self.pressed_button))
+        else:  # the untouched default: as RadioSet (enter on the pressed option changes nothing)
+            self.action_toggle_button()
 
 
 class PromoteDialog(ModalScreen[float | None]):
@@ -36,9 +90,8 @@ class PromoteDialog(ModalScreen[float | None]):
             yield Static(f"Promote {self.model_id}", classes="dialog-title")
             yield Static(Text.assemble("Live now: ", (self.live_id or "none", "bold"),
                                        "\nChoose the share of agents it serves (↑↓, enter):"), classes="dialog-body")
-            with RadioSet(id="promote-share"):
-                for share, label in SHARES:
-                    yield RadioButton(label, value=abs(share - self.default_share) < 1e-9, name=str(share))
+            yield ShareSet(*(RadioButton(label, value=abs(share - self.default_share) < 1e-9, name=str(share))
+                             for share, label in SHARES), id="promote-share")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Continue", id="continue", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")

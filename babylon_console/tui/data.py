@@ -22,7 +22,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,8 +31,9 @@ import orjson
 
 from ..core import control as core_control
 from ..core import events as core_events
+from ..core import events as events  # the typed event models, for the panes that fold them
 from ..core import runs as core_runs
-from ..core.backends.factory import checkpoint_root, training_key
+from ..core.backends.factory import training_key
 from ..core.clock import Clock, SystemClock
 from ..core.config import Settings
 from ..core.control import default_operator
@@ -42,12 +43,16 @@ from ..core.database import (
     create_pool,
     is_outage,
     open_database,
+    ping,
     resolve_target,
 )
+from ..core.errors import ConsoleError, ErrorKind, Refused, as_console_error
 from ..core.events import Event, EventKind
 from ..core.models import TrainedModel, WindowGroundTruth
 from ..core.registry import ActionResult, AuditEntry, Registry, RegistryError, Rollout, eligibility
 from ..core.repository import GameStore, WindowTrajectories
+from ..core.runs import RunRow
+from ..core.serving import ServedPolicies
 from ..core.windows import ReadinessCriteria, WindowReadiness
 
 log = logging.getLogger(__name__)
@@ -58,13 +63,22 @@ __all__ = [
     "CheckpointRow",
     "CheckpointsView",
     "ConsoleData",
+    "ConsoleError",
     "DatabaseUnavailable",
     "DemoRunner",
     "EngineRunner",
+    "ErrorKind",
     "Event",
     "EventKind",
+    "ReadinessCriteria",
+    "Refused",
     "RegistryError",
-    "RunInfo",
+    "RunRow",
+    "WindowGroundTruth",
+    "WindowReadiness",
+    "WindowTrajectories",
+    "as_console_error",
+    "events",
     "is_outage",
 ]
 
@@ -96,33 +110,6 @@ class CheckpointsView:
     live: TrainedModel | None
     rollout: Rollout | None
     audit: list[AuditEntry]
-
-
-@dataclass(slots=True)
-class RunInfo:
-    """The latest engine run recorded in the database (this console's or a headless one's)."""
-
-    run_id: str
-    model_name: str
-    backend: str
-    judge: str
-    state: str
-    host: str | None
-    pid: int | None
-    iteration: int
-    step: int
-    error: str | None
-    started_at: datetime | None
-    heartbeat_age_s: float | None
-    config: dict[str, Any] = field(default_factory=dict)
-    stage: str | None = None
-    stage_age_s: float | None = None
-    liveness: str = "ended"  # live, stale (heartbeat late), dead (heartbeat stopped), ended
-
-    @property
-    def active(self) -> bool:
-        """Running (or paused) and still beating, if late."""
-        return self.liveness in ("live", "stale")
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
@@ -218,7 +205,7 @@ class ConsoleData:
         if self._pool is None:
             await asyncio.wait_for(self.connect(), limit_s * 8)
             return
-        await asyncio.wait_for(self.pool.fetchval("SELECT 1"), limit_s)
+        await ping(self.pool, limit_s)
 
     async def now(self) -> datetime:
         if self.clock is not None:
@@ -241,7 +228,7 @@ class ConsoleData:
         return await GameStore(self.pool).window_trajectories(window_id)
 
     async def has_history(self) -> bool:
-        return bool(await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM trajectories)"))
+        return await GameStore(self.pool).has_trajectories()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -300,17 +287,9 @@ class ConsoleData:
         command_id = await core_control.send(self.pool, run_id, command, self.operator)
         return await core_control.wait_ack(self.pool, command_id, timeout_s)
 
-    async def latest_run(self) -> RunInfo | None:
+    async def latest_run(self) -> RunRow | None:
         rows = await core_runs.latest(self.pool)
-        if not rows:
-            return None
-        r = rows[0]
-        return RunInfo(
-            run_id=r.id, model_name=r.model_name, backend=r.backend, judge=r.judge, state=r.state, host=r.host,
-            pid=r.pid, iteration=r.iteration, step=r.step, error=r.error, started_at=r.started_at,
-            heartbeat_age_s=r.heartbeat_age_s, config=_json_dict(r.config), stage=r.stage,
-            stage_age_s=r.stage_age_s, liveness=r.liveness.value,
-        )
+        return rows[0] if rows else None
 
 
 # -- work off the console's loop -------------------------------------------------------------------
@@ -376,8 +355,10 @@ class EngineRunner:
     """One training engine on the background loop, with its own pool. Steer it from any thread."""
 
     def __init__(self, data: ConsoleData, background: BackgroundLoop, overrides: dict[str, Any],
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, on_change: Callable[[], None] | None = None) -> None:
+        """`on_change` is called (from the engine's thread) whenever the engine's state changes."""
         self.data = data
+        self.on_change = on_change
         self.background = background
         self.overrides = dict(overrides)
         self._clock = clock
@@ -412,7 +393,7 @@ class EngineRunner:
         try:
             config = EngineConfig.from_settings(self.data.settings, **self.overrides)
             engine = Engine(pool, config, settings=self.data.settings, clock=self._clock or SystemClock())
-            engine.on_state = lambda s: setattr(self, "state", s.value)
+            engine.on_state = self._state_changed
             self._engine, self.run_id = engine, engine.run_id
             if self._stop_requested:
                 engine.stop()
@@ -427,6 +408,11 @@ class EngineRunner:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pool.close(), 5)
+
+    def _state_changed(self, state: Any) -> None:
+        self.state = state.value
+        if self.on_change is not None:
+            self.on_change()
 
     def pause(self) -> None:
         if self._engine is not None:
@@ -456,7 +442,8 @@ class DemoSettings:
 
 class DemoRunner:
     """The demo's simulated market: seed a short history if the database has none, then write a
-    window every `seconds_per_window`, with a few agents driven by the promoted checkpoint."""
+    window every `seconds_per_window`, with a few agents driven by the served checkpoints (the
+    core's serving rule, `core.serving`, which `seed --live` uses too)."""
 
     def __init__(self, data: ConsoleData, background: BackgroundLoop, demo: DemoSettings | None = None,
                  progress: Callable[[int, int], None] | None = None,
@@ -469,9 +456,6 @@ class DemoRunner:
         self.on_window = on_window
         self.on_warning = on_warning
         self.market: Any = None
-        self._serving: list[tuple[str, str, float]] = []  # (role, storage path, share)
-        self._policies: dict[str, Any] = {}
-        self._warned: set[str] = set()
 
     def clock(self) -> Clock:
         """The market's accelerated clock (the wall clock before the market starts)."""
@@ -493,7 +477,7 @@ class DemoRunner:
         try:
             sim = Simulation(seed=self.demo.seed, n_agents=self.demo.agents, steps_per_window=self.demo.steps)
             seeded = 0
-            if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM trajectories)"):
+            if not await GameStore(pool).has_trajectories():
                 total = self.demo.windows
 
                 def progress(done: int, _result: object) -> None:
@@ -502,9 +486,11 @@ class DemoRunner:
 
                 report = await seed_history(pool, sim, total, SystemClock().now(), progress=progress)
                 seeded = report.windows_written
+            served = ServedPolicies(pool, self.data.settings.data_dir, self.demo.policy_agents,
+                                    on_warning=self.on_warning)
             self.market = LiveSimulation(pool, sim, self.demo.seconds_per_window)
-            self.market.before_window = self._before_window
-            refresher = asyncio.ensure_future(self._refresh_serving(pool))
+            self.market.before_window = served.before_window
+            refresher = asyncio.ensure_future(served.keep_fresh())
             try:
                 await self.market.run(on_window=lambda r: self.on_window and self.on_window(
                     r.window_id, len(r.trajectories)))
@@ -514,43 +500,6 @@ class DemoRunner:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pool.close(), 5)
-
-    async def _refresh_serving(self, pool: asyncpg.Pool) -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                rows = await pool.fetch("SELECT role, storage_path, share FROM console_serving")
-                self._serving = [(r["role"], r["storage_path"], float(r["share"] or 0)) for r in rows]
-            await asyncio.sleep(2.0)
-
-    def _policy(self, storage_path: str) -> Any | None:
-        if storage_path in self._policies:
-            return self._policies[storage_path]
-        policy = None
-        try:
-            from ..core.backends.offline import OfflineBackend
-
-            policy = OfflineBackend(checkpoint_root(self.data.settings.data_dir, "offline")).load_policy(storage_path)
-        except Exception as exc:
-            if storage_path not in self._warned and self.on_warning is not None:
-                self._warned.add(storage_path)
-                self.on_warning(f"live model {storage_path} cannot drive simulated agents: {exc}")
-        self._policies[storage_path] = policy
-        if len(self._policies) > 16:
-            self._policies.pop(next(iter(self._policies)))
-        return policy
-
-    def _before_window(self, sim: Any, _window_id: str) -> None:
-        """Let the last few agents trade with the live checkpoint (the candidate's share of them
-        during an A/B rollout); with no live model they keep their scripted strategies."""
-        k = min(self.demo.policy_agents, len(sim.agents))
-        live = next((p for role, p, _ in self._serving if role == "live"), None)
-        candidate = next(((p, s) for role, p, s in self._serving if role == "candidate"), None)
-        n_candidate = round(candidate[1] * k) if candidate else 0
-        for i in range(k):
-            index = len(sim.agents) - 1 - i
-            path = candidate[0] if candidate and i < n_candidate else live
-            policy = self._policy(path) if path else None
-            sim.set_policy(index, policy)
 
 
 def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable
 
 from babylon_console.tui.widgets.inspector import InspectorPane
@@ -97,3 +98,63 @@ def _run_on_fixture_loop(pool: Any, coro: Any) -> None:
     """Run a coroutine on the loop that owns the asyncpg pool (the session loop, idle between tests)."""
     loop = pool._loop
     loop.run_until_complete(coro)
+
+
+# -- the main layouts at a tmux split (80x24) and a full terminal (160x48) ---------------------------
+
+LAYOUT_SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
+
+
+@pytest.mark.parametrize("size", LAYOUT_SIZES)
+def test_layout_windows(seeded, make_app, snap_compare, size: str) -> None:
+    assert snap_compare(make_app(), terminal_size=LAYOUT_SIZES[size], run_before=_windows_loaded)
+
+
+@pytest.mark.parametrize("size", LAYOUT_SIZES)
+def test_layout_inspector(seeded, make_app, snap_compare, size: str) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _windows_loaded(pilot)
+        await pilot.press("i")
+        pane = pilot.app.main.pane(InspectorPane)
+        await wait_for(lambda: pane.data is not None and len(pane.data.trajectories) == 6)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=LAYOUT_SIZES[size], run_before=run_before)
+
+
+@pytest.mark.parametrize("size", LAYOUT_SIZES)
+def test_layout_training(make_app, snap_compare, size: str) -> None:
+    async def run_before(pilot: Any) -> None:
+        app = pilot.app
+        pane = app.main.pane(TrainingPane)
+        pane.wall_clock = False
+        app.add_events(training_events(12))
+        await wait_for(lambda: pane.state.step == 12)
+        await pilot.press("3")
+        await wait_for(lambda: pane._charts_shown == pane.state.chart_version, what="charts")
+        await pilot.pause(0.1)
+
+    assert snap_compare(make_app(), terminal_size=LAYOUT_SIZES[size], run_before=run_before)
+
+
+async def test_narrow_windows_pane_says_which_columns_it_hides(seeded, make_app) -> None:
+    """At 80 columns the readiness table keeps window, state, agents, trajectories and mean P&L, and
+    its title names the columns it hides; at 160 it shows all and says nothing."""
+    from babylon_console.tui.widgets.windows import WindowsPane
+
+    for size, hidden in (((80, 24), True), ((160, 48), False)):
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await _windows_loaded(pilot)
+            pane = app.main.pane(WindowsPane)
+            table = app.main.query_one("#windows-table", DataTable)
+            labels = [str(c.label) for c in table.columns.values()]
+            title = str(app.main.query_one("#windows-criteria").render())
+            assert "P&L avg" in labels and "Window (UTC)" in labels
+            if hidden:
+                assert "P&L min" not in labels and "narrow: " in title and "P&L min" in title
+                # every visible column fits: nothing is scrolled off to the right
+                assert table.virtual_size.width <= table.size.width
+            else:
+                assert "P&L min" in labels and "narrow:" not in title
+            assert bool(pane.hidden_columns) == hidden

@@ -1,19 +1,34 @@
 """The main screen: pane bar, outage banner, the panes, status bar and footer.
 
-It owns polling: every pane is refreshed on its own interval, only while visible, by a named
-worker that never overlaps itself (a poll that is still running is not started again).
+It owns the state the panes share (selected window, read-only, readiness criteria, live model,
+engine) as reactives bound into the panes that use them, and handles what panes ask for (their
+intents, `messages`): choosing a window, showing a pane, promote, rollback, engine control. The
+operator flows themselves live in controllers.
+
+It owns polling too: every pane is refreshed on its own interval, only while visible, by a named
+worker that never overlaps itself (a poll that is still running is not started again), and
+reloads when an event batch makes it stale.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
+from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher
 
 from .. import bindings as keys
+from .. import messages as msg
+from ..controllers.engine import EngineControl
+from ..controllers.registry import RegistryActions
+from ..data import ConsoleData, Event, EventKind
+from ..data import events as ev
+from ..state import EngineView, Readiness
 from ..widgets.bars import Banner, PaneBar, StatusBar
 from ..widgets.checkpoints import CheckpointsPane
 from ..widgets.errors import ErrorsPane
@@ -21,13 +36,11 @@ from ..widgets.inspector import InspectorPane
 from ..widgets.keybar import KeyBar
 from ..widgets.outcomes import OutcomesPane
 from ..widgets.pane import Pane
-from ..widgets.training import TrainingPane
+from ..widgets.training import TrainingPane, TrainingState
 from ..widgets.windows import WindowsPane
 
-if TYPE_CHECKING:
-    from ..app import ConsoleApp
-
 POLL_TICK_S = 0.5
+ERROR_TOAST_GAP_S = 3.0
 
 
 class MainScreen(Screen[None]):
@@ -35,35 +48,56 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar = keys.bindings("main") + keys.fallback_bindings(
         "windows", "outcomes", "training", "checkpoints", "inspector", "errors")
 
-    def __init__(self, mode: str = "") -> None:
+    # state shared by the panes
+    selected_window: reactive[str | None] = reactive(None, init=False)
+    known_windows: reactive[tuple[str, ...]] = reactive((), init=False)
+    read_only: reactive[bool] = reactive(False, init=False)
+    readiness: reactive[Readiness | None] = reactive(None, init=False)
+    live_model: reactive[Any] = reactive(None, init=False)
+    engine: reactive[EngineView] = reactive(EngineView, init=False)
+    db_ready: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, data: ConsoleData, engine: EngineControl, registry: RegistryActions, *, mode: str = "",
+                 read_only: bool = False) -> None:
         super().__init__()
+        self.data = data
+        self.engine_control = engine
+        self.registry = registry
         self.mode = mode
+        self.set_reactive(MainScreen.read_only, read_only)
+        self.set_reactive(MainScreen.engine, engine.view())
+        self.set_reactive(MainScreen.readiness, engine.readiness())
+        self.training_state = TrainingState()
         self.history: list[str] = []
         self._last_load: dict[str, float] = {}
         self._stale: set[str] = set()
-
-    @property
-    def console(self) -> ConsoleApp:
-        return self.app  # type: ignore[return-value]
+        self._errors_untoasted = 0
+        self._last_error_toast = 0.0
 
     def compose(self) -> ComposeResult:
+        data, shared = self.data, (MainScreen.read_only,)
         yield PaneBar(self.mode, id="pane-bar")
         yield Banner(id="banner")
         with ContentSwitcher(initial="windows", id="panes"):
-            yield WindowsPane(id="windows")
-            yield OutcomesPane(id="outcomes")
-            yield TrainingPane(id="training")
-            yield CheckpointsPane(id="checkpoints")
-            yield InspectorPane(id="inspector")
-            yield ErrorsPane(id="errors")
+            yield WindowsPane(data, id="windows").data_bind(
+                *shared, MainScreen.selected_window, MainScreen.readiness)
+            yield OutcomesPane(data, id="outcomes").data_bind(
+                *shared, MainScreen.selected_window, MainScreen.known_windows)
+            yield TrainingPane(data, self.training_state, id="training").data_bind(*shared, MainScreen.engine)
+            yield CheckpointsPane(data, id="checkpoints").data_bind(*shared)
+            yield InspectorPane(data, id="inspector").data_bind(*shared, MainScreen.selected_window)
+            yield ErrorsPane(data, id="errors").data_bind(*shared)
         yield StatusBar(id="status-bar")
         yield KeyBar(id="key-bar")
 
     def on_mount(self) -> None:
         self.query_one(Banner).display = False
         self.set_interval(POLL_TICK_S, self._tick)
+        self.set_interval(1.0, self.update_status)
         self.call_after_refresh(self.active_pane.on_show_pane)
-        self.console.on_main_ready()
+        if self.read_only:
+            self.status.set_part("mode", Text("read-only: actions are refused", style="bold"))
+        self.post_message(msg.ScreenReady())
 
     # -- panes ---------------------------------------------------------------------------------
 
@@ -91,7 +125,7 @@ class MainScreen(Screen[None]):
         return self.query_one(kind)
 
     def is_visible(self, pane: Pane) -> bool:
-        return self.is_mounted and self.switcher.current == pane.id and self.app.screen is self
+        return pane.visible_now
 
     def show_pane(self, name: str, remember: bool = True) -> None:
         current = self.switcher.current
@@ -115,7 +149,7 @@ class MainScreen(Screen[None]):
         self._stale.update(names)
 
     def _tick(self) -> None:
-        if not self.console.db_ready:
+        if not self.db_ready:
             return
         pane = self.active_pane
         since = time.monotonic() - self._last_load.get(pane.id or "", 0.0)
@@ -125,12 +159,11 @@ class MainScreen(Screen[None]):
             return
         if pane.poll_seconds and since >= pane.poll_seconds:
             self.load_pane(pane)
-        if isinstance(pane, TrainingPane):
-            pane.redraw()
+        pane.tick()
 
     def load_pane(self, pane: Pane, force: bool = False) -> bool:
         """Start loading `pane` (if visible and the database is up); False when nothing started."""
-        if not self.console.db_ready or not self.is_visible(pane):
+        if not self.db_ready or not pane.visible_now:
             return False
 
         async def load() -> None:
@@ -138,10 +171,101 @@ class MainScreen(Screen[None]):
             if pane.is_mounted:
                 pane.show(payload)
 
-        started = self.console.start_worker(load, name=f"load {pane.id}", group=f"load-{pane.id}", replace=force)
+        started = self.app.start_worker(load, name=f"load {pane.id}", group=f"load-{pane.id}",  # type: ignore[attr-defined]
+                                        replace=force)
         if started is not None:
             self._last_load[pane.id or ""] = time.monotonic()
         return started is not None
+
+    # -- events --------------------------------------------------------------------------------
+
+    def fold_events(self, batch: list[Event], replay: bool) -> None:
+        """A batch from the event feed: every pane folds it; panes it makes stale reload."""
+        for event in batch:
+            if isinstance(event.data, ev.RunStarted):
+                self.engine_control.run_started(event.data.config)
+        errors = sum(1 for e in batch if e.kind is EventKind.ERROR)
+        for pane in self.query(Pane):
+            pane.on_events(batch, replay)
+            if not replay and pane.is_stale_after(batch):
+                self.mark_stale(pane.id or "")
+        if errors and not replay:
+            self._toast_errors(batch, errors)
+        self.readiness = self.engine_control.readiness()
+        self.update_status()
+
+    def _toast_errors(self, batch: list[Event], count: int) -> None:
+        self._errors_untoasted += count
+        now = time.monotonic()
+        if now - self._last_error_toast < ERROR_TOAST_GAP_S:
+            return
+        last = next(e for e in reversed(batch) if e.kind is EventKind.ERROR)
+        more = self._errors_untoasted - 1
+        message = last.summary + (f"\n(+{more} more: see 6 Errors)" if more > 0 else "")
+        self.app.notify(message, title="Engine error", severity="error", timeout=6)
+        self._last_error_toast, self._errors_untoasted = now, 0
+
+    def add_problem(self, level: str, source: str, message: str) -> None:
+        self.pane(ErrorsPane).add(level, source, message)
+
+    def update_status(self) -> None:
+        state = self.training_state
+        self.status.set_part("engine", self.engine_control.status_text(state.state, state.step))
+        if self.live_model is not None:
+            self.status.set_part("live", f"Live: {self.live_model.model_id}")
+
+    # -- intents from the panes ----------------------------------------------------------------
+
+    @on(msg.WindowChosen)
+    def _window_chosen(self, message: msg.WindowChosen) -> None:
+        if message.window_id != self.selected_window:
+            self.selected_window = message.window_id
+            self.mark_stale("outcomes", "inspector")
+
+    @on(msg.WindowsSeen)
+    def _windows_seen(self, message: msg.WindowsSeen) -> None:
+        self.known_windows = message.window_ids
+
+    @on(msg.ShowPane)
+    def _show(self, message: msg.ShowPane) -> None:
+        self.show_pane(message.name)
+
+    @on(msg.ReloadRequested)
+    def _reload(self, message: msg.ReloadRequested) -> None:
+        pane = self.query_one(f"#{message.pane_id}", Pane)
+        self.load_pane(pane, force=True)
+
+    @on(msg.PromoteRequested)
+    def _promote(self, message: msg.PromoteRequested) -> None:
+        self.registry.promote(message.view, message.row)
+
+    @on(msg.RollbackRequested)
+    def _rollback(self, message: msg.RollbackRequested) -> None:
+        self.registry.rollback(message.view)
+
+    @on(msg.EngineRequested)
+    def _engine(self, message: msg.EngineRequested) -> None:
+        self.engine_control.request(message.action, self.db_ready)
+
+    @on(msg.LiveModelSeen)
+    def _live(self, message: msg.LiveModelSeen) -> None:
+        self.live_model = message.model
+        self.update_status()
+
+    @on(msg.BadgeChanged)
+    def _badge(self, message: msg.BadgeChanged) -> None:
+        self.pane_bar.set_badge(message.pane, message.text)
+
+    @on(msg.DataChanged)
+    def _data_changed(self, message: msg.DataChanged) -> None:
+        self.mark_stale(*message.panes)
+
+    @on(msg.StatusChanged)
+    def _status_changed(self, message: msg.StatusChanged) -> None:
+        self.status.set_part(message.part, message.text)
+
+    def watch_engine(self) -> None:
+        self.update_status()
 
     # -- actions (scope "main") ----------------------------------------------------------------
 
@@ -161,22 +285,22 @@ class MainScreen(Screen[None]):
         self.load_pane(self.active_pane, force=True)
 
     def action_start_engine(self) -> None:
-        self.console.start_engine_flow()
+        self.engine_control.request("start_engine", self.db_ready)
 
     def action_toggle_pause(self) -> None:
-        self.console.toggle_pause()
+        self.engine_control.request("toggle_pause", self.db_ready)
 
     def action_stop_engine(self) -> None:
-        self.console.stop_engine_flow()
+        self.engine_control.request("stop_engine", self.db_ready)
 
     def refusal(self, action: str) -> str | None:
-        return self.console.engine_refusal(action)
+        return self.engine_control.refusal(action, self.db_ready)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         spec = keys.spec_for_action("main", action)
         if spec is None or not spec.writes:
             return True
-        return None if self.console.read_only or self.refusal(action) else True
+        return None if self.refusal(action) else True
 
     def action_explain(self, spec_id: str) -> None:
         """A disabled pane action's key was pressed: say why (only for the visible pane's keys)."""

@@ -29,8 +29,13 @@ class PaneBar(Static):
     def on_mount(self) -> None:
         self._redraw()
 
+    def on_resize(self) -> None:
+        self._redraw()
+
     def _redraw(self) -> None:
-        text = Text.assemble(("◆ Babylon Console ", "bold"), "│")
+        # Below ~100 columns (a tmux split) the name gives way, so every pane's number stays visible.
+        narrow = 0 < self.size.width < 100
+        text = Text.assemble(("◆ ", "bold"), "│") if narrow else Text.assemble(("◆ Babylon Console ", "bold"), "│")
         for i, (name, title) in enumerate(PANES, start=1):
             label = f" {i} {title}"
             badge = self.badges.get(name)

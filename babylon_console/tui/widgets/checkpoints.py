@@ -9,7 +9,9 @@ from textual import on
 from textual.widgets import DataTable, Static
 
 from .. import bindings as keys
-from ..data import CheckpointRow, CheckpointsView
+from .. import refusals
+from ..data import CheckpointRow, CheckpointsView, EventKind
+from ..messages import LiveModelSeen, PromoteRequested, RollbackRequested
 from .pane import Pane, theme_color
 
 ROLE_COLORS = {"live": "success", "candidate": "accent", "ready": "primary", "archived": "foreground",
@@ -27,9 +29,10 @@ class CheckpointsPane(Pane):
     poll_seconds = 3.0
     min_reload_s = 2.0
     BINDINGS: ClassVar = keys.bindings("checkpoints")
+    stale_on = frozenset({EventKind.CHECKPOINT_REGISTERED, EventKind.PROMOTED, EventKind.ROLLED_BACK})
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, source: Any = None, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
         self.view: CheckpointsView | None = None
         self.selected_id: str | None = None
         self._signature: Any = None
@@ -44,11 +47,15 @@ class CheckpointsPane(Pane):
 
     def on_mount(self) -> None:
         table = self.query_one("#checkpoints-table", DataTable)
+        # One clock per table, named: checkpoints are dated by the engine's clock (the market's time:
+        # simulated in the demo), audit rows by the database's wall clock.
         for label in ("Model", "Step", "Status", "Share", "Avg reward", "Reward", "Loss", "KL", "Entropy",
-                      "Grad norm", "Created (UTC)"):
+                      "Grad norm"):
             table.add_column(label, key=label.lower())
+        table.add_column("Created (market time)", key="created (utc)")
         audit = self.query_one("#checkpoints-audit", DataTable)
-        for label in ("When (UTC)", "Action", "Operator", "From", "To", "Share"):
+        audit.add_column("When (UTC, wall clock)", key="when (utc)")
+        for label in ("Action", "Operator", "From", "To", "Share"):
             audit.add_column(label, key=label.lower())
 
     def on_show_pane(self) -> None:
@@ -57,16 +64,17 @@ class CheckpointsPane(Pane):
     # -- data ----------------------------------------------------------------------------------
 
     async def load(self) -> CheckpointsView:
-        return await self.console.data.checkpoints()
+        assert self.source is not None
+        return await self.source.checkpoints()
 
     def show(self, payload: CheckpointsView) -> None:
         self.view = payload
-        self.console.live_model = payload.live
+        self.post_message(LiveModelSeen(payload.live))
         self._summary()
         self._rows()
         self._audit()
         self._detail()
-        self.app.refresh_bindings()
+        self.refresh_bindings()
 
     def _summary(self) -> None:
         view = self.view
@@ -140,7 +148,7 @@ class CheckpointsPane(Pane):
                           if self.view is not None and not self.view.rows else "")
             return
         text = Text.assemble((row.model.model_id, "bold"), f"  {row.model.storage_path}  ")
-        if self.console.read_only:
+        if self.read_only:
             text.append("read-only: promote and roll back are refused", style=theme_color(self.app, "warning"))
         elif row.refusal:
             text.append(f"cannot promote: {row.refusal}", style="dim")
@@ -159,29 +167,21 @@ class CheckpointsPane(Pane):
         if event.row_key is not None and event.row_key.value is not None:
             self.selected_id = str(event.row_key.value)
             self._detail()
-            self.app.refresh_bindings()
+            self.refresh_bindings()
 
     # -- actions -------------------------------------------------------------------------------
 
     def refusal(self, action: str) -> str | None:
         if action == "promote":
-            if self.view is None:
-                return "checkpoints are still loading"
-            row = self.selected()
-            if row is None:
-                return "no checkpoint selected"
-            return f"{row.model.model_id} cannot be promoted: {row.refusal}" if row.refusal else None
+            return refusals.promote(self.view, self.selected())
         if action == "rollback":
-            if self.view is None:
-                return "checkpoints are still loading"
-            if self.view.live is None and self.view.rollout is None:
-                return "nothing to roll back: no model is live"
+            return refusals.rollback(self.view)
         return None
 
     def action_promote(self) -> None:
         row = self.selected()
         if row is not None:
-            self.console.promote_flow(row)
+            self.post_message(PromoteRequested(self.view, row))
 
     def action_rollback(self) -> None:
-        self.console.rollback_flow(self.view)
+        self.post_message(RollbackRequested(self.view))

@@ -10,7 +10,9 @@ from rich.text import Text
 from textual.widgets import RichLog, Static
 
 from .. import bindings as keys
-from ..data import Event, EventKind
+from ..data import Event
+from ..data import events as ev
+from ..messages import BadgeChanged
 from .pane import Pane, theme_color
 
 MAX_ERRORS = 500
@@ -21,8 +23,8 @@ class ErrorsPane(Pane):
     title = "Errors"
     BINDINGS: ClassVar = keys.bindings("errors")
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, source: Any = None, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
         self.entries: deque[tuple[int, str, str, str, str]] = deque(maxlen=MAX_ERRORS)  # seq, when, level, src, msg
         self.seq = 0
         self.unseen = 0
@@ -35,7 +37,7 @@ class ErrorsPane(Pane):
 
     def on_show_pane(self) -> None:
         self.unseen = 0
-        self.console.main.pane_bar.set_badge("errors", "")
+        self.post_message(BadgeChanged("errors", ""))
         log = self.query_one(RichLog)
         log.clear()
         self._shown = 0
@@ -46,22 +48,26 @@ class ErrorsPane(Pane):
         self.seq += 1
         stamp = (when or datetime.now()).strftime("%H:%M:%S")
         self.entries.append((self.seq, stamp, level, source, message))
-        if self.console.main.is_visible(self):
+        if self.visible_now:
             self._draw()
         else:
             self.unseen += 1
             if level == "error":
-                self.console.main.pane_bar.set_badge("errors", f"({self.unseen})")
+                self.post_message(BadgeChanged("errors", f"({self.unseen})"))
+
+    def on_events(self, events: list[Event], replay: bool) -> None:
+        self.ingest(events)
 
     def ingest(self, events: list[Event]) -> int:
         """Add ERROR and WARNING events; returns how many errors there were."""
         errors = 0
         for event in events:
-            if event.kind is EventKind.ERROR:
-                errors += 1
-                self.add("error", str(event.payload.get("stage") or "engine"), event.summary, event.created_at)
-            elif event.kind is EventKind.WARNING:
-                self.add("warning", str(event.payload.get("stage") or "engine"), event.summary, event.created_at)
+            match event.data:
+                case ev.EngineFailure(stage=stage):
+                    errors += 1
+                    self.add("error", stage or "engine", event.summary, event.created_at)
+                case ev.EngineWarning(stage=stage):
+                    self.add("warning", stage or "engine", event.summary, event.created_at)
         return errors
 
     def _draw(self) -> None:
@@ -79,4 +85,4 @@ class ErrorsPane(Pane):
         self.query_one(RichLog).clear()
         self._shown = self.seq
         self.unseen = 0
-        self.console.main.pane_bar.set_badge("errors", "")
+        self.post_message(BadgeChanged("errors", ""))

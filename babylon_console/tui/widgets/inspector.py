@@ -16,11 +16,13 @@ from rich.rule import Rule
 from rich.text import Text
 from textual import on
 from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from .. import bindings as keys
-from ..data import WindowTrajectories
+from ..data import Event, WindowTrajectories
+from ..data import events as ev
 from .pane import Pane, theme_color
 
 MAX_FIELD_CHARS = 4000
@@ -57,8 +59,10 @@ class InspectorPane(Pane):
     min_reload_s = 5.0
     BINDINGS: ClassVar = keys.bindings("inspector")
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    selected_window: reactive[str | None] = reactive(None, init=False)
+
+    def __init__(self, source: Any = None, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
         self.data: WindowTrajectories | None = None
         self.window_id: str | None = None
         self.agent_index = 0
@@ -86,10 +90,14 @@ class InspectorPane(Pane):
     # -- data ----------------------------------------------------------------------------------
 
     async def load(self) -> WindowTrajectories | None:
-        window = self.console.selected_window
-        if window is None:
+        window = self.selected_window
+        if window is None or self.source is None:
             return None
-        return await self.console.data.window_trajectories(window)
+        return await self.source.window_trajectories(window)
+
+    def is_stale_after(self, events: list[Event]) -> bool:
+        """Stale when the window it shows was judged (scores and explanations arrived)."""
+        return any(isinstance(e.data, ev.WindowJudged) and e.data.window_id == self.selected_window for e in events)
 
     def show(self, payload: WindowTrajectories | None) -> None:
         if payload is None:
@@ -237,7 +245,7 @@ class InspectorPane(Pane):
             after = [i for i in self.matches if i >= self.step_index]
             self.step_index = after[0] if after else self.matches[0]
         elif self.query_text:
-            self.app.notify(f"“{self.query_text}” is not in this trajectory", severity="warning", timeout=3)
+            self.notify(f"“{self.query_text}” is not in this trajectory", severity="warning", timeout=3)
         self.query_one("#inspector-agents", OptionList).focus()
         self._draw()
 

@@ -8,10 +8,12 @@ from typing import Any, ClassVar
 
 import orjson
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from .. import bindings as keys
 from ..data import WindowGroundTruth
+from ..messages import ShowPane, WindowChosen
 from .pane import Pane, theme_color
 
 
@@ -42,8 +44,11 @@ class OutcomesPane(Pane):
     poll_seconds = 15.0
     BINDINGS: ClassVar = keys.bindings("outcomes")
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    selected_window: reactive[str | None] = reactive(None, init=False)
+    known_windows: reactive[tuple[str, ...]] = reactive((), init=False)
+
+    def __init__(self, source: Any = None, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
         self.truth: WindowGroundTruth | None = None
 
     def compose(self):  # type: ignore[no-untyped-def]
@@ -66,10 +71,10 @@ class OutcomesPane(Pane):
         self.query_one("#outcomes-stocks", DataTable).focus()
 
     async def load(self) -> WindowGroundTruth | None:
-        window = self.console.selected_window
-        if window is None:
+        window = self.selected_window
+        if window is None or self.source is None:
             return None
-        return await self.console.data.ground_truth(window)
+        return await self.source.ground_truth(window)
 
     def show(self, payload: WindowGroundTruth | None) -> None:
         if payload is not None and self.truth is not None and payload == self.truth:
@@ -128,15 +133,16 @@ class OutcomesPane(Pane):
             self._show_news(str(event.row_key.value))
 
     def action_step_window(self, delta: int) -> None:
-        windows = self.console.known_windows
-        current = self.console.selected_window
+        windows = self.known_windows
+        current = self.selected_window
         if not windows:
             return
         index = windows.index(current) if current in windows else len(windows) - 1
         index = max(0, min(len(windows) - 1, index + delta))
-        self.console.select_window(windows[index])
+        self.selected_window = windows[index]
+        self.post_message(WindowChosen(windows[index]))
         self.request_load()
 
     def action_inspect_window(self) -> None:
-        if self.console.selected_window:
-            self.console.main.show_pane("inspector")
+        if self.selected_window:
+            self.post_message(ShowPane("inspector"))

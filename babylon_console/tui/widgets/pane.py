@@ -1,15 +1,22 @@
-"""The base of every pane: a scope in the key registry, a loader, and guarded actions."""
+"""The base of every pane: a scope in the key registry, a loader, guarded actions, intents.
+
+A pane receives what it shows: its data source at construction and the screen's shared state
+(selected window, read-only, ...) through reactives bound with `data_bind`. It changes nothing
+outside itself: it posts intents (`messages`) that the screen handles.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.worker import Worker, WorkerState
 
 from .. import bindings as keys
-
-if TYPE_CHECKING:
-    from ..app import ConsoleApp
+from .. import refusals
+from ..data import ConsoleData, Event, EventKind
+from ..messages import ReloadRequested, WorkFailed
 
 
 class Pane(Vertical):
@@ -18,6 +25,8 @@ class Pane(Vertical):
     - `load()` fetches what the pane shows (awaited in a named worker, never overlapping itself);
       `show(payload)` puts it on screen. The main screen calls them only while the pane is visible,
       every `poll_seconds` (0: only when asked).
+    - `stale_on`: the event kinds after which the pane reloads (`is_stale_after` may refine it);
+      `on_events` folds events into panes that draw them.
     - `refusal(action)` says why an action cannot run now (None: it can). A refused action is
       disabled (dimmed in the footer, left out of the palette); its key then shows the reason.
     - `back()` closes what the pane has open (filter, search); False when there was nothing.
@@ -27,12 +36,15 @@ class Pane(Vertical):
     title: ClassVar[str] = ""
     poll_seconds: ClassVar[float] = 0.0
     min_reload_s: ClassVar[float] = 1.0  # a burst of changes reloads a visible pane at most this often
+    stale_on: ClassVar[frozenset[EventKind]] = frozenset()
+
+    read_only: reactive[bool] = reactive(False, init=False)
 
     can_focus = False
 
-    @property
-    def console(self) -> ConsoleApp:
-        return self.app  # type: ignore[return-value]
+    def __init__(self, source: ConsoleData | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source = source
 
     async def load(self) -> Any:
         return None
@@ -40,8 +52,22 @@ class Pane(Vertical):
     def show(self, payload: Any) -> None:
         pass
 
+    @property
+    def visible_now(self) -> bool:
+        """On screen: the current pane of a screen that is on top."""
+        return self.is_mounted and self.display and self.screen.is_active
+
+    def is_stale_after(self, events: list[Event]) -> bool:
+        return any(e.kind in self.stale_on for e in events)
+
+    def on_events(self, events: list[Event], replay: bool) -> None:
+        """Fold a batch of events (panes that draw events override it)."""
+
     def on_show_pane(self) -> None:
         """Called when the pane becomes visible (focus its main widget)."""
+
+    def tick(self) -> None:
+        """Called twice a second while visible (panes with a live clock redraw)."""
 
     def back(self) -> bool:
         return False
@@ -53,22 +79,24 @@ class Pane(Vertical):
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        spec = keys.spec_for_action(self.scope, action)
-        if spec is None:
-            return True
-        if spec.writes and self.console.read_only:
-            return None
-        return None if self.refusal(action) else True
+        return None if self.why_refused(action) else True
 
     def why_refused(self, action: str) -> str | None:
         spec = keys.spec_for_action(self.scope, action)
-        if spec is not None and spec.writes and self.console.read_only:
-            return f"read-only console: {spec.description.lower()} is refused (started with --read-only)"
+        if spec is None:
+            return None
+        if spec.writes and self.read_only:
+            return refusals.read_only(spec.description)
         return self.refusal(action)
 
     def request_load(self) -> None:
         """Reload now (if visible)."""
-        self.console.main.load_pane(self, force=True)
+        self.post_message(ReloadRequested(self.id or ""))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A pane's own worker (chart rendering) failed: the app's one failure handler reports it."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            self.post_message(WorkFailed(event.worker.name, event.worker.error))
 
 
 def theme_color(app: object, name: str, default: str = "") -> str:

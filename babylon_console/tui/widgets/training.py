@@ -17,10 +17,14 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.color import Color
 from textual.containers import Grid
+from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
 from .. import bindings as keys
-from ..data import Event, EventKind, RunInfo
+from ..data import Event, EventKind
+from ..data import events as ev
+from ..state import EngineView
 from .chart import MetricChart, render_chart
 from .pane import Pane, theme_color
 
@@ -97,63 +101,57 @@ class TrainingState:
     def _line(self, event: Event, colors: dict[str, str]) -> Text:
         when = event.created_at.strftime("%H:%M:%S") if event.created_at else "--:--:--"
         style = colors.get(KIND_STYLES.get(event.kind, ""), "")
-        return Text.assemble((when + " ", "dim"), (f"{event.kind.value:<21} ", style or "bold"), event.summary)
+        kind = event.raw_kind or event.kind.value  # a kind this version does not know keeps its name
+        return Text.assemble((when + " ", "dim"), (f"{kind:<21} ", style or "bold"), event.summary)
 
     def _fold(self, event: Event) -> None:
-        p = event.payload
         self.last_event_at = event.created_at
-        match event.kind:
-            case EventKind.RUN_STARTED:
+        match event.data:
+            case ev.RunStarted(config=config):
                 self.run_id, self.state = event.run_id, "running"
                 self.iteration, self.iteration_started = 0, None
                 self.windows_trained = self.windows_failed = 0
-                config = p.get("config") or {}
-                self.iterations_target = config.get("iterations")
-            case EventKind.RUN_PAUSED:
+                target = config.get("iterations")
+                self.iterations_target = target if isinstance(target, int) else None
+            case ev.RunPaused():
                 self.state = "paused"
-            case EventKind.RUN_RESUMED:
+            case ev.RunResumed():
                 self.state = "running"
-            case EventKind.RUN_STOPPED:
-                self.state = "stopped" if "failed" not in str(p.get("reason", "")) else "failed"
+            case ev.RunStopped(reason=reason):
+                self.state = "failed" if "failed" in (reason or "") else "stopped"
                 self.iteration_started = None
-            case EventKind.ITERATION_STARTED:
+            case ev.IterationStarted(iteration=iteration, windows=windows):
                 self.run_id = event.run_id or self.run_id
                 self.state = self.state if self.state in ("paused",) else "running"
-                self.iteration = int(p.get("iteration") or self.iteration + 1)
+                self.iteration = iteration or self.iteration + 1
                 self.iteration_started = event.created_at
-                for window_id in p.get("windows") or []:
-                    self._judging(str(window_id), "queued")
-            case EventKind.WINDOW_SELECTED:
-                self._judging(str(p.get("window_id")), "judging",
-                              f"{p.get('trajectories')} of {p.get('available')} trajectories")
-            case EventKind.WINDOW_JUDGED:
-                self._judging(str(p.get("window_id")), "judged",
-                              f"mean {p.get('mean', 0):.3f} ± {p.get('std', 0):.3f}, n={p.get('n')}")
-            case EventKind.WINDOW_SKIPPED:
-                self._judging(str(p.get("window_id")), "skipped", str(p.get("message", ""))[-40:])
-            case EventKind.ERROR:
-                if p.get("window_id"):
-                    self._judging(str(p["window_id"]), "failed", str(p.get("message", ""))[:60])
-                    self.windows_failed += 1
-            case EventKind.STEP_TRAINED:
-                step = p.get("step")
-                if isinstance(step, int):
+                for window_id in windows:
+                    self._judging(window_id, "queued")
+            case ev.WindowSelected(window_id=window_id, trajectories=kept, available=available):
+                self._judging(str(window_id), "judging", f"{kept} of {available} trajectories")
+            case ev.WindowJudged(window_id=window_id, mean=mean, std=std, n=n):
+                self._judging(str(window_id), "judged", f"mean {mean:.3f} ± {std:.3f}, n={n}")
+            case ev.WindowSkipped(window_id=window_id, message=message):
+                self._judging(str(window_id), "skipped", (message or "")[-40:])
+            case ev.EngineFailure(window_id=str() as window_id, message=message) if window_id:
+                self._judging(window_id, "failed", (message or "")[:60])
+                self.windows_failed += 1
+            case ev.StepTrained(step=step, metrics=metrics, windows=windows):
+                if step is not None:
                     self.step = step
-                    metrics = p.get("metrics") or {}
                     for key in METRICS:
                         value = metrics.get(key)
-                        if isinstance(value, int | float):
+                        if value is not None:
                             self.series[key].append((step, float(value)))
                     self.chart_version += 1
-                windows = p.get("windows") or []
                 self.windows_trained += len(windows)
                 for window_id in windows:
-                    self._judging(str(window_id), "trained", f"step {step}")
+                    self._judging(window_id, "trained", f"step {step}")
                 if self.iteration_started is not None and event.created_at is not None:
                     self.iteration_durations.append((event.created_at - self.iteration_started).total_seconds())
                     self.iteration_started = None
-            case EventKind.CHECKPOINT_REGISTERED:
-                self.last_checkpoint = p.get("model_id")
+            case ev.CheckpointRegistered(model_id=model_id):
+                self.last_checkpoint = model_id
             case _:
                 pass
 
@@ -186,16 +184,28 @@ class TrainingState:
         return "ETA " + ", ".join(parts)
 
 
+class ChartsRendered(Message):
+    """Charts rendered in a worker thread, ready to show (posted from that thread)."""
+
+    def __init__(self, rendered: list[tuple[MetricChart, Text]], version: int, sizes: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.rendered = rendered
+        self.version = version
+        self.sizes = sizes
+
+
 class TrainingPane(Pane):
+    """Draws the engine's state (bound from the screen) and the events folded into `state`."""
+
     scope = "training"
     title = "Training"
-    poll_seconds = 2.0
     BINDINGS: ClassVar = keys.bindings("training")
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.state = TrainingState()
-        self.run: RunInfo | None = None
+    engine: reactive[EngineView] = reactive(EngineView, init=False)
+
+    def __init__(self, source: Any = None, state: TrainingState | None = None, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
+        self.state = state or TrainingState()
         self._tail_shown = 0
         self._judging_shown = -1
         self._charts_shown = -1
@@ -203,6 +213,7 @@ class TrainingPane(Pane):
         self._charts_at = 0.0
         self._charts_busy = False
         self.wall_clock = True  # False in snapshot tests: no live "now" in the ETA
+        self._rgb: dict[str, tuple[int, int, int]] = {}
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(id="training-status", classes="pane-title")
@@ -233,16 +244,20 @@ class TrainingPane(Pane):
         return {name: theme_color(self.app, name) for name in ("primary", "secondary", "accent", "warning",
                                                                  "error", "success")}
 
-    def ingest(self, events: list[Event]) -> None:
+    def on_events(self, events: list[Event], replay: bool) -> None:
         self.state.ingest(events, self.colors())
+        self.redraw()
 
-    async def load(self) -> RunInfo | None:
-        return await self.console.data.latest_run()
+    def watch_engine(self) -> None:
+        self.redraw()
+
+    def tick(self) -> None:
+        self.redraw()
 
     # -- drawing -------------------------------------------------------------------------------
 
     def redraw(self) -> None:
-        if not self.console.main.is_visible(self):
+        if not self.visible_now:
             return
         self._draw_status()
         self._draw_judging()
@@ -250,26 +265,26 @@ class TrainingPane(Pane):
         self._draw_charts()
 
     def _draw_status(self) -> None:
-        s = self.state
-        runner = self.console.engine
-        engine_state = runner.state if runner is not None else (s.state or (self.run.state if self.run else None))
-        if runner is None and self.run is not None and self.run.liveness == "dead" and engine_state in (
+        s, view = self.state, self.engine
+        here, latest = view.here, view.run
+        engine_state = view.state if here else (s.state or (latest.state if latest else None))
+        if not here and latest is not None and latest.liveness == "dead" and engine_state in (
                 "running", "paused", "starting", "stopping"):
             engine_state = "dead"  # it said running, then stopped beating
-        where = "this console" if runner is not None else (
-            "attached" if self.console.attach else ("another process" if self.run and self.run.active else ""))
+        where = "this console" if here else (
+            "attached" if view.attach else ("another process" if latest and latest.active else ""))
         line1 = Text.assemble(("Engine ", "bold"), (engine_state or "idle", "bold"))
         if where and engine_state:
             line1.append(f" ({where})")
-        run_id = (runner.run_id if runner else None) or s.run_id or (self.run.run_id if self.run else None)
+        run_id = (view.run_id if here else None) or s.run_id or (latest.run_id if latest else None)
         if run_id:
             line1.append(f" · {run_id}")
-        iteration = s.iteration or (self.run.iteration if self.run else 0)
-        step = s.step if s.step is not None else (self.run.step if self.run else None)
+        iteration = s.iteration or (latest.iteration if latest else 0)
+        step = s.step if s.step is not None else (latest.step if latest else None)
         line1.append(f" · iteration {iteration} · step {step if step is not None else '–'}")
-        run = self.run if runner is None else None
-        if runner is not None and engine_state in ("running", "paused") and getattr(runner, "stage", None):
-            line1.append(f" · stage {runner.stage}")
+        run = latest if not here else None
+        if here and engine_state in ("running", "paused") and view.stage:
+            line1.append(f" · stage {view.stage}")
         elif run is not None and run.active and run.stage:
             line1.append(f" · stage {run.stage} for {_secs(run.stage_age_s or 0.0)}")
         if run is not None and run.liveness in ("stale", "dead"):
@@ -282,9 +297,9 @@ class TrainingPane(Pane):
         if self.wall_clock and s.last_event_at is not None:
             now = datetime.now(UTC) if s.last_event_at.tzinfo else datetime.now()
         eta = s.eta(now)
-        error = runner.error if runner is not None and runner.state == "failed" else None
+        error = view.error if here and view.state == "failed" else None
         line2 = Text(eta or ("E to start the engine" if engine_state in (None, "idle", "stopped", "failed")
-                             and not self.console.attach else ""), style="dim")
+                             and not view.attach else ""), style="dim")
         if error:
             line2 = Text(f"failed: {error}", style=theme_color(self.app, "error"))
         self.query_one("#training-status", Static).update(Text("\n").join([line1, line2]))
@@ -339,28 +354,24 @@ class TrainingPane(Pane):
         def work() -> None:
             try:
                 rendered = [(chart, render_chart(data, w, h)) for chart, data, (w, h) in jobs]
-                self.app.call_from_thread(apply, rendered)
+                self.post_message(ChartsRendered(rendered, version, sizes))
             finally:
                 self._charts_busy = False
 
-        def apply(rendered: list[tuple[MetricChart, Text]]) -> None:
-            for chart, text in rendered:
-                chart.update(text)
-                legend = " ".join(f"[{rgb_hex(rgb.get(color))}]━[/] {label}" for label, color in chart.series)
-                chart.border_subtitle = legend
-            self._charts_shown = version
-            self._charts_size = sizes
+        self._rgb = rgb
+        self.run_worker(work, name="render charts", group="charts", thread=True, exit_on_error=False)
 
-        self.console.start_worker(work, name="render charts", group="charts", thread=True)
+    def on_charts_rendered(self, message: ChartsRendered) -> None:
+        rgb = self._rgb
+        for chart, text in message.rendered:
+            chart.update(text)
+            legend = " ".join(f"[{rgb_hex(rgb.get(color))}]━[/] {label}" for label, color in chart.series)
+            chart.border_subtitle = legend
+        self._charts_shown = message.version
+        self._charts_size = message.sizes
 
     def theme_changed(self) -> None:
         self._charts_shown = self._judging_shown = -1
-        self.redraw()
-
-    def show(self, payload: RunInfo | None) -> None:
-        self.run = payload
-        if self.console.attach and payload is not None and payload.active:
-            self.console.attached_config = payload.config
         self.redraw()
 
     def action_clear_charts(self) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from statistics import fmean
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
+from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Sparkline, Static
 
 from .. import bindings as keys
-from ..data import WindowReadiness
+from ..data import EventKind, WindowReadiness
+from ..messages import ShowPane, WindowChosen, WindowsSeen
+from ..state import Readiness
 from .pane import Pane, theme_color
 
 STATE_COLORS = {
@@ -33,6 +37,16 @@ SORTS: tuple[tuple[str, Any], ...] = (
 )
 
 
+# (label, key, shown when narrow): at 80 columns the narrow set fits; the pane says what it hides
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("Window (UTC)", "window", True), ("State", "state", True), ("Agents", "agents", True),
+    ("Qualified", "qualified", False), ("Trajectories", "trajectories", True), ("Steps", "steps", False),
+    ("P&L min", "pnl_min", False), ("P&L avg", "pnl_avg", True), ("P&L max", "pnl_max", False),
+    ("Outcomes", "outcomes", False),
+)
+WIDE_FROM = 112  # pane width (cells) from which every column fits
+
+
 def fmt_pnl(value: float | None) -> str:
     return "–" if value is None else f"{value:+,.1f}"
 
@@ -43,31 +57,53 @@ class WindowsPane(Pane):
     poll_seconds = 3.0
     min_reload_s = 2.0
     BINDINGS: ClassVar = keys.bindings("windows")
+    stale_on = frozenset({EventKind.STEP_TRAINED, EventKind.WINDOW_JUDGED, EventKind.ITERATION_STARTED})
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    selected_window: reactive[str | None] = reactive(None, init=False)
+    readiness: reactive[Readiness | None] = reactive(None, init=False)
+
+    def __init__(self, source: Any = None, **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
         self.windows: list[WindowReadiness] = []
         self.filter_text = ""
         self.sort_index = 0
         self.descending = True
         self._signature: tuple[Any, ...] | None = None
+        self.wide = True
+        self.columns: list[str] = []
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(id="windows-criteria", classes="pane-title")
-        yield Static("agents per window (oldest → newest)", classes="caption")
-        yield Sparkline([], id="windows-spark")
+        yield Static("agents per window (oldest → newest)", id="windows-spark-caption", classes="caption")
+        yield Sparkline([], id="windows-spark", summary_function=fmean)
         yield Input(placeholder="filter: window id or state (esc clears)", id="windows-filter")
         yield DataTable(id="windows-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="windows-detail", classes="detail")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key in (("Window (UTC)", "window"), ("State", "state"), ("Agents", "agents"),
-                           ("Qualified", "qualified"), ("Trajectories", "trajectories"), ("Steps", "steps"),
-                           ("P&L min", "pnl_min"), ("P&L avg", "pnl_avg"), ("P&L max", "pnl_max"),
-                           ("Outcomes", "outcomes")):
-            table.add_column(label, key=key)
+        self._set_columns(wide=True)
         self._update_criteria()
+
+    def on_resize(self) -> None:
+        wide = self.size.width >= WIDE_FROM
+        if wide != self.wide:
+            self._set_columns(wide)
+            self._update_criteria()
+            self._signature = None
+            self._render_rows()
+
+    def _set_columns(self, wide: bool) -> None:
+        self.wide = wide
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        self.columns = [key for _, key, narrow in COLUMNS if wide or narrow]
+        for label, key, narrow in COLUMNS:
+            if wide or narrow:
+                table.add_column(label, key=key)
+
+    @property
+    def hidden_columns(self) -> list[str]:
+        return [label for label, key, _ in COLUMNS if key not in self.columns]
 
     def on_show_pane(self) -> None:
         self.query_one(DataTable).focus()
@@ -75,21 +111,35 @@ class WindowsPane(Pane):
     # -- data ----------------------------------------------------------------------------------
 
     async def load(self) -> list[WindowReadiness]:
-        criteria, lookback = self.console.readiness_criteria()
-        return await self.console.data.readiness(criteria, lookback)
+        assert self.source is not None and self.readiness is not None
+        return await self.source.readiness(self.readiness.criteria, self.readiness.lookback_hours)
 
     def show(self, payload: list[WindowReadiness]) -> None:
         self.windows = payload
-        self.console.known_windows = sorted(w.window_id for w in payload)
+        self.post_message(WindowsSeen(tuple(sorted(w.window_id for w in payload))))
         self._update_criteria()
         spark = self.query_one(Sparkline)
         spark.data = [w.agents for w in sorted(payload, key=lambda w: w.window_id)] or [0]
+        caption = "agents per window (oldest → newest)"
+        if payload:
+            caption += f": {min(spark.data)}–{max(spark.data)}, mean {fmean(spark.data):.1f} (bars: mean per column)"
+        self.query_one("#windows-spark-caption", Static).update(caption)
         self._render_rows()
-        if self.console.selected_window is None and payload:
-            self.console.select_window(self._visible()[0].window_id if self._visible() else payload[0].window_id)
+        if self.selected_window is None and payload:
+            self._choose(self._visible()[0].window_id if self._visible() else payload[0].window_id)
+
+    def _choose(self, window_id: str) -> None:
+        if window_id != self.selected_window:
+            self.selected_window = window_id  # at once, so this pane's detail follows; the screen then binds it
+            self.post_message(WindowChosen(window_id))
+
+    def watch_readiness(self) -> None:
+        self._update_criteria()
 
     def _update_criteria(self) -> None:
-        criteria, lookback = self.console.readiness_criteria()
+        if self.readiness is None:
+            return
+        criteria, lookback = self.readiness.criteria, self.readiness.lookback_hours
         ready = sum(1 for w in self.windows if w.ready)
         sort_label, _ = SORTS[self.sort_index]
         self.query_one("#windows-criteria", Static).update(Text.assemble(
@@ -97,7 +147,8 @@ class WindowsPane(Pane):
             f"  {len(self.windows)} windows, {ready} ready · needs ≥ {criteria.min_agents} agents with ≥ "
             f"{criteria.min_steps} step(s), settled {criteria.settle_seconds} s · lookback {lookback} h · "
             f"sorted by {sort_label} {'↓' if self.descending else '↑'}"
-            + (f" · filter “{self.filter_text}”" if self.filter_text else ""),
+            + (f" · filter “{self.filter_text}”" if self.filter_text else "")
+            + (f" · narrow: {', '.join(self.hidden_columns)} hidden" if self.hidden_columns else ""),
         ))
 
     def _visible(self) -> list[WindowReadiness]:
@@ -114,23 +165,25 @@ class WindowsPane(Pane):
             return
         self._signature = signature
         table = self.query_one(DataTable)
-        keep = self.console.selected_window
+        keep = self.selected_window
         table.clear()
         for w in rows:
             state = Text(w.state.value, style=theme_color(self.app, STATE_COLORS.get(w.state.value, "foreground")))
             if w.ready:
                 state.stylize("bold")
-            table.add_row(
-                w.window_id, state, str(w.agents), str(w.qualified_agents), str(w.trajectories), f"{w.steps:,}",
-                fmt_pnl(w.pnl_min), fmt_pnl(w.pnl_avg), fmt_pnl(w.pnl_max),
-                f"{w.stock_outcomes}+{w.prediction_outcomes}", key=w.window_id,
-            )
+            cells = {
+                "window": w.window_id, "state": state, "agents": str(w.agents), "qualified": str(w.qualified_agents),
+                "trajectories": str(w.trajectories), "steps": f"{w.steps:,}", "pnl_min": fmt_pnl(w.pnl_min),
+                "pnl_avg": fmt_pnl(w.pnl_avg), "pnl_max": fmt_pnl(w.pnl_max),
+                "outcomes": f"{w.stock_outcomes}+{w.prediction_outcomes}",
+            }
+            table.add_row(*(cells[key] for key in self.columns), key=w.window_id)
         if keep is not None and any(w.window_id == keep for w in rows):
             table.move_cursor(row=table.get_row_index(keep), animate=False, scroll=True)
         self._update_detail()
 
     def _update_detail(self) -> None:
-        selected = next((w for w in self.windows if w.window_id == self.console.selected_window), None)
+        selected = next((w for w in self.windows if w.window_id == self.selected_window), None)
         detail = self.query_one("#windows-detail", Static)
         if selected is None:
             detail.update("No window selected." if self.windows else "No windows in the lookback yet.")
@@ -146,7 +199,7 @@ class WindowsPane(Pane):
     @on(DataTable.RowHighlighted, "#windows-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key is not None and event.row_key.value is not None:
-            self.console.select_window(str(event.row_key.value))
+            self._choose(str(event.row_key.value))
             self._update_detail()
 
     @on(DataTable.RowSelected, "#windows-table")
@@ -182,12 +235,12 @@ class WindowsPane(Pane):
         self._render_rows()
 
     def action_open_window(self) -> None:
-        if self.console.selected_window:
-            self.console.main.show_pane("outcomes")
+        if self.selected_window:
+            self.post_message(ShowPane("outcomes"))
 
     def action_inspect_window(self) -> None:
-        if self.console.selected_window:
-            self.console.main.show_pane("inspector")
+        if self.selected_window:
+            self.post_message(ShowPane("inspector"))
 
     def theme_changed(self) -> None:
         self._signature = None

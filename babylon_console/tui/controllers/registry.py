@@ -1,0 +1,103 @@
+"""Registry actions: promote a checkpoint (A/B share or 100%) and roll back, each after a confirm.
+
+The refusal rules are `refusals.promote` / `refusals.rollback` plus read-only, the same rules the
+Checkpoints pane's `check_action` reads, so a key that is enabled never leads to a refusal here
+except for a race with another operator (the registry then refuses, and says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+
+from .. import bindings as keys
+from .. import refusals
+from ..data import CheckpointRow, CheckpointsView, ConsoleData, RegistryError
+from ..dialogs.confirm import ConfirmDialog
+from ..dialogs.promote import PromoteDialog
+from .host import Host
+
+
+class RegistryActions:
+    def __init__(self, host: Host, data: ConsoleData, live_id: Callable[[], str | None],
+                 changed: Callable[[], None]) -> None:
+        """`live_id`: the live model as last shown; `changed`: the registry changed (reload what shows it)."""
+        self.host = host
+        self.data = data
+        self.live_id = live_id
+        self.changed = changed
+
+    def refusal(self, action: str, view: CheckpointsView | None, row: CheckpointRow | None) -> str | None:
+        spec = keys.spec_for_action("checkpoints", action)
+        if self.host.read_only and spec is not None and spec.writes:
+            return refusals.read_only(spec.description)
+        if action == "promote":
+            return refusals.promote(view, row)
+        if action == "rollback":
+            return refusals.rollback(view)
+        return None
+
+    def promote(self, view: CheckpointsView | None, row: CheckpointRow | None) -> None:
+        reason = self.refusal("promote", view, row)
+        if reason or row is None:
+            self.host.refuse("Promote", reason or "no checkpoint selected")
+            return
+        live = self.live_id()
+        model_id = row.model.model_id
+
+        def chosen(share: float | None) -> None:
+            if share is None:
+                return
+            if share >= 1.0:
+                message = Text.assemble("Make ", (model_id, "bold"), " the live model for every agent?\n",
+                                        f"The current live model ({live or 'none'}) is archived. "
+                                        "The game serves the new one at once.")
+            else:
+                message = Text.assemble("Serve ", (model_id, "bold"), f" to {share:.0%} of agents (A/B) next to ",
+                                        (live or "no live model", "bold"), "?")
+            self.host.push_screen(ConfirmDialog("Confirm promotion", message, "Promote", danger=share >= 1.0),
+                                  lambda ok: self._promote(model_id, share) if ok else None)
+
+        self.host.push_screen(PromoteDialog(model_id, live), chosen)
+
+    def _promote(self, model_id: str, share: float) -> None:
+        async def work() -> None:
+            try:
+                result = await self.data.promote(model_id, share)
+            except RegistryError as exc:
+                self.host.refuse("Promotion refused", str(exc))
+                return
+            self.host.notify(result.message, title="Promoted" if result.action == "promote" else "A/B rollout",
+                             timeout=5)
+            self.changed()
+
+        self.host.start_worker(work, name="promote", group="action", action=True)
+
+    def rollback(self, view: CheckpointsView | None) -> None:
+        reason = self.refusal("rollback", view, None)
+        if reason:
+            self.host.refuse("Roll back", reason)
+            return
+        assert view is not None
+        if view.rollout is not None and view.rollout.candidate_model_id:
+            what = (f"Cancel the A/B rollout of {view.rollout.candidate_model_id}? "
+                    f"{view.live.model_id if view.live else 'No live model'} then serves every agent.")
+        else:
+            what = (f"Roll back from {view.live.model_id if view.live else 'the live model'} to the model "
+                    "that was live before it?")
+        self.host.push_screen(ConfirmDialog("Confirm rollback", what, "Roll back", danger=True),
+                              lambda ok: self._rollback() if ok else None)
+
+    def _rollback(self) -> None:
+        async def work() -> Any:
+            try:
+                result = await self.data.rollback()
+            except RegistryError as exc:
+                self.host.refuse("Rollback refused", str(exc))
+                return
+            self.host.notify(result.message, title="Rolled back", timeout=5)
+            self.changed()
+
+        self.host.start_worker(work, name="rollback", group="action", action=True)

@@ -50,3 +50,14 @@ def test_importing_every_core_module_loads_no_textual() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_contracts_hold() -> None:
+    """The layering of pyproject.toml's [tool.importlinter] contracts: core headless, widgets and
+    dialogs never import the app, screens or controllers, only the console's data layer imports the
+    core, commands never import cli.py."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint), "--no-cache"], capture_output=True, text=True, timeout=300,
+                            cwd=Path(core.__file__).parents[2])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "4 kept, 0 broken" in result.stdout

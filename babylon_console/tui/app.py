@@ -22,7 +22,6 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Iterable
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +33,7 @@ from textual.worker import Worker, WorkerState
 
 from . import bindings as keys
 from . import messages as msg
+from . import palette
 from .controllers.demo import DemoMarket
 from .controllers.engine import EngineControl
 from .controllers.feed import FLUSH_S, EventFeed
@@ -402,31 +402,8 @@ class ConsoleApp(App[None]):
         if reason:
             self.notify(reason, title=spec.description, severity="warning", timeout=4)
 
-    # -- command palette: the registry's commands that are valid now -----------------------------
-
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        main = self._main_or_none()
-        for spec in keys.KEYS:
-            if not spec.palette or spec.scope == "dialog" or main is None:
-                continue
-            target = self._command_target(spec, main)
-            if target is None:
-                continue
-            title = f"Show {spec.description} pane" if spec.id.startswith("pane.") else spec.description
-            yield SystemCommand(f"{title} ({keys.display_key(spec, self.keymap_overrides)})", spec.help or title,
-                                partial(self.call_later, self.run_action, spec.action, target))
-        yield SystemCommand("Theme", "Change the theme (remembered)", self.action_change_theme)
-        yield SystemCommand("Screenshot", "Save an SVG screenshot of the console", self.action_screenshot)
-
-    def _command_target(self, spec: keys.KeySpec, main: MainScreen) -> Any:
-        if spec.scope == "app":
-            return self if spec.action_name not in ("command_palette",) else None
-        if spec.scope == "main":
-            return main if main.check_action(spec.action_name, ()) else None
-        pane = main.active_pane
-        if spec.scope != pane.scope:
-            return None
-        return pane if pane.check_action(spec.action_name, ()) else None
+        yield from palette.commands(self, self._main_or_none(), self.keymap_overrides)
 
 
 def _quiet_gc() -> None:

@@ -191,8 +191,7 @@ class ConsoleData:
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), 5)
+            await _close_pool(pool)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -292,6 +291,12 @@ class ConsoleData:
         return rows[0] if rows else None
 
 
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Close a pool at shutdown: a database that is already gone (or slow) must not block quitting."""
+    with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        await asyncio.wait_for(pool.close(), 5)
+
+
 # -- work off the console's loop -------------------------------------------------------------------
 
 
@@ -306,7 +311,7 @@ class BackgroundLoop:
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(RuntimeError):  # the loop is being torn down: nothing left to report to
             pending = asyncio.all_tasks(self.loop)
             for task in pending:
                 task.cancel()
@@ -406,8 +411,7 @@ class EngineRunner:
             self.error = str(exc) or type(exc).__name__
             raise
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), 5)
+            await _close_pool(pool)
 
     def _state_changed(self, state: Any) -> None:
         self.state = state.value
@@ -498,8 +502,7 @@ class DemoRunner:
                 refresher.cancel()
             return seeded
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), 5)
+            await _close_pool(pool)
 
 
 def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:

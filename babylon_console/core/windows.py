@@ -124,7 +124,7 @@ def assess(figures: WindowFigures, criteria: ReadinessCriteria, now: datetime) -
         reasons.append(f"settling until {closes_at:%H:%M:%S} UTC")
     if figures.trained:
         states.append(WindowState.TRAINED)
-        reasons.append("already trained on")
+        reasons.append("already trained for this model")
     elif figures.unusable_reason:
         states.append(WindowState.UNUSABLE)
         reasons.append(figures.unusable_reason)

@@ -159,6 +159,7 @@ class ConsoleApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_interval(self.health_interval, self._health_tick)
         self.set_interval(FLUSH_S, self.feed.flush)
+        self.set_interval(1.0, self._engine_tick)
 
     @on(msg.ScreenReady)
     def _main_ready(self) -> None:
@@ -331,6 +332,12 @@ class ConsoleApp(App[None]):
         main = self._main_or_none()
         live = main.live_model if main is not None else None
         return live.model_id if live is not None else None
+
+    def _engine_tick(self) -> None:
+        """The embedded engine's stage changes without a state change: publish what it is now
+        (the screen's reactive redraws only when the view differs)."""
+        if self.engine_control.runner is not None:
+            self._publish_engine(self.engine_control.view())
 
     @on(msg.EngineChanged)
     def _engine_changed(self) -> None:

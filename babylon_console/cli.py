@@ -1,107 +1,171 @@
 """The `babylon-console` command: the console by default, subcommands for headless use.
 
-Every command shares one error policy (`run_command`): a database that cannot be reached or a bad
-configuration prints one line on stderr and exits 2, without a traceback. Secrets never reach the
-output: settings are shown through `Settings.public_view()` and URLs through `masked_dsn`.
+Subcommands live in `commands/`, one module per group, and are imported only when invoked: the
+console's start-up path never loads the simulator or numpy for `seed`, nor the registry for `models`.
+`--help` lists them from `COMMANDS` without importing any. The error policy they share is in
+`cli_support`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-import asyncpg
-import orjson
 import typer
-from pydantic import ValidationError
-from rich.console import Console
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 
-from .core.config import Settings
-from .core.database import DatabaseUnavailable
+from .cli_support import CliState, error_exit, fail
+from .core.errors import EXIT_UNAVAILABLE, ConsoleError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_UNAVAILABLE = 2  # also click's code for usage errors: "could not do what was asked"
+
+@dataclass(frozen=True, slots=True)
+class LazyCommand:
+    target: str  # "module:attr", a Typer app that registers the command under its name
+    help: str  # what `--help` lists (the first paragraph of the command's help, on one line)
+
+
+# In the order `--help` lists them. tests/test_cli_lazy.py checks each help against the command's own.
+COMMANDS: dict[str, LazyCommand] = {
+    "console": LazyCommand("babylon_console.commands.console:app",
+                           "Open the operators' console (what `babylon-console` with no subcommand does)."),
+    "demo": LazyCommand("babylon_console.commands.console:app",
+                        "The whole loop offline: embedded PostgreSQL, a live simulated market, the outcome judge "
+                        "and the offline backend, with the engine training continuously. Agents driven by the "
+                        "promoted checkpoint trade in the live market."),
+    "doctor": LazyCommand("babylon_console.commands.doctor:app",
+                          "Check configuration and connectivity. Exits 1 if any check fails. Never prints a secret."),
+    "inspect": LazyCommand("babylon_console.commands.inspect:app",
+                           "Show a trajectory: every step's state, LLM calls, action and reward, and the judge's "
+                           "verdicts."),
+    "seed": LazyCommand("babylon_console.commands.seed:app",
+                        "Fill the database with a simulated Babylon market: agents, trajectories, LLM call logs and "
+                        "market outcomes, written exactly as the game writes them. Re-running with the same seed "
+                        "skips windows already written."),
+    "status": LazyCommand("babylon_console.commands.status:app",
+                          "Engines: the latest run of each model, its state, current stage and for how long, and its "
+                          "last heartbeat (stale after 3 missed beats, dead after 6). Exits 1 when a run is stale or "
+                          "dead."),
+    "control": LazyCommand("babylon_console.commands.status:app",
+                           "Pause, resume or stop an engine running in another process or machine, through the "
+                           "database. The engine acknowledges; exits 1 when no engine is running or none answers in "
+                           "time."),
+    "train": LazyCommand("babylon_console.commands.train:app",
+                         "Train for a number of iterations on ready windows. Exit codes: 0 trained, 1 the engine or "
+                         "every step it tried failed, 2 database/configuration, 3 nothing was ready to train, 4 "
+                         "another engine trains this model."),
+    "engine": LazyCommand("babylon_console.commands.train:app",
+                          "Headless, continuous engine: trains each window as it becomes ready, until Ctrl-C / "
+                          "SIGTERM. Consoles anywhere can watch it through its events."),
+    "windows": LazyCommand("babylon_console.commands.windows:app",
+                           "Readiness of every window: agents, trajectories, steps, P&L, outcomes, and why not ready."),
+    "db": LazyCommand("babylon_console.commands.db:app", "Database schema: apply and inspect migrations."),
+    "models": LazyCommand("babylon_console.commands.models:app", "Trained checkpoints: list, promote, roll back."),
+}
+
+
+Command = TyperCommand | TyperGroup  # what Typer builds from a command or a sub-app
+
+
+@cache
+def _load_group(target: str) -> TyperGroup:
+    module, _, attr = target.partition(":")
+    return typer.main.get_group(getattr(importlib.import_module(module), attr))
+
+
+def load_command(name: str, entry: LazyCommand) -> Command:
+    command = _load_group(entry.target).commands.get(name)
+    if command is None:
+        raise LookupError(f"{entry.target} registers no command {name!r}")
+    return command  # type: ignore[return-value]
+
+
+class _LazyCommands(MutableMapping[str, Command]):
+    """A group's commands: a lazy one is imported on first access, while the names (for listing and
+    "did you mean") cost nothing."""
+
+    def __init__(self, lazy: dict[str, LazyCommand], eager: MutableMapping[str, Command]) -> None:
+        self.lazy = dict(lazy)
+        self.loaded = dict(eager)
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self.loaded:
+            self.loaded[name] = load_command(name, self.lazy[name])  # KeyError: no such command
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        self.loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self.loaded.pop(name, None)
+        self.lazy.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.lazy or name in self.loaded
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self.lazy, *self.loaded]))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys([*self.lazy, *self.loaded]))
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group whose subcommands (`lazy`: name -> LazyCommand) are imported when invoked.
+    Its own `--help` lists them from their stored help, importing none."""
+
+    lazy: ClassVar[dict[str, LazyCommand]] = {}
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands(self.lazy, self.commands)
+        self._listing = False
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(self.commands)  # names only: TyperGroup's would import every command
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Command | None:
+        commands = self.commands
+        if self._listing and isinstance(commands, _LazyCommands) and cmd_name not in commands.loaded:
+            entry = commands.lazy.get(cmd_name)  # a stand-in that only carries the help to list
+            return TyperCommand(cmd_name, help=entry.help) if entry else None
+        return commands.get(cmd_name)  # type: ignore[return-value]
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+class BabylonGroup(LazyGroup):
+    lazy = COMMANDS
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConsoleError as exc:  # raised outside `run_command`: the same one line and exit code
+            raise error_exit(exc) from None
+
 
 app = typer.Typer(
     name="babylon-console",
+    cls=BabylonGroup,
     help="Babylon Console: turn recorded Babylon agent games into better agents (GRPO via OpenPipe ART).",
     no_args_is_help=False,
     add_completion=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(help="Database schema: apply and inspect migrations.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-
-class CliState:
-    """Options given before the subcommand, applied on top of env and `.env`."""
-
-    overrides: dict[str, Any] = {}  # noqa: RUF012 - set once per process by the callback
-    env_file: Path | None = None
-
-    @classmethod
-    def settings(cls, **more: Any) -> Settings:
-        env_file = cls.env_file if cls.env_file is not None else Path(".env")
-        base = Settings(_env_file=env_file)  # type: ignore[call-arg]
-        return base.with_overrides(**cls.overrides, **more)
-
-
-def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    return typer.Exit(code)
-
-
-def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command body with the shared error policy."""
-    try:
-        return asyncio.run(coro_factory())  # type: ignore[arg-type]
-    except DatabaseUnavailable as exc:
-        raise fail(str(exc), EXIT_UNAVAILABLE) from None
-    except ValidationError as exc:
-        raise fail(_config_error(exc), EXIT_UNAVAILABLE) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
-
-
-def run_with_pool[T](settings: Settings, body: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    """Open the (migrated) database, run `body(pool)`, close the pool: the shared error policy applies."""
-
-    async def wrapped() -> T:
-        from .core.database import open_pool
-
-        pool = await open_pool(settings)
-        try:
-            return await body(pool)
-        finally:
-            await pool.close()
-
-    return run_command(wrapped)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    try:
-        return CliState.settings(**overrides)
-    except ValidationError as exc:
-        raise fail(_config_error(exc), EXIT_UNAVAILABLE) from None
-
-
-def _config_error(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"]) or "settings"
-    return f"invalid configuration: {where.upper()}: {first['msg']}"
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
 
 
 @app.callback(invoke_without_command=True)
@@ -146,7 +210,3 @@ def main_callback(
 
 def main() -> None:
     app()
-
-
-# Subcommands register themselves on `app` / `db_app` when imported.
-from .commands import console, db, doctor, inspect, models, seed, status, train, windows  # noqa: E402, F401

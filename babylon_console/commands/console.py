@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from ..cli import app, err, load_settings
+from ..cli_support import err, load_settings
+
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 ReadOnly = Annotated[bool, typer.Option("--read-only", help="Watch only: every action (engine control, promote, "
                                         "rollback) is refused, with a note saying why.")]

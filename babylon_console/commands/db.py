@@ -7,9 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli import db_app, load_settings, out, print_json, run_command
+from ..cli_support import load_settings, out, print_json, run_command
 from ..core import migrations
 from ..core.database import connect_unmigrated
+from ..core.errors import EXIT_FAILED
+
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
+db_app = typer.Typer(help="Database schema: apply and inspect migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 @db_app.command("migrate")
@@ -87,4 +92,4 @@ def status_command(
         )
         out.print(f"Schema {verdict}.")
     if pending or drifted:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)

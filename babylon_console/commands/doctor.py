@@ -13,10 +13,13 @@ import typer
 from rich.table import Table
 
 from .. import __version__
-from ..cli import app, load_settings, out, print_json, run_command
+from ..cli_support import load_settings, out, print_json, run_command
 from ..core import migrations
 from ..core.config import Settings
 from ..core.database import DatabaseUnavailable, connect_unmigrated
+from ..core.errors import EXIT_FAILED
+
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 # The game columns the console reads or writes; a game schema lacking one is reported.
 REQUIRED_GAME_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -192,4 +195,4 @@ def doctor_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
         out.print(table)
         out.print("All checks passed." if not failed else f"{len(failed)} check(s) failed.")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)

@@ -7,9 +7,12 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from ..cli import app, fail, load_settings, out, print_json, run_with_pool
+from ..cli_support import fail, load_settings, out, print_json, run_with_pool
+from ..core.errors import EXIT_FAILED
 from ..core.models import Rejection, Trajectory
 from ..core.repository import GameStore
+
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 
 @app.command("inspect")
@@ -31,9 +34,9 @@ def inspect_command(
 
     found, judgments = run_with_pool(settings, body)
     if found is None:
-        raise fail(f"no trajectory with id {trajectory_id!r}", 1)
+        raise fail(f"no trajectory with id {trajectory_id!r}", EXIT_FAILED)
     if isinstance(found, Rejection):
-        raise fail(f"trajectory {trajectory_id} cannot be read: {found.reason}", 1)
+        raise fail(f"trajectory {trajectory_id} cannot be read: {found.reason}", EXIT_FAILED)
     if as_json:
         print_json({"trajectory": found.model_dump(mode="json"), "judgments": judgments})
         return

@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli import app, fail, load_settings, out, print_json, run_with_pool
+from ..cli_support import error_exit, load_settings, out, print_json, run_with_pool
+from ..core.errors import EXIT_FAILED
 from ..core.registry import ActionResult, Registry, RegistryError, eligibility
 
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
@@ -68,7 +70,7 @@ def _act(action) -> ActionResult:
     try:
         return run_with_pool(load_settings(), lambda pool: action(Registry(pool)))
     except RegistryError as exc:
-        raise fail(str(exc), 1) from None
+        raise error_exit(exc, EXIT_FAILED) from None
 
 
 @models_app.command("promote")
@@ -83,7 +85,7 @@ def promote_command(
     """Promote a checkpoint: make it live (share 1.0) or serve it to a share of agents (A/B)."""
     what = "make it live" if share >= 1 else f"serve it to {share:.0%} of agents"
     if not yes and not typer.confirm(f"Promote {model_id} and {what}?"):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
     who = operator or getpass.getuser()
     result = _act(lambda r: r.promote(model_id, share=share, operator=who, note=note))
     out.print(result.message)
@@ -99,7 +101,7 @@ def rollback_command(
 ) -> None:
     """Cancel a running A/B rollout, or make the previously live model live again."""
     if not yes and not typer.confirm("Roll back the served model?"):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
     who = operator or getpass.getuser()
     result = _act(lambda r: r.rollback(operator=who, to_model_id=to, note=note))
     out.print(result.message)

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..cli import app, err, load_settings, out, print_json, run_command
+from ..cli_support import err, load_settings, out, print_json, run_command
 from ..core.clock import SystemClock
 from ..core.database import open_pool
 from ..core.seeding import LiveSimulation, SeedReport, seed_history
 from ..core.sim.simulation import Simulation
+
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 
 @app.command("seed")

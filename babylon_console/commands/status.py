@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli import app, fail, load_settings, out, print_json, run_with_pool
+from ..cli_support import fail, load_settings, out, print_json, run_with_pool
 from ..core import control, runs
 from ..core.control import Command, default_operator
+from ..core.errors import EXIT_FAILED
+
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 _STYLE = {runs.Liveness.LIVE: "green", runs.Liveness.STALE: "yellow", runs.Liveness.DEAD: "red",
           runs.Liveness.ENDED: "dim"}
@@ -54,7 +57,7 @@ def status_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
                 line += f"; {r.error}"
             out.print(line, soft_wrap=True)
     if any(r.liveness in (runs.Liveness.STALE, runs.Liveness.DEAD) for r in rows):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("control")
@@ -84,8 +87,8 @@ def control_command(
     target, acked = run_with_pool(settings, body)
     if target is None:
         raise fail("no engine is running" + (f" as run {run}" if run else "") + (f" for model {model}" if model
-                   else "") + " (babylon-console status lists them)", 1)
+                   else "") + " (babylon-console status lists them)", EXIT_FAILED)
     if acked is None:
         raise fail(f"run {target.id} ({target.model_name}, {target.backend}) did not answer within {timeout_s:g} s; "
-                   "the command stays queued and applies if it comes back", 1)
+                   "the command stays queued and applies if it comes back", EXIT_FAILED)
     out.print(f"run {target.id}: {command} acknowledged ({acked.result}), sent by {who}")

@@ -11,14 +11,15 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from ..cli import app, err, fail, load_settings, out, print_json, run_command
+from ..cli_support import err, error_exit, fail, load_settings, out, print_json, run_command
 from ..core.config import BackendName, JudgeName, Settings
 from ..core.database import open_database
+from ..core.errors import EXIT_BUSY, EXIT_FAILED, EXIT_NOTHING_TO_DO, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:  # the engine pulls in judges and backends: keep them off the console's start-up path
     from ..core.engine import Engine, EngineConfig, RunSummary
 
-EXIT_NOTHING_TRAINED = 3
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 
 def _status_table(engine: Engine, lines: list[str]) -> Table:
@@ -74,14 +75,15 @@ def _preflight(config: EngineConfig, settings: Settings) -> None:
         elif config.backend == "local":
             check_local()
     except BackendUnavailable as exc:
-        raise fail(str(exc), 2) from None
+        raise fail(str(exc), EXIT_UNAVAILABLE) from None
     if config.backend != "offline" or settings.tokenizer:
         try:  # cached: the engine reuses it
             load_tokenizer(tokenizer_source(settings.tokenizer, config.base_model))
         except TokenizerUnavailable as exc:
-            raise fail(str(exc), 2) from None
+            raise fail(str(exc), EXIT_UNAVAILABLE) from None
     if config.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
-        raise fail("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)", 2)
+        raise fail("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)",
+                   EXIT_UNAVAILABLE)
 
 
 def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object) -> None:
@@ -91,7 +93,7 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
     try:
         config = EngineConfig.from_settings(settings, iterations=iterations, **options)
     except ValueError as exc:
-        raise fail(f"invalid option: {exc}", 2) from None
+        raise fail(f"invalid option: {exc}", EXIT_UNAVAILABLE) from None
     _preflight(config, settings)
 
     async def body() -> RunSummary:
@@ -105,7 +107,7 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
     try:
         summary = run_command(body)
     except EngineLocked as exc:
-        raise fail(str(exc), 4) from None
+        raise error_exit(exc, EXIT_BUSY) from None
     if as_json:
         print_json(summary.model_dump(mode="json"))
     else:
@@ -116,9 +118,9 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
         if summary.error:
             out.print(f"[red]error:[/] {summary.error}")
     if summary.state is EngineState.FAILED or (not summary.steps and summary.windows_failed):
-        raise typer.Exit(1)  # the engine, or every step it tried, failed
+        raise typer.Exit(EXIT_FAILED)  # the engine, or every step it tried, failed
     if iterations is not None and not summary.steps:
-        raise typer.Exit(EXIT_NOTHING_TRAINED)
+        raise typer.Exit(EXIT_NOTHING_TO_DO)
 
 
 Judge = Annotated[JudgeName | None, typer.Option(help="outcome (offline) or ruler (LLM judge).")]

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import asyncpg
 import typer
+from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from ..cli import app, load_settings, out, print_json, run_with_pool
+from ..cli_support import load_settings, out, print_json, run_with_pool
 from ..core import simclock
 from ..core.backends.factory import training_key
 from ..core.repository import GameStore
 from ..core.windows import ReadinessCriteria, WindowReadiness, WindowState
+
+app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 _STATE_STYLE = {
     WindowState.READY: "bold green",
@@ -45,31 +51,71 @@ def verdict(windows: list[WindowReadiness], criteria: ReadinessCriteria) -> str:
     return f"No window ready of {len(windows)} ({rule}): {counts}."
 
 
-def readiness_table(windows: list[WindowReadiness]) -> Table:
+# Columns in the order shown. At a narrow width (80 columns, or a pipe) the low-value ones are left out,
+# `gives_way` first to last, and a footnote names them: the window id and its state are never cut, and
+# "why not" wraps.
+@dataclass(frozen=True, slots=True)
+class _Column:
+    header: str
+    cell: Callable[[WindowReadiness], Text]
+    justify: Literal["left", "right"] = "right"
+    gives_way: int = 0  # 0: always shown
+
+
+def _outcomes(w: WindowReadiness) -> Text:
+    if not w.outcomes_present:
+        return Text("none", style="yellow")
+    return Text(f"{w.stock_outcomes}s {w.prediction_outcomes}p")
+
+
+_COLUMNS = (
+    _Column("window (UTC)", lambda w: Text(w.window_id), "left"),
+    _Column("state", lambda w: Text(w.state.value, style=_STATE_STYLE[w.state]), "left"),
+    _Column("agents", lambda w: Text(f"{w.qualified_agents}/{w.agents}"), gives_way=5),
+    _Column("traj", lambda w: Text(str(w.trajectories)), gives_way=1),
+    _Column("steps", lambda w: Text(f"{w.steps:,}"), gives_way=3),
+    _Column("P&L min / avg / max", lambda w: Text(f"{_pnl(w.pnl_min)} / {_pnl(w.pnl_avg)} / {_pnl(w.pnl_max)}"),
+            gives_way=2),
+    _Column("outcomes", _outcomes, gives_way=4),
+)
+_WHY_NOT_MIN = 20  # "why not" wraps, though not to a word a line
+_CELL_EXTRA = 3  # padding on each side and one border per column (plus the table's last border)
+
+
+def _why_not(w: WindowReadiness) -> Text:
+    return Text("; ").join([Text(r) for r in w.reasons] + [Text(x, style="yellow") for x in w.warnings])
+
+
+def _fitted(windows: list[WindowReadiness], width: int) -> list[_Column]:
+    """The columns that fit `width` next to the window id, its state and a readable "why not"."""
+    natural = {c: max([len(c.header), *(c.cell(w).cell_len for w in windows)]) for c in _COLUMNS}
+    why_not = min(_WHY_NOT_MIN, max([len("why not"), *(_why_not(w).cell_len for w in windows)]))
+    shown = list(_COLUMNS)
+    for column in sorted((c for c in _COLUMNS if c.gives_way), key=lambda c: c.gives_way):
+        if sum(natural[c] + _CELL_EXTRA for c in shown) + why_not + _CELL_EXTRA + 1 <= width:
+            break
+        shown.remove(column)
+    return shown
+
+
+def readiness_table(windows: list[WindowReadiness], width: int | None = None) -> tuple[Table, list[str]]:
+    """The table for `width` columns (None: every column) and the headers left out to fit it."""
+    shown = list(_COLUMNS) if width is None else _fitted(windows, width)
     table = Table(title_justify="left", header_style="bold")
-    for col, justify in (
-        ("window (UTC)", "left"),
-        ("state", "left"),
-        ("agents", "right"),
-        ("traj", "right"),
-        ("steps", "right"),
-        ("P&L min / avg / max", "right"),
-        ("outcomes", "right"),
-        ("why not", "left"),
-    ):
-        table.add_column(col, justify=justify, no_wrap=col != "why not")  # type: ignore[arg-type]
+    for c in shown:
+        table.add_column(c.header, justify=c.justify, no_wrap=True)
+    table.add_column("why not", overflow="fold")
     for w in windows:
-        table.add_row(
-            w.window_id,
-            f"[{_STATE_STYLE[w.state]}]{w.state.value}[/]",
-            f"{w.qualified_agents}/{w.agents}",
-            str(w.trajectories),
-            f"{w.steps:,}",
-            f"{_pnl(w.pnl_min)} / {_pnl(w.pnl_avg)} / {_pnl(w.pnl_max)}",
-            f"{w.stock_outcomes}s {w.prediction_outcomes}p" if w.outcomes_present else "[yellow]none[/]",
-            "; ".join([*w.reasons, *(f"[yellow]{x}[/]" for x in w.warnings)]),
-        )
-    return table
+        table.add_row(*(c.cell(w) for c in shown), _why_not(w))
+    return table, [c.header for c in _COLUMNS if c not in shown]
+
+
+def print_readiness(console: Console, windows: list[WindowReadiness]) -> None:
+    table, hidden = readiness_table(windows, console.width)
+    console.print(table)
+    if hidden:
+        console.print(f"[dim]Columns not shown at this width: {', '.join(hidden)} (a wider terminal shows them; "
+                      "--json has every field).[/]")
 
 
 @app.command("windows")
@@ -120,5 +166,5 @@ def windows_command(
         )
         return
     if shown:
-        out.print(readiness_table(shown))
+        print_readiness(out, shown)
     out.print(line, soft_wrap=True)

@@ -1,0 +1,118 @@
+"""What every `babylon-console` subcommand shares: settings from the global options, the output
+consoles, and one error policy.
+
+The policy (`run_command`; `cli.py` applies it to errors raised outside it): a `ConsoleError` (an
+unreachable database, a refused action, invalid input) prints one line `error: <message>` on stderr
+and exits with the error's code, without a traceback. Exit codes are defined once, in `core.errors`.
+Secrets never reach the output: settings are shown through `Settings.public_view()` and URLs through
+`masked_dsn`.
+
+This module is imported by the command modules and by `cli.py`; it never imports either, so a command
+loads only what it needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from .core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, ConsoleError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from .core.config import Settings
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class CliState:
+    """Options given before the subcommand, applied on top of env and `.env`."""
+
+    overrides: dict[str, Any] = {}  # noqa: RUF012 - set once per process by the callback
+    env_file: Path | None = None
+
+    @classmethod
+    def settings(cls, **more: Any) -> Settings:
+        from .core.config import Settings
+
+        env_file = cls.env_file if cls.env_file is not None else Path(".env")
+        base = Settings(_env_file=env_file)  # type: ignore[call-arg]
+        return base.with_overrides(**cls.overrides, **more)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    """Print `error: message` as one line on stderr; the caller raises the returned exit."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def exit_code_of(exc: BaseException, default: int = EXIT_FAILED) -> int:
+    """The exit code an error carries (`ConsoleError.code`), else `default`."""
+    return exc.code if isinstance(exc, ConsoleError) else default
+
+
+def error_exit(exc: BaseException, default: int = EXIT_FAILED) -> typer.Exit:
+    """`fail` for an error: its message, and its own exit code when it is a `ConsoleError`."""
+    message = exc.message if isinstance(exc, ConsoleError) else (str(exc) or type(exc).__name__)
+    return fail(message, exit_code_of(exc, default))
+
+
+def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body with the shared error policy."""
+    import asyncio  # here, not at the top: `--help` and usage errors never need it
+
+    # Named as well as ConsoleError: the database errors are caught whichever base they have.
+    from .core.database import DatabaseUnavailable
+
+    try:
+        return asyncio.run(coro_factory())  # type: ignore[arg-type]
+    except (ConsoleError, DatabaseUnavailable) as exc:
+        raise error_exit(exc, EXIT_UNAVAILABLE) from None
+    except ValidationError as exc:
+        raise fail(config_error(exc), EXIT_UNAVAILABLE) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+
+def run_with_pool[T](settings: Settings, body: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Open the (migrated) database, run `body(pool)`, close the pool: the shared error policy applies."""
+
+    async def wrapped() -> T:
+        from .core.database import open_pool
+
+        pool = await open_pool(settings)
+        try:
+            return await body(pool)
+        finally:
+            await pool.close()
+
+    return run_command(wrapped)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return CliState.settings(**overrides)
+    except ValidationError as exc:
+        raise fail(config_error(exc), EXIT_UNAVAILABLE) from None
+    except ConsoleError as exc:
+        raise error_exit(exc) from None
+
+
+def config_error(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    return f"invalid configuration: {where.upper()}: {first['msg']}"
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")

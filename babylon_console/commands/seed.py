@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from ..cli_support import err, load_settings, out, print_json, run_command
 from ..core.clock import SystemClock
 from ..core.database import open_pool
 from ..core.seeding import LiveSimulation, SeedReport, seed_history
+from ..core.serving import ServedPolicies
 from ..core.sim.simulation import Simulation
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
@@ -32,6 +34,10 @@ def seed_command(
         int | None, typer.Option(help="With --live: stop after this many live windows (default: run until Ctrl-C).",
                                  min=1)
     ] = None,
+    policy_agents: Annotated[
+        int, typer.Option(help="With --live: agents that trade with the served checkpoints (the live model, and "
+                               "the candidate's share of them during an A/B rollout); 0: none.", min=0)
+    ] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Fill the database with a simulated Babylon market: agents, trajectories, LLM call logs and
@@ -63,14 +69,24 @@ def seed_command(
             live_written: list[str] = []
             if live:
                 runner = LiveSimulation(pool, sim, seconds_per_window)
+                # the same serving rule as the demo console: promoted checkpoints drive some agents
+                served = ServedPolicies(pool, settings.data_dir, policy_agents,
+                                        on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
+                await served.refresh()
+                runner.before_window = served.before_window
+                refresher = asyncio.ensure_future(served.keep_fresh())
                 if not as_json:
                     out.print(f"Live market: one simulated hour every {seconds_per_window:g} s "
-                              f"(Ctrl-C to stop).")
-                await runner.run(
-                    max_windows=live_windows,
-                    on_window=None if as_json else lambda r: out.print(
-                        f"  window {r.window_id}: {len(r.trajectories)} trajectories written"),
-                )
+                              f"(Ctrl-C to stop); {policy_agents} agent(s) trade with the served checkpoints.")
+                try:
+                    await runner.run(
+                        max_windows=live_windows,
+                        on_window=None if as_json else lambda r: out.print(
+                            f"  window {r.window_id}: {len(r.trajectories)} trajectories written"
+                            + _served_note(served)),
+                    )
+                finally:
+                    refresher.cancel()
                 live_written = runner.written
             return report, live_written
         finally:
@@ -85,3 +101,8 @@ def seed_command(
             "market_outcomes": report.market_outcomes, "first_window": report.first_window,
             "last_window": report.last_window, "live_windows": live_written,
         })
+
+
+def _served_note(served: ServedPolicies) -> str:
+    roles = [f"{s.role} {s.model_id} ({s.share:.0%})" for s in served.served]
+    return f"; serving {', '.join(roles)}" if roles else ""

@@ -24,7 +24,7 @@ import os
 import statistics
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -40,7 +40,7 @@ from .backends.factory import checkpoint_id, checkpoint_root, serverless_warning
 from .clock import Clock, SystemClock
 from .config import BackendName, JudgeName, Settings
 from .database import is_outage
-from .errors import EXIT_BUSY, Failed, Refused
+from .errors import EXIT_BUSY, Refused
 from .events import (
     CheckpointRegistered,
     EngineFailure,
@@ -58,11 +58,12 @@ from .events import (
 from .groups import TokenStats, WindowGroup, build_window_group, dropout_rate, trainable_tokens
 from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
 from .repository import GameStore
+from .runs import LockLost
 from .tracking import OfflineWandbRun
 from .windows import ReadinessCriteria, WindowReadiness, WindowState
 
 log = logging.getLogger(__name__)
-_ENGINE_LOCK_NS = 0x656E67  # "eng": advisory lock (namespace, hash of model name)
+_ENGINE_LOCK_NS = runs.LOCK_NAMESPACE  # kept for callers that name it here
 
 
 class EngineState(StrEnum):
@@ -79,14 +80,6 @@ class EngineLocked(Refused, RuntimeError):
 
     exit_code = EXIT_BUSY
     title = "Engine busy"
-
-
-class LockLost(Failed, RuntimeError):
-    """This run no longer holds its model's lock (another engine took it); it stops without writing.
-    Not an outage: trying again cannot help while the other engine holds the lock."""
-
-    exit_code = EXIT_BUSY
-    title = "Lock lost"
 
 
 class _StopRequested(Exception):
@@ -338,45 +331,18 @@ class Engine:
     # -- the model's lock and the write fence --------------------------------------------------
 
     async def _take_lock(self) -> asyncpg.Connection | None:
-        """The model's advisory lock on a connection of its own (None: another engine holds it),
-        and the fencing token naming this run."""
-        conn = await self.pool.acquire()
-        try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _ENGINE_LOCK_NS,
-                                       self.config.training_key):
-                await self.pool.release(conn)
-                return None
-            await conn.execute(
-                "INSERT INTO console_engine_tokens (training_key, run_id) VALUES ($1, $2) ON CONFLICT (training_key) "
-                "DO UPDATE SET run_id = EXCLUDED.run_id, taken_at = now()", self.config.training_key, self.run_id)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
-            raise
-        return conn
+        """The model's advisory lock and fencing token (`runs.take_lock`); None: another engine holds it."""
+        return await runs.take_lock(self.pool, self.config.training_key, self.run_id)
 
     async def _drop_lock(self) -> None:
         conn, self._lock_conn = self._lock_conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):  # a lock lost with its connection is gone already
-            await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _ENGINE_LOCK_NS,
-                               self.config.training_key)
-        with contextlib.suppress(Exception):
-            await self.pool.release(conn)
+        if conn is not None:
+            await runs.drop_lock(self.pool, conn, self.config.training_key)
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[asyncpg.Connection]:
+    def _write(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
         """A transaction for an engine write, committed only while this run holds the model's
-        fencing token (it is taken with the advisory lock). FOR SHARE makes a takeover wait for
-        writes in flight, and those writes see the takeover."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            holder = await conn.fetchval(
-                "SELECT run_id FROM console_engine_tokens WHERE training_key = $1 FOR SHARE", self.config.training_key)
-            if holder != self.run_id:
-                raise LockLost(f"run {holder} now holds model {self.config.training_key!r}: this run "
-                               f"({self.run_id}) lost its lock and writes nothing more")
-            yield conn
+        fencing token (`runs.fenced_write`); LockLost otherwise."""
+        return runs.fenced_write(self.pool, self.config.training_key, self.run_id)
 
     async def _ride_out_outage(self, exc: BaseException) -> None:
         """The database is gone (restart, network): stop work, retry with backoff, take the lock

@@ -1,4 +1,10 @@
-"""The `console_runs` table: one row per engine run, its stage and its heartbeat; liveness rules.
+"""Engine runs: the `console_runs` table (one row per run, its stage and its heartbeat), liveness
+rules, and the model's lock (`console_engine_tokens` plus an advisory lock).
+
+Lock: an engine trains a model only while it holds the model's advisory lock, on a connection of
+its own, and the fencing token naming its run. Every engine write checks the token in its own
+transaction (`fenced_write`), so a run that lost its lock with its connection (a database restart)
+and was replaced writes nothing more, even before it notices.
 
 An engine writes its row when it starts, its stage at every stage change, and a heartbeat every
 `heartbeat_s` seconds from a task of its own (so a long stage still beats). Any process reads the
@@ -9,8 +15,10 @@ model's lock (the lock proves the old one is gone).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -19,6 +27,9 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
+from .errors import EXIT_BUSY, Failed
+
+LOCK_NAMESPACE = 0x656E67  # "eng": advisory lock (namespace, hash of the training key)
 STALE_AFTER = 3.0  # heartbeat intervals
 DEAD_AFTER = 6.0
 ACTIVE_STATES = ("starting", "running", "paused", "stopping")
@@ -161,3 +172,52 @@ async def finish(pool: asyncpg.Pool, run_id: str, state: str, error: str | None,
     await pool.execute(
         "UPDATE console_runs SET state = $2, stopped_at = now(), error = $3, iteration = $4, stage = NULL "
         "WHERE id = $1", run_id, state, error, iteration)
+
+
+# -- the model's lock and the write fence ----------------------------------------------------------
+
+
+class LockLost(Failed, RuntimeError):
+    """This run no longer holds its model's lock (another engine took it); it stops without writing.
+    Not an outage: trying again cannot help while the other engine holds the lock."""
+
+    exit_code = EXIT_BUSY
+    title = "Lock lost"
+
+
+async def take_lock(pool: asyncpg.Pool, training_key: str, run_id: str) -> asyncpg.Connection | None:
+    """The model's advisory lock on a connection of its own (None: another engine holds it), and the
+    fencing token naming this run. The caller keeps the connection until `drop_lock`."""
+    conn = await pool.acquire()
+    try:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_NAMESPACE, training_key):
+            await pool.release(conn)
+            return None
+        await conn.execute(
+            "INSERT INTO console_engine_tokens (training_key, run_id) VALUES ($1, $2) ON CONFLICT (training_key) "
+            "DO UPDATE SET run_id = EXCLUDED.run_id, taken_at = now()", training_key, run_id)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the connection may be dead already: the original error matters
+            await pool.release(conn)
+        raise
+    return conn
+
+
+async def drop_lock(pool: asyncpg.Pool, conn: asyncpg.Connection, training_key: str) -> None:
+    with contextlib.suppress(Exception):  # a lock lost with its connection is gone already
+        await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", LOCK_NAMESPACE, training_key)
+    with contextlib.suppress(Exception):
+        await pool.release(conn)
+
+
+@contextlib.asynccontextmanager
+async def fenced_write(pool: asyncpg.Pool, training_key: str, run_id: str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction committed only while `run_id` holds the model's fencing token. FOR SHARE makes
+    a takeover wait for writes in flight, and those writes see the takeover."""
+    async with pool.acquire() as conn, conn.transaction():
+        holder = await conn.fetchval(
+            "SELECT run_id FROM console_engine_tokens WHERE training_key = $1 FOR SHARE", training_key)
+        if holder != run_id:
+            raise LockLost(f"run {holder} now holds model {training_key!r}: this run "
+                           f"({run_id}) lost its lock and writes nothing more")
+        yield conn

@@ -71,13 +71,17 @@ def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body with the shared error policy."""
     import asyncio  # here, not at the top: `--help` and usage errors never need it
 
-    # Named as well as ConsoleError: the database errors are caught whichever base they have.
-    from .core.database import DatabaseUnavailable
+    import asyncpg
+
+    from .core.errors import as_console_error
 
     try:
         return asyncio.run(coro_factory())  # type: ignore[arg-type]
-    except (ConsoleError, DatabaseUnavailable) as exc:
+    except ConsoleError as exc:
         raise error_exit(exc, EXIT_UNAVAILABLE) from None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # the database or the file system failed mid-command (not a bug): one line, the mapped exit code
+        raise error_exit(as_console_error(exc)) from None
     except ValidationError as exc:
         raise fail(config_error(exc), EXIT_UNAVAILABLE) from None
     except KeyboardInterrupt:

@@ -122,3 +122,17 @@ def test_a_console_error_outside_run_command_gets_the_same_policy(monkeypatch: p
     monkeypatch.setattr(windows, "load_settings", refuse)
     result = invoke("windows")
     assert result.exit_code == 4 and result.output == "error: not while the game migrates\n"
+
+
+@pytest.mark.parametrize(("exc", "code", "starts"), [
+    (ConnectionRefusedError(111, "Connection refused"), 2, "error: "),
+    (asyncpg.exceptions.DivisionByZeroError("division by zero"), 1, "error: division by zero"),
+])
+def test_library_errors_mid_command_are_mapped_to_one_line(exc: BaseException, code: int, starts: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A database or OS failure in the middle of a command is not a bug: one line, the mapped code."""
+    with pytest.raises(typer.Exit) as exited:
+        run_command(_raising(exc))
+    err = capsys.readouterr().err
+    assert exited.value.exit_code == code
+    assert err.startswith(starts) and err.count("\n") == 1 and "Traceback" not in err

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli_support import error_exit, load_settings, out, print_json, run_with_pool
+from ..cli_support import load_settings, out, print_json, run_with_pool
 from ..core.errors import EXIT_FAILED
-from ..core.registry import ActionResult, Registry, RegistryError, eligibility
+from ..core.registry import ActionResult, Registry, eligibility
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back.", no_args_is_help=True)
@@ -67,10 +67,8 @@ def list_command(
 
 
 def _act(action) -> ActionResult:
-    try:
-        return run_with_pool(load_settings(), lambda pool: action(Registry(pool)))
-    except RegistryError as exc:
-        raise error_exit(exc, EXIT_FAILED) from None
+    # a RegistryError is a ConsoleError (refused, exit 1): the shared policy prints it
+    return run_with_pool(load_settings(), lambda pool: action(Registry(pool)))
 
 
 @models_app.command("promote")

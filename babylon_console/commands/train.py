@@ -11,10 +11,10 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from ..cli_support import err, error_exit, fail, load_settings, out, print_json, run_command
+from ..cli_support import err, fail, load_settings, out, print_json, run_command
 from ..core.config import BackendName, JudgeName, Settings
 from ..core.database import open_database
-from ..core.errors import EXIT_BUSY, EXIT_FAILED, EXIT_NOTHING_TO_DO, EXIT_UNAVAILABLE
+from ..core.errors import EXIT_FAILED, EXIT_NOTHING_TO_DO, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:  # the engine pulls in judges and backends: keep them off the console's start-up path
     from ..core.engine import Engine, EngineConfig, RunSummary
@@ -87,7 +87,7 @@ def _preflight(config: EngineConfig, settings: Settings) -> None:
 
 
 def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object) -> None:
-    from ..core.engine import Engine, EngineConfig, EngineLocked, EngineState
+    from ..core.engine import Engine, EngineConfig, EngineState
 
     settings = load_settings()
     try:
@@ -104,10 +104,7 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
         finally:
             await pool.close()
 
-    try:
-        summary = run_command(body)
-    except EngineLocked as exc:
-        raise error_exit(exc, EXIT_BUSY) from None
+    summary = run_command(body)  # EngineLocked exits 4 (its own code) through the shared policy
     if as_json:
         print_json(summary.model_dump(mode="json"))
     else:

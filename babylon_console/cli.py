@@ -8,6 +8,7 @@ console's start-up path never loads the simulator or numpy for `seed`, nor the r
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import sys
@@ -202,11 +203,20 @@ def main_callback(
         raise fail(f"--env-file {env_file}: no such file", EXIT_UNAVAILABLE)
     CliState.env_file = env_file
     CliState.overrides = {"database_url": database_url, "data_dir": data_dir}
+    if ctx.invoked_subcommand not in CONSOLE_COMMANDS:
+        gc.enable()  # a headless command: collect as usual (the console enables it at its first frame)
     if ctx.invoked_subcommand is None:
         from .commands.console import open_console
 
         open_console(read_only=read_only, attach=attach)
 
 
+CONSOLE_COMMANDS = (None, "console", "demo")
+
+
 def main() -> None:
+    # Start-up creates hundreds of thousands of objects that all stay alive (modules, classes,
+    # pydantic schemas): collecting them is wasted work (~60-100 ms before the console's first
+    # frame). Off until the command runs; the console turns it on once its first frame is painted.
+    gc.disable()
     app()

@@ -77,3 +77,15 @@ def test_help_still_lists_groups_and_suggests_close_names() -> None:
     assert models.exit_code == 0 and all(c in models.output for c in ("list", "promote", "rollback"))
     typo = runner.invoke(app, ["windws"])
     assert typo.exit_code == 2 and "Did you mean 'windows'?" in typo.output
+
+
+def test_garbage_collection_is_off_only_through_start_up() -> None:
+    """main() turns the collector off for start-up; a headless command runs with it on again."""
+    code = ("import atexit, gc, sys\n"
+            "import babylon_console.cli as cli\n"
+            "atexit.register(lambda: print('GC enabled:', gc.isenabled()))\n"
+            "sys.argv = ['babylon-console', '--database-url', 'postgresql://x@127.0.0.1:1/db', 'windows']\n"
+            "cli.main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "GC enabled: True" in result.stdout

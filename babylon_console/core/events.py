@@ -23,11 +23,13 @@ import math
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-import asyncpg
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:  # asyncpg is imported where the database is used: the console paints before it loads
+    import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +356,8 @@ async def emit(
         await c.execute("SELECT pg_notify($1, $2)", CHANNEL, str(row["id"]))
         return _row_to_event(row)
 
+    import asyncpg
+
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as c, c.transaction():
             return await write(c)
@@ -410,6 +414,8 @@ class EventBus:
         After a wake-up it waits `coalesce_s` before reading, so a burst of notifications costs one
         query (a console at 500 events/s reads a few batches a second, not 500 rows one by one).
         Raises ConnectionError when the connection is lost, so the caller can reconnect."""
+        import asyncpg
+
         conn = await asyncpg.connect(self.dsn, timeout=10)
         wake = asyncio.Event()
         conn.add_termination_listener(lambda *_: wake.set())

@@ -178,6 +178,10 @@ class ConsoleApp(App[None]):
     def _painted(self) -> None:
         if self.first_paint_at is None:
             self.first_paint_at = time.perf_counter()
+            # The CLI kept the collector off through start-up (cli.main): what start-up created stays
+            # alive, so it moves to the permanent generation rather than being scanned now.
+            gc.freeze()
+            gc.enable()
             self.on_first_paint()
             self.set_timer(3.0, _quiet_gc)
 

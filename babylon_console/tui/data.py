@@ -19,64 +19,71 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import orjson
 
-from ..core import control as core_control
-from ..core import events as core_events
+# Only what the first frame needs is imported with this module (the panes' event models, the error
+# vocabulary, settings and clocks); the rest of the core is imported where it is used, after paint.
 from ..core import events as events  # the typed event models, for the panes that fold them
-from ..core import runs as core_runs
-from ..core.backends.factory import training_key
 from ..core.clock import Clock, SystemClock
 from ..core.config import Settings
-from ..core.control import default_operator
-from ..core.database import (
-    DatabaseTarget,
-    DatabaseUnavailable,
-    create_pool,
-    is_outage,
-    open_database,
-    ping,
-    resolve_target,
-)
 from ..core.errors import ConsoleError, ErrorKind, Refused, as_console_error
 from ..core.events import Event, EventKind
-from ..core.models import TrainedModel, WindowGroundTruth
-from ..core.registry import ActionResult, AuditEntry, Registry, RegistryError, Rollout, eligibility
-from ..core.repository import GameStore, WindowTrajectories
-from ..core.runs import RunRow
-from ..core.serving import ServedPolicies
-from ..core.windows import ReadinessCriteria, WindowReadiness
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ..core import control as core_control
+    from ..core.database import DatabaseTarget
+    from ..core.models import TrainedModel, WindowGroundTruth
+    from ..core.registry import ActionResult, AuditEntry, Rollout
+    from ..core.repository import WindowTrajectories
+    from ..core.runs import RunRow
+    from ..core.windows import ReadinessCriteria, WindowReadiness
+
+# names this module offers without importing their core module until first use (PEP 562)
+_LAZY = {
+    "ActionResult": "registry", "RegistryError": "registry", "DatabaseUnavailable": "database",
+    "ReadinessCriteria": "windows", "WindowReadiness": "windows", "WindowGroundTruth": "models",
+    "WindowTrajectories": "repository", "RunRow": "runs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"babylon_console.core.{module}"), name)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database (or the network to it) is gone (`core.database.is_outage`)."""
+    from ..core.database import is_outage as outage
+
+    return outage(exc)
+
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "ActionResult",
+__all__ = [  # and, imported on first use: the names of `_LAZY`
     "BackgroundLoop",
     "CheckpointRow",
     "CheckpointsView",
     "ConsoleData",
     "ConsoleError",
-    "DatabaseUnavailable",
     "DemoRunner",
     "EngineRunner",
     "ErrorKind",
     "Event",
     "EventKind",
-    "ReadinessCriteria",
     "Refused",
-    "RegistryError",
-    "RunRow",
-    "WindowGroundTruth",
-    "WindowReadiness",
-    "WindowTrajectories",
     "as_console_error",
     "events",
     "is_outage",
@@ -145,7 +152,11 @@ class ConsoleData:
         self.label = label
         self.clock = clock
         self.read_only = read_only
-        self.operator = operator or default_operator()
+        if operator is None:
+            from ..core.control import default_operator
+
+            operator = default_operator()
+        self.operator = operator
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._target: DatabaseTarget | None = None
@@ -160,11 +171,15 @@ class ConsoleData:
     @property
     def dsn(self) -> str:
         if self._target is None:
+            from ..core.database import DatabaseUnavailable
+
             raise DatabaseUnavailable("not connected yet")
         return self._target.dsn
 
     def target(self) -> DatabaseTarget:
         """Where the console connected (resolved now if it has not connected yet)."""
+        from ..core.database import resolve_target
+
         return self._target or resolve_target(self.settings)
 
     @property
@@ -184,6 +199,8 @@ class ConsoleData:
         async with self._connect_lock:
             if self._pool is not None:
                 return
+            from ..core.database import open_database
+
             self._target, self._pool = await open_database(
                 self.settings, migrate=not self.read_only, max_size=self.pool_size
             )
@@ -196,6 +213,8 @@ class ConsoleData:
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
+            from ..core.database import DatabaseUnavailable
+
             raise DatabaseUnavailable("the database is not connected")
         return self._pool
 
@@ -204,6 +223,8 @@ class ConsoleData:
         if self._pool is None:
             await asyncio.wait_for(self.connect(), limit_s * 8)
             return
+        from ..core.database import ping
+
         await ping(self.pool, limit_s)
 
     async def now(self) -> datetime:
@@ -216,22 +237,33 @@ class ConsoleData:
     # -- windows and outcomes ------------------------------------------------------------------
 
     async def readiness(self, criteria: ReadinessCriteria, lookback_hours: int | None) -> list[WindowReadiness]:
+        from ..core.backends.factory import training_key
+        from ..core.repository import GameStore
+
         now = await self.now()
         key = training_key(self.settings.backend, self.settings.model_name)
         return await GameStore(self.pool).window_readiness(criteria, now, lookback_hours, key)
 
     async def ground_truth(self, window_id: str) -> WindowGroundTruth:
+        from ..core.repository import GameStore
+
         return await GameStore(self.pool).ground_truth(window_id)
 
     async def window_trajectories(self, window_id: str) -> WindowTrajectories:
+        from ..core.repository import GameStore
+
         return await GameStore(self.pool).window_trajectories(window_id)
 
     async def has_history(self) -> bool:
+        from ..core.repository import GameStore
+
         return await GameStore(self.pool).has_trajectories()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
     async def checkpoints(self, limit: int = 200) -> CheckpointsView:
+        from ..core.registry import Registry, eligibility
+
         registry = Registry(self.pool)
         models = await registry.models(limit)
         live = next((m for m in models if m.status == "deployed"), None) or await registry.live()
@@ -252,47 +284,59 @@ class ConsoleData:
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:
+            from ..core.registry import RegistryError
+
             raise RegistryError(f"read-only console: {what} refused")
 
     async def promote(self, model_id: str, share: float) -> ActionResult:
+        from ..core.registry import Registry
+
         self._refuse_if_read_only("promote")
         return await Registry(self.pool).promote(model_id, share=share, operator=self.operator)
 
     async def rollback(self) -> ActionResult:
+        from ..core.registry import Registry
+
         self._refuse_if_read_only("rollback")
         return await Registry(self.pool).rollback(operator=self.operator)
 
     # -- events and runs -----------------------------------------------------------------------
 
     async def recent_events(self, limit: int = 300) -> list[Event]:
-        return await core_events.recent(self.pool, limit)
+        return await events.recent(self.pool, limit)
 
     async def training_history(self, limit: int = 2000) -> list[Event]:
         """The latest `step_trained` and `window_judged` events, oldest first (charts, judging)."""
-        return await core_events.of_kinds(self.pool, [EventKind.STEP_TRAINED, EventKind.WINDOW_JUDGED], limit)
+        return await events.of_kinds(self.pool, [EventKind.STEP_TRAINED, EventKind.WINDOW_JUDGED], limit)
 
     async def last_event_id(self) -> int:
-        return await core_events.last_event_id(self.pool)
+        return await events.last_event_id(self.pool)
 
     def follow_events(self, after_id: int | None, coalesce_s: float = FOLLOW_COALESCE_S
                       ) -> AsyncIterator[list[Event]]:
         """Batches of events with id > after_id, then new ones as any process announces them;
         a burst costs one query (`core.events.EventBus.follow_batches`)."""
-        return core_events.EventBus(self.dsn).follow_batches(after_id, coalesce_s=coalesce_s)
+        return events.EventBus(self.dsn).follow_batches(after_id, coalesce_s=coalesce_s)
 
     async def send_command(self, run_id: str, command: core_control.Command, timeout_s: float = COMMAND_TIMEOUT_S
                            ) -> core_control.CommandRow | None:
         """Pause, resume or stop an engine elsewhere; its acknowledgement, or None after `timeout_s`."""
+        from ..core import control as core_control
+
         command_id = await core_control.send(self.pool, run_id, command, self.operator)
         return await core_control.wait_ack(self.pool, command_id, timeout_s)
 
     async def latest_run(self) -> RunRow | None:
+        from ..core import runs as core_runs
+
         rows = await core_runs.latest(self.pool)
         return rows[0] if rows else None
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:
     """Close a pool at shutdown: a database that is already gone (or slow) must not block quitting."""
+    import asyncpg
+
     with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         await asyncio.wait_for(pool.close(), 5)
 
@@ -389,6 +433,7 @@ class EngineRunner:
 
     async def _main(self) -> Any:
         try:
+            from ..core.database import create_pool
             from ..core.engine import Engine, EngineConfig  # imported here: keeps it off the paint path
 
             pool = await create_pool(self.data.target(), max_size=6)
@@ -474,7 +519,10 @@ class DemoRunner:
             self.background.call(self.market.stop)
 
     async def _main(self) -> int:
+        from ..core.database import create_pool
+        from ..core.repository import GameStore
         from ..core.seeding import LiveSimulation, seed_history
+        from ..core.serving import ServedPolicies
         from ..core.sim.simulation import Simulation
 
         pool = await create_pool(self.data.target(), max_size=3)

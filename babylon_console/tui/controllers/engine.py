@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import bindings as keys
 from .. import refusals
-from ..data import COMMAND_TIMEOUT_S, BackgroundLoop, ConsoleData, EngineRunner, Refused, RunRow
+from ..data import COMMAND_TIMEOUT_S, BackgroundLoop, ConsoleData, EngineRunner, Refused
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.engine import EngineSettingsDialog
 from ..messages import EngineChanged
 from ..state import EngineView, Readiness
 from .host import Host
+
+if TYPE_CHECKING:
+    from ..data import RunRow
 
 STOP_WAIT_S = 20.0
 

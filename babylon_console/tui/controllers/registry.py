@@ -14,7 +14,7 @@ from rich.text import Text
 
 from .. import bindings as keys
 from .. import refusals
-from ..data import CheckpointRow, CheckpointsView, ConsoleData, RegistryError
+from ..data import CheckpointRow, CheckpointsView, ConsoleData, Refused
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.promote import PromoteDialog
 from .host import Host
@@ -66,7 +66,7 @@ class RegistryActions:
         async def work() -> None:
             try:
                 result = await self.data.promote(model_id, share)
-            except RegistryError as exc:
+            except Refused as exc:  # the registry refused (RegistryError), and says why
                 self.host.refuse("Promotion refused", str(exc))
                 return
             self.host.notify(result.message, title="Promoted" if result.action == "promote" else "A/B rollout",
@@ -94,7 +94,7 @@ class RegistryActions:
         async def work() -> Any:
             try:
                 result = await self.data.rollback()
-            except RegistryError as exc:
+            except Refused as exc:  # the registry refused (RegistryError), and says why
                 self.host.refuse("Rollback refused", str(exc))
                 return
             self.host.notify(result.message, title="Rolled back", timeout=5)

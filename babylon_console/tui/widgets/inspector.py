@@ -9,7 +9,7 @@ explanation stay on top. `n`/`p` move by step, `[`/`]` by agent, `/` searches th
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Group, RenderableType
 from rich.rule import Rule
@@ -21,9 +21,12 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from .. import bindings as keys
-from ..data import Event, WindowTrajectories
+from ..data import Event
 from ..data import events as ev
 from .pane import Pane, theme_color
+
+if TYPE_CHECKING:
+    from ..data import WindowTrajectories
 
 MAX_FIELD_CHARS = 4000
 

@@ -4,7 +4,7 @@ prediction markets that resolved (question, outcome, final probability)."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from rich.text import Text
@@ -12,9 +12,11 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from .. import bindings as keys
-from ..data import WindowGroundTruth
 from ..messages import ShowPane, WindowChosen
 from .pane import Pane, theme_color
+
+if TYPE_CHECKING:
+    from ..data import WindowGroundTruth
 
 
 def _news(value: Any) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from statistics import fmean
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -11,10 +11,13 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Sparkline, Static
 
 from .. import bindings as keys
-from ..data import EventKind, WindowReadiness
+from ..data import EventKind
 from ..messages import ShowPane, WindowChosen, WindowsSeen
 from ..state import Readiness
 from .pane import Pane, theme_color
+
+if TYPE_CHECKING:
+    from ..data import WindowReadiness
 
 STATE_COLORS = {
     "ready": "success",

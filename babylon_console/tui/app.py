@@ -322,9 +322,10 @@ class ConsoleApp(App[None]):
     # -- state from the controllers to the screen ----------------------------------------------
 
     def _deliver_events(self, batch: list[Event], replay: bool) -> None:
+        """The event feed's batches go to the main screen as a message (it folds them into its panes)."""
         main = self._main_or_none()
-        if main is not None and main.is_mounted:
-            main.fold_events(batch, replay)
+        if main is not None:
+            main.post_message(msg.EventsArrived(batch, replay))
 
     def _publish_engine(self, view: Any) -> None:
         main = self._main_or_none()

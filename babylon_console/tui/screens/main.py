@@ -179,6 +179,11 @@ class MainScreen(Screen[None]):
 
     # -- events --------------------------------------------------------------------------------
 
+    @on(msg.EventsArrived)
+    def _events_arrived(self, message: msg.EventsArrived) -> None:
+        if self.is_mounted:
+            self.fold_events(message.events, message.replay)
+
     def fold_events(self, batch: list[Event], replay: bool) -> None:
         """A batch from the event feed: every pane folds it; panes it makes stale reload."""
         for event in batch:

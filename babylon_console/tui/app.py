@@ -18,14 +18,12 @@ Principles (the app paints first and never blocks input):
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual import on
 from textual.app import App, SystemCommand
 from textual.screen import Screen
@@ -34,6 +32,7 @@ from textual.worker import Worker, WorkerState
 from . import bindings as keys
 from . import messages as msg
 from . import palette
+from .controllers.connection import DatabaseHealth
 from .controllers.demo import DemoMarket
 from .controllers.engine import EngineControl
 from .controllers.feed import FLUSH_S, EventFeed
@@ -67,10 +66,7 @@ class ConsoleApp(App[None]):
         self.demo_settings = demo
         self.health_interval = health_interval
         self.follow_events_enabled = follow_events
-        self.db_ready = False
-        self.outage: str | None = None
         self.first_paint_at: float | None = None
-        self._connected_once = False
         self._quitting = False
         self._action_workers: set[Worker[Any]] = set()
         self._last_failure: str | None = None
@@ -80,6 +76,7 @@ class ConsoleApp(App[None]):
         self.registry = RegistryActions(self, data, live_id=self._live_id,
                                         changed=lambda: self.main.mark_stale("checkpoints"))
         self.feed = EventFeed(self, data, self._deliver_events, retry_s=health_interval)
+        self.health = DatabaseHealth(self, data, self._main_or_none, self._after_connect, self._after_ping)
         self.demo = DemoMarket(self, data, demo, self.engine_control) if demo is not None else None
         # preferences: themes, keymap, the remembered theme (problems are shown once the screen is up)
         loaded = load_preferences(data.settings.data_dir, themes_dirs)
@@ -173,7 +170,7 @@ class ConsoleApp(App[None]):
         if self.demo_settings is not None:
             self.engine_control.overrides = engine_overrides_for_demo(self.demo_settings.seconds_per_window)
             main.readiness = self.engine_control.readiness()
-        self.start_worker(self._connect, name="connect", group="connect")
+        self.health.connect()
 
     def _painted(self) -> None:
         if self.first_paint_at is None:
@@ -227,7 +224,7 @@ class ConsoleApp(App[None]):
     def report_failure(self, what: str, exc: BaseException, dialog: bool = False) -> None:
         error = as_console_error(exc)
         if error.kind is ErrorKind.OUTAGE:
-            self._set_outage(_one_line(error))
+            self.health.down(_one_line(error))
             return
         if error.kind is ErrorKind.REFUSED:
             self.refuse(what.capitalize(), error.message)
@@ -254,62 +251,21 @@ class ConsoleApp(App[None]):
             self.notify(message, title=source.capitalize(), severity="warning" if level == "warning" else "error",
                         timeout=6)
 
-    # -- database: connect, health, outage banner ----------------------------------------------
+    @property
+    def db_ready(self) -> bool:
+        return self.health.ready
 
-    async def _connect(self) -> None:
-        await self.data.connect()
-        self._recovered()
+    @property
+    def outage(self) -> str | None:
+        return self.health.outage
 
     def _health_tick(self) -> None:
-        if self._quitting or any(w.group == "connect" and not w.is_finished for w in self.workers):
-            return
-        self.start_worker(self._health, name="health check", group="health")
+        if not self._quitting:
+            self.health.tick()
 
-    async def _health(self) -> None:
-        try:
-            await self.data.ping()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # any failure to answer is an outage here: the banner says what
-            self._set_outage(_one_line(exc))
-            return
-        if self.outage is not None or not self.db_ready:
-            self._recovered()
+    async def _after_ping(self) -> None:
         if self.engine_control.runner is None:  # an engine elsewhere: is it still beating?
             await self.engine_control.poll_run()
-
-    def _set_outage(self, message: str) -> None:
-        first = self.outage is None
-        self.outage = message
-        self._set_db_ready(False)
-        main = self._main_or_none()
-        if main is None or not main.is_mounted:
-            return
-        main.banner.show_message(message)
-        main.status.set_part("db", Text("DB: unreachable", style="bold"))
-        if first:
-            main.add_problem("error", "database", message)
-
-    def _recovered(self) -> None:
-        was_down = self.outage is not None
-        self.outage = None
-        self._set_db_ready(True)
-        main = self.main
-        main.banner.clear()
-        main.status.set_part("db", f"DB: {self.data.target_label}")
-        if not self._connected_once:
-            self._connected_once = True
-            self._after_connect()
-        elif was_down:
-            self.notify("The database answers again.", title="Database", timeout=3)
-        main.load_pane(main.active_pane, force=True)
-
-    def _set_db_ready(self, ready: bool) -> None:
-        self.db_ready = ready
-        main = self._main_or_none()
-        if main is not None:
-            main.db_ready = ready
-        self.refresh_bindings()
 
     def _after_connect(self) -> None:
         if self.follow_events_enabled:

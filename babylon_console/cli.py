@@ -67,7 +67,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "windows": LazyCommand("babylon_console.commands.windows:app",
                            "Readiness of every window: agents, trajectories, steps, P&L, outcomes, and why not ready."),
     "db": LazyCommand("babylon_console.commands.db:app", "Database schema: apply and inspect migrations."),
-    "models": LazyCommand("babylon_console.commands.models:app", "Trained checkpoints: list, promote, roll back."),
+    "models": LazyCommand("babylon_console.commands.models:app",
+                          "Trained checkpoints: list, promote, roll back, A/B readout."),
 }
 
 

@@ -55,7 +55,7 @@ def demo_command(
         err.print("demo: uses the embedded database; DATABASE_URL is ignored", soft_wrap=True)
     settings = settings.model_copy(update={"database_url": None})
     demo = DemoSettings(windows=windows, agents=agents, steps=steps, seed=seed,
-                        seconds_per_window=seconds_per_window, policy_agents=max(1, agents // 4))
+                        seconds_per_window=seconds_per_window, policy_agents=max(2, agents // 2))
     from ..tui.app import ConsoleApp
     from ..tui.data import ConsoleData
 

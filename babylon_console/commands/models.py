@@ -1,4 +1,4 @@
-"""`babylon-console models list|promote|rollback`: the checkpoint registry from the shell."""
+"""`babylon-console models list|promote|rollback|ab`: the checkpoint registry from the shell."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from ..core.errors import EXIT_FAILED
 from ..core.registry import ActionResult, Registry, eligibility
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
-models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back.", no_args_is_help=True)
+models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back, A/B readout.",
+                         no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 Operator = Annotated[str | None, typer.Option(help="Who acts (default: the login name); recorded in the audit trail.")]
@@ -103,3 +104,49 @@ def rollback_command(
     who = operator or getpass.getuser()
     result = _act(lambda r: r.rollback(operator=who, to_model_id=to, note=note))
     out.print(result.message)
+
+
+@models_app.command("ab")
+def ab_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The live A/B readout of the rollout in progress: per arm (attributed by the model that served
+    each trajectory's LLM calls) agents, windows, mean P&L, win rate, judge score, drawdown; the
+    candidate-minus-live P&L difference with a 95% CI paired by window; served vs asked share; the
+    gate's verdict (collecting, hold, promote, rollback)."""
+    from ..core.evidence import ab_readout
+
+    settings = load_settings()
+    readout = run_with_pool(settings, lambda pool: ab_readout(pool, settings.gate()))
+    if as_json:
+        print_json(readout.model_dump(mode="json"))
+        return
+    if readout.candidate_model_id is None:
+        out.print(f"No A/B rollout in progress (live: {readout.live_model_id or 'none'}).")
+        return
+    out.print(f"A/B: candidate [bold]{readout.candidate_model_id}[/] at {readout.asked_share:.0%} next to "
+              f"{readout.live_model_id or 'no live model'}", soft_wrap=True)
+    table = Table(header_style="bold")
+    for col in ("arm", "model", "agents", "windows", "trajectories", "mean P&L", "win rate", "judge", "drawdown"):
+        table.add_column(col, no_wrap=True)
+    for a in readout.arms:
+        table.add_row(a.arm, a.model_id or "-", str(a.agents), str(a.windows), str(a.trajectories),
+                      _num(a.mean_pnl, "+.2f"), _num(a.win_rate, ".0%"), _num(a.judge_score, ".3f"),
+                      _num(a.drawdown, ".1%"))
+    out.print(table)
+    d = readout.difference
+    if d is not None:
+        ci = "(one window)" if d.ci_low is None or d.ci_high is None else f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
+        out.print(f"candidate - live P&L per window: {d.mean:+.2f}, 95% CI {ci} over {d.windows} paired windows; "
+                  f"candidate ahead in {d.win_rate:.0%}", soft_wrap=True)
+    if readout.served:
+        served = sum(w.served for w in readout.served) / len(readout.served)
+        out.print(f"served share: {served:.0%} of served trajectories (asked {readout.asked_share:.0%}) over "
+                  f"{len(readout.served)} windows")
+    out.print(f"verdict: [bold]{readout.verdict}[/]: " + "; ".join(readout.reasons), soft_wrap=True)
+    for warning in readout.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

@@ -37,7 +37,7 @@ def seed_command(
     policy_agents: Annotated[
         int, typer.Option(help="With --live: agents that trade with the served checkpoints (the live model, and "
                                "the candidate's share of them during an A/B rollout); 0: none.", min=0)
-    ] = 3,
+    ] = 6,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Fill the database with a simulated Babylon market: agents, trajectories, LLM call logs and

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     train_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="BABYLON_TRAIN_TIMEOUT_S")
     register_timeout_s: float = Field(default=120.0, gt=0, validation_alias="BABYLON_REGISTER_TIMEOUT_S")
     heartbeat_s: float = Field(default=5.0, gt=0, validation_alias="BABYLON_HEARTBEAT_S")
+    # the rollout gate (core/evidence.py): verdicts from the live A/B readout
+    gate_min_windows: int = Field(default=3, ge=2, validation_alias="BABYLON_GATE_MIN_WINDOWS")
+    gate_promote_after: int = Field(default=3, ge=1, validation_alias="BABYLON_GATE_PROMOTE_AFTER")
+    gate_max_drawdown: float = Field(default=0.5, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_DRAWDOWN")
+    auto_rollback: bool = Field(default=False, validation_alias="BABYLON_AUTO_ROLLBACK",
+                                description="The engine rolls a rollout back when the gate says so.")
 
     min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
     min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")
@@ -110,6 +116,13 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+    def gate(self) -> Any:
+        """The rollout gate's settings (`core.evidence.GateSettings`)."""
+        from .evidence import GateSettings
+
+        return GateSettings(min_windows=self.gate_min_windows, promote_after=self.gate_promote_after,
+                            max_drawdown=self.gate_max_drawdown)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with command-line flags applied (None means 'flag not given'), re-validated."""

@@ -57,6 +57,7 @@ from .events import (
 )
 from .groups import TokenStats, WindowGroup, build_window_group, dropout_rate, trainable_tokens
 from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
+from .registry import Registry, RegistryError
 from .repository import GameStore
 from .runs import LockLost
 from .tracking import OfflineWandbRun
@@ -110,6 +111,7 @@ class EngineConfig(BaseModel):
     register_timeout_s: float = Field(default=120.0, gt=0)
     heartbeat_s: float = Field(default=5.0, gt=0)
     allow_unlisted_base_model: bool = False
+    auto_rollback: bool = False  # roll a rollout back when the gate's verdict is "rollback"
     force: bool = False
     poll_seconds: float = Field(default=5.0, gt=0)
     seed: int = 0
@@ -128,6 +130,7 @@ class EngineConfig(BaseModel):
             "read_timeout_s": settings.read_timeout_s, "judge_timeout_s": settings.judge_timeout_s,
             "register_timeout_s": settings.register_timeout_s, "heartbeat_s": settings.heartbeat_s,
             "allow_unlisted_base_model": settings.allow_unlisted_base_model,
+            "auto_rollback": settings.auto_rollback,
         }
         values.update({k: v for k, v in overrides.items() if v is not None or k == "iterations"})
         return cls.model_validate(values)
@@ -193,6 +196,7 @@ class Engine:
         self.on_state: Callable[[EngineState], None] | None = None
         self.stage: runs.Stage = runs.Stage.STARTING
         self._lock_conn: asyncpg.Connection | None = None
+        self._gate_said: set[tuple[str, str]] = set()  # (candidate, verdict) already announced
         self._commands_lock = asyncio.Lock()
 
     # -- control (safe to call from the console's event loop) ---------------------------------
@@ -411,6 +415,7 @@ class Engine:
                 try:
                     await self._checkpoint()
                     trained = await self._iteration()
+                    await self._watch_rollout()
                     await self._heartbeat()
                 except (_StopRequested, LockLost):
                     raise
@@ -459,6 +464,37 @@ class Engine:
                     raise
                 log.warning("engine %s stopped (%s) but could not record it: %s", self.run_id, reason, exc)
         return self.summary
+
+    async def _watch_rollout(self) -> None:
+        """Read the A/B evidence of the rollout in progress: say once when the gate recommends
+        promoting the candidate; with `auto_rollback`, roll it back when the gate says so (one
+        transaction, audit row with the reason and the readout, event)."""
+        from .evidence import ab_readout
+
+        readout = await ab_readout(self.pool, self.settings.gate())
+        candidate = readout.candidate_model_id
+        if candidate is None or readout.verdict not in ("promote", "rollback"):
+            return
+        said = (candidate, readout.verdict)
+        if readout.verdict == "promote":
+            if said not in self._gate_said:
+                self._gate_said.add(said)
+                await self._emit(EngineWarning(stage="rollout", message=(
+                    f"gate: promote {candidate} to 100% recommended: " + "; ".join(readout.reasons))))
+            return
+        if not self.config.auto_rollback:
+            if said not in self._gate_said:
+                self._gate_said.add(said)
+                await self._emit(EngineWarning(stage="rollout", message=(
+                    f"gate: roll back {candidate} recommended (automatic rollback is off): "
+                    + "; ".join(readout.reasons))))
+            return
+        reason = "automatic rollback: " + "; ".join(readout.reasons)
+        try:
+            await Registry(self.pool).rollback(operator="auto-rollback", note=reason, run_id=self.run_id,
+                                               candidate=candidate, evidence=readout.model_dump(mode="json"))
+        except RegistryError as exc:  # another engine or an operator acted first
+            log.info("automatic rollback of %s not applied: %s", candidate, exc)
 
     async def _close_backend(self) -> None:
         """LocalBackend.close stops vLLM and the trainer: a second run must not find them running."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
-from pydantic import BaseModel
+import orjson
+from pydantic import BaseModel, field_validator
 
 from . import events
 from .clock import SystemClock
@@ -38,6 +40,12 @@ class AuditEntry(BaseModel):
     share: float | None
     note: str | None
     created_at: datetime
+    evidence: dict[str, Any] | None = None  # the A/B readout an automatic decision was taken on
+
+    @field_validator("evidence", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 class Rollout(BaseModel):
@@ -101,11 +109,13 @@ class Registry:
         return TrainedModel.model_validate(dict(row))
 
     async def _audit(self, conn: asyncpg.Connection, action: str, operator: str, from_id: str | None,
-                     to_id: str | None, share: float | None, note: str | None) -> None:
+                     to_id: str | None, share: float | None, note: str | None,
+                     evidence: dict[str, Any] | None = None) -> None:
         await conn.execute(
-            "INSERT INTO console_promotions (action, operator, from_model_id, to_model_id, share, note) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO console_promotions (action, operator, from_model_id, to_model_id, share, note, evidence) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
             action, operator, from_id, to_id, share, note,
+            None if evidence is None else orjson.dumps(evidence).decode(),
         )
 
     async def _make_live(self, conn: asyncpg.Connection, live_id: str | None, model_id: str) -> None:
@@ -151,15 +161,21 @@ class Registry:
         return ActionResult(action, live_id, model_id, share, message)
 
     async def rollback(self, *, operator: str, to_model_id: str | None = None, note: str | None = None,
-                       run_id: str | None = None) -> ActionResult:
+                       run_id: str | None = None, candidate: str | None = None,
+                       evidence: dict[str, Any] | None = None) -> ActionResult:
         """Cancel an A/B rollout if one runs; otherwise make the previously live model live again
-        (or `to_model_id`)."""
+        (or `to_model_id`). `candidate`: cancel only if this model is still the rollout's candidate
+        (an automatic rollback must not cancel a newer rollout); `note` and `evidence` are recorded."""
         async with self.pool.acquire() as conn, conn.transaction():
             live_id, rollout = await self._lock(conn)
+            if candidate is not None and (rollout is None or rollout.candidate_model_id != candidate):
+                raise RegistryError(f"{candidate} is no longer the rollout's candidate: nothing rolled back")
             if rollout is not None and to_model_id is None:
                 await conn.execute("DELETE FROM console_rollout")
                 message = f"rollout of {rollout.candidate_model_id} cancelled; {live_id or 'none'} serves all"
-                await self._audit(conn, "rollback", operator, rollout.candidate_model_id, live_id, 1.0, note)
+                if note:
+                    message += f" ({note})"
+                await self._audit(conn, "rollback", operator, rollout.candidate_model_id, live_id, 1.0, note, evidence)
                 await events.emit(conn, RolledBack(
                     model_id=live_id, from_model_id=rollout.candidate_model_id, operator=operator,
                     message=message), run_id=run_id)

@@ -117,6 +117,7 @@ class CheckpointsView:
     live: TrainedModel | None
     rollout: Rollout | None
     audit: list[AuditEntry]
+    ab: Any = None  # core.evidence.ABReadout while a rollout runs
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
@@ -280,7 +281,12 @@ class ConsoleData:
             elif rollout is not None and m.model_id == rollout.candidate_model_id:
                 role, share = "candidate", rollout.candidate_share
             rows.append(CheckpointRow(m, _step_of(m), metrics, role, share, eligibility(m, live_id, rollout)))
-        return CheckpointsView(rows, live, rollout, audit)
+        ab = None
+        if rollout is not None:
+            from ..core.evidence import ab_readout
+
+            ab = await ab_readout(self.pool, self.settings.gate())
+        return CheckpointsView(rows, live, rollout, audit, ab)
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:
@@ -486,7 +492,7 @@ class DemoSettings:
     steps: int = 12
     seed: int = 7
     seconds_per_window: float = 10.0
-    policy_agents: int = 3  # agents driven by the live (or candidate) checkpoint in the live market
+    policy_agents: int = 6  # agents served by the live (or candidate) checkpoint: an A/B split has both arms
 
 
 class DemoRunner:
@@ -556,7 +562,7 @@ class DemoRunner:
 def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:
     """Engine settings for the demo: continuous, offline, outcome judge, thresholds for 12 agents."""
     return {
-        "judge": "outcome", "backend": "offline", "iterations": None, "windows_per_iteration": 4,
+        "judge": "outcome", "backend": "offline", "iterations": None, "windows_per_iteration": 4, "auto_rollback": True,
         "min_agents": 5, "min_steps": 1, "settle_seconds": 60, "poll_seconds": max(1.0, seconds_per_window / 4),
     }
 

@@ -187,8 +187,13 @@ class MainScreen(Screen[None]):
     def fold_events(self, batch: list[Event], replay: bool) -> None:
         """A batch from the event feed: every pane folds it; panes it makes stale reload."""
         for event in batch:
-            if isinstance(event.data, ev.RunStarted):
-                self.engine_control.run_started(event.data.config)
+            match event.data:
+                case ev.RunStarted(config=config):
+                    self.engine_control.run_started(config)
+                case ev.RolledBack(operator="auto-rollback") if not replay:
+                    self.app.notify(event.summary, title="Automatic rollback", severity="warning", timeout=8)
+                case ev.EngineWarning(stage="rollout") if not replay:
+                    self.app.notify(event.summary, title="Rollout gate", timeout=8)
         errors = sum(1 for e in batch if e.kind is EventKind.ERROR)
         for pane in self.query(Pane):
             pane.on_events(batch, replay)

@@ -23,6 +23,33 @@ def _metric(row: CheckpointRow, key: str, fmt: str = ".4f") -> str:
     return "–" if value is None else format(value, fmt)
 
 
+VERDICT_COLORS = {"promote": "success", "rollback": "error", "hold": "warning", "collecting": "foreground"}
+
+
+def ab_text(ab: Any, app: object) -> Text:
+    """The live A/B readout in two lines: per-arm P&L and the paired difference, then the verdict."""
+    text = Text.assemble(("A/B evidence ", "bold"))
+    for arm in ab.arms:
+        pnl = "–" if arm.mean_pnl is None else f"{arm.mean_pnl:+.2f}"
+        text.append(f"{arm.arm} {arm.agents} agents, {arm.windows} windows, P&L {pnl}"
+                    + (f", drawdown {arm.drawdown:.0%}" if arm.drawdown is not None else "") + " · ")
+    d = ab.difference
+    if d is not None and d.ci_low is not None and d.ci_high is not None:
+        text.append(f"candidate − live {d.mean:+.2f}, 95% CI [{d.ci_low:+.2f}, {d.ci_high:+.2f}] over {d.windows} "
+                    f"windows (paired), ahead in {d.win_rate:.0%}")
+    else:
+        text.append("waiting for paired windows")
+    if ab.served:
+        served = sum(w.served for w in ab.served) / len(ab.served)
+        text.append(f" · served {served:.0%} (asked {ab.asked_share:.0%})")
+    text.append("\nverdict: ")
+    text.append(ab.verdict, style=f"bold {theme_color(app, VERDICT_COLORS.get(ab.verdict, 'foreground'))}")
+    text.append(" — " + "; ".join(ab.reasons))
+    for warning in ab.warnings:
+        text.append(f"\n⚠ {warning}", style=theme_color(app, "warning"))
+    return text
+
+
 class CheckpointsPane(Pane):
     scope = "checkpoints"
     title = "Checkpoints"
@@ -40,6 +67,7 @@ class CheckpointsPane(Pane):
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static("Loading checkpoints…", id="checkpoints-summary", classes="pane-title")
+        yield Static(id="checkpoints-ab", classes="detail")
         yield DataTable(id="checkpoints-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="checkpoints-detail", classes="detail")
         yield Static("Audit trail (promotions and rollbacks)", classes="section")
@@ -91,6 +119,10 @@ class CheckpointsPane(Pane):
             text.append(view.rollout.candidate_model_id, style=f"bold {theme_color(self.app, 'accent')}")
             text.append(f" serves {view.rollout.candidate_share:.0%} of agents")
         self.query_one("#checkpoints-summary", Static).update(text)
+        ab = self.query_one("#checkpoints-ab", Static)
+        ab.display = view.ab is not None
+        if view.ab is not None:
+            ab.update(ab_text(view.ab, self.app))
 
     def _rows(self) -> None:
         view = self.view

@@ -1,0 +1,259 @@
+"""Live A/B evidence during a rollout, from the game's own rows, and the gate that reads it.
+
+Arms are attributed by what actually served each trajectory: the model named in its LLM calls
+(`llm_call_logs.model`) matched to `trained_models."storagePath"` of the live model and of the
+rollout's candidate. Windows where both arms traded are paired: per window, the candidate's mean
+P&L minus the live arm's; the readout is the mean of those differences with a 95% confidence
+interval (Student's t over windows), the share of windows the candidate won, and per arm the
+agents, windows, mean P&L, win rate (trajectories with P&L > 0), judge score and drawdown.
+
+Served-model truth: per window, the candidate's share of the served trajectories next to the share
+the rollout asked for, and the checkpoint-like model names (`scheme://...`) the registry does not
+know. Scripted participants (names without a scheme, e.g. the simulator's `sim/momentum`) are
+neither arm.
+
+The gate: "promote" once the CI has stayed above zero for `promote_after` consecutive windows,
+"rollback" when the CI is below zero or the candidate's mean drawdown passes `max_drawdown`;
+"collecting" before `min_windows` paired windows, "hold" otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+import orjson
+from pydantic import BaseModel
+
+from .serving import serving
+
+Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
+
+# two-sided 95% Student's t quantiles by degrees of freedom (1..30); beyond: the normal's 1.96
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)
+
+
+def t95(df: int) -> float:
+    return _T95[df - 1] if 1 <= df <= len(_T95) else 1.96
+
+
+class GateSettings(BaseModel):
+    min_windows: int = 3  # paired windows before any verdict
+    promote_after: int = 3  # consecutive windows with the CI above zero before "promote"
+    max_drawdown: float = 0.5  # the candidate's mean max drawdown (fraction of its peak) that rolls it back
+    share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning
+    lookback_windows: int = 168  # only the latest windows are read
+
+
+class ArmStats(BaseModel):
+    arm: Literal["live", "candidate"]
+    model_id: str | None
+    storage_path: str | None
+    agents: int = 0
+    trajectories: int = 0
+    windows: int = 0
+    mean_pnl: float | None = None
+    win_rate: float | None = None  # trajectories with P&L > 0
+    judge_score: float | None = None  # mean of the judged ones; None: none judged yet
+    drawdown: float | None = None  # mean max drawdown (fraction), where the rows record it
+
+
+class PairedDifference(BaseModel):
+    windows: int
+    mean: float
+    ci_low: float | None  # None with a single window: no interval yet
+    ci_high: float | None
+    win_rate: float  # windows where the candidate's mean P&L beat the live arm's
+
+
+class ServedWindow(BaseModel):
+    window_id: str
+    asked: float  # the candidate's share the rollout asked for
+    served: float  # the candidate's share of the served trajectories
+    trajectories: int
+
+
+class ABReadout(BaseModel):
+    candidate_model_id: str | None = None
+    live_model_id: str | None = None
+    asked_share: float = 0.0
+    arms: list[ArmStats] = []
+    difference: PairedDifference | None = None
+    streak_above_zero: int = 0  # trailing windows whose CI (up to them) was above zero
+    served: list[ServedWindow] = []
+    unknown_models: list[str] = []
+    verdict: Verdict = "none"
+    reasons: list[str] = []
+    warnings: list[str] = []
+
+
+@dataclass
+class _Row:
+    window_id: str
+    agent_id: str
+    model: str | None
+    pnl: float | None
+    judge: float | None
+    drawdown: float | None
+
+
+@dataclass
+class _Arm:
+    rows: list[_Row] = field(default_factory=list)
+
+
+_ROWS_SQL = """
+WITH recent AS (
+  SELECT DISTINCT "windowId" FROM trajectories WHERE "windowId" IS NOT NULL
+  ORDER BY "windowId" DESC LIMIT $1
+), served AS (
+  SELECT l."trajectoryId" AS trajectory_id, l.model, count(*) AS calls,
+         row_number() OVER (PARTITION BY l."trajectoryId" ORDER BY count(*) DESC, l.model) AS rank
+  FROM llm_call_logs l JOIN trajectories t ON t."trajectoryId" = l."trajectoryId"
+  WHERE t."windowId" IN (SELECT "windowId" FROM recent)
+  GROUP BY l."trajectoryId", l.model
+)
+SELECT t."windowId" AS window_id, t."agentId" AS agent_id, s.model, t."finalPnL" AS pnl,
+       t."aiJudgeReward" AS judge, t."metadataJson" AS metadata
+FROM trajectories t LEFT JOIN served s ON s.trajectory_id = t."trajectoryId" AND s.rank = 1
+WHERE t."windowId" IN (SELECT "windowId" FROM recent)
+"""
+
+
+def _drawdown(metadata: Any) -> float | None:
+    if not isinstance(metadata, str):
+        return None
+    try:
+        value = orjson.loads(metadata).get("maxDrawdown")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def paired_difference(diffs: list[float]) -> PairedDifference | None:
+    """Mean of per-window differences with a 95% t interval (None: no window)."""
+    if not diffs:
+        return None
+    mean = statistics.fmean(diffs)
+    if len(diffs) == 1:
+        return PairedDifference(windows=1, mean=mean, ci_low=None, ci_high=None, win_rate=float(diffs[0] > 0))
+    half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return PairedDifference(windows=len(diffs), mean=mean, ci_low=mean - half, ci_high=mean + half,
+                            win_rate=sum(d > 0 for d in diffs) / len(diffs))
+
+
+async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings | None = None) -> ABReadout:
+    """The readout of the rollout in progress (verdict "none" when no rollout runs)."""
+    gate = gate or GateSettings()
+    served = {s.role: s for s in await serving(pool)}
+    candidate, live = served.get("candidate"), served.get("live")
+    if candidate is None:
+        return ABReadout(live_model_id=live.model_id if live else None)
+    known = {r["storagePath"] for r in await pool.fetch('SELECT "storagePath" FROM trained_models')}
+    rows = [_Row(r["window_id"], r["agent_id"], r["model"], _finite(r["pnl"]), _finite(r["judge"]),
+                 _drawdown(r["metadata"])) for r in await pool.fetch(_ROWS_SQL, gate.lookback_windows)]
+    return readout_from_rows(rows, candidate=(candidate.model_id, candidate.storage_path),
+                             live=(live.model_id, live.storage_path) if live else None,
+                             asked=candidate.share, known=known, gate=gate)
+
+
+def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tuple[str, str] | None,
+                      asked: float, known: set[str], gate: GateSettings) -> ABReadout:
+    cand_path, live_path = candidate[1], live[1] if live else None
+    arms = {"candidate": _Arm(), "live": _Arm()}
+    unknown: set[str] = set()
+    for row in rows:
+        if row.model == cand_path:
+            arms["candidate"].rows.append(row)
+        elif live_path is not None and row.model == live_path:
+            arms["live"].rows.append(row)
+        elif row.model and "://" in row.model and row.model not in known:
+            unknown.add(row.model)
+    by_window: dict[str, dict[str, list[_Row]]] = {}
+    for name, arm in arms.items():
+        for row in arm.rows:
+            by_window.setdefault(row.window_id, {"candidate": [], "live": []})[name].append(row)
+    # only windows the candidate served count (earlier ones predate the rollout)
+    windows = sorted(w for w, a in by_window.items() if a["candidate"])
+    served = [ServedWindow(window_id=w, asked=asked, trajectories=len(a["candidate"]) + len(a["live"]),
+                           served=len(a["candidate"]) / (len(a["candidate"]) + len(a["live"])))
+              for w in windows for a in [by_window[w]]]
+    diffs: list[float] = []
+    streak = 0
+    for w in windows:
+        cand = [r.pnl for r in by_window[w]["candidate"] if r.pnl is not None]
+        base = [r.pnl for r in by_window[w]["live"] if r.pnl is not None]
+        if not cand or not base:
+            continue
+        diffs.append(statistics.fmean(cand) - statistics.fmean(base))
+        so_far = paired_difference(diffs)
+        above = (so_far is not None and so_far.ci_low is not None and len(diffs) >= gate.min_windows
+                 and so_far.ci_low > 0)
+        streak = streak + 1 if above else 0
+    stats = [_arm_stats(name, arms[name].rows, windows, ids) for name, ids in
+             (("live", live), ("candidate", candidate))]
+    readout = ABReadout(candidate_model_id=candidate[0], live_model_id=live[0] if live else None, asked_share=asked,
+                        arms=stats, difference=paired_difference(diffs), streak_above_zero=streak, served=served,
+                        unknown_models=sorted(unknown))
+    _judge(readout, gate)
+    return readout
+
+
+def _arm_stats(name: str, rows: list[_Row], windows: list[str], ids: tuple[str, str] | None) -> ArmStats:
+    in_windows = [r for r in rows if r.window_id in set(windows)]
+    pnls = [r.pnl for r in in_windows if r.pnl is not None]
+    return ArmStats(
+        arm=name, model_id=ids[0] if ids else None, storage_path=ids[1] if ids else None,  # type: ignore[arg-type]
+        agents=len({r.agent_id for r in in_windows}), trajectories=len(in_windows),
+        windows=len({r.window_id for r in in_windows}), mean_pnl=_mean(pnls),
+        win_rate=(sum(p > 0 for p in pnls) / len(pnls)) if pnls else None,
+        judge_score=_mean([r.judge for r in in_windows if r.judge is not None]),
+        drawdown=_mean([r.drawdown for r in in_windows if r.drawdown is not None]),
+    )
+
+
+def _judge(readout: ABReadout, gate: GateSettings) -> None:
+    diff, cand = readout.difference, next(a for a in readout.arms if a.arm == "candidate")
+    for window in readout.served:
+        if abs(window.served - window.asked) > gate.share_tolerance:
+            readout.warnings.append(f"window {window.window_id}: candidate served {window.served:.0%} of "
+                                    f"{window.trajectories} trajectories, the rollout asked {window.asked:.0%}")
+    if readout.live_model_id is None:
+        readout.warnings.append("no live model: the candidate has nothing to be compared with (promote one to 100% "
+                                "first)")
+    if readout.unknown_models:
+        readout.warnings.append("calls from models the registry does not know: " + ", ".join(readout.unknown_models))
+    if cand.drawdown is not None and cand.drawdown > gate.max_drawdown and cand.windows >= 1:
+        readout.verdict = "rollback"
+        readout.reasons.append(f"candidate drawdown {cand.drawdown:.0%} passes the limit {gate.max_drawdown:.0%}")
+        return
+    if diff is None or diff.windows < gate.min_windows or diff.ci_low is None or diff.ci_high is None:
+        readout.verdict = "collecting"
+        readout.reasons.append(f"{diff.windows if diff else 0} of {gate.min_windows} paired windows")
+        return
+    if diff.ci_high < 0:
+        readout.verdict = "rollback"
+        readout.reasons.append(f"candidate - live P&L {diff.mean:+.2f}, 95% CI [{diff.ci_low:+.2f}, "
+                               f"{diff.ci_high:+.2f}] is below zero over {diff.windows} windows")
+    elif readout.streak_above_zero >= gate.promote_after:
+        readout.verdict = "promote"
+        readout.reasons.append(f"95% CI [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}] above zero for "
+                               f"{readout.streak_above_zero} consecutive windows (gate: {gate.promote_after})")
+    else:
+        readout.verdict = "hold"
+        readout.reasons.append(f"95% CI [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}] over {diff.windows} windows "
+                               f"includes zero" if diff.ci_low <= 0 else
+                               f"CI above zero for {readout.streak_above_zero} of {gate.promote_after} windows")

@@ -80,6 +80,8 @@ ONE_OF_EACH: list[events.EventData] = [
                        metrics={"loss/train": 0.25, "train/reward": 0.5}),
     events.CheckpointRegistered(model_id="m-offline-step0003", step=3, avg_reward=0.5, storage_path="offline://m:3",
                                 message="checkpoint m-offline-step0003 registered"),
+    events.CheckpointEvaluated(model_id="m-offline-step0003", against_model_id=None, windows=12, mean_diff=4.5,
+                               ci_low=1.0, ci_high=8.0),
     events.Promoted(model_id="b", from_model_id=None, share=1.0, operator="ana", message="b is live (was none)"),
     events.RolledBack(model_id="a", from_model_id="b", operator="ana", message="rolled back from b to a"),
     events.EngineWarning(stage="database", since="2025-11-24T10:00:00+00:00", down_s=1.5, message="database back"),

@@ -147,11 +147,11 @@ async def test_the_engine_rolls_a_harmful_candidate_back_with_reason_and_evidenc
                                                                                   tmp_path: Path) -> None:
     await _models(pool)
     await _harmful_history(pool)
-    await _engine(pool, tmp_path, auto_rollback=False)._watch_rollout()
+    await _engine(pool, tmp_path, auto_rollback=False).watch_rollout()
     assert await Registry(pool).rollout() is not None  # off: only recommended
     warning = await pool.fetchval("SELECT payload->>'message' FROM console_events WHERE kind = 'warning'")
     assert "roll back m-cand recommended" in warning
-    await _engine(pool, tmp_path, auto_rollback=True)._watch_rollout()
+    await _engine(pool, tmp_path, auto_rollback=True).watch_rollout()
     assert await Registry(pool).rollout() is None
     audit = (await Registry(pool).audit(1))[0]
     assert audit.action == "rollback" and audit.operator == "auto-rollback" and audit.from_model_id == CAND[0]
@@ -160,5 +160,5 @@ async def test_the_engine_rolls_a_harmful_candidate_back_with_reason_and_evidenc
     event = await pool.fetchrow("SELECT payload FROM console_events WHERE kind = 'rolled_back'")
     assert "auto-rollback" in event["payload"]
     # nothing left to roll back: a second look changes nothing and raises nothing
-    await _engine(pool, tmp_path, auto_rollback=True)._watch_rollout()
+    await _engine(pool, tmp_path, auto_rollback=True).watch_rollout()
     assert len([a for a in await Registry(pool).audit(10) if a.action == "rollback"]) == 1

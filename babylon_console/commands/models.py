@@ -150,3 +150,38 @@ def ab_command(
 
 def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+@models_app.command("eval")
+def eval_command(
+    model_id: Annotated[str, typer.Argument(help="The checkpoint to evaluate (a model id from `models list`).")],
+    against: Annotated[str, typer.Option(help="live (the live model), base (the untrained policy) or a model id.")
+                       ] = "live",
+    windows: Annotated[int, typer.Option(help="Held-out windows to replay (the newest first).", min=3)] = 24,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare a checkpoint with another on the same held-out windows (BABYLON_HOLDOUT_SHARE): each
+    window's market replayed in the simulator with every agent driven by each model, same seed for
+    both; the mean P&L difference with a 95% CI paired by window and the share of windows won. The
+    result is stored and shown in the Checkpoints pane. Offline checkpoints only, for now."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ..cli_support import err
+    from ..core.evaluation import evaluate
+
+    settings = load_settings()
+    with Progress(TextColumn("[bold]replaying held-out windows[/]"), BarColumn(), MofNCompleteColumn(),
+                  console=err, disable=as_json, transient=True) as bar:
+        task = bar.add_task("eval", total=windows)
+        result = run_with_pool(settings, lambda pool: evaluate(
+            pool, settings.data_dir, settings.holdout_share, model_id, against, windows,
+            progress=lambda done, total: bar.update(task, completed=done, total=total)))
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+        return
+    ci = "(one window)" if result.ci_low is None else f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
+    out.print(f"{result.model_id} vs {result.against_model_id or 'the base policy'} on {result.n} held-out windows "
+              f"(first {result.windows[-1]}, last {result.windows[0]}):", soft_wrap=True)
+    out.print(f"  mean P&L per agent-window: {result.mean_a:+.2f} vs {result.mean_b:+.2f}")
+    out.print(f"  difference {result.mean_diff:+.2f}, 95% CI {ci} (paired by window); ahead in "
+              f"{result.win_rate:.0%} of windows; stored as evaluation {result.id}")

@@ -27,6 +27,7 @@ _STATE_STYLE = {
     WindowState.OPEN: "cyan",
     WindowState.SETTLING: "cyan",
     WindowState.TRAINED: "dim",
+    WindowState.HELD_OUT: "blue",
     WindowState.TOO_FEW_AGENTS: "yellow",
     WindowState.UNUSABLE: "red",
     WindowState.INVALID: "red",
@@ -138,7 +139,8 @@ def windows_command(
         settle_seconds=settle_seconds,
     )
     criteria = ReadinessCriteria(
-        min_agents=settings.min_agents, min_steps=settings.min_steps, settle_seconds=settings.settle_seconds
+        min_agents=settings.min_agents, min_steps=settings.min_steps, settle_seconds=settings.settle_seconds,
+        holdout_share=settings.holdout_share,
     )
 
     async def body(pool: asyncpg.Pool) -> tuple[datetime, list[WindowReadiness]]:

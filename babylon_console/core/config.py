@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     gate_min_windows: int = Field(default=3, ge=2, validation_alias="BABYLON_GATE_MIN_WINDOWS")
     gate_promote_after: int = Field(default=3, ge=1, validation_alias="BABYLON_GATE_PROMOTE_AFTER")
     gate_max_drawdown: float = Field(default=0.5, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_DRAWDOWN")
+    holdout_share: float = Field(default=0.0, ge=0, lt=1, validation_alias="BABYLON_HOLDOUT_SHARE",
+                                 description="Share of closed windows reserved for evaluation (never trained).")
+    eval_every: int = Field(default=0, ge=0, validation_alias="BABYLON_EVAL_EVERY",
+                            description="The engine evaluates every k-th checkpoint on held-out windows (0: never).")
     auto_rollback: bool = Field(default=False, validation_alias="BABYLON_AUTO_ROLLBACK",
                                 description="The engine rolls a rollout back when the gate says so.")
 

@@ -40,8 +40,9 @@ from .backends.factory import checkpoint_id, checkpoint_root, serverless_warning
 from .clock import Clock, SystemClock
 from .config import BackendName, JudgeName, Settings
 from .database import is_outage
-from .errors import EXIT_BUSY, Refused
+from .errors import EXIT_BUSY, ConsoleError, Refused
 from .events import (
+    CheckpointEvaluated,
     CheckpointRegistered,
     EngineFailure,
     EngineWarning,
@@ -112,6 +113,8 @@ class EngineConfig(BaseModel):
     heartbeat_s: float = Field(default=5.0, gt=0)
     allow_unlisted_base_model: bool = False
     auto_rollback: bool = False  # roll a rollout back when the gate's verdict is "rollback"
+    holdout_share: float = Field(default=0.0, ge=0, lt=1)  # windows reserved for evaluation, never trained
+    eval_every: int = Field(default=0, ge=0)  # evaluate every k-th checkpoint on held-out windows (0: never)
     force: bool = False
     poll_seconds: float = Field(default=5.0, gt=0)
     seed: int = 0
@@ -130,7 +133,8 @@ class EngineConfig(BaseModel):
             "read_timeout_s": settings.read_timeout_s, "judge_timeout_s": settings.judge_timeout_s,
             "register_timeout_s": settings.register_timeout_s, "heartbeat_s": settings.heartbeat_s,
             "allow_unlisted_base_model": settings.allow_unlisted_base_model,
-            "auto_rollback": settings.auto_rollback,
+            "auto_rollback": settings.auto_rollback, "holdout_share": settings.holdout_share,
+            "eval_every": settings.eval_every,
         }
         values.update({k: v for k, v in overrides.items() if v is not None or k == "iterations"})
         return cls.model_validate(values)
@@ -142,7 +146,7 @@ class EngineConfig(BaseModel):
     @property
     def criteria(self) -> ReadinessCriteria:
         return ReadinessCriteria(min_agents=self.min_agents, min_steps=self.min_steps,
-                                 settle_seconds=self.settle_seconds)
+                                 settle_seconds=self.settle_seconds, holdout_share=self.holdout_share)
 
 
 class RunSummary(BaseModel):
@@ -415,7 +419,7 @@ class Engine:
                 try:
                     await self._checkpoint()
                     trained = await self._iteration()
-                    await self._watch_rollout()
+                    await self.watch_rollout()
                     await self._heartbeat()
                 except (_StopRequested, LockLost):
                     raise
@@ -465,7 +469,7 @@ class Engine:
                 log.warning("engine %s stopped (%s) but could not record it: %s", self.run_id, reason, exc)
         return self.summary
 
-    async def _watch_rollout(self) -> None:
+    async def watch_rollout(self) -> None:
         """Read the A/B evidence of the rollout in progress: say once when the gate recommends
         promoting the candidate; with `auto_rollback`, roll it back when the gate says so (one
         transaction, audit row with the reason and the readout, event)."""
@@ -825,7 +829,25 @@ class Engine:
         self.summary.steps.append(step)
         self.summary.checkpoints.append(model_id)
         self.summary.windows_trained.extend(windows)
+        if self.config.eval_every and step % self.config.eval_every == 0:
+            await self._evaluate(model_id)
         return model_id
+
+    async def _evaluate(self, model_id: str) -> None:
+        """Held-out evaluation of a new checkpoint against the live model (the base policy while none
+        is live). A checkpoint that cannot be evaluated here is a warning, never a failed step."""
+        from .evaluation import evaluate
+
+        live = await self.pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
+        against = "live" if live is not None and live != model_id else "base"
+        try:
+            result = await evaluate(self.pool, self.settings.data_dir, self.config.holdout_share, model_id, against)
+        except ConsoleError as exc:
+            await self._emit(EngineWarning(stage="evaluate", message=f"{model_id} not evaluated: {exc}"))
+            return
+        await self._emit(CheckpointEvaluated(
+            model_id=model_id, against_model_id=result.against_model_id, windows=result.n,
+            mean_diff=result.mean_diff, ci_low=result.ci_low, ci_high=result.ci_high))
 
     def _storage_path(self, step: int) -> str:
         """The served name of a step. Local: the LoRA directory + base model (outlives this

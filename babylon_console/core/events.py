@@ -49,6 +49,7 @@ class EventKind(StrEnum):
     WINDOW_SKIPPED = "window_skipped"
     STEP_TRAINED = "step_trained"
     CHECKPOINT_REGISTERED = "checkpoint_registered"
+    CHECKPOINT_EVALUATED = "checkpoint_evaluated"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     WARNING = "warning"
@@ -202,6 +203,24 @@ class CheckpointRegistered(EventData):
         return f"checkpoint {self.model_id} registered (step {self.step})"
 
 
+class CheckpointEvaluated(EventData):
+    """A held-out evaluation finished (`core.evaluation`): the model against another on the same windows."""
+
+    kind = EventKind.CHECKPOINT_EVALUATED
+    model_id: str | None = None
+    against_model_id: str | None = None  # None: the base policy
+    windows: int | None = None
+    mean_diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @property
+    def summary(self) -> str:
+        ci = "" if self.ci_low is None or self.ci_high is None else f" [{self.ci_low:+.2f}, {self.ci_high:+.2f}]"
+        return (f"checkpoint {self.model_id} evaluated vs {self.against_model_id or 'base'} on {self.windows} "
+                f"held-out windows: {_fmt(self.mean_diff, '+.2f')}{ci}")
+
+
 class Promoted(EventData):
     kind = EventKind.PROMOTED
     model_id: str | None = None
@@ -268,7 +287,7 @@ class UnknownEvent(EventData):
 
 EVENT_TYPES: dict[EventKind, type[EventData]] = {t.kind: t for t in (
     RunStarted, RunStopped, RunPaused, RunResumed, IterationStarted, WindowSelected, WindowJudged, WindowSkipped,
-    StepTrained, CheckpointRegistered, Promoted, RolledBack, EngineWarning, EngineFailure,
+    StepTrained, CheckpointRegistered, CheckpointEvaluated, Promoted, RolledBack, EngineWarning, EngineFailure,
 )}
 _KNOWN_KINDS = frozenset(EVENT_TYPES)
 

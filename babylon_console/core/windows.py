@@ -11,6 +11,7 @@ model, with the reason. This module holds the pure rules; the SQL that gathers t
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -58,6 +59,17 @@ class ReadinessCriteria(BaseModel):
     min_agents: int = Field(default=5, ge=1)
     min_steps: int = Field(default=1, ge=1)
     settle_seconds: int = Field(default=300, ge=0)
+    holdout_share: float = Field(default=0.0, ge=0, lt=1)  # windows reserved for evaluation (`held_out`)
+
+
+def held_out(window_id: str, share: float) -> bool:
+    """The deterministic hold-out rule: a window is reserved for evaluation when the first 8 bytes
+    of the SHA-256 of its id, as a fraction of 2^64, fall below `share`. Every process, every run
+    and every model agree on it, and a window never moves between training and evaluation."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(window_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 class WindowState(StrEnum):
@@ -66,6 +78,7 @@ class WindowState(StrEnum):
     SETTLING = "settling"
     TOO_FEW_AGENTS = "too few agents"
     TRAINED = "trained"
+    HELD_OUT = "held out"
     UNUSABLE = "unusable"
     INVALID = "invalid id"
 
@@ -122,6 +135,9 @@ def assess(figures: WindowFigures, criteria: ReadinessCriteria, now: datetime) -
     elif not closed:
         states.append(WindowState.SETTLING)
         reasons.append(f"settling until {closes_at:%H:%M:%S} UTC")
+    if held_out(figures.window_id, criteria.holdout_share):
+        states.append(WindowState.HELD_OUT)
+        reasons.append(f"held out for evaluation (hold-out share {criteria.holdout_share:.0%}): never trained")
     if figures.trained:
         states.append(WindowState.TRAINED)
         reasons.append("already trained for this model")

@@ -109,6 +109,16 @@ class CheckpointRow:
     role: str  # live, candidate, or the row's status
     share: float | None
     refusal: str | None  # why it cannot be promoted; None when it can
+    evaluation: Any = None  # the newest held-out evaluation (core.evaluation.EvalResult), if any
+
+    @property
+    def evaluation_text(self) -> str:
+        """`+12.3 [+2.1, +22.5] vs live, 12 windows` (or "–")."""
+        e = self.evaluation
+        if e is None:
+            return "–"
+        ci = "" if e.ci_low is None else f" [{e.ci_low:+.1f}, {e.ci_high:+.1f}]"
+        return f"{e.mean_diff:+.1f}{ci} vs {e.against_model_id or 'base'}, {e.n} windows"
 
 
 @dataclass(slots=True)
@@ -263,9 +273,11 @@ class ConsoleData:
     # -- checkpoints ---------------------------------------------------------------------------
 
     async def checkpoints(self, limit: int = 200) -> CheckpointsView:
+        from ..core.evaluation import latest_per_model
         from ..core.registry import Registry, eligibility
 
         registry = Registry(self.pool)
+        evaluations = await latest_per_model(self.pool)
         models = await registry.models(limit)
         live = next((m for m in models if m.status == "deployed"), None) or await registry.live()
         rollout = await registry.rollout()
@@ -280,7 +292,8 @@ class ConsoleData:
                 share = 1.0 - (rollout.candidate_share if rollout else 0.0)
             elif rollout is not None and m.model_id == rollout.candidate_model_id:
                 role, share = "candidate", rollout.candidate_share
-            rows.append(CheckpointRow(m, _step_of(m), metrics, role, share, eligibility(m, live_id, rollout)))
+            rows.append(CheckpointRow(m, _step_of(m), metrics, role, share, eligibility(m, live_id, rollout),
+                                      evaluations.get(m.model_id)))
         ab = None
         if rollout is not None:
             from ..core.evidence import ab_readout
@@ -563,6 +576,7 @@ def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:
     """Engine settings for the demo: continuous, offline, outcome judge, thresholds for 12 agents."""
     return {
         "judge": "outcome", "backend": "offline", "iterations": None, "windows_per_iteration": 4, "auto_rollback": True,
+        "holdout_share": 0.15, "eval_every": 5,
         "min_agents": 5, "min_steps": 1, "settle_seconds": 60, "poll_seconds": max(1.0, seconds_per_window / 4),
     }
 

@@ -60,7 +60,8 @@ class RegistryActions:
             self.host.push_screen(ConfirmDialog("Confirm promotion", message, "Promote", danger=share >= 1.0),
                                   lambda ok: self._promote(model_id, share) if ok else None)
 
-        self.host.push_screen(PromoteDialog(model_id, live), chosen)
+        evidence = None if row.evaluation is None else f"Held-out evaluation: {row.evaluation_text}"
+        self.host.push_screen(PromoteDialog(model_id, live, evidence=evidence), chosen)
 
     def _promote(self, model_id: str, share: float) -> None:
         async def work() -> None:

@@ -79,15 +79,20 @@ class PromoteDialog(ModalScreen[float | None]):
 
     BINDINGS: ClassVar = [b for b in keys.bindings("dialog") if b.action == "cancel" and b.key == "escape"]
 
-    def __init__(self, model_id: str, live_id: str | None, default_share: float = 0.10) -> None:
+    def __init__(self, model_id: str, live_id: str | None, default_share: float = 0.10,
+                 evidence: str | None = None) -> None:
+        """`evidence`: one line about how the checkpoint did on held-out windows, if evaluated."""
         super().__init__()
         self.model_id = model_id
         self.live_id = live_id
         self.default_share = default_share
+        self.evidence = evidence
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(f"Promote {self.model_id}", classes="dialog-title")
+            yield Static(self.evidence or "Held-out evaluation: none yet (babylon-console models eval MODEL_ID)",
+                         classes="dialog-body")
             yield Static(Text.assemble("Live now: ", (self.live_id or "none", "bold"),
                                        "\nChoose the share of agents it serves (↑↓, enter):"), classes="dialog-body")
             yield ShareSet(*(RadioButton(label, value=abs(share - self.default_share) < 1e-9, name=str(share))

@@ -56,7 +56,8 @@ class CheckpointsPane(Pane):
     poll_seconds = 3.0
     min_reload_s = 2.0
     BINDINGS: ClassVar = keys.bindings("checkpoints")
-    stale_on = frozenset({EventKind.CHECKPOINT_REGISTERED, EventKind.PROMOTED, EventKind.ROLLED_BACK})
+    stale_on = frozenset({EventKind.CHECKPOINT_REGISTERED, EventKind.CHECKPOINT_EVALUATED, EventKind.PROMOTED,
+                          EventKind.ROLLED_BACK})
 
     def __init__(self, source: Any = None, **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
@@ -81,6 +82,7 @@ class CheckpointsPane(Pane):
                       "Grad norm"):
             table.add_column(label, key=label.lower())
         table.add_column("Created (market time)", key="created (utc)")
+        table.add_column("Held-out P&L diff (95% CI)", key="held-out")
         audit = self.query_one("#checkpoints-audit", DataTable)
         audit.add_column("When (UTC, wall clock)", key="when (utc)")
         for label in ("Action", "Operator", "From", "To", "Share"):
@@ -127,7 +129,8 @@ class CheckpointsPane(Pane):
     def _rows(self) -> None:
         view = self.view
         assert view is not None
-        signature = tuple((r.model.model_id, r.role, r.share, r.model.avg_reward, r.refusal) for r in view.rows)
+        signature = tuple((r.model.model_id, r.role, r.share, r.model.avg_reward, r.refusal, r.evaluation_text)
+                          for r in view.rows)
         if signature == self._signature:
             return
         self._signature = signature
@@ -146,6 +149,7 @@ class CheckpointsPane(Pane):
                 _metric(r, "train/reward", ".3f"), _metric(r, "loss/train"), _metric(r, "loss/kl_div"),
                 _metric(r, "loss/entropy"), _metric(r, "loss/grad_norm"),
                 m.created_at.strftime("%Y-%m-%d %H:%M") if m.created_at else "–",
+                r.evaluation_text,
                 key=m.model_id,
             )
         ids = [r.model.model_id for r in view.rows]

@@ -46,7 +46,8 @@ CHARTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
 METRICS = sorted({key for _, series in CHARTS.values() for key, _, _ in series})
 
 KIND_STYLES = {EventKind.ERROR: "error", EventKind.WARNING: "warning", EventKind.STEP_TRAINED: "primary",
-               EventKind.CHECKPOINT_REGISTERED: "success", EventKind.PROMOTED: "success",
+               EventKind.CHECKPOINT_REGISTERED: "success", EventKind.CHECKPOINT_EVALUATED: "accent",
+               EventKind.PROMOTED: "success",
                EventKind.ROLLED_BACK: "warning"}
 
 

@@ -25,6 +25,7 @@ STATE_COLORS = {
     "settling": "warning",
     "too few agents": "foreground",
     "trained": "secondary",
+    "held out": "primary",
     "unusable": "error",
     "invalid id": "error",
 }

@@ -1,0 +1,215 @@
+"""Rollouts judged by their evidence, offline: does the gate promote a checkpoint that truly improves
+and roll back a harmful one automatically, and how fast?
+
+1. Training, once: the offline loop's training rounds (`offline_loop.train_rounds`: the real Engine,
+   offline backend, outcome judge) give checkpoints 1..K; the best on validation windows (seed
+   S + 1000) is the *good* candidate. The *harmful* candidate is the same policy with its
+   preferences reversed (weights negated), written as an offline checkpoint of its own.
+2. Rollouts, per seed (a fresh database each): the initial policy (step 0) is live at 100%, the
+   candidate gets a 50% A/B rollout through the real registry. Each window the market is simulated
+   with the real serving rule (`core.serving.ServedPolicies`: the candidate's share of the served
+   agents trade with it, the rest with the live model), written as game rows, and the real
+   `Engine.watch_rollout` (auto rollback on) reads the live A/B evidence (`core.evidence`) from
+   those rows and acts. Stops at the first verdict: "promote" (N = windows it took) or "rollback"
+   (M = windows until the rollout was gone), or after --max-windows.
+3. Printed: N and M (median, max), false rollbacks of the good candidate, false promotions of the
+   harmful one, and the candidate's served share measured from the rows.
+
+Goal: 0 false rollbacks and 0 false promotions over >= 5 seeds; M <= 12 windows.
+
+Run: .venv/bin/python benchmarks/rollout.py [--seeds 5] [--iterations 10] [--max-windows 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from babylon_console.core.backends.factory import checkpoint_root
+from babylon_console.core.backends.offline import OfflineBackend, inference_name, parse_inference_name
+from babylon_console.core.config import Settings
+from babylon_console.core.engine import Engine, EngineConfig
+from babylon_console.core.evidence import ab_readout
+from babylon_console.core.registry import Registry
+from babylon_console.core.seeding import ensure_agents, prepare_bulk_session, write_window
+from babylon_console.core.serving import ServedPolicies
+from babylon_console.core.sim.policy import LinearSoftmaxPolicy
+from babylon_console.core.sim.simulation import Simulation
+from benchmarks import offline_loop
+from benchmarks._common import BENCH_DATA, bench_database
+
+ROLLOUT_SEED_OFFSET = 5000
+SHARE = 0.5
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--seeds", type=int, default=5, help="rollout markets (each with its own seed)")
+    p.add_argument("--iterations", "-k", type=int, default=10, help="training rounds for the good checkpoint")
+    p.add_argument("--max-windows", type=int, default=48, help="windows per rollout before giving up on a verdict")
+    p.add_argument("--agents", type=int, default=20, help="agents in the rollout market")
+    p.add_argument("--served-agents", type=int, default=16,
+                   help="of which served by the registry (the live model, and the candidate's share of them)")
+    p.add_argument("--steps", type=int, default=20, help="decisions per agent per window")
+    a = p.parse_args(argv)
+    if not 2 <= a.served_agents <= a.agents:
+        p.error("--served-agents must be in [2, --agents]")
+    return a
+
+
+async def train_good(pool: asyncpg.Pool, settings: Settings, backend: OfflineBackend,
+                     k: int) -> tuple[str, str, LinearSoftmaxPolicy]:
+    """(step-0 storage, best storage, best policy) from the offline loop's training and validation."""
+    args = offline_loop.parse_args(["--iterations", str(k), "--validation-windows", "60"])
+    curve = await offline_loop.train_rounds(pool, settings, backend, args)
+    ref = curve[0]["storage"]
+    policies = [backend.load_policy(ref, step=s) for s in range(k + 1)]
+    means = offline_loop.validate(policies, args).mean(axis=0)
+    best = 1 + int(np.argmax(means[1:]))
+    project, run, _ = parse_inference_name(ref)
+    print(f"  validation mean P&L: step 0 {means[0]:+.1f}, best step {best} {means[best]:+.1f}")
+    return inference_name(project, run, 0), inference_name(project, run, best), policies[best]
+
+
+def write_reversed(backend: OfflineBackend, good_storage: str, good: LinearSoftmaxPolicy) -> str:
+    """The good policy with its preferences reversed, as an offline checkpoint of its own."""
+    project, run, step = parse_inference_name(good_storage)
+    name = f"{run}-reversed"
+    path = backend.run_dir(project, name) / "checkpoints" / f"{step:04d}" / "policy.json"
+    LinearSoftmaxPolicy(-good.weights, temperature=good.temperature, name=f"{name}:step{step}").save(path)
+    return inference_name(project, name, step)
+
+
+async def register(pool: asyncpg.Pool, model_id: str, storage: str) -> None:
+    await pool.execute(
+        'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
+        '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
+        model_id, "bench", "offline/linear-softmax-policy", f"batch-{model_id}", "ready", storage)
+
+
+async def rollout(seed: int, case: str, live_storage: str, candidate_storage: str, settings: Settings,
+                  args: argparse.Namespace) -> dict[str, Any]:
+    url = await bench_database(f"bench_rollout_{case}_{seed}", fresh=True)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+    try:
+        await register(pool, "initial", live_storage)
+        await register(pool, case, candidate_storage)
+        registry = Registry(pool)
+        await registry.promote("initial", share=1.0, operator="benchmark")
+        await registry.promote(case, share=SHARE, operator="benchmark")
+        sim = Simulation(seed=ROLLOUT_SEED_OFFSET + seed, n_agents=args.agents, steps_per_window=args.steps,
+                         record_messages=False)
+        served = ServedPolicies(pool, settings.data_dir, args.served_agents)
+        engine = Engine(pool, EngineConfig(auto_rollback=True), settings=settings)
+        await ensure_agents(pool, sim)
+        start = offline_loop.NOW
+        verdict, windows, shares = "none", 0, []
+        async with pool.acquire() as conn:
+            await prepare_bulk_session(conn)
+        for i in range(args.max_windows):
+            await served.refresh()
+            served.before_window(sim, "")
+            result = await asyncio.to_thread(sim.simulate_window, start + timedelta(hours=i))
+            async with pool.acquire() as conn:
+                await write_window(conn, result)
+            readout = await ab_readout(pool, settings.gate())
+            await engine.watch_rollout()  # the product's path: auto rollback acts on the same evidence
+            windows = i + 1
+            if readout.served:
+                shares = [w.served for w in readout.served]
+            if readout.verdict in ("promote", "rollback"):
+                verdict = readout.verdict
+                break
+        rolled_back = await registry.rollout() is None
+        if verdict == "rollback" and not rolled_back:
+            raise RuntimeError(f"{case} seed {seed}: the gate said rollback but the rollout still runs")
+        diff = readout.difference
+        return {"seed": seed, "case": case, "verdict": verdict, "windows": windows, "rolled_back": rolled_back,
+                "served": statistics.fmean(shares) if shares else float("nan"),
+                "diff": diff.mean if diff else float("nan"),
+                "ci": (diff.ci_low, diff.ci_high) if diff and diff.ci_low is not None else None,
+                "reason": "; ".join(readout.reasons)}
+    finally:
+        await pool.close()
+
+
+def summary(values: list[int]) -> str:
+    return f"median {statistics.median(values):g}, max {max(values)}" if values else "none"
+
+
+async def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    data_dir = BENCH_DATA / "rollout"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    settings = Settings(_env_file=None, BABYLON_DATA_DIR=data_dir, wandb_api_key=None)  # type: ignore[call-arg]
+    backend = OfflineBackend(checkpoint_root(settings.data_dir, "offline"))
+    gate = settings.gate()
+    print("Rollout benchmark: live A/B evidence, gate and automatic rollback (offline backend, simulated market)")
+    print(f"  gate: >= {gate.min_windows} paired windows; promote once the 95% CI of candidate - live P&L stays "
+          f"above zero for {gate.promote_after} windows; roll back when it is below zero or drawdown > "
+          f"{gate.max_drawdown:.0%}")
+    print(f"  rollouts: {args.seeds} seeds x (good, harmful), {SHARE:.0%} A/B, {args.agents} agents of which "
+          f"{args.served_agents} served by the registry, {args.steps} steps, at most {args.max_windows} windows")
+    print(f"\nTraining the good checkpoint ({args.iterations} rounds, the offline loop's training):")
+    url = await bench_database("bench_rollout_train", fresh=True)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+    try:
+        t0 = time.perf_counter()
+        live_storage, good_storage, good = await train_good(pool, settings, backend, args.iterations)
+        print(f"  trained in {time.perf_counter() - t0:.0f} s; good = {good_storage}")
+    finally:
+        await pool.close()
+    harmful_storage = write_reversed(backend, good_storage, good)
+    print(f"  harmful = {harmful_storage} (the good policy's weights negated)")
+
+    rows = []
+    print(f"\n  {'seed':>4} {'case':<8} {'verdict':<9} {'windows':>7} {'served':>7} {'diff':>9} {'95% CI':>20}  why")
+    for seed in range(args.seeds):
+        for case, storage in (("good", good_storage), ("harmful", harmful_storage)):
+            r = await rollout(seed, case, live_storage, storage, settings, args)
+            rows.append(r)
+            ci = f"[{r['ci'][0]:+8.1f}, {r['ci'][1]:+8.1f}]" if r["ci"] else ""
+            print(f"  {seed:>4} {case:<8} {r['verdict']:<9} {r['windows']:>7} {r['served']:>6.0%} "
+                  f"{r['diff']:>+9.1f} {ci:>20}  {r['reason'][:70]}", flush=True)
+    good_rows = [r for r in rows if r["case"] == "good"]
+    bad_rows = [r for r in rows if r["case"] == "harmful"]
+    n = [r["windows"] for r in good_rows if r["verdict"] == "promote"]
+    m = [r["windows"] for r in bad_rows if r["verdict"] == "rollback"]
+    false_rollbacks = sum(r["verdict"] == "rollback" for r in good_rows)
+    false_promotes = sum(r["verdict"] == "promote" for r in bad_rows)
+    served = statistics.fmean(r["served"] for r in rows)
+    print(f"\n  good checkpoint reaches 'promote' in N windows: {summary(n)} ({len(n)} of {len(good_rows)} seeds; "
+          f"{sum(r['verdict'] == 'none' for r in good_rows)} without a verdict in {args.max_windows})")
+    print(f"  harmful checkpoint rolled back automatically in M windows: {summary(m)} ({len(m)} of {len(bad_rows)})")
+    print(f"  false rollbacks (good): {false_rollbacks}/{len(good_rows)}; false promotions (harmful): "
+          f"{false_promotes}/{len(bad_rows)}")
+    print(f"  candidate's served share measured from the rows: {served:.1%} (asked {SHARE:.0%})")
+    ok = not false_rollbacks and not false_promotes and len(m) == len(bad_rows) and max(m, default=99) <= 12
+    print(f"  goal (0 false rollbacks, 0 false promotions, M <= 12): {'met' if ok else 'NOT met'}; "
+          f"{time.perf_counter() - started:.0f} s")
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    return asyncio.run(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The hold-out rule and held-out evaluation (`core.windows.held_out`, `core.evaluation`)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from babylon_console.cli import app
+from babylon_console.core.backends.factory import checkpoint_root
+from babylon_console.core.backends.offline import OfflineBackend, inference_name
+from babylon_console.core.errors import InvalidInput, Refused
+from babylon_console.core.evaluation import evaluate, latest_per_model
+from babylon_console.core.seeding import seed_history
+from babylon_console.core.sim.actions import FEATURE_DIM
+from babylon_console.core.sim.policy import LinearSoftmaxPolicy
+from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.windows import ReadinessCriteria, WindowFigures, WindowState, assess, held_out
+
+NOW = datetime(2026, 11, 24, 12, 0)
+
+
+def test_the_hold_out_rule_is_deterministic_and_reserves_about_its_share() -> None:
+    ids = [f"2026-{m:02d}-{d:02d}T{h:02d}:00" for m in (1, 2, 3) for d in range(1, 29) for h in range(24)]
+    share = sum(held_out(w, 0.2) for w in ids) / len(ids)
+    assert 0.17 < share < 0.23
+    assert [held_out(w, 0.2) for w in ids[:50]] == [held_out(w, 0.2) for w in ids[:50]]
+    assert not any(held_out(w, 0.0) for w in ids)
+    assert all(held_out(w, 0.1) <= held_out(w, 0.2) for w in ids)  # a larger share only adds windows
+
+
+def test_a_held_out_window_is_never_ready() -> None:
+    window = next(f"2026-11-20T{h:02d}:00" for h in range(24) if held_out(f"2026-11-20T{h:02d}:00", 0.5))
+    figures = WindowFigures(window_id=window, trajectories=8, agents=8, qualified_agents=8, steps=40)
+    readiness = assess(figures, ReadinessCriteria(holdout_share=0.5), NOW)
+    assert readiness.state is WindowState.HELD_OUT and not readiness.ready
+    assert "held out for evaluation" in readiness.reasons[0]
+    assert assess(figures, ReadinessCriteria(), NOW).ready  # no hold-out: the same window is ready
+
+
+async def _checkpoints(pool: asyncpg.Pool, data_dir: Path) -> tuple[str, str]:
+    """Step 0 (uniform) and a step 1 with other weights, registered as the registry knows them."""
+    backend = OfflineBackend(checkpoint_root(data_dir, "offline"))
+    project, run = "babylon-console", "eval-test"
+    for step, weights in ((0, np.zeros(FEATURE_DIM)), (1, np.random.default_rng(3).normal(0, 2, FEATURE_DIM))):
+        path = backend.run_dir(project, run) / "checkpoints" / f"{step:04d}" / "policy.json"
+        LinearSoftmaxPolicy(weights, name=f"{run}:step{step}").save(path)
+        await pool.execute(
+            'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
+            '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
+            f"m-step{step}", f"step-{step}", "offline/linear-softmax-policy", f"batch-{step}", "ready",
+            inference_name(project, run, step))
+    return "m-step0", "m-step1"
+
+
+async def test_evaluate_replays_held_out_windows_for_both_models_and_stores_the_result(
+        pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    base, trained = await _checkpoints(pool, tmp_path)
+    done: list[int] = []
+    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=6,
+                            progress=lambda i, n: done.append(i))
+    assert result.n == 6 and done == [1, 2, 3, 4, 5, 6]
+    assert all(held_out(w, 0.3) for w in result.windows)
+    assert result.against_storage_path.endswith(":step0") and result.ci_low is not None
+    assert abs(result.mean_diff - (result.mean_a - result.mean_b)) < 1e-6
+    again = await evaluate(pool, tmp_path, 0.3, trained, against=base, windows=6)
+    assert again.mean_diff == pytest.approx(result.mean_diff)  # same seeds, same windows: the same figures
+    assert (await latest_per_model(pool))[trained].id == again.id
+
+
+async def test_bad_evaluations_say_why_and_record_nothing(pool: asyncpg.Pool, tmp_path: Path,
+                                                          database_url: str) -> None:
+    await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 6, NOW)
+    base, trained = await _checkpoints(pool, tmp_path)
+    with pytest.raises(InvalidInput, match="no checkpoint with model id 'nope'"):
+        await evaluate(pool, tmp_path, 0.3, "nope")
+    with pytest.raises(InvalidInput, match="no live model"):
+        await evaluate(pool, tmp_path, 0.3, trained)
+    with pytest.raises(InvalidInput, match="BABYLON_HOLDOUT_SHARE"):
+        await evaluate(pool, tmp_path, 0.0, trained, against="base")
+    with pytest.raises(InvalidInput, match="held-out simulated window"):
+        await evaluate(pool, tmp_path, 0.01, trained, against="base")  # too few held out
+    await pool.execute("""UPDATE trained_models SET status = 'failed' WHERE "modelId" = $1""", base)
+    with pytest.raises(Refused, match="status is 'failed'"):
+        await evaluate(pool, tmp_path, 0.3, base, against=trained)
+    await pool.execute("""UPDATE trained_models SET "storagePath" = 'wandb-artifact:///e/p/m:step1'
+                          WHERE "modelId" = $1""", trained)
+    with pytest.raises(Refused, match="wandb-artifact checkpoint"):
+        await evaluate(pool, tmp_path, 0.3, trained, against="base")
+    assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 0
+    result = await asyncio.to_thread(CliRunner().invoke, app, [
+        "--database-url", database_url, "--data-dir", str(tmp_path), "models", "eval", "nope", "--json"],
+        catch_exceptions=False)
+    assert result.exit_code == 2 and result.output.startswith("error: no checkpoint with model id 'nope'")
+
+
+async def test_models_eval_prints_json(pool: asyncpg.Pool, tmp_path: Path, database_url: str) -> None:
+    await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    _, trained = await _checkpoints(pool, tmp_path)
+    result = await asyncio.to_thread(CliRunner().invoke, app, [
+        "--database-url", database_url, "--data-dir", str(tmp_path), "models", "eval", trained, "--against", "base",
+        "--windows", "4", "--json"], env={"BABYLON_HOLDOUT_SHARE": "0.3"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = orjson.loads(result.stdout)
+    assert shown["n"] == 4 and shown["model_id"] == trained and shown["against_model_id"] is None
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return NOW
+
+
+async def test_the_engine_never_trains_held_out_windows_and_evaluates_each_kth_checkpoint(
+        pool: asyncpg.Pool, tmp_path: Path) -> None:
+    from babylon_console.core.config import Settings
+    from babylon_console.core.engine import Engine, EngineConfig
+
+    await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
+    config = EngineConfig(iterations=2, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
+                          max_per_group=6, holdout_share=0.3, eval_every=2, force=True)
+    summary = await Engine(pool, config, settings=settings, clock=_Clock()).run()
+    assert summary.steps == [1, 2] and summary.windows_trained
+    assert not any(held_out(w, 0.3) for w in summary.windows_trained)
+    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM console_events ORDER BY id")]
+    assert kinds.count("checkpoint_evaluated") == 1  # step 2 only (every 2nd)
+    evaluated = await latest_per_model(pool)
+    assert list(evaluated) == [summary.checkpoints[1]] and evaluated[summary.checkpoints[1]].against == "base"

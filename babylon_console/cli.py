@@ -204,6 +204,10 @@ def main_callback(
         raise fail(f"--env-file {env_file}: no such file", EXIT_UNAVAILABLE)
     CliState.env_file = env_file
     CliState.overrides = {"database_url": database_url, "data_dir": data_dir}
+    CliState.read_only, CliState.attach = read_only, attach
+    if (read_only or attach) and ctx.invoked_subcommand not in CONSOLE_COMMANDS:
+        raise fail(f"--read-only and --attach apply to the console only, not to `{ctx.invoked_subcommand}`",
+                   EXIT_UNAVAILABLE)
     if ctx.invoked_subcommand not in CONSOLE_COMMANDS:
         gc.enable()  # a headless command: collect as usual (the console enables it at its first frame)
     if ctx.invoked_subcommand is None:

@@ -40,6 +40,8 @@ class CliState:
 
     overrides: dict[str, Any] = {}  # noqa: RUF012 - set once per process by the callback
     env_file: Path | None = None
+    read_only: bool = False  # `--read-only` before the subcommand: `console` and `demo` honour it too
+    attach: bool = False
 
     @classmethod
     def settings(cls, **more: Any) -> Settings:

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ..cli_support import err, load_settings
+from ..cli_support import CliState, err, fail, load_settings
+from ..core.errors import EXIT_UNAVAILABLE
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
@@ -20,7 +21,9 @@ Attach = Annotated[bool, typer.Option("--attach", help="Follow a headless `babyl
 
 
 def open_console(read_only: bool = False, attach: bool = False, demo: object = None) -> None:
-    """Open the console on the configured database (DATABASE_URL, or the embedded server)."""
+    """Open the console on the configured database (DATABASE_URL, or the embedded server). The
+    global `--read-only` / `--attach` (given before the subcommand) count as well."""
+    read_only, attach = read_only or CliState.read_only, attach or CliState.attach
     settings = load_settings()
     from ..tui.app import ConsoleApp
     from ..tui.data import ConsoleData
@@ -50,6 +53,10 @@ def demo_command(
     trade in the live market."""
     from ..tui.data import DemoSettings
 
+    read_only = read_only or CliState.read_only
+    if CliState.attach:
+        raise fail("demo runs its own engine: --attach does not apply (use `babylon-console --attach`)",
+                   EXIT_UNAVAILABLE)
     settings = load_settings()
     if settings.database_url is not None:
         err.print("demo: uses the embedded database; DATABASE_URL is ignored", soft_wrap=True)

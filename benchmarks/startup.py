@@ -50,7 +50,8 @@ CHILD = textwrap.dedent(
     from babylon_console.tui.data import ConsoleData
 
     HEAVY = ("art", "babylon_console.core.engine", "babylon_console.core.judges",
-             "babylon_console.core.backends.offline", "litellm", "wandb", "plotext")
+             "babylon_console.core.backends.offline", "litellm", "wandb", "plotext", "asyncpg",
+             "babylon_console.core.database", "babylon_console.core.registry")
 
     class Timed(ConsoleApp):
         def on_first_paint(self):

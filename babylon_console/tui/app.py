@@ -37,7 +37,15 @@ from .controllers.demo import DemoMarket
 from .controllers.engine import EngineControl
 from .controllers.feed import FLUSH_S, EventFeed
 from .controllers.registry import RegistryActions
-from .data import ConsoleData, DemoSettings, ErrorKind, Event, as_console_error, engine_overrides_for_demo
+from .data import (
+    ConsoleData,
+    ConsoleError,
+    DemoSettings,
+    ErrorKind,
+    Event,
+    as_console_error,
+    engine_overrides_for_demo,
+)
 from .dialogs.confirm import ConfirmDialog, ErrorDialog
 from .preferences import load_preferences, remember_theme
 from .screens.help import HelpScreen
@@ -69,6 +77,7 @@ class ConsoleApp(App[None]):
         self.first_paint_at: float | None = None
         self._quitting = False
         self._action_workers: set[Worker[Any]] = set()
+        self._early_problems: list[tuple[str, str, str]] = []  # reported before the main screen existed
         self._last_failure: str | None = None
         self._last_failure_at = 0.0
         # controllers: the operator flows
@@ -167,10 +176,12 @@ class ConsoleApp(App[None]):
         main.update_status()
         for problem in self.preference_problems:
             self.report_problem("preferences", str(problem), level="warning")
+        for level, source, message in self._early_problems:
+            main.add_problem(level, source, message)
+        self._early_problems.clear()
         if self.demo_settings is not None:
             self.engine_control.overrides = engine_overrides_for_demo(self.demo_settings.seconds_per_window)
             main.readiness = self.engine_control.readiness()
-        self.health.connect()
 
     def _painted(self) -> None:
         if self.first_paint_at is None:
@@ -180,6 +191,7 @@ class ConsoleApp(App[None]):
             gc.freeze()
             gc.enable()
             self.on_first_paint()
+            self.health.connect()  # after the frame: connecting imports asyncpg and the database layer
             self.set_timer(3.0, _quiet_gc)
 
     def on_first_paint(self) -> None:
@@ -217,6 +229,10 @@ class ConsoleApp(App[None]):
         if worker.is_finished:
             self._action_workers.discard(worker)
 
+    @on(msg.ProblemReported)
+    def _problem(self, message: msg.ProblemReported) -> None:
+        self.report_problem(message.source, message.text, level=message.level)
+
     @on(msg.WorkFailed)
     def _work_failed(self, message: msg.WorkFailed) -> None:
         self.report_failure(message.what, message.error, dialog=message.action)
@@ -229,11 +245,13 @@ class ConsoleApp(App[None]):
         if error.kind is ErrorKind.REFUSED:
             self.refuse(what.capitalize(), error.message)
             return
-        message = f"{what} failed: {_one_line(error)}"
+        # a library's own words, as it said them (the mapped error's text adds its type for logs)
+        text = error.message if isinstance(exc, ConsoleError) else (str(exc) or type(exc).__name__)
+        message = f"{what} failed: {text.strip().splitlines()[0] if text.strip() else text}"
         self.log.error(message)
         self.report_problem("console", message, toast=False)
         if dialog:
-            self.push_screen(ErrorDialog(f"{what.capitalize()} failed", error.message))
+            self.push_screen(ErrorDialog(f"{what.capitalize()} failed", text))
             return
         # the same failure again (a poll that keeps failing) goes to the Errors pane only
         now = time.monotonic()
@@ -245,7 +263,9 @@ class ConsoleApp(App[None]):
     def report_problem(self, source: str, message: str, level: str = "error", toast: bool = True) -> None:
         """A line in the Errors pane (and a toast): problems that are not failed work."""
         main = self._main_or_none()
-        if main is not None and main.is_mounted:
+        if main is None:
+            self._early_problems.append((level, source, message))  # shown once the screen is up
+        else:
             main.add_problem(level, source, message)
         if toast:
             self.notify(message, title=source.capitalize(), severity="warning" if level == "warning" else "error",

@@ -163,15 +163,20 @@ class ConsoleData:
         self.label = label
         self.clock = clock
         self.read_only = read_only
-        if operator is None:
-            from ..core.control import default_operator
-
-            operator = default_operator()
-        self.operator = operator
+        self._operator = operator
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._target: DatabaseTarget | None = None
         self._connect_lock = asyncio.Lock()
+
+    @property
+    def operator(self) -> str:
+        """Who acts, for the audit trail (default: login@host; looked up when first needed)."""
+        if self._operator is None:
+            from ..core.control import default_operator
+
+            self._operator = default_operator()
+        return self._operator
 
     # -- connection ----------------------------------------------------------------------------
 

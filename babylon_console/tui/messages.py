@@ -7,12 +7,9 @@ reach the UI the same way: `post_message` is safe from any thread.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from textual.message import Message
-
-EngineAction = Literal["start_engine", "toggle_pause", "stop_engine"]
-
 
 # -- intents ---------------------------------------------------------------------------------------
 
@@ -60,29 +57,12 @@ class RollbackRequested(Message):
         self.view = view  # data.CheckpointsView | None
 
 
-class EngineRequested(Message):
-    def __init__(self, action: EngineAction) -> None:
-        super().__init__()
-        self.action = action
-
-
-# -- reports ---------------------------------------------------------------------------------------
-
-
 class LiveModelSeen(Message):
     """The Checkpoints pane read the registry: this model is live (None: none is)."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
-
-
-class RunSeen(Message):
-    """The latest engine run as the database has it (None: no run yet)."""
-
-    def __init__(self, run: Any) -> None:
-        super().__init__()
-        self.run = run  # core.runs.RunRow | None
 
 
 class BadgeChanged(Message):
@@ -112,6 +92,17 @@ class StatusChanged(Message):
 
 class EngineChanged(Message):
     """The embedded engine changed state (posted from the engine's thread)."""
+
+
+class ProblemReported(Message):
+    """Something is wrong that is not failed work (a checkpoint the market cannot load, a broken
+    preferences file): a line in the Errors pane and a toast."""
+
+    def __init__(self, source: str, text: str, level: str = "warning") -> None:
+        super().__init__()
+        self.source = source
+        self.text = text
+        self.level = level
 
 
 class WorkFailed(Message):

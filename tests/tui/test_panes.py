@@ -170,3 +170,21 @@ async def test_palette_in_read_only_mode_offers_no_actions(make_app) -> None:
         titles = [c.title for c in app.get_system_commands(app.main)]
         assert not any(t.startswith(("Start engine", "Stop engine", "Promote", "Roll back")) for t in titles)
         assert any(t.startswith("Show Training pane") for t in titles)
+
+
+async def test_the_windows_pane_follows_a_window_chosen_in_outcomes(seeded, make_app) -> None:
+    """`]` in Outcomes moves to the next window; back in Windows the cursor and detail are on it."""
+    from textual.widgets import DataTable
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.main.query_one("#windows-table", DataTable).row_count == 6, what="windows")
+        table = app.main.query_one("#windows-table", DataTable)
+        first = app.main.selected_window
+        await pilot.press("2", "left_square_bracket")  # the previous (older) window
+        await wait_for(lambda: app.main.selected_window not in (None, first), what="another window")
+        chosen = app.main.selected_window
+        await pilot.press("1")
+        await pilot.pause()
+        assert str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value) == chosen
+        assert chosen in str(app.main.query_one("#windows-detail").render())

@@ -9,7 +9,7 @@ import asyncio
 from textual.worker import Worker
 
 from ..data import ConsoleData, DemoRunner, DemoSettings, ProxyClock, engine_overrides_for_demo
-from ..messages import DataChanged, StatusChanged, WorkFailed
+from ..messages import DataChanged, ProblemReported, StatusChanged
 from .engine import EngineControl
 from .host import Host
 
@@ -34,7 +34,7 @@ class DemoMarket:
             host.post_message(DataChanged("windows"))
 
         def on_warning(message: str) -> None:
-            host.post_message(WorkFailed("live market", RuntimeError(message)))
+            host.post_message(ProblemReported("live market", message))
 
         demo = DemoRunner(self.data, self.engine.ensure_background(), settings,
                           progress=lambda done, total: status(f"Seeding history: {done}/{total} windows"),

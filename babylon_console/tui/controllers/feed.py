@@ -41,14 +41,14 @@ class EventFeed:
             self.deliver(batch, False)
 
     async def _follow(self) -> None:
-        if self.last_id is None:
-            history = await self.data.training_history()
-            recent = await self.data.recent_events(300)
-            merged = sorted({e.id: e for e in [*history, *recent]}.values(), key=lambda e: e.id or 0)
-            self.deliver(merged, True)
-            self.last_id = merged[-1].id if merged else await self.data.last_event_id()
         while True:
             try:
+                if self.last_id is None:  # the replay too is retried: a feed that never started would stay dark
+                    history = await self.data.training_history()
+                    recent = await self.data.recent_events(300)
+                    merged = sorted({e.id: e for e in [*history, *recent]}.values(), key=lambda e: e.id or 0)
+                    self.last_id = merged[-1].id if merged else await self.data.last_event_id()
+                    self.deliver(merged, True)
                 async for batch in self.data.follow_events(self.last_id):
                     self._pending.extend(batch)
                     self.last_id = batch[-1].id

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher
@@ -72,6 +73,7 @@ class MainScreen(Screen[None]):
         self._last_load: dict[str, float] = {}
         self._stale: set[str] = set()
         self._errors_untoasted = 0
+        self._early_problems: list[tuple[str, str, str]] = []
         self._last_error_toast = 0.0
 
     def compose(self) -> ComposeResult:
@@ -97,6 +99,9 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self.active_pane.on_show_pane)
         if self.read_only:
             self.status.set_part("mode", Text("read-only: actions are refused", style="bold"))
+        for problem in self._early_problems:
+            self.pane(ErrorsPane).add(*problem)
+        self._early_problems.clear()
         self.post_message(msg.ScreenReady())
 
     # -- panes ---------------------------------------------------------------------------------
@@ -216,9 +221,17 @@ class MainScreen(Screen[None]):
         self._last_error_toast, self._errors_untoasted = now, 0
 
     def add_problem(self, level: str, source: str, message: str) -> None:
-        self.pane(ErrorsPane).add(level, source, message)
+        """A line in the Errors pane; one reported while the panes are still being mounted waits for them."""
+        try:
+            pane = self.pane(ErrorsPane)
+        except NoMatches:
+            self._early_problems.append((level, source, message))
+            return
+        pane.add(level, source, message)
 
     def update_status(self) -> None:
+        if not self.is_mounted:
+            return  # torn down (quitting): an engine finishing late has nothing to show
         state = self.training_state
         self.status.set_part("engine", self.engine_control.status_text(state.state, state.step))
         if self.live_model is not None:
@@ -252,10 +265,6 @@ class MainScreen(Screen[None]):
     @on(msg.RollbackRequested)
     def _rollback(self, message: msg.RollbackRequested) -> None:
         self.registry.rollback(message.view)
-
-    @on(msg.EngineRequested)
-    def _engine(self, message: msg.EngineRequested) -> None:
-        self.engine_control.request(message.action, self.db_ready)
 
     @on(msg.LiveModelSeen)
     def _live(self, message: msg.LiveModelSeen) -> None:

@@ -38,7 +38,7 @@ class Pane(Vertical):
     min_reload_s: ClassVar[float] = 1.0  # a burst of changes reloads a visible pane at most this often
     stale_on: ClassVar[frozenset[EventKind]] = frozenset()
 
-    read_only: reactive[bool] = reactive(False, init=False)
+    read_only: reactive[bool] = reactive(False, init=False, bindings=True)
 
     can_focus = False
 

@@ -140,6 +140,15 @@ class WindowsPane(Pane):
     def watch_readiness(self) -> None:
         self._update_criteria()
 
+    def watch_selected_window(self, window_id: str | None) -> None:
+        """Another pane chose a window (Outcomes' ] and [): the cursor and the detail follow."""
+        table = self.query_one(DataTable)
+        if window_id is not None and window_id in table.rows:
+            row = table.get_row_index(window_id)
+            if table.cursor_row != row:  # the highlight it fires names the chosen window: no new choice
+                table.move_cursor(row=row, animate=False, scroll=True)
+        self._update_detail()
+
     def _update_criteria(self) -> None:
         if self.readiness is None:
             return
@@ -202,6 +211,8 @@ class WindowsPane(Pane):
 
     @on(DataTable.RowHighlighted, "#windows-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # stale: the cursor moved on (a choice made elsewhere) before this was handled
         if event.row_key is not None and event.row_key.value is not None:
             self._choose(str(event.row_key.value))
             self._update_detail()

@@ -162,3 +162,18 @@ async def test_the_engine_rolls_a_harmful_candidate_back_with_reason_and_evidenc
     # nothing left to roll back: a second look changes nothing and raises nothing
     await _engine(pool, tmp_path, auto_rollback=True).watch_rollout()
     assert len([a for a in await Registry(pool).audit(10) if a.action == "rollback"]) == 1
+
+
+async def test_served_share_disagreement_is_an_event_said_once(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await _models(pool)
+    await insert_rows(pool, "User", [user_row(a) for a in ("agent-a", "agent-b", "agent-c", "agent-d")])
+    served = {"agent-a": LIVE[1], "agent-b": CAND[1], "agent-c": CAND[1], "agent-d": "offline://p/ghost:step7"}
+    await _insert_window(pool, "2026-11-24T01:00", served, dict.fromkeys(served, 1.0))
+    engine = _engine(pool, tmp_path, auto_rollback=True)
+    await engine.watch_rollout()
+    await engine.watch_rollout()
+    messages = [r["m"] for r in await pool.fetch(
+        "SELECT payload->>'message' AS m FROM console_events WHERE kind = 'warning' ORDER BY id")]
+    assert len(messages) == 2  # each warning once, however often the engine looks
+    assert any("served 67%" in m and "asked 50%" in m for m in messages)
+    assert any("offline://p/ghost:step7" in m for m in messages)

@@ -477,6 +477,10 @@ class Engine:
 
         readout = await ab_readout(self.pool, self.settings.gate())
         candidate = readout.candidate_model_id
+        for warning in readout.warnings:  # served-model truth: each said once, as an event (toast, Errors pane)
+            if (candidate or "", warning) not in self._gate_said:
+                self._gate_said.add((candidate or "", warning))
+                await self._emit(EngineWarning(stage="rollout", message=f"rollout: {warning}"))
         if candidate is None or readout.verdict not in ("promote", "rollback"):
             return
         said = (candidate, readout.verdict)

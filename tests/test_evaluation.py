@@ -133,3 +133,23 @@ async def test_the_engine_never_trains_held_out_windows_and_evaluates_each_kth_c
     assert kinds.count("checkpoint_evaluated") == 1  # step 2 only (every 2nd)
     evaluated = await latest_per_model(pool)
     assert list(evaluated) == [summary.checkpoints[1]] and evaluated[summary.checkpoints[1]].against == "base"
+
+
+async def test_promoting_against_held_out_evidence_needs_a_reason(pool: asyncpg.Pool, tmp_path: Path,
+                                                                  database_url: str) -> None:
+    await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    _, trained = await _checkpoints(pool, tmp_path)
+    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=6)
+    await pool.execute("UPDATE console_evaluations SET result = jsonb_set(jsonb_set(result, '{ci_high}', '-1'), "
+                       "'{ci_low}', '-5')")  # as if the evaluation had come out below zero
+    base = ["--database-url", database_url, "--data-dir", str(tmp_path), "models", "promote", trained, "--yes"]
+    refused = await asyncio.to_thread(CliRunner().invoke, app, base, catch_exceptions=False)
+    assert refused.exit_code == 1 and "against the evidence" in refused.output and "--reason" in refused.output
+    assert await pool.fetchval("SELECT count(*) FROM console_promotions") == 0
+    done = await asyncio.to_thread(CliRunner().invoke, app, [*base, "--reason", "operator judgement"],
+                                   catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    note, evidence = await pool.fetchrow("SELECT note, evidence FROM console_promotions")
+    assert "against the evidence" in note and note.endswith("operator judgement")
+    recorded = orjson.loads(evidence)["evaluation"]
+    assert recorded["mean_diff"] == pytest.approx(result.mean_diff) and recorded["ci_high"] == -1

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli_support import load_settings, out, print_json, run_with_pool
+from ..cli_support import fail, load_settings, out, print_json, run_with_pool
 from ..core.errors import EXIT_FAILED
 from ..core.registry import ActionResult, Registry, eligibility
 
@@ -79,14 +79,31 @@ def promote_command(
                                          min=0.01, max=1.0)] = 1.0,
     operator: Operator = None,
     note: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+    reason: Annotated[str | None, typer.Option(
+        help="Needed when the evidence speaks against this promotion (held-out CI below zero, or the A/B "
+             "readout says roll back): why you promote anyway; recorded with the evidence.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Promote a checkpoint: make it live (share 1.0) or serve it to a share of agents (A/B)."""
+    from ..core.evidence import contrary_evidence
+
+    settings = load_settings()
+    against = run_with_pool(settings, lambda pool: contrary_evidence(pool, model_id, settings.gate()))
+    evidence = None
+    if against is not None:
+        if not reason:
+            raise fail(f"promoting {model_id} is against the evidence ({against[0]}); give --reason to promote "
+                       "anyway", EXIT_FAILED)
+        if not yes and typer.prompt(f"Against the evidence: {against[0]}\nType the model id to promote anyway",
+                                    default="", show_default=False) != model_id:
+            raise fail("the typed model id does not match: nothing promoted", EXIT_FAILED)
+        note = f"against the evidence ({against[0]}): {reason}" + (f"; {note}" if note else "")
+        evidence = against[1]
     what = "make it live" if share >= 1 else f"serve it to {share:.0%} of agents"
-    if not yes and not typer.confirm(f"Promote {model_id} and {what}?"):
+    if against is None and not yes and not typer.confirm(f"Promote {model_id} and {what}?"):
         raise typer.Exit(EXIT_FAILED)
     who = operator or getpass.getuser()
-    result = _act(lambda r: r.promote(model_id, share=share, operator=who, note=note))
+    result = _act(lambda r: r.promote(model_id, share=share, operator=who, note=note, evidence=evidence))
     out.print(result.message)
 
 

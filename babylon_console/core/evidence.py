@@ -257,3 +257,26 @@ def _judge(readout: ABReadout, gate: GateSettings) -> None:
         readout.reasons.append(f"95% CI [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}] over {diff.windows} windows "
                                f"includes zero" if diff.ci_low <= 0 else
                                f"CI above zero for {readout.streak_above_zero} of {gate.promote_after} windows")
+
+
+async def contrary_evidence(pool: asyncpg.Pool, model_id: str, gate: GateSettings | None = None
+                            ) -> tuple[str, dict[str, Any]] | None:
+    """What speaks against promoting `model_id` now, with the evidence as JSON (None: nothing does).
+
+    Against the evidence: its newest held-out evaluation's 95% CI is entirely below zero, or it is
+    the rollout's candidate and the live readout's verdict is "rollback". Promoting then needs a
+    typed confirmation and a reason, both recorded (the CLI: `--reason`)."""
+    from .evaluation import latest_per_model
+
+    return contrary(model_id, (await latest_per_model(pool)).get(model_id), await ab_readout(pool, gate))
+
+
+def contrary(model_id: str, evaluation: Any, readout: ABReadout | None) -> tuple[str, dict[str, Any]] | None:
+    """The rule of `contrary_evidence` on evidence already read (the console has it on screen)."""
+    if evaluation is not None and evaluation.ci_high is not None and evaluation.ci_high < 0:
+        return (f"held-out evaluation vs {evaluation.against_model_id or 'base'}: {evaluation.mean_diff:+.2f}, "
+                f"95% CI [{evaluation.ci_low:+.2f}, {evaluation.ci_high:+.2f}] over {evaluation.n} windows, "
+                "below zero", {"evaluation": evaluation.model_dump(mode="json")})
+    if readout is not None and readout.candidate_model_id == model_id and readout.verdict == "rollback":
+        return "live A/B readout says roll back: " + "; ".join(readout.reasons), {"ab": readout.model_dump(mode="json")}
+    return None

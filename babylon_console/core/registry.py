@@ -132,7 +132,7 @@ class Registry:
         await conn.execute("DELETE FROM console_rollout")
 
     async def promote(self, model_id: str, *, share: float = 1.0, operator: str, note: str | None = None,
-                      run_id: str | None = None) -> ActionResult:
+                      run_id: str | None = None, evidence: dict[str, Any] | None = None) -> ActionResult:
         """Share 1.0 makes the checkpoint live (the previous live one is archived); a share in (0, 1)
         starts or changes an A/B rollout with it as the candidate."""
         if not 0 < share <= 1:
@@ -154,7 +154,7 @@ class Registry:
                     model_id, share, operator,
                 )
                 action, message = "rollout", f"{model_id} serves {share:.0%} of agents next to {live_id or 'none'}"
-            await self._audit(conn, action, operator, live_id, model_id, share, note)
+            await self._audit(conn, action, operator, live_id, model_id, share, note, evidence)
             await events.emit(conn, Promoted(
                 model_id=model_id, from_model_id=live_id, share=share, operator=operator, message=message,
             ), run_id=run_id)

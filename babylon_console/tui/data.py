@@ -63,6 +63,13 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"babylon_console.core.{module}"), name)
 
 
+def evidence_against(model_id: str, evaluation: Any, readout: Any) -> tuple[str, dict[str, Any]] | None:
+    """What speaks against promoting `model_id`, from evidence already loaded (`core.evidence.contrary`)."""
+    from ..core.evidence import contrary
+
+    return contrary(model_id, evaluation, readout)
+
+
 def is_outage(exc: BaseException) -> bool:
     """The database (or the network to it) is gone (`core.database.is_outage`)."""
     from ..core.database import is_outage as outage
@@ -86,6 +93,7 @@ __all__ = [  # and, imported on first use: the names of `_LAZY`
     "Refused",
     "as_console_error",
     "events",
+    "evidence_against",
     "is_outage",
 ]
 
@@ -312,11 +320,25 @@ class ConsoleData:
 
             raise RegistryError(f"read-only console: {what} refused")
 
-    async def promote(self, model_id: str, share: float) -> ActionResult:
-        from ..core.registry import Registry
+    async def contrary_evidence(self, model_id: str) -> tuple[str, dict[str, Any]] | None:
+        """What speaks against promoting `model_id` (`core.evidence.contrary_evidence`)."""
+        from ..core.evidence import contrary_evidence
+
+        return await contrary_evidence(self.pool, model_id, self.settings.gate())
+
+    async def promote(self, model_id: str, share: float, reason: str | None = None) -> ActionResult:
+        """Promote; against the evidence only with a `reason`, recorded with the evidence."""
+        from ..core.registry import Registry, RegistryError
 
         self._refuse_if_read_only("promote")
-        return await Registry(self.pool).promote(model_id, share=share, operator=self.operator)
+        against = await self.contrary_evidence(model_id)
+        note = evidence = None
+        if against is not None:
+            if not reason:
+                raise RegistryError(f"promoting {model_id} is against the evidence ({against[0]}): a reason is needed")
+            note, evidence = f"against the evidence ({against[0]}): {reason}", against[1]
+        return await Registry(self.pool).promote(model_id, share=share, operator=self.operator, note=note,
+                                                 evidence=evidence)
 
     async def rollback(self) -> ActionResult:
         from ..core.registry import Registry

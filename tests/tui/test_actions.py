@@ -275,3 +275,44 @@ async def test_an_engine_that_does_not_answer_is_reported(make_app, pool) -> Non
         await pilot.press("space")
         await wait_for(lambda: any("did not answer within 0.5 s" in t for t in app.toasts), what="no answer")
     assert await pool.fetchval("SELECT count(*) FROM console_engine_commands WHERE acked_at IS NULL") == 1
+
+
+async def _bad_evaluation(pool: Any, model_id: str) -> None:
+    """A stored held-out evaluation whose CI is below zero (as `models eval` would store it)."""
+    import orjson
+
+    result = {"model_id": model_id, "against": "base", "against_model_id": None, "storage_path": "offline://x:1",
+              "against_storage_path": "offline://x:0", "windows": ["w1", "w2", "w3"], "n": 3, "mean_a": -9.0,
+              "mean_b": 1.0, "mean_diff": -10.0, "ci_low": -14.0, "ci_high": -6.0, "win_rate": 0.0}
+    await pool.execute("INSERT INTO console_evaluations (model_id, against, result) VALUES ($1, 'base', $2::jsonb)",
+                       model_id, orjson.dumps(result).decode())
+
+
+async def test_promoting_against_the_evidence_needs_the_typed_id_and_a_reason(seeded, make_app) -> None:
+    from textual.widgets import Button, Input
+
+    from babylon_console.tui.dialogs.confirm import TypedConfirmDialog
+
+    pool = seeded
+    model = await insert_model(pool, 1)
+    await _bad_evaluation(pool, model)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_checkpoints(app, pilot, 1)
+        await wait_for(lambda: pane.selected() is not None and pane.selected().evaluation is not None, what="eval")
+        await pilot.press("P")
+        await pilot.press("down", "up", "enter")  # 10%, then Continue
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, TypedConfirmDialog), what="typed confirmation")
+        dialog = app.screen
+        assert "below zero" in str(dialog.query_one(".dialog-body").render())
+        await pilot.press(*"wrong-id", "tab", *"because")
+        assert dialog.query_one("#confirm", Button).disabled  # the id does not match
+        dialog.query_one("#typed-model", Input).value = model
+        await pilot.pause()
+        assert not dialog.query_one("#confirm", Button).disabled
+        await pilot.click("#confirm")
+        await wait_for(lambda: any(t.startswith("A/B rollout:") for t in app.toasts), what="rollout toast")
+    note, evidence = await pool.fetchrow("SELECT note, evidence FROM console_promotions ORDER BY id DESC LIMIT 1")
+    assert note.startswith("against the evidence (held-out evaluation") and note.endswith(": because")
+    assert "evaluation" in evidence

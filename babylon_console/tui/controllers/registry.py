@@ -14,8 +14,8 @@ from rich.text import Text
 
 from .. import bindings as keys
 from .. import refusals
-from ..data import CheckpointRow, CheckpointsView, ConsoleData, Refused
-from ..dialogs.confirm import ConfirmDialog
+from ..data import CheckpointRow, CheckpointsView, ConsoleData, Refused, evidence_against
+from ..dialogs.confirm import ConfirmDialog, TypedConfirmDialog
 from ..dialogs.promote import PromoteDialog
 from .host import Host
 
@@ -46,6 +46,8 @@ class RegistryActions:
             return
         live = self.live_id()
         model_id = row.model.model_id
+        contrary = evidence_against(model_id, row.evaluation, view.ab if view is not None else None)
+        against = contrary[0] if contrary is not None else None
 
         def chosen(share: float | None) -> None:
             if share is None:
@@ -57,16 +59,25 @@ class RegistryActions:
             else:
                 message = Text.assemble("Serve ", (model_id, "bold"), f" to {share:.0%} of agents (A/B) next to ",
                                         (live or "no live model", "bold"), "?")
-            self.host.push_screen(ConfirmDialog("Confirm promotion", message, "Promote", danger=share >= 1.0),
-                                  lambda ok: self._promote(model_id, share) if ok else None)
+            self._confirm(model_id, share, message, against)
 
         evidence = None if row.evaluation is None else f"Held-out evaluation: {row.evaluation_text}"
         self.host.push_screen(PromoteDialog(model_id, live, evidence=evidence), chosen)
 
-    def _promote(self, model_id: str, share: float) -> None:
+    def _confirm(self, model_id: str, share: float, message: Text, against: str | None) -> None:
+        """A plain confirm, or, when the evidence on screen speaks against it, a typed confirmation
+        with a reason (the data layer checks the evidence again when it promotes)."""
+        if against is None:
+            self.host.push_screen(ConfirmDialog("Confirm promotion", message, "Promote", danger=share >= 1.0),
+                                  lambda ok: self._promote(model_id, share) if ok else None)
+        else:
+            self.host.push_screen(TypedConfirmDialog(f"Promote {model_id} against the evidence?", against, model_id),
+                                  lambda reason: self._promote(model_id, share, reason) if reason else None)
+
+    def _promote(self, model_id: str, share: float, reason: str | None = None) -> None:
         async def work() -> None:
             try:
-                result = await self.data.promote(model_id, share)
+                result = await self.data.promote(model_id, share, reason)
             except Refused as exc:  # the registry refused (RegistryError), and says why
                 self.host.refuse("Promotion refused", str(exc))
                 return

@@ -45,18 +45,24 @@ def list_command(
         })
         return
     table = Table(header_style="bold")
-    for col in ("model id", "status", "avg reward", "loss", "storage path", "created (UTC)"):
-        table.add_column(col, no_wrap=col != "storage path")
+    narrow = out.width < 110  # the storage path gives way first; the id is never cut
+    columns = ["model id", "status", "avg reward", "loss", *([] if narrow else ["storage path"]), "created (UTC)"]
+    for col in columns:
+        table.add_column(col, no_wrap=col != "storage path", overflow="fold" if col == "storage path" else "ellipsis",
+                         min_width=max((len(m.model_id) for m in models), default=8) if col == "model id" else None)
     for m in models:
         metrics = m.eval_metrics if isinstance(m.eval_metrics, dict) else {}
         loss = metrics.get("loss/train")
         status = m.status
         if rollout and rollout.candidate_model_id == m.model_id:
             status += f" (A/B {rollout.candidate_share:.0%})"
-        table.add_row(m.model_id, status, f"{m.avg_reward:.3f}" if m.avg_reward is not None else "-",
-                      f"{loss:.4f}" if isinstance(loss, int | float) else "-", m.storage_path,
-                      f"{m.created_at:%Y-%m-%d %H:%M}" if m.created_at else "-")
+        cells = [m.model_id, status, f"{m.avg_reward:.3f}" if m.avg_reward is not None else "-",
+                 f"{loss:.4f}" if isinstance(loss, int | float) else "-", *([] if narrow else [m.storage_path]),
+                 f"{m.created_at:%Y-%m-%d %H:%M}" if m.created_at else "-"]
+        table.add_row(*cells)
     out.print(table)
+    if narrow:
+        out.print("[dim](storage paths hidden at this width: widen the terminal or use --json)[/]")
     out.print(f"Live: {live_id or 'none'}" + (f"; candidate {rollout.candidate_model_id} at "
                                               f"{rollout.candidate_share:.0%}" if rollout else ""))
     if trail:
@@ -144,10 +150,10 @@ def ab_command(
     out.print(f"A/B: candidate [bold]{readout.candidate_model_id}[/] at {readout.asked_share:.0%} next to "
               f"{readout.live_model_id or 'no live model'}", soft_wrap=True)
     table = Table(header_style="bold")
-    for col in ("arm", "model", "agents", "windows", "trajectories", "mean P&L", "win rate", "judge", "drawdown"):
-        table.add_column(col, no_wrap=True)
+    for col in ("arm", "agents", "windows", "trajectories", "mean P&L", "win rate", "judge", "drawdown"):
+        table.add_column(col, no_wrap=True)  # the arms' model ids are on the line above: fits 80 columns
     for a in readout.arms:
-        table.add_row(a.arm, a.model_id or "-", str(a.agents), str(a.windows), str(a.trajectories),
+        table.add_row(a.arm, str(a.agents), str(a.windows), str(a.trajectories),
                       _num(a.mean_pnl, "+.2f"), _num(a.win_rate, ".0%"), _num(a.judge_score, ".3f"),
                       _num(a.drawdown, ".1%"))
     out.print(table)

@@ -121,12 +121,14 @@ class CheckpointRow:
 
     @property
     def evaluation_text(self) -> str:
-        """`+12.3 [+2.1, +22.5] vs live, 12 windows` (or "–")."""
+        """`+12.3 [+2.1,+22.5] n=12 vs base` (or "–"): the P&L difference, its 95% CI, windows, against what."""
         e = self.evaluation
         if e is None:
             return "–"
-        ci = "" if e.ci_low is None else f" [{e.ci_low:+.1f}, {e.ci_high:+.1f}]"
-        return f"{e.mean_diff:+.1f}{ci} vs {e.against_model_id or 'base'}, {e.n} windows"
+        ci = "" if e.ci_low is None else f" [{e.ci_low:+.1f},{e.ci_high:+.1f}]"
+        against = "base" if e.against_model_id is None else ("step" + e.against_model_id.rsplit("step", 1)[-1]
+                                                              if "step" in e.against_model_id else e.against_model_id)
+        return f"{e.mean_diff:+.1f}{ci} n={e.n} vs {against}"
 
 
 @dataclass(slots=True)

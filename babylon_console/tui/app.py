@@ -45,6 +45,7 @@ from .data import (
     Event,
     as_console_error,
     engine_overrides_for_demo,
+    one_line,
 )
 from .dialogs.confirm import ConfirmDialog, ErrorDialog
 from .preferences import load_preferences, remember_theme
@@ -240,7 +241,7 @@ class ConsoleApp(App[None]):
     def report_failure(self, what: str, exc: BaseException, dialog: bool = False) -> None:
         error = as_console_error(exc)
         if error.kind is ErrorKind.OUTAGE:
-            self.health.down(_one_line(error))
+            self.health.down(one_line(exc))  # the banner quotes the library as it said it
             return
         if error.kind is ErrorKind.REFUSED:
             self.refuse(what.capitalize(), error.message)
@@ -403,8 +404,3 @@ def _quiet_gc() -> None:
     gc.freeze()
     gen0, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(max(gen0, 10_000), gen1, max(gen2, 20))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

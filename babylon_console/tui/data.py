@@ -70,6 +70,12 @@ def evidence_against(model_id: str, evaluation: Any, readout: Any) -> tuple[str,
     return contrary(model_id, evaluation, readout)
 
 
+def one_line(exc: BaseException) -> str:
+    """An error's first line (its type's name when it says nothing), for banners and toasts."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def is_outage(exc: BaseException) -> bool:
     """The database (or the network to it) is gone (`core.database.is_outage`)."""
     from ..core.database import is_outage as outage
@@ -95,6 +101,7 @@ __all__ = [  # and, imported on first use: the names of `_LAZY`
     "events",
     "evidence_against",
     "is_outage",
+    "one_line",
 ]
 
 PING_TIMEOUT_S = 2.0

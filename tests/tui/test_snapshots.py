@@ -39,18 +39,20 @@ def test_snapshot_outcomes(seeded, make_app, snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=SNAP_SIZE, run_before=run_before)
 
 
-def test_snapshot_training(make_app, snap_compare) -> None:
-    async def run_before(pilot: Any) -> None:
-        app = pilot.app
-        pane = app.main.pane(TrainingPane)
-        pane.wall_clock = False
-        app.add_events(training_events(12))
-        await wait_for(lambda: pane.state.step == 12)
-        await pilot.press("3")
-        await wait_for(lambda: pane._charts_shown == pane.state.chart_version, what="charts")
-        await pilot.pause(0.1)
+async def _training_drawn(pilot: Any) -> None:
+    """Twelve steps of a fixed run folded, the Training pane shown, its charts drawn."""
+    app = pilot.app
+    pane = app.main.pane(TrainingPane)
+    pane.wall_clock = False
+    app.add_events(training_events(12))
+    await wait_for(lambda: pane.state.step == 12)
+    await pilot.press("3")
+    await wait_for(lambda: pane._charts_shown == pane.state.chart_version, what="charts")
+    await pilot.pause(0.1)
 
-    assert snap_compare(make_app(), terminal_size=SNAP_SIZE, run_before=run_before)
+
+def test_snapshot_training(make_app, snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=SNAP_SIZE, run_before=_training_drawn)
 
 
 def test_snapshot_checkpoints_and_promote_dialog(seeded, make_app, snap_compare) -> None:
@@ -124,17 +126,7 @@ def test_layout_inspector(seeded, make_app, snap_compare, size: str) -> None:
 
 @pytest.mark.parametrize("size", LAYOUT_SIZES)
 def test_layout_training(make_app, snap_compare, size: str) -> None:
-    async def run_before(pilot: Any) -> None:
-        app = pilot.app
-        pane = app.main.pane(TrainingPane)
-        pane.wall_clock = False
-        app.add_events(training_events(12))
-        await wait_for(lambda: pane.state.step == 12)
-        await pilot.press("3")
-        await wait_for(lambda: pane._charts_shown == pane.state.chart_version, what="charts")
-        await pilot.pause(0.1)
-
-    assert snap_compare(make_app(), terminal_size=LAYOUT_SIZES[size], run_before=run_before)
+    assert snap_compare(make_app(), terminal_size=LAYOUT_SIZES[size], run_before=_training_drawn)
 
 
 async def test_narrow_windows_pane_says_which_columns_it_hides(seeded, make_app) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..data import ConsoleData
+from ..data import ConsoleData, one_line
 from .host import Host
 
 
@@ -50,7 +50,7 @@ class DatabaseHealth:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any failure to answer is an outage here: the banner says what
-            self.down(_one_line(exc))
+            self.down(one_line(exc))
             return
         if self.outage is not None or not self.ready:
             self.recovered()
@@ -88,8 +88,3 @@ class DatabaseHealth:
         if screen is not None:
             screen.db_ready = ready
         self.host.refresh_bindings()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

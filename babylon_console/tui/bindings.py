@@ -114,6 +114,8 @@ KEYS: tuple[KeySpec, ...] = (
             help="Promote the selected checkpoint: an A/B share or 100% (dialog, then confirm)."),
     KeySpec("checkpoints.rollback", "R", "rollback", "Roll back", "checkpoints", writes=True, key_display="R",
             help="Cancel the A/B rollout, or make the previous live model live again (asks first)."),
+    KeySpec("checkpoints.evaluate", "V", "evaluate", "Evaluate", "checkpoints", writes=True, key_display="V",
+            help="Compare the selected checkpoint with the live model (or the base policy) on held-out windows."),
     # Inspector
     KeySpec("inspector.next", "n", "step(1)", "Next step", "inspector",
             help="Next step (next matching step while searching)."),

@@ -329,6 +329,17 @@ class ConsoleData:
 
             raise RegistryError(f"read-only console: {what} refused")
 
+    async def evaluate(self, model_id: str, against: str, holdout_share: float,
+                       progress: Callable[[int, int], None] | None = None) -> Any:
+        """Held-out evaluation (`core.evaluation.evaluate`), stored; its result."""
+        from ..core.evaluation import evaluate
+
+        if self.read_only:
+            from ..core.registry import RegistryError
+
+            raise RegistryError("read-only console: evaluate refused")
+        return await evaluate(self.pool, self.settings.data_dir, holdout_share, model_id, against, progress=progress)
+
     async def contrary_evidence(self, model_id: str) -> tuple[str, dict[str, Any]] | None:
         """What speaks against promoting `model_id` (`core.evidence.contrary_evidence`)."""
         from ..core.evidence import contrary_evidence

@@ -51,6 +51,12 @@ class PromoteRequested(Message):
         self.row = row  # data.CheckpointRow
 
 
+class EvaluateRequested(Message):
+    def __init__(self, row: Any) -> None:
+        super().__init__()
+        self.row = row  # data.CheckpointRow
+
+
 class RollbackRequested(Message):
     def __init__(self, view: Any) -> None:
         super().__init__()

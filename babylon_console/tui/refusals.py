@@ -53,6 +53,16 @@ def promote(view: Any, row: Any) -> str | None:
     return f"{row.model.model_id} cannot be promoted: {row.refusal}" if row.refusal else None
 
 
+def evaluate(row: Any, holdout_share: float) -> str | None:
+    if row is None:
+        return "no checkpoint selected"
+    if holdout_share <= 0:
+        return "no windows are held out for evaluation (set BABYLON_HOLDOUT_SHARE, e.g. 0.1)"
+    if not str(row.model.storage_path).startswith("offline://"):
+        return "only offline checkpoints can be evaluated in this version"
+    return None
+
+
 def rollback(view: Any) -> str | None:
     if view is None:
         return "checkpoints are still loading"

@@ -316,3 +316,22 @@ async def test_promoting_against_the_evidence_needs_the_typed_id_and_a_reason(se
     note, evidence = await pool.fetchrow("SELECT note, evidence FROM console_promotions ORDER BY id DESC LIMIT 1")
     assert note.startswith("against the evidence (held-out evaluation") and note.endswith(": because")
     assert "evaluation" in evidence
+
+
+async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, settings, make_app) -> None:
+    from babylon_console.tui.data import ConsoleData
+
+    from ..test_evaluation import _checkpoints
+
+    pool = seeded
+    _, trained = await _checkpoints(pool, settings.data_dir)
+    held = settings.model_copy(update={"holdout_share": 0.6})
+    app = make_app(data=ConsoleData(held, clock=FixedClock(), label="test database", operator="tester"))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_checkpoints(app, pilot, 2)
+        await wait_for(lambda: pane.selected_id == trained, what="newest selected")
+        await pilot.press("V")
+        await wait_for(lambda: any(t.startswith("Evaluated:") for t in app.toasts), limit_s=30, what="evaluation")
+        await wait_for(lambda: pane.selected() is not None and pane.selected().evaluation is not None, what="shown")
+        assert "vs base" in pane.selected().evaluation_text
+    assert await pool.fetchval("SELECT count(*) FROM console_evaluations WHERE model_id = $1", trained) == 1

@@ -17,6 +17,7 @@ from .. import refusals
 from ..data import CheckpointRow, CheckpointsView, ConsoleData, Refused, evidence_against
 from ..dialogs.confirm import ConfirmDialog, TypedConfirmDialog
 from ..dialogs.promote import PromoteDialog
+from ..messages import StatusChanged
 from .host import Host
 
 
@@ -86,6 +87,36 @@ class RegistryActions:
             self.changed()
 
         self.host.start_worker(work, name="promote", group="action", action=True)
+
+    def evaluate(self, row: CheckpointRow | None, holdout_share: float) -> None:
+        """Held-out evaluation of the selected checkpoint against the live model (the base policy
+        while none is live, or when it is the live one), with progress in the status bar."""
+        spec = keys.spec_for_action("checkpoints", "evaluate")
+        reason = (refusals.read_only(spec.description) if self.host.read_only and spec is not None
+                  else refusals.evaluate(row, holdout_share))
+        if reason or row is None:
+            self.host.refuse("Evaluate", reason or "no checkpoint selected")
+            return
+        model_id, live = row.model.model_id, self.live_id()
+        against = "live" if live is not None and live != model_id else "base"
+
+        def progress(done: int, total: int) -> None:
+            self.host.post_message(StatusChanged("eval", f"Evaluating {model_id}: {done}/{total} held-out windows"))
+
+        async def work() -> None:
+            progress(0, 0)
+            try:
+                result = await self.data.evaluate(model_id, against, holdout_share, progress)
+            finally:
+                self.host.post_message(StatusChanged("eval", ""))
+            ci = "" if result.ci_low is None else f", 95% CI [{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
+            self.host.notify(f"{model_id} vs {result.against_model_id or 'the base policy'}: "
+                             f"{result.mean_diff:+.2f} P&L per agent-window{ci} over {result.n} held-out windows",
+                             title="Evaluated", timeout=8)
+            self.changed()
+
+        self.host.notify(f"Evaluating {model_id} against {against} on held-out windows…", timeout=3)
+        self.host.start_worker(work, name="evaluate", group="evaluate", action=True)
 
     def rollback(self, view: CheckpointsView | None) -> None:
         reason = self.refusal("rollback", view, None)

@@ -86,7 +86,7 @@ class MainScreen(Screen[None]):
             yield OutcomesPane(data, id="outcomes").data_bind(
                 *shared, MainScreen.selected_window, MainScreen.known_windows)
             yield TrainingPane(data, self.training_state, id="training").data_bind(*shared, MainScreen.engine)
-            yield CheckpointsPane(data, id="checkpoints").data_bind(*shared)
+            yield CheckpointsPane(data, id="checkpoints").data_bind(*shared, MainScreen.readiness)
             yield InspectorPane(data, id="inspector").data_bind(*shared, MainScreen.selected_window)
             yield ErrorsPane(data, id="errors").data_bind(*shared)
         yield StatusBar(id="status-bar")
@@ -261,6 +261,10 @@ class MainScreen(Screen[None]):
     @on(msg.PromoteRequested)
     def _promote(self, message: msg.PromoteRequested) -> None:
         self.registry.promote(message.view, message.row)
+
+    @on(msg.EvaluateRequested)
+    def _evaluate(self, message: msg.EvaluateRequested) -> None:
+        self.registry.evaluate(message.row, self.readiness.criteria.holdout_share if self.readiness else 0.0)
 
     @on(msg.RollbackRequested)
     def _rollback(self, message: msg.RollbackRequested) -> None:

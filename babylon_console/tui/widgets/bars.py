@@ -54,7 +54,7 @@ class PaneBar(Static):
 class StatusBar(Static):
     """Database, engine, live model and market, in one calm line; parts are set independently."""
 
-    PARTS = ("db", "engine", "live", "market", "mode")
+    PARTS = ("db", "engine", "live", "market", "eval", "mode")
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

@@ -6,12 +6,13 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
+from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from .. import bindings as keys
 from .. import refusals
 from ..data import CheckpointRow, CheckpointsView, EventKind
-from ..messages import LiveModelSeen, PromoteRequested, RollbackRequested
+from ..messages import EvaluateRequested, LiveModelSeen, PromoteRequested, RollbackRequested
 from .pane import Pane, theme_color
 
 ROLE_COLORS = {"live": "success", "candidate": "accent", "ready": "primary", "archived": "foreground",
@@ -58,6 +59,8 @@ class CheckpointsPane(Pane):
     BINDINGS: ClassVar = keys.bindings("checkpoints")
     stale_on = frozenset({EventKind.CHECKPOINT_REGISTERED, EventKind.CHECKPOINT_EVALUATED, EventKind.PROMOTED,
                           EventKind.ROLLED_BACK})
+
+    readiness: reactive[Any] = reactive(None, init=False, bindings=True)  # state.Readiness: the hold-out share
 
     def __init__(self, source: Any = None, **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
@@ -208,6 +211,9 @@ class CheckpointsPane(Pane):
     # -- actions -------------------------------------------------------------------------------
 
     def refusal(self, action: str) -> str | None:
+        if action == "evaluate":
+            share = self.readiness.criteria.holdout_share if self.readiness is not None else 0.0
+            return refusals.evaluate(self.selected(), share)
         if action == "promote":
             return refusals.promote(self.view, self.selected())
         if action == "rollback":
@@ -218,6 +224,11 @@ class CheckpointsPane(Pane):
         row = self.selected()
         if row is not None:
             self.post_message(PromoteRequested(self.view, row))
+
+    def action_evaluate(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.post_message(EvaluateRequested(row))
 
     def action_rollback(self) -> None:
         self.post_message(RollbackRequested(self.view))

@@ -177,3 +177,20 @@ async def test_served_share_disagreement_is_an_event_said_once(pool: asyncpg.Poo
     assert len(messages) == 2  # each warning once, however often the engine looks
     assert any("served 67%" in m and "asked 50%" in m for m in messages)
     assert any("offline://p/ghost:step7" in m for m in messages)
+
+
+async def test_the_cached_readout_reads_again_only_when_a_window_arrives(pool: asyncpg.Pool) -> None:
+    from babylon_console.core.evidence import CachedReadout
+
+    await _models(pool)
+    await _harmful_history(pool, windows=3)
+    cache = CachedReadout(GATE)
+    first = await cache.get(pool)
+    assert first.difference is not None and first.difference.windows == 3
+    assert await cache.get(pool) is first  # nothing new: the rows are not read again
+    served = {"agent-a": LIVE[1], "agent-c": CAND[1]}
+    await _insert_window(pool, "2026-11-24T09:00", served, {"agent-a": 1.0, "agent-c": 2.0})
+    again = await cache.get(pool)
+    assert again is not first and again.difference is not None and again.difference.windows == 4
+    await Registry(pool).rollback(operator="test")
+    assert (await cache.get(pool)).verdict == "none"  # the rollout ended: read again at once

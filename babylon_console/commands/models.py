@@ -162,10 +162,9 @@ def ab_command(
         ci = "(one window)" if d.ci_low is None or d.ci_high is None else f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
         out.print(f"candidate - live P&L per window: {d.mean:+.2f}, 95% CI {ci} over {d.windows} paired windows; "
                   f"candidate ahead in {d.win_rate:.0%}", soft_wrap=True)
-    if readout.served:
-        served = sum(w.served for w in readout.served) / len(readout.served)
-        out.print(f"served share: {served:.0%} of served trajectories (asked {readout.asked_share:.0%}) over "
-                  f"{len(readout.served)} windows")
+    if readout.served_share is not None:
+        out.print(f"served share: {readout.served_share:.0%} of served trajectories "
+                  f"(asked {readout.asked_share:.0%}) over {len(readout.served)} windows")
     out.print(f"verdict: [bold]{readout.verdict}[/]: " + "; ".join(readout.reasons), soft_wrap=True)
     for warning in readout.warnings:
         out.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

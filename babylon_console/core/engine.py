@@ -201,6 +201,7 @@ class Engine:
         self.stage: runs.Stage = runs.Stage.STARTING
         self._lock_conn: asyncpg.Connection | None = None
         self._gate_said: set[tuple[str, str]] = set()  # (candidate, verdict) already announced
+        self._readouts: Any = None  # evidence.CachedReadout, made on first use
         self._commands_lock = asyncio.Lock()
 
     # -- control (safe to call from the console's event loop) ---------------------------------
@@ -473,9 +474,11 @@ class Engine:
         """Read the A/B evidence of the rollout in progress: say once when the gate recommends
         promoting the candidate; with `auto_rollback`, roll it back when the gate says so (one
         transaction, audit row with the reason and the readout, event)."""
-        from .evidence import ab_readout
+        if self._readouts is None:
+            from .evidence import CachedReadout
 
-        readout = await ab_readout(self.pool, self.settings.gate())
+            self._readouts = CachedReadout(self.settings.gate())
+        readout = await self._readouts.get(self.pool)
         candidate = readout.candidate_model_id
         for warning in readout.warnings:  # served-model truth: each said once, as an event (toast, Errors pane)
             if (candidate or "", warning) not in self._gate_said:

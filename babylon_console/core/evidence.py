@@ -28,7 +28,7 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
-from .serving import serving
+from .serving import Served, serving
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
 
@@ -90,6 +90,11 @@ class ABReadout(BaseModel):
     verdict: Verdict = "none"
     reasons: list[str] = []
     warnings: list[str] = []
+
+    @property
+    def served_share(self) -> float | None:
+        """The candidate's mean served share over the paired windows (None: none yet)."""
+        return statistics.fmean(w.served for w in self.served) if self.served else None
 
 
 @dataclass
@@ -155,10 +160,11 @@ def paired_difference(diffs: list[float]) -> PairedDifference | None:
                             win_rate=sum(d > 0 for d in diffs) / len(diffs))
 
 
-async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings | None = None) -> ABReadout:
+async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings | None = None,
+                     serving_now: list[Served] | None = None) -> ABReadout:
     """The readout of the rollout in progress (verdict "none" when no rollout runs)."""
     gate = gate or GateSettings()
-    served = {s.role: s for s in await serving(pool)}
+    served = {s.role: s for s in (serving_now if serving_now is not None else await serving(pool))}
     candidate, live = served.get("candidate"), served.get("live")
     if candidate is None:
         return ABReadout(live_model_id=live.model_id if live else None)
@@ -168,6 +174,28 @@ async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings
     return readout_from_rows(rows, candidate=(candidate.model_id, candidate.storage_path),
                              live=(live.model_id, live.storage_path) if live else None,
                              asked=candidate.share, known=known, gate=gate)
+
+
+class CachedReadout:
+    """`ab_readout`, read again only when the rollout or the newest window changed since the last
+    read: it reads every served trajectory of the recent windows, and the engine and the console
+    look every few seconds while windows close once an hour (late rows of an older window wait for
+    the next window)."""
+
+    def __init__(self, gate: GateSettings | None = None) -> None:
+        self.gate = gate or GateSettings()
+        self._key: tuple[Any, ...] | None = None
+        self._readout: ABReadout | None = None
+
+    async def get(self, pool: asyncpg.Pool) -> ABReadout:
+        serving_now = await serving(pool)
+        latest = await pool.fetchval('SELECT max("windowId") FROM trajectories')
+        rows = await pool.fetchval('SELECT count(*) FROM trajectories WHERE "windowId" = $1', latest)
+        key = (tuple(serving_now), latest, rows)
+        if key != self._key or self._readout is None:
+            self._readout = await ab_readout(pool, self.gate, serving_now)
+            self._key = key
+        return self._readout
 
 
 def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tuple[str, str] | None,

@@ -185,6 +185,7 @@ class ConsoleData:
         self._pool: asyncpg.Pool | None = None
         self._target: DatabaseTarget | None = None
         self._connect_lock = asyncio.Lock()
+        self._readouts: Any = None  # core.evidence.CachedReadout, made on the first rollout shown
 
     @property
     def operator(self) -> str:
@@ -318,9 +319,11 @@ class ConsoleData:
                                       evaluations.get(m.model_id)))
         ab = None
         if rollout is not None:
-            from ..core.evidence import ab_readout
+            if self._readouts is None:
+                from ..core.evidence import CachedReadout
 
-            ab = await ab_readout(self.pool, self.settings.gate())
+                self._readouts = CachedReadout(self.settings.gate())
+            ab = await self._readouts.get(self.pool)
         return CheckpointsView(rows, live, rollout, audit, ab)
 
     def _refuse_if_read_only(self, what: str) -> None:

@@ -279,14 +279,6 @@ class MainScreen(Screen[None]):
     def _badge(self, message: msg.BadgeChanged) -> None:
         self.pane_bar.set_badge(message.pane, message.text)
 
-    @on(msg.DataChanged)
-    def _data_changed(self, message: msg.DataChanged) -> None:
-        self.mark_stale(*message.panes)
-
-    @on(msg.StatusChanged)
-    def _status_changed(self, message: msg.StatusChanged) -> None:
-        self.status.set_part(message.part, message.text)
-
     def watch_engine(self) -> None:
         self.update_status()
 

@@ -40,9 +40,8 @@ def ab_text(ab: Any, app: object) -> Text:
                     f"windows (paired), ahead in {d.win_rate:.0%}")
     else:
         text.append("waiting for paired windows")
-    if ab.served:
-        served = sum(w.served for w in ab.served) / len(ab.served)
-        text.append(f" · served {served:.0%} (asked {ab.asked_share:.0%})")
+    if ab.served_share is not None:
+        text.append(f" · served {ab.served_share:.0%} (asked {ab.asked_share:.0%})")
     text.append("\nverdict: ")
     text.append(ab.verdict, style=f"bold {theme_color(app, VERDICT_COLORS.get(ab.verdict, 'foreground'))}")
     text.append(" — " + "; ".join(ab.reasons))

@@ -95,7 +95,6 @@ def promote_command(
 
     settings = load_settings()
     against = run_with_pool(settings, lambda pool: contrary_evidence(pool, model_id, settings.gate()))
-    evidence = None
     if against is not None:
         if not reason:
             raise fail(f"promoting {model_id} is against the evidence ({against[0]}); give --reason to promote "
@@ -103,13 +102,14 @@ def promote_command(
         if not yes and typer.prompt(f"Against the evidence: {against[0]}\nType the model id to promote anyway",
                                     default="", show_default=False) != model_id:
             raise fail("the typed model id does not match: nothing promoted", EXIT_FAILED)
-        note = f"against the evidence ({against[0]}): {reason}" + (f"; {note}" if note else "")
-        evidence = against[1]
     what = "make it live" if share >= 1 else f"serve it to {share:.0%} of agents"
     if against is None and not yes and not typer.confirm(f"Promote {model_id} and {what}?"):
         raise typer.Exit(EXIT_FAILED)
+    from ..core.evidence import promote_on_evidence
+
     who = operator or getpass.getuser()
-    result = _act(lambda r: r.promote(model_id, share=share, operator=who, note=note, evidence=evidence))
+    result = run_with_pool(settings, lambda pool: promote_on_evidence(
+        pool, model_id, share=share, operator=who, reason=reason, note=note, gate=settings.gate()))
     out.print(result.message)
 
 

@@ -308,3 +308,20 @@ def contrary(model_id: str, evaluation: Any, readout: ABReadout | None) -> tuple
     if readout is not None and readout.candidate_model_id == model_id and readout.verdict == "rollback":
         return "live A/B readout says roll back: " + "; ".join(readout.reasons), {"ab": readout.model_dump(mode="json")}
     return None
+
+
+async def promote_on_evidence(pool: asyncpg.Pool, model_id: str, *, share: float, operator: str,
+                              reason: str | None = None, note: str | None = None,
+                              gate: GateSettings | None = None) -> Any:
+    """`Registry.promote`, refused against the evidence unless a `reason` is given; then the reason
+    and the evidence are recorded in the audit row. The one rule the CLI and the console share."""
+    from .registry import Registry, RegistryError
+
+    against = await contrary_evidence(pool, model_id, gate)
+    evidence = None
+    if against is not None:
+        if not reason:
+            raise RegistryError(f"promoting {model_id} is against the evidence ({against[0]}): a reason is needed")
+        note = f"against the evidence ({against[0]}): {reason}" + (f"; {note}" if note else "")
+        evidence = against[1]
+    return await Registry(pool).promote(model_id, share=share, operator=operator, note=note, evidence=evidence)

@@ -351,17 +351,11 @@ class ConsoleData:
 
     async def promote(self, model_id: str, share: float, reason: str | None = None) -> ActionResult:
         """Promote; against the evidence only with a `reason`, recorded with the evidence."""
-        from ..core.registry import Registry, RegistryError
+        from ..core.evidence import promote_on_evidence
 
         self._refuse_if_read_only("promote")
-        against = await self.contrary_evidence(model_id)
-        note = evidence = None
-        if against is not None:
-            if not reason:
-                raise RegistryError(f"promoting {model_id} is against the evidence ({against[0]}): a reason is needed")
-            note, evidence = f"against the evidence ({against[0]}): {reason}", against[1]
-        return await Registry(self.pool).promote(model_id, share=share, operator=self.operator, note=note,
-                                                 evidence=evidence)
+        return await promote_on_evidence(self.pool, model_id, share=share, operator=self.operator, reason=reason,
+                                         gate=self.settings.gate())
 
     async def rollback(self) -> ActionResult:
         from ..core.registry import Registry

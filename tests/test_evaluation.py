@@ -153,3 +153,16 @@ async def test_promoting_against_held_out_evidence_needs_a_reason(pool: asyncpg.
     assert "against the evidence" in note and note.endswith("operator judgement")
     recorded = orjson.loads(evidence)["evaluation"]
     assert recorded["mean_diff"] == pytest.approx(result.mean_diff) and recorded["ci_high"] == -1
+
+
+async def test_garbage_metadata_is_skipped_not_fatal(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """A held-out window whose rows carry broken metadata (not JSON, no seed) is left out of the
+    evaluation; the rest is evaluated."""
+    await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    _, trained = await _checkpoints(pool, tmp_path)
+    victim = next(w for (w,) in await pool.fetch('SELECT DISTINCT "windowId" FROM trajectories ORDER BY 1 DESC')
+                  if held_out(w, 0.3))
+    await pool.execute("""UPDATE trajectories SET "metadataJson" = '{"simulated":true, seed: oops'
+                          WHERE "windowId" = $1""", victim)
+    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4)
+    assert result.n == 4 and victim not in result.windows

@@ -58,8 +58,8 @@ class _Window(BaseModel):
     steps: int
 
 
-_HELD_OUT_SQL = """
-SELECT "windowId" AS window_id, max(("metadataJson"::jsonb ->> 'seed')) AS seed,
+_HELD_OUT_SQL = r"""
+SELECT "windowId" AS window_id, max(substring("metadataJson" from '"seed":\s*(-?[0-9]+)')) AS seed,
        count(DISTINCT "agentId") AS agents, max("episodeLength") AS steps
 FROM trajectories
 WHERE "windowId" IS NOT NULL AND "metadataJson" LIKE '%"simulated":true%'

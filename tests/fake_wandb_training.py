@@ -8,17 +8,25 @@ It implements what ART 0.5's `ServerlessBackend` calls (art/serverless/client.py
     POST   /v1/preview/training-jobs               payload = the trajectory groups (model_dump json)
     GET    /v1/preview/training-jobs/{id}/events   training_started, gradient_step, training_ended |
                                                    training_failed (data.error_message)
+    POST   /v1/chat/completions                    inference: a checkpoint answers under its artifact
+                                                   name `wandb-artifact:///<entity>/<project>/<name>:step<N>`
 
 Each training job's payload is parsed back into `art.TrajectoryGroup`s and run through ART's own
 `tokenize_trajectory_groups` with the tokenizer given, so a test sees the trainable tokens the
 service would train. `job_mode` decides how the next job ends: "ok" (a new checkpoint step),
 "empty" (the service trained no token: it reports num_trainable_tokens 0 and keeps its step),
 "fail" (training_failed with `fail_message`) or "stuck" (never reports anything).
+
+Inference answers with `answer(model name, messages)` for a checkpoint the double holds, and 404
+(as the service does) for a name it does not serve; `chat_requests` keeps every request body.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +69,8 @@ class FakeWandbTraining:
         self.jobs: dict[str, Job] = {}
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: set[str] = set()
+        self.answer: Callable[[str, list[dict[str, Any]]], str] | None = None
+        self.chat_requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -77,6 +87,7 @@ class FakeWandbTraining:
             web.delete("/v1/preview/models/{model_id}/checkpoints", self._delete_checkpoints),
             web.post("/v1/preview/training-jobs", self._create_job),
             web.get("/v1/preview/training-jobs/{job_id}/events", self._events),
+            web.post("/v1/chat/completions", self._chat),
         ])
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -166,3 +177,31 @@ class FakeWandbTraining:
             ids = [e["id"] for e in events]
             events = events[ids.index(after) + 1:] if after in ids else []
         return web.json_response({"data": events, "has_more": False})
+
+    def add_model(self, entity: str, project: str, name: str, steps: list[int]) -> None:
+        """A model with these checkpoint steps, as if trained earlier."""
+        model_id = f"model-{next(self._ids)}"
+        self.models[model_id] = {"id": model_id, "entity": entity, "project": project, "name": name,
+                                 "base_model": "OpenPipe/Qwen3-14B-Instruct", "run_id": f"run-{model_id}"}
+        self.checkpoints[model_id] = sorted(steps)
+
+    def serves(self, name: str) -> bool:
+        m = re.fullmatch(r"wandb-artifact:///([^/]+)/([^/]+)/(.+):step(\d+)", name)
+        return m is not None and any(
+            (model["entity"], model["project"], model["name"]) == m.group(1, 2, 3)
+            and int(m.group(4)) in self.checkpoints.get(model_id, [])
+            for model_id, model in self.models.items())
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.chat_requests.append(body)
+        name = body.get("model", "")
+        if not self.serves(name) or self.answer is None:
+            return web.json_response({"error": {"message": f"model {name!r} not found", "type": "not_found"}},
+                                     status=404)
+        text = self.answer(name, body["messages"])
+        return web.json_response({
+            "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
+            "model": name, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}})

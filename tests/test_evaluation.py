@@ -92,8 +92,9 @@ async def test_bad_evaluations_say_why_and_record_nothing(pool: asyncpg.Pool, tm
         await evaluate(pool, tmp_path, 0.3, base, against=trained)
     await pool.execute("""UPDATE trained_models SET "storagePath" = 'wandb-artifact:///e/p/m:step1'
                           WHERE "modelId" = $1""", trained)
-    with pytest.raises(Refused, match="wandb-artifact checkpoint"):
-        await evaluate(pool, tmp_path, 0.3, trained, against="base")
+    await pool.execute("""UPDATE trained_models SET status = 'ready' WHERE "modelId" = $1""", base)
+    with pytest.raises(Refused, match=r"m-step1 \(wandb-artifact\) and m-step0 \(offline\) cannot be compared"):
+        await evaluate(pool, tmp_path, 0.3, trained, against=base)
     assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 0
     result = await asyncio.to_thread(CliRunner().invoke, app, [
         "--database-url", database_url, "--data-dir", str(tmp_path), "models", "eval", "nope", "--json"],

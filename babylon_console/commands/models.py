@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -17,6 +17,7 @@ models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back, A/
                          no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
+JudgeChoice = Literal["outcome", "ruler"]
 Operator = Annotated[str | None, typer.Option(help="Who acts (default: the login name); recorded in the audit trail.")]
 
 
@@ -177,33 +178,51 @@ def _num(value: float | None, spec: str) -> str:
 @models_app.command("eval")
 def eval_command(
     model_id: Annotated[str, typer.Argument(help="The checkpoint to evaluate (a model id from `models list`).")],
-    against: Annotated[str, typer.Option(help="live (the live model), base (the untrained policy) or a model id.")
+    against: Annotated[str, typer.Option(help="live (the live model), base (the untrained model) or a model id.")
                        ] = "live",
-    windows: Annotated[int, typer.Option(help="Held-out windows to replay (the newest first).", min=3)] = 24,
+    windows: Annotated[int, typer.Option(help="Held-out windows to use (the newest first).", min=3)] = 24,
+    prompts: Annotated[int | None, typer.Option(
+        help="Served checkpoints: recorded prompts replayed per window (default BABYLON_EVAL_PROMPTS).", min=1,
+        max=200)] = None,
+    judge: Annotated[JudgeChoice | None, typer.Option(
+        help="Served checkpoints: who scores the answers, outcome (offline) or ruler (default BABYLON_JUDGE).")
+                     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Compare a checkpoint with another on the same held-out windows (BABYLON_HOLDOUT_SHARE): each
-    window's market replayed in the simulator with every agent driven by each model, same seed for
-    both; the mean P&L difference with a 95% CI paired by window and the share of windows won. The
-    result is stored and shown in the Checkpoints pane. Offline checkpoints only, for now."""
+    """Compare a checkpoint with another on the same held-out windows (BABYLON_HOLDOUT_SHARE).
+
+    Offline checkpoints: each window's market is replayed in the simulator with every agent driven
+    by each model, same seed for both; the mean P&L difference per agent-window.
+    Serverless and local checkpoints: each window's recorded prompts are sent to both models'
+    endpoints (W&B's Training API; BABYLON_LOCAL_INFERENCE_URL) and the two answers to each prompt
+    are scored side by side against what the markets did; the mean answer-score difference.
+    Either way: a 95% CI paired by window and the share of windows won, stored and shown in the
+    Checkpoints pane."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ..cli_support import err
     from ..core.evaluation import evaluate
 
     settings = load_settings()
-    with Progress(TextColumn("[bold]replaying held-out windows[/]"), BarColumn(), MofNCompleteColumn(),
+    if judge is not None:
+        settings = settings.with_overrides(judge=judge)
+    with Progress(TextColumn("[bold]evaluating on held-out windows[/]"), BarColumn(), MofNCompleteColumn(),
                   console=err, disable=as_json, transient=True) as bar:
         task = bar.add_task("eval", total=windows)
         result = run_with_pool(settings, lambda pool: evaluate(
             pool, settings.data_dir, settings.holdout_share, model_id, against, windows,
-            progress=lambda done, total: bar.update(task, completed=done, total=total)))
+            progress=lambda done, total: bar.update(task, completed=done, total=total), settings=settings,
+            prompts=prompts))
     if as_json:
         print_json(result.model_dump(mode="json"))
         return
-    ci = "(one window)" if result.ci_low is None else f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
-    out.print(f"{result.model_id} vs {result.against_model_id or 'the base policy'} on {result.n} held-out windows "
-              f"(first {result.windows[-1]}, last {result.windows[0]}):", soft_wrap=True)
-    out.print(f"  mean P&L per agent-window: {result.mean_a:+.2f} vs {result.mean_b:+.2f}")
-    out.print(f"  difference {result.mean_diff:+.2f}, 95% CI {ci} (paired by window); ahead in "
+    spec = "+.2f" if result.method == "simulator" else "+.3f"
+    on = "" if result.method == "simulator" else f" ({result.prompts} recorded prompts, judge {result.judge})"
+    out.print(f"{result.model_id} vs {result.against_model_id or 'the base model'} on {result.n} held-out windows"
+              f"{on} (first {result.windows[-1]}, last {result.windows[0]}):", soft_wrap=True)
+    out.print(f"  mean {result.unit}: {result.mean_a:{spec}} vs {result.mean_b:{spec}}")
+    if result.method == "prompts":
+        out.print(f"  answers that were not a valid action: {result.unusable_a} vs {result.unusable_b} "
+                  f"on {result.prompts} recorded prompts")
+    out.print(f"  difference {result.mean_diff:{spec}}, 95% CI {result.ci_text(spec)} (paired by window); ahead in "
               f"{result.win_rate:.0%} of windows; stored as evaluation {result.id}")

@@ -84,6 +84,15 @@ class Settings(BaseSettings):
                             description="The engine evaluates every k-th checkpoint on held-out windows (0: never).")
     auto_rollback: bool = Field(default=False, validation_alias="BABYLON_AUTO_ROLLBACK",
                                 description="The engine rolls a rollout back when the gate says so.")
+    # held-out evaluation of serverless / local checkpoints (core/prompt_eval.py)
+    eval_prompts: int = Field(default=8, ge=1, le=200, validation_alias="BABYLON_EVAL_PROMPTS",
+                              description="Recorded prompts replayed per held-out window (serverless / local).")
+    eval_timeout_s: float = Field(default=60.0, gt=0, validation_alias="BABYLON_EVAL_TIMEOUT_S",
+                                  description="Deadline of one request to a model's endpoint during evaluation.")
+    local_inference_url: str | None = Field(
+        default=None, validation_alias="BABYLON_LOCAL_INFERENCE_URL",
+        description="OpenAI-compatible server (vLLM) serving the local LoRA checkpoints under their storagePath.")
+    local_inference_api_key: SecretStr | None = Field(default=None, validation_alias="BABYLON_LOCAL_INFERENCE_API_KEY")
 
     min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
     min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")
@@ -94,7 +103,8 @@ class Settings(BaseSettings):
     target_trajectories: int = Field(default=2000, ge=1, validation_alias="BABYLON_TARGET_TRAJECTORIES")
     max_dropout: float = Field(default=0.5, ge=0, lt=1, validation_alias="BABYLON_MAX_DROPOUT")
 
-    @field_validator("database_url", "tokenizer", "serverless_base_url", mode="before")
+    @field_validator("database_url", "tokenizer", "serverless_base_url", "local_inference_url",
+                     "local_inference_api_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -848,13 +848,14 @@ class Engine:
         live = await self.pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
         against = "live" if live is not None and live != model_id else "base"
         try:
-            result = await evaluate(self.pool, self.settings.data_dir, self.config.holdout_share, model_id, against)
+            result = await evaluate(self.pool, self.settings.data_dir, self.config.holdout_share, model_id, against,
+                                    settings=self.settings)
         except ConsoleError as exc:
             await self._emit(EngineWarning(stage="evaluate", message=f"{model_id} not evaluated: {exc}"))
             return
         await self._emit(CheckpointEvaluated(
             model_id=model_id, against_model_id=result.against_model_id, windows=result.n,
-            mean_diff=result.mean_diff, ci_low=result.ci_low, ci_high=result.ci_high))
+            mean_diff=result.mean_diff, ci_low=result.ci_low, ci_high=result.ci_high, unit=result.unit))
 
     def _storage_path(self, step: int) -> str:
         """The served name of a step. Local: the LoRA directory + base model (outlives this

@@ -8,9 +8,12 @@ both arms. Per window: the mean P&L of model A's agents minus model B's; the res
 those differences with a 95% CI paired by window (Student's t), and the share of windows A won.
 Results are stored in `console_evaluations`.
 
-Checkpoints of the other backends (`wandb-artifact://`, `local-lora://`) would be evaluated by
-replaying the windows' recorded prompts through each model's endpoint and judging both answers
-side by side; that path is not built yet, and asking for it is refused with that reason.
+Checkpoints of the other backends (`wandb-artifact://`, `local-lora://`) are evaluated on the recorded
+prompts of held-out windows instead (`core/prompt_eval.py`): both models answer the same prompts at
+their OpenAI-compatible endpoints (`core/inference.py`) and the settings' judge scores the two
+answers side by side with the window's ground truth; the per-window difference is of mean answer
+scores (0 to 1), with the same paired CI and win rate. Two checkpoints of different kinds (an
+offline one and a served one) are not comparable and are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import statistics
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import orjson
@@ -34,6 +37,9 @@ MIN_WINDOWS = 3
 
 
 class EvalResult(BaseModel):
+    """One comparison. `method` "simulator": `mean_a`/`mean_b` are P&L per agent-window (offline
+    checkpoints); "prompts": mean answer scores in [0, 1] from `judge` over `prompts` recorded prompts."""
+
     id: int | None = None
     model_id: str
     against: str  # "live", "base" or a model id, as asked
@@ -48,7 +54,29 @@ class EvalResult(BaseModel):
     ci_low: float | None
     ci_high: float | None
     win_rate: float
+    method: Literal["simulator", "prompts"] = "simulator"
+    judge: str | None = None
+    prompts: int = 0  # recorded prompts both models answered (method "prompts")
+    unusable_a: int = 0  # answers that were not a valid action, per model
+    unusable_b: int = 0
+    endpoint_a: str | None = None
+    endpoint_b: str | None = None
+    examples: list[dict[str, Any]] = []  # a few prompts where the two answers scored differently
     created_at: datetime | None = None
+
+    @property
+    def unit(self) -> str:
+        return "P&L per agent-window" if self.method == "simulator" else f"{self.judge or 'judge'} score per answer"
+
+    @property
+    def short_unit(self) -> str:
+        return "P&L" if self.method == "simulator" else "score"
+
+    def ci_text(self, spec: str = "+.2f") -> str:
+        """`[low, high]`, or "(one window)"."""
+        if self.ci_low is None or self.ci_high is None:
+            return "(one window)"
+        return f"[{self.ci_low:{spec}}, {self.ci_high:{spec}}]"
 
 
 class _Window(BaseModel):
@@ -75,13 +103,6 @@ async def _model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record:
     if row["status"] in ("failed", "training"):
         raise Refused(f"{model_id} cannot be evaluated: its status is {row['status']!r}")
     return row
-
-
-def _require_offline(model_id: str, storage: str) -> None:
-    if not storage.startswith("offline://"):
-        scheme = storage.split("://", 1)[0] if "://" in storage else "unknown"
-        raise Refused(f"{model_id} is a {scheme} checkpoint: evaluating it replays the held-out windows' recorded "
-                      "prompts through its endpoint, which this version does not do yet (offline checkpoints only)")
 
 
 async def held_out_windows(pool: asyncpg.Pool, share: float, limit: int, lookback: int = 2000) -> list[_Window]:
@@ -112,35 +133,40 @@ def _replay(window: _Window, policy: Any) -> float:
     return statistics.fmean(s.final_pnl for s in result.stats)
 
 
-async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, model_id: str, against: str = "live",
-                   windows: int = 24, progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Compare `model_id` with `against` ("live", "base" or a model id) on held-out windows; stored."""
-    from .backends.factory import checkpoint_root
-    from .backends.offline import OfflineBackend, inference_name, parse_inference_name
+async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str) -> tuple[str | None, str]:
+    """(model id or None for the base, served name) of what `model_id` is compared with."""
+    from .backends.offline import inference_name, parse_inference_name
+    from .inference import base_name, is_offline
 
-    if windows < MIN_WINDOWS:
-        raise InvalidInput(f"--windows must be at least {MIN_WINDOWS}, got {windows}")
-    model = await _model(pool, model_id)
-    _require_offline(model_id, model["storagePath"])
     if against == "live":
         live = await pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
         if live is None:
             raise InvalidInput("no live model to compare with: use --against base or --against MODEL_ID")
-        other = await _model(pool, live)
-        against_id, against_storage = live, other["storagePath"]
-    elif against == "base":
-        project, run, _ = parse_inference_name(model["storagePath"])
-        against_id, against_storage = None, inference_name(project, run, 0)
-    else:
-        other = await _model(pool, against)
-        against_id, against_storage = against, other["storagePath"]
-    if against_storage == model["storagePath"]:
-        raise InvalidInput(f"{model_id} would be compared with itself")
-    _require_offline(against_id or "the base policy", against_storage)
+        return live, (await _model(pool, live))["storagePath"]
+    if against == "base":
+        if is_offline(storage):
+            project, run, _ = parse_inference_name(storage)
+            return None, inference_name(project, run, 0)
+        return None, base_name(storage)
+    return against, (await _model(pool, against))["storagePath"]
+
+
+class _Measured(BaseModel):
+    windows: list[str]
+    a: list[float]  # per window
+    b: list[float]
+    extra: dict[str, Any] = {}
+
+
+async def _on_simulator(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, storage_a: str, storage_b: str,
+                        windows: int, progress: Callable[[int, int], None] | None) -> _Measured:
+    from .backends.factory import checkpoint_root
+    from .backends.offline import OfflineBackend
+
     backend = OfflineBackend(checkpoint_root(data_dir, "offline"))
     try:
-        policy_a = backend.load_policy(model["storagePath"])
-        policy_b = backend.load_policy(against_storage)
+        policy_a = backend.load_policy(storage_a)
+        policy_b = backend.load_policy(storage_b)
     except Exception as exc:  # a checkpoint missing or unreadable on disk: say which, record nothing
         raise Refused(f"cannot load the checkpoints to evaluate: {exc}") from exc
     chosen = await held_out_windows(pool, holdout_share, windows)
@@ -153,13 +179,75 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, mod
         b.append(await asyncio.to_thread(_replay, window, policy_b))
         if progress is not None:
             progress(i + 1, len(chosen))
+    return _Measured(windows=[w.window_id for w in chosen], a=a, b=b)
+
+
+async def _on_prompts(pool: asyncpg.Pool, settings: Any, holdout_share: float, labels: tuple[str, str],
+                      storage_a: str, storage_b: str, windows: int, per_window: int,
+                      progress: Callable[[int, int], None] | None) -> _Measured:
+    from .inference import endpoint_for
+    from .judges import make_judge
+    from .prompt_eval import EndpointClient, compare_on_prompts, held_out_prompts
+
+    if settings is None:
+        raise InvalidInput("evaluating a served checkpoint needs the settings that say where it is served")
+    endpoints = endpoint_for(storage_a, settings), endpoint_for(storage_b, settings)
+    judge = make_judge(settings)
+    chosen = await held_out_prompts(pool, holdout_share, windows, per_window)
+    if len(chosen) < MIN_WINDOWS:
+        raise InvalidInput(f"only {len(chosen)} held-out window(s) with recorded prompts and ground truth in the "
+                           f"database, at least {MIN_WINDOWS} needed (more history, or a larger "
+                           "BABYLON_HOLDOUT_SHARE)")
+    clients = [EndpointClient(label, e, settings.eval_timeout_s) for label, e in zip(labels, endpoints, strict=True)]
+    try:
+        outcome = await compare_on_prompts(chosen, clients[0], clients[1], judge, progress)
+    finally:
+        for client in clients:
+            await client.aclose()
+    return _Measured(windows=outcome.windows, a=outcome.mean_a, b=outcome.mean_b, extra={
+        "method": "prompts", "judge": judge.name, "prompts": outcome.prompts, "unusable_a": outcome.unusable_a,
+        "unusable_b": outcome.unusable_b, "endpoint_a": endpoints[0].describe(),
+        "endpoint_b": endpoints[1].describe(), "examples": outcome.examples})
+
+
+async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, model_id: str, against: str = "live",
+                   windows: int = 24, progress: Callable[[int, int], None] | None = None, *,
+                   settings: Any = None, prompts: int | None = None) -> EvalResult:
+    """Compare `model_id` with `against` ("live", "base" or a model id) on held-out windows; stored.
+
+    Offline checkpoints are replayed in the simulator; served ones (serverless, local) answer
+    `prompts` recorded prompts per window (default: `settings.eval_prompts`) at the endpoints the
+    settings name, judged by the settings' judge."""
+    from .inference import is_offline, scheme_of
+
+    if windows < MIN_WINDOWS:
+        raise InvalidInput(f"--windows must be at least {MIN_WINDOWS}, got {windows}")
+    model = await _model(pool, model_id)
+    storage = model["storagePath"]
+    against_id, against_storage = await _against(pool, model_id, storage, against)
+    if against_storage == storage:
+        raise InvalidInput(f"{model_id} would be compared with itself")
+    label_b = against_id or "the base model"
+    if is_offline(storage) != is_offline(against_storage):
+        raise Refused(f"{model_id} ({scheme_of(storage)}) and {label_b} ({scheme_of(against_storage)}) cannot be "
+                      "compared: an offline checkpoint is evaluated in the simulator and a served one on recorded "
+                      "prompts (compare each with its own base model or a checkpoint of its kind)")
+    if is_offline(storage):
+        measured = await _on_simulator(pool, data_dir, holdout_share, storage, against_storage, windows, progress)
+    else:
+        per_window = prompts if prompts is not None else getattr(settings, "eval_prompts", 8)
+        if per_window < 1:
+            raise InvalidInput(f"--prompts must be at least 1, got {per_window}")
+        measured = await _on_prompts(pool, settings, holdout_share, (model_id, label_b), storage, against_storage,
+                                     windows, per_window, progress)
+    a, b = measured.a, measured.b
     diff = paired_difference([x - y for x, y in zip(a, b, strict=True)])
     assert diff is not None
     result = EvalResult(
-        model_id=model_id, against=against, against_model_id=against_id, storage_path=model["storagePath"],
-        against_storage_path=against_storage, windows=[w.window_id for w in chosen], n=len(chosen),
+        model_id=model_id, against=against, against_model_id=against_id, storage_path=storage,
+        against_storage_path=against_storage, windows=measured.windows, n=len(measured.windows),
         mean_a=statistics.fmean(a), mean_b=statistics.fmean(b), mean_diff=diff.mean, ci_low=diff.ci_low,
-        ci_high=diff.ci_high, win_rate=diff.win_rate,
+        ci_high=diff.ci_high, win_rate=diff.win_rate, **measured.extra,
     )
     row = await pool.fetchrow(
         "INSERT INTO console_evaluations (model_id, against, against_model_id, result) VALUES ($1, $2, $3, $4::jsonb) "

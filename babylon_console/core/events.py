@@ -213,12 +213,14 @@ class CheckpointEvaluated(EventData):
     mean_diff: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    unit: str | None = None  # what the difference is in (P&L per agent-window, a judge's answer score)
 
     @property
     def summary(self) -> str:
         ci = "" if self.ci_low is None or self.ci_high is None else f" [{self.ci_low:+.2f}, {self.ci_high:+.2f}]"
+        unit = f" {self.unit}" if self.unit else ""
         return (f"checkpoint {self.model_id} evaluated vs {self.against_model_id or 'base'} on {self.windows} "
-                f"held-out windows: {_fmt(self.mean_diff, '+.2f')}{ci}")
+                f"held-out windows: {_fmt(self.mean_diff, '+.2f')}{ci}{unit}")
 
 
 class Promoted(EventData):

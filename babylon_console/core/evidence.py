@@ -302,9 +302,9 @@ async def contrary_evidence(pool: asyncpg.Pool, model_id: str, gate: GateSetting
 def contrary(model_id: str, evaluation: Any, readout: ABReadout | None) -> tuple[str, dict[str, Any]] | None:
     """The rule of `contrary_evidence` on evidence already read (the console has it on screen)."""
     if evaluation is not None and evaluation.ci_high is not None and evaluation.ci_high < 0:
-        return (f"held-out evaluation vs {evaluation.against_model_id or 'base'}: {evaluation.mean_diff:+.2f}, "
-                f"95% CI [{evaluation.ci_low:+.2f}, {evaluation.ci_high:+.2f}] over {evaluation.n} windows, "
-                "below zero", {"evaluation": evaluation.model_dump(mode="json")})
+        return (f"held-out evaluation vs {evaluation.against_model_id or 'base'}: {evaluation.mean_diff:+.2f} "
+                f"{evaluation.unit}, 95% CI {evaluation.ci_text()} over {evaluation.n} windows, below zero",
+                {"evaluation": evaluation.model_dump(mode="json")})
     if readout is not None and readout.candidate_model_id == model_id and readout.verdict == "rollback":
         return "live A/B readout says roll back: " + "; ".join(readout.reasons), {"ab": readout.model_dump(mode="json")}
     return None

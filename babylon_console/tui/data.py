@@ -128,14 +128,16 @@ class CheckpointRow:
 
     @property
     def evaluation_text(self) -> str:
-        """`+12.3 [+2.1,+22.5] n=12 vs base` (or "–"): the P&L difference, its 95% CI, windows, against what."""
+        """`+12.3 [+2.1,+22.5] n=12 vs base` (or "–"): the difference, its 95% CI, windows, against
+        what; in P&L for offline checkpoints, in answer score (`score +0.12 [...]`) for served ones."""
         e = self.evaluation
         if e is None:
             return "–"
-        ci = "" if e.ci_low is None else f" [{e.ci_low:+.1f},{e.ci_high:+.1f}]"
+        spec, unit = ("+.1f", "") if e.method == "simulator" else ("+.2f", "score ")
+        ci = "" if e.ci_low is None else f" [{e.ci_low:{spec}},{e.ci_high:{spec}}]"
         against = "base" if e.against_model_id is None else ("step" + e.against_model_id.rsplit("step", 1)[-1]
                                                               if "step" in e.against_model_id else e.against_model_id)
-        return f"{e.mean_diff:+.1f}{ci} n={e.n} vs {against}"
+        return f"{unit}{e.mean_diff:{spec}}{ci} n={e.n} vs {against}"
 
 
 @dataclass(slots=True)
@@ -341,7 +343,8 @@ class ConsoleData:
             from ..core.registry import RegistryError
 
             raise RegistryError("read-only console: evaluate refused")
-        return await evaluate(self.pool, self.settings.data_dir, holdout_share, model_id, against, progress=progress)
+        return await evaluate(self.pool, self.settings.data_dir, holdout_share, model_id, against, progress=progress,
+                              settings=self.settings)
 
     async def contrary_evidence(self, model_id: str) -> tuple[str, dict[str, Any]] | None:
         """What speaks against promoting `model_id` (`core.evidence.contrary_evidence`)."""

@@ -58,8 +58,6 @@ def evaluate(row: Any, holdout_share: float) -> str | None:
         return "no checkpoint selected"
     if holdout_share <= 0:
         return "no windows are held out for evaluation (set BABYLON_HOLDOUT_SHARE, e.g. 0.1)"
-    if not str(row.model.storage_path).startswith("offline://"):
-        return "only offline checkpoints can be evaluated in this version"
     return None
 
 

@@ -144,18 +144,30 @@ def _drawdown(t: Trajectory, start: float | None, pnl: float | None) -> float | 
     return max(candidates) if candidates else None
 
 
-def extract_facts(t: Trajectory, gt: WindowGroundTruth) -> AgentFacts:
-    start = _start_balance(t)
-    pnl = _final_pnl(t)
+def stock_moves(gt: WindowGroundTruth) -> dict[str, float]:
+    """Ticker -> % change over the window."""
     moves: dict[str, float] = {}
     for row in gt.stocks:
         chg = _number(row.change_percent)
         if row.stock_ticker and chg is not None:
             moves[row.stock_ticker.strip().upper()] = chg
+    return moves
+
+
+def resolutions(gt: WindowGroundTruth) -> dict[str, str]:
+    """Prediction market id -> the side that won (YES or NO), for the markets that resolved."""
     outcomes: dict[str, str] = {}
     for row in gt.predictions:
         if row.prediction_market_id and row.outcome and row.outcome.strip().upper() in ("YES", "NO"):
             outcomes[row.prediction_market_id] = row.outcome.strip().upper()
+    return outcomes
+
+
+def extract_facts(t: Trajectory, gt: WindowGroundTruth) -> AgentFacts:
+    start = _start_balance(t)
+    pnl = _final_pnl(t)
+    moves = stock_moves(gt)
+    outcomes = resolutions(gt)
 
     attempted = trades = failed = 0
     d_right = d_total = b_right = b_total = b_unresolved = 0
@@ -353,6 +365,75 @@ def score_group(trajectories: Sequence[Trajectory], gt: WindowGroundTruth) -> li
     return out
 
 
+# -- one answer to one prompt (held-out evaluation of endpoint models, core/prompt_eval.py) ------
+
+ANSWER_RIGHT, ANSWER_NEUTRAL, ANSWER_WRONG, ANSWER_UNUSABLE = 1.0, 0.5, 0.0, 0.0
+ANSWER_SIZE_PENALTY = 0.25  # taken off in full by an order of ORDER_FRACTION_FULL_PENALTY of the cash
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerScore:
+    score: float  # in [0, 1]
+    explanation: str
+
+
+def _call(move: float | None, with_market: bool | None, what: str) -> tuple[float, str]:
+    """Right, wrong or neutral for a position that profits when the price goes up (`with_market`
+    True), down (False), or a call the ground truth cannot settle (None)."""
+    if move is None or with_market is None:
+        return ANSWER_NEUTRAL, f"{what}: no ground truth for it in this window"
+    if abs(move) < NEUTRAL_MOVE_PCT:
+        return ANSWER_NEUTRAL, f"{what}: the price barely moved ({move:+.2f}%)"
+    right = (move > 0) == with_market
+    return (ANSWER_RIGHT if right else ANSWER_WRONG), f"{what}: the price then moved {move:+.2f}%"
+
+
+def score_answer(text: str | None, user_prompt: str, gt: WindowGroundTruth) -> AnswerScore:
+    """The outcome judge's per-action scoring of one answer to one recorded prompt, against what the
+    window's markets then did: an open or close in the direction the stock moved, or a bet on the side
+    that resolved, scores 1; against it 0; a hold, a move under NEUTRAL_MOVE_PCT or a call the ground
+    truth cannot settle 0.5; an answer that is not a valid action 0. An order larger than
+    ORDER_FRACTION_OK of the cash shown in the prompt loses up to ANSWER_SIZE_PENALTY."""
+    from babylon_console.core.sim.actions import BUY_SHARES as BUY
+    from babylon_console.core.sim.actions import CLOSE_POSITION, HOLD_T, OPEN_LONG, parse_response
+    from babylon_console.core.sim.observation import Observation
+
+    obs = Observation.from_prompt(user_prompt)
+    parsed = parse_response(text, obs)
+    action = parsed.action
+    if action is None:
+        return AnswerScore(ANSWER_UNUSABLE, f"unusable answer: {parsed.error or 'no action'}")
+    if action.action_type == HOLD_T:
+        return AnswerScore(ANSWER_NEUTRAL, "HOLD")
+    moves = stock_moves(gt)
+    size = 0.0
+    if action.action_type == BUY:
+        won = resolutions(gt).get(action.market_id or "")
+        size = action.amount
+        what = f"BUY_SHARES {action.side} on {action.market_id}"
+        if won is None:
+            score, why = ANSWER_NEUTRAL, f"{what}: the market did not resolve in this window"
+        else:
+            score = ANSWER_RIGHT if action.side == won else ANSWER_WRONG
+            why = f"{what}: it resolved {won}"
+    elif action.action_type == CLOSE_POSITION:
+        held = obs.position(action.ticker or "") if obs is not None else None
+        # closing a long is right when the price then fell, closing a short when it rose
+        score, why = _call(moves.get(action.ticker or ""), None if held is None else held.side != "long",
+                           f"CLOSE_POSITION {action.ticker}" + ("" if held is None else f" ({held.side})"))
+    else:
+        size = action.size
+        score, why = _call(moves.get(action.ticker or ""), action.action_type == OPEN_LONG,
+                           f"{action.action_type} {action.ticker}")
+    if size > 0 and obs is not None and obs.balance > 0:
+        excess = size / obs.balance - ORDER_FRACTION_OK
+        penalty = ANSWER_SIZE_PENALTY * _clamp01(excess / (ORDER_FRACTION_FULL_PENALTY - ORDER_FRACTION_OK))
+        if penalty > 0:
+            score = _clamp01(score - penalty)
+            why += f"; order of {size / obs.balance:.0%} of the cash (-{penalty:.2f})"
+    return AnswerScore(round(score, 6), why)
+
+
 class OutcomeJudge:
     """Offline, deterministic judge (DESIGN 1.4 `outcome`); never touches the network."""
 
@@ -370,3 +451,9 @@ class OutcomeJudge:
             attempts=1,
             duration_s=time.perf_counter() - started,
         )
+
+    async def judge_answers(self, window_id: str, gt: WindowGroundTruth, prompt: list[dict[str, Any]],
+                            answers: Sequence[str]) -> list[AnswerScore]:
+        """Each answer to the same prompt scored on its own (`score_answer`); the order does not matter."""
+        user = next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), "")
+        return [score_answer(a, str(user), gt) for a in answers]

@@ -22,9 +22,13 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from babylon_console.core.models import WindowGroundTruth
+
 from .base import JudgeError, JudgeInput, TrajectoryScore, WindowJudgment, ground_truth_text
+from .outcome import AnswerScore
 
 TRADING_RUBRIC = """\
 The agents are traders in the Babylon market game. In one hour they trade stock perpetuals (OPEN_LONG, \
@@ -48,6 +52,21 @@ calls from bad ones, but do not reward pure luck as much as well-reasoned, corre
 Use the whole range from 0 to 1 when the trajectories differ clearly.
 """
 
+ANSWER_RUBRIC = """\
+Each message list is the answer of a different model to the same prompt, given to a trader in the \
+Babylon market game: it may trade stock perpetuals (OPEN_LONG, OPEN_SHORT, CLOSE_POSITION), buy \
+prediction-market shares (BUY_SHARES with a side YES or NO) or HOLD, answering with one JSON action.
+The first message inside <context>, marked JUDGE-ONLY GROUND TRUTH, was never shown to the trader: \
+it records what the markets actually did over the hour. Use it to judge each answer's decision.
+- A position in the direction the stock then moved, or a bet on the side that resolved true, scores \
+well above one against it. Holding when nothing was clear is acceptable, not a failure.
+- Penalize orders that are oversized for the balance shown, and answers that are not one valid JSON \
+action or name unknown tickers or markets: those score lowest.
+- Judge by what the trader could know from the prompt; the ground truth tells good calls from bad ones.
+- Scores are relative: use the whole range from 0 to 1 when the answers differ clearly, and equal \
+scores when they make the same decision.
+"""
+
 GROUND_TRUTH_HEADER = (
     "JUDGE-ONLY GROUND TRUTH (never shown to the agents; use it to grade the trajectories below)."
 )
@@ -58,14 +77,14 @@ _MAX_BACKOFF_S = 30.0
 _MAX_REASON_CHARS = 300
 
 
-def ground_truth_message(item: JudgeInput) -> dict[str, str]:
+def ground_truth_message(gt: WindowGroundTruth) -> dict[str, str]:
     """The judge-only message that carries the window's ground truth into RULER's `<context>`."""
-    return {"role": "system", "content": f"{GROUND_TRUTH_HEADER}\n{ground_truth_text(item.ground_truth)}"}
+    return {"role": "system", "content": f"{GROUND_TRUTH_HEADER}\n{ground_truth_text(gt)}"}
 
 
 def judge_message_lists(item: JudgeInput) -> list[list[dict[str, Any]]]:
     """New lists for RULER: the ground-truth message, then each trajectory's training messages."""
-    head = ground_truth_message(item)
+    head = ground_truth_message(item.ground_truth)
     return [[head, *messages] for messages in item.messages]
 
 
@@ -150,6 +169,7 @@ class RulerJudge:
         base_url: str | None = None,
         api_key: Any = None,
         rubric: str = TRADING_RUBRIC,
+        answer_rubric: str = ANSWER_RUBRIC,
         max_attempts: int = 3,
         timeout_s: float = 60,
         backoff_s: float = 1.0,
@@ -168,6 +188,7 @@ class RulerJudge:
         get_secret = getattr(api_key, "get_secret_value", None)  # accepts pydantic SecretStr
         self._api_key: str | None = get_secret() if callable(get_secret) else api_key
         self.rubric = rubric
+        self.answer_rubric = answer_rubric
         self.max_attempts = int(max_attempts)
         self.timeout_s = float(timeout_s)
         self.backoff_s = float(backoff_s)
@@ -226,51 +247,7 @@ class RulerJudge:
                 window_id=item.window_id, judge=self.name, judge_model=self.judge_model, scores=[],
                 cost_usd=None, attempts=0, duration_s=0.0,
             )
-        import litellm
-        from art.rewards import ruler
-
-        litellm.suppress_debug_info = True
-        model = self.litellm_model()
-        params = self.litellm_params()
-        message_lists = judge_message_lists(item)
-        meter = _new_cost_meter()
-        outer = _active_metrics_builder()
-        # RULER may call the judge twice per attempt (one structural re-ask); bound the whole attempt.
-        attempt_limit = 2 * self.timeout_s + 5.0
-        attempt = 0
-        try:
-            while True:
-                attempt += 1
-                try:
-                    async with asyncio.timeout(attempt_limit):
-                        if meter is not None:
-                            with meter.activate_context():
-                                raw = await ruler(message_lists, model, params, self.rubric)
-                        else:
-                            raw = await ruler(message_lists, model, params, self.rubric)
-                    if any(not math.isfinite(s.score) for s in raw):
-                        raise _NonFiniteScore("judge returned a non-finite score")
-                    break
-                except Exception as exc:  # CancelledError is not an Exception: cancellation propagates
-                    kind, retryable = _classify(exc)
-                    reason = self._reason(kind, exc)
-                    if not retryable:
-                        raise JudgeError(
-                            item.window_id, f"RULER judge failed ({reason})", attempts=attempt
-                        ) from exc
-                    if attempt >= self.max_attempts:
-                        raise JudgeError(
-                            item.window_id,
-                            f"RULER judge failed after {attempt} attempt(s); last error: {reason}",
-                            attempts=attempt,
-                        ) from exc
-                    await asyncio.sleep(self._delay(attempt))
-        finally:
-            cost = getattr(meter, "total_usd", None)
-            if outer is not None and cost is not None:
-                with contextlib.suppress(ValueError):
-                    outer.add_cost(f"{outer.cost_context}/judge/ruler", cost)
-
+        raw, attempt, cost = await self._ruler(item.window_id, judge_message_lists(item), self.rubric)
         if len(raw) != len(item.trajectories):  # RULER guarantees one score per trajectory, in order
             raise JudgeError(item.window_id, f"RULER returned {len(raw)} scores for {len(item.trajectories)} "
                              "trajectories", attempts=attempt)
@@ -291,6 +268,65 @@ class RulerJudge:
             attempts=attempt,
             duration_s=time.perf_counter() - started,
         )
+
+    async def judge_answers(self, window_id: str, gt: WindowGroundTruth, prompt: list[dict[str, Any]],
+                            answers: Sequence[str]) -> list[AnswerScore]:
+        """RULER over the answers of several models to one recorded prompt, side by side: one message
+        list per answer (`[ground truth, *prompt, answer]`), so the judge reads the ground truth and
+        the prompt once in `<context>` and compares the answers with each other."""
+        head = ground_truth_message(gt)
+        lists = [[head, *prompt, {"role": "assistant", "content": a}] for a in answers]
+        raw, attempt, _ = await self._ruler(window_id, lists, self.answer_rubric)
+        if len(raw) != len(answers):
+            raise JudgeError(window_id, f"RULER returned {len(raw)} scores for {len(answers)} answers",
+                             attempts=attempt)
+        return [AnswerScore(_clamp01(float(s.score)), (s.explanation or "").strip() or "(no explanation)")
+                for s in raw]
+
+    async def _ruler(self, label: str, message_lists: list[list[dict[str, Any]]], rubric: str
+                     ) -> tuple[list[Any], int, float | None]:
+        """ART's `ruler` on these message lists with bounded, classified retries: (its scores, the
+        attempts made, the judge cost when litellm priced it). The last failure is a `JudgeError`."""
+        import litellm
+        from art.rewards import ruler
+
+        litellm.suppress_debug_info = True
+        model = self.litellm_model()
+        params = self.litellm_params()
+        meter = _new_cost_meter()
+        outer = _active_metrics_builder()
+        # RULER may call the judge twice per attempt (one structural re-ask); bound the whole attempt.
+        attempt_limit = 2 * self.timeout_s + 5.0
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                try:
+                    async with asyncio.timeout(attempt_limit):
+                        if meter is not None:
+                            with meter.activate_context():
+                                raw = await ruler(message_lists, model, params, rubric)
+                        else:
+                            raw = await ruler(message_lists, model, params, rubric)
+                    if any(not math.isfinite(s.score) for s in raw):
+                        raise _NonFiniteScore("judge returned a non-finite score")
+                    return raw, attempt, getattr(meter, "total_usd", None)
+                except Exception as exc:  # CancelledError is not an Exception: cancellation propagates
+                    kind, retryable = _classify(exc)
+                    reason = self._reason(kind, exc)
+                    if not retryable:
+                        raise JudgeError(label, f"RULER judge failed ({reason})", attempts=attempt) from exc
+                    if attempt >= self.max_attempts:
+                        raise JudgeError(
+                            label, f"RULER judge failed after {attempt} attempt(s); last error: {reason}",
+                            attempts=attempt,
+                        ) from exc
+                    await asyncio.sleep(self._delay(attempt))
+        finally:
+            cost = getattr(meter, "total_usd", None)
+            if outer is not None and cost is not None:
+                with contextlib.suppress(ValueError):
+                    outer.add_cost(f"{outer.cost_context}/judge/ruler", cost)
 
 
 def _active_metrics_builder() -> Any | None:

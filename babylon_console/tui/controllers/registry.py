@@ -109,9 +109,9 @@ class RegistryActions:
                 result = await self.data.evaluate(model_id, against, holdout_share, progress)
             finally:
                 self.host.post_message(StatusChanged("eval", ""))
-            ci = "" if result.ci_low is None else f", 95% CI [{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
-            self.host.notify(f"{model_id} vs {result.against_model_id or 'the base policy'}: "
-                             f"{result.mean_diff:+.2f} P&L per agent-window{ci} over {result.n} held-out windows",
+            ci = "" if result.ci_low is None else f", 95% CI {result.ci_text()}"
+            self.host.notify(f"{model_id} vs {result.against_model_id or 'the base model'}: "
+                             f"{result.mean_diff:+.2f} {result.unit}{ci} over {result.n} held-out windows",
                              title="Evaluated", timeout=8)
             self.changed()
 

@@ -1,0 +1,85 @@
+"""Where a checkpoint answers: the OpenAI-compatible endpoint and model name of a served name.
+
+A checkpoint's served name is its `storagePath` (the name the game's calls log in
+`llm_call_logs.model`), and that is the model name sent to its endpoint:
+
+- `wandb-artifact:///<entity>/<project>/<run>:step<N>` (serverless): W&B's Training API, which
+  serves every checkpoint of a run under its artifact name at the same base URL it trains on
+  (ART 0.5: `ServerlessBackend._prepare_backend_for_training` returns the client's base URL and key).
+  The base model is the run's step 0.
+- `local-lora://<dir>?base=<model>` (LocalBackend): the vLLM named by BABYLON_LOCAL_INFERENCE_URL,
+  which serves the adapter under the storagePath (`--lora-modules` in its JSON form, whose `name`
+  may hold any text) and the base model under its own name.
+
+Offline checkpoints (`offline://`) have no endpoint: they are evaluated in the simulator.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, SecretStr
+
+from .backends.factory import LOCAL_SCHEME, check_serverless
+from .errors import InvalidInput, Refused
+
+WANDB_SCHEME = "wandb-artifact://"
+OFFLINE_SCHEME = "offline://"
+DEFAULT_SERVERLESS_BASE_URL = "https://api.training.wandb.ai/v1"  # ART 0.5's serverless client default
+_STEP = re.compile(r":step\d+$")
+
+
+class Endpoint(BaseModel):
+    """One model behind one OpenAI-compatible server."""
+
+    base_url: str
+    model: str  # the name sent as `model`
+    api_key: SecretStr | None = None
+
+    def describe(self) -> str:
+        return f"{self.model} at {self.base_url}"
+
+
+def scheme_of(storage_path: str) -> str:
+    return storage_path.split("://", 1)[0] if "://" in storage_path else "unknown"
+
+
+def is_offline(storage_path: str) -> bool:
+    return storage_path.startswith(OFFLINE_SCHEME)
+
+
+def base_name(storage_path: str) -> str:
+    """The served name of the untrained base model of a checkpoint's run."""
+    if storage_path.startswith(WANDB_SCHEME):
+        if not _STEP.search(storage_path):
+            raise InvalidInput(f"cannot tell the step of {storage_path!r}: a serverless name ends in ':step<N>'")
+        return _STEP.sub(":step0", storage_path)
+    if storage_path.startswith(LOCAL_SCHEME):
+        base = parse_qs(urlsplit(storage_path).query).get("base", [""])[0]
+        if not base:
+            raise InvalidInput(f"{storage_path!r} does not name its base model (…?base=<model>)")
+        return base
+    raise InvalidInput(f"{storage_path!r} is not a serverless or local checkpoint name")
+
+
+def endpoint_for(storage_path: str, settings: Any) -> Endpoint:
+    """The endpoint serving `storage_path` (a checkpoint's name, or a base model's bare name, which
+    is served next to the checkpoints of its kind), from the settings; a clear error when the
+    settings do not say where it is or forbid reaching it."""
+    if storage_path.startswith(WANDB_SCHEME):
+        key = settings.wandb_api_key
+        check_serverless(key.get_secret_value() if key else None, settings.serverless_base_url)
+        return Endpoint(base_url=settings.serverless_base_url or DEFAULT_SERVERLESS_BASE_URL, model=storage_path,
+                        api_key=key)
+    if storage_path.startswith(OFFLINE_SCHEME):
+        raise Refused(f"{storage_path} is an offline checkpoint: it has no endpoint (it is evaluated in the "
+                      "simulator)")
+    if storage_path.startswith(LOCAL_SCHEME) or "://" not in storage_path:
+        if not settings.local_inference_url:
+            raise InvalidInput(f"set BABYLON_LOCAL_INFERENCE_URL to the vLLM server that serves {storage_path} "
+                               "(an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1)")
+        return Endpoint(base_url=settings.local_inference_url, model=storage_path,
+                        api_key=settings.local_inference_api_key)
+    raise InvalidInput(f"unknown checkpoint scheme {scheme_of(storage_path)!r} in {storage_path!r}")

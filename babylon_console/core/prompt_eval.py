@@ -1,0 +1,244 @@
+"""Held-out evaluation of endpoint models (serverless and local checkpoints): the recorded prompts of
+held-out windows replayed through each model's OpenAI-compatible endpoint, and the two answers to
+each prompt judged side by side with the window's ground truth.
+
+- Windows: the newest held-out windows with trajectories and ground truth (`market_outcomes`).
+- Prompts: per window, up to `per_window` recorded LLM calls (the ones training would use,
+  `groups.trajectory_calls`, whose purpose is "action" or unrecorded), picked by a hash of
+  window, trajectory and step, so the same windows give the same prompts.
+- Answers: each model answers each prompt (system + user message, temperature 0, at most
+  `MAX_TOKENS`); at most `CONCURRENCY` requests at once. An endpoint that does not answer, refuses
+  the key or does not serve the model stops the evaluation with that reason: nothing is recorded.
+- Judging: the settings' judge. `outcome` scores each answer's action against what the markets did
+  (`judges.outcome.score_answer`); `ruler` ranks the answers to one prompt in one RULER call, their
+  order alternating between prompts so neither model always comes first. Identical answers are
+  scored once and share the score.
+- Result: per window, model A's mean answer score minus model B's; across windows the mean of those
+  differences with a 95% CI paired by window and the share of windows A won (`evaluation.EvalResult`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+
+from .errors import ConsoleError, Failed, InvalidInput, Outage
+from .groups import trajectory_calls
+from .inference import Endpoint
+from .models import WindowGroundTruth
+from .repository import GameStore
+from .windows import held_out
+
+MAX_TOKENS = 1024
+CONCURRENCY = 4
+PROMPT_PURPOSES = (None, "", "action")
+_CLIP = 400  # characters of an answer kept in a stored example
+
+
+class EndpointUnavailable(Outage):
+    """A model's endpoint did not answer (connection refused, timeout, server error)."""
+
+    title = "Endpoint unavailable"
+
+
+class EndpointRefused(InvalidInput):
+    """A model's endpoint answered and refused: an unknown model, a bad key, a malformed request."""
+
+    title = "Endpoint refused"
+
+
+class AnswerJudge(Protocol):
+    name: str
+
+    async def judge_answers(self, window_id: str, gt: WindowGroundTruth, prompt: list[dict[str, Any]],
+                            answers: Sequence[str]) -> list[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HeldOutPrompt:
+    window_id: str
+    trajectory_id: str
+    step: int
+    messages: list[dict[str, str]]
+
+    @property
+    def key(self) -> str:
+        return f"{self.window_id}|{self.trajectory_id}|{self.step}"
+
+
+@dataclass(slots=True)
+class HeldOutWindow:
+    window_id: str
+    ground_truth: WindowGroundTruth
+    prompts: list[HeldOutPrompt]
+
+
+@dataclass(slots=True)
+class PromptOutcome:
+    windows: list[str]
+    mean_a: list[float]  # per window
+    mean_b: list[float]
+    prompts: int
+    unusable_a: int
+    unusable_b: int
+    examples: list[dict[str, Any]]
+
+
+_WINDOWS_SQL = """
+SELECT DISTINCT t."windowId" AS window_id FROM trajectories t
+WHERE t."windowId" IS NOT NULL AND EXISTS (SELECT 1 FROM market_outcomes m WHERE m."windowId" = t."windowId")
+ORDER BY 1 DESC LIMIT $1
+"""
+
+
+def _rank(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def held_out_prompts(pool: asyncpg.Pool, share: float, windows: int, per_window: int,
+                           lookback: int = 2000) -> list[HeldOutWindow]:
+    """The newest `windows` held-out windows that have ground truth and recorded prompts."""
+    if share <= 0:
+        raise InvalidInput("no windows are held out: set BABYLON_HOLDOUT_SHARE (e.g. 0.1) so training leaves some "
+                           "windows for evaluation")
+    store = GameStore(pool)
+    out: list[HeldOutWindow] = []
+    for r in await pool.fetch(_WINDOWS_SQL, lookback):
+        window_id = r["window_id"]
+        if not held_out(window_id, share):
+            continue
+        loaded = await store.window_trajectories(window_id)
+        logged = await store.logged_calls([t.trajectory_id for t in loaded.trajectories])
+        prompts = []
+        for t in loaded.trajectories:
+            for call in trajectory_calls(t, logged.get(t.trajectory_id)).calls:
+                if call.purpose not in PROMPT_PURPOSES or not call.user_prompt.strip():
+                    continue
+                messages = [{"role": "system", "content": call.system_prompt}] if call.system_prompt else []
+                messages.append({"role": "user", "content": call.user_prompt})
+                prompts.append(HeldOutPrompt(window_id, t.trajectory_id, call.step_number, messages))
+        if not prompts:
+            continue
+        prompts.sort(key=lambda p: _rank(p.key))
+        out.append(HeldOutWindow(window_id, await store.ground_truth(window_id), prompts[:per_window]))
+        if len(out) == windows:
+            break
+    return out
+
+
+class EndpointClient:
+    """One model's endpoint: asks it a prompt and maps every failure to a sentence about that model."""
+
+    def __init__(self, label: str, endpoint: Endpoint, timeout_s: float) -> None:
+        from openai import AsyncOpenAI  # imported on first use: it takes a while
+
+        self.label = label
+        self.endpoint = endpoint
+        key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+        # a placeholder key lets keyless local servers work; the client never logs it
+        self._client = AsyncOpenAI(base_url=endpoint.base_url, api_key=key or "sk-no-key", timeout=timeout_s,
+                                   max_retries=2)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def ask(self, messages: list[dict[str, str]]) -> str:
+        import openai
+
+        where = f"{self.label} ({self.endpoint.describe()})"
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.endpoint.model, messages=messages, temperature=0.0,  # type: ignore[arg-type]
+                max_tokens=MAX_TOKENS)
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise EndpointUnavailable(f"the endpoint of {where} does not answer: {_first_line(exc)}") from exc
+        except openai.APIStatusError as exc:
+            text = f"the endpoint of {where} answered HTTP {exc.status_code}: {_first_line(exc)}"
+            if exc.status_code == 404:
+                text += " (is the model served there under that name?)"
+            if exc.status_code in (400, 401, 403, 404, 422):
+                raise EndpointRefused(text) from exc
+            raise EndpointUnavailable(text) from exc
+        try:
+            return response.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise Failed(f"the endpoint of {where} answered without a message: {response!r:.200}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()
+    line = text.splitlines()[0]
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
+async def _answers(clients: tuple[EndpointClient, EndpointClient], prompts: list[HeldOutPrompt],
+                   limit: asyncio.Semaphore, known: dict[tuple[int, str], str]) -> list[tuple[str, str]]:
+    async def one(client: EndpointClient, prompt: HeldOutPrompt) -> str:
+        if (id(client), prompt.key) in known:
+            return known.pop((id(client), prompt.key))
+        async with limit:
+            return await client.ask(prompt.messages)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [(group.create_task(one(clients[0], p)), group.create_task(one(clients[1], p))) for p in prompts]
+    except* ConsoleError as failed:  # the first failure says what went wrong; the rest were cancelled
+        raise failed.exceptions[0] from None
+    return [(a.result(), b.result()) for a, b in tasks]
+
+
+async def _judge_pair(judge: AnswerJudge, window: HeldOutWindow, prompt: HeldOutPrompt, a: str, b: str
+                      ) -> tuple[Any, Any]:
+    if a == b:  # the same decision: one score for both
+        (same,) = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [a])
+        return same, same
+    if _rank(prompt.key)[0] % 2:  # alternate the order between prompts (RULER reads them in order)
+        sb, sa = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [b, a])
+    else:
+        sa, sb = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [a, b])
+    return sa, sb
+
+
+def _usable(text: str, prompt: HeldOutPrompt) -> bool:
+    from .sim.actions import parse_response
+    from .sim.observation import Observation
+
+    user = prompt.messages[-1]["content"]
+    return parse_response(text, Observation.from_prompt(user)).action is not None
+
+
+async def compare_on_prompts(windows: list[HeldOutWindow], a: EndpointClient, b: EndpointClient,
+                             judge: AnswerJudge, progress: Callable[[int, int], None] | None = None
+                             ) -> PromptOutcome:
+    """Both models answer every prompt of every window; each pair judged; per-window means."""
+    limit = asyncio.Semaphore(CONCURRENCY)
+    result = PromptOutcome([], [], [], 0, 0, 0, [])
+    # one request to each model first, in turn: an endpoint that does not answer is named at once
+    first = windows[0].prompts[0]
+    known = {(id(client), first.key): await client.ask(first.messages) for client in (a, b)}
+    for i, window in enumerate(windows):
+        answers = await _answers((a, b), window.prompts, limit, known)
+        scores = []
+        for prompt, (text_a, text_b) in zip(window.prompts, answers, strict=True):
+            sa, sb = await _judge_pair(judge, window, prompt, text_a, text_b)
+            scores.append((sa.score, sb.score))
+            result.unusable_a += not _usable(text_a, prompt)
+            result.unusable_b += not _usable(text_b, prompt)
+            if sa.score != sb.score and len(result.examples) < 5:
+                result.examples.append({
+                    "window_id": window.window_id, "trajectory_id": prompt.trajectory_id, "step": prompt.step,
+                    "answer_a": text_a[:_CLIP], "score_a": sa.score, "why_a": sa.explanation[:_CLIP],
+                    "answer_b": text_b[:_CLIP], "score_b": sb.score, "why_b": sb.explanation[:_CLIP]})
+        result.windows.append(window.window_id)
+        result.mean_a.append(statistics.fmean(s for s, _ in scores))
+        result.mean_b.append(statistics.fmean(s for _, s in scores))
+        result.prompts += len(scores)
+        if progress is not None:
+            progress(i + 1, len(windows))
+    return result

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from .errors import ConsoleError, Failed, InvalidInput, Outage
+from .errors import EXIT_UNAVAILABLE, ConsoleError, Failed, InvalidInput
 from .groups import trajectory_calls
 from .inference import Endpoint
 from .models import WindowGroundTruth
@@ -41,9 +41,11 @@ PROMPT_PURPOSES = (None, "", "action")
 _CLIP = 400  # characters of an answer kept in a stored example
 
 
-class EndpointUnavailable(Outage):
-    """A model's endpoint did not answer (connection refused, timeout, server error)."""
+class EndpointUnavailable(Failed):
+    """A model's endpoint did not answer (connection refused, timeout, server error). Not an outage
+    of the console's database: the evaluation fails, with the exit code of something unavailable."""
 
+    exit_code = EXIT_UNAVAILABLE
     title = "Endpoint unavailable"
 
 

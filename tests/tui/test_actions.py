@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr
 from textual.widgets import DataTable, RadioSet
 
 from babylon_console.tui.dialogs.confirm import ConfirmDialog
@@ -335,3 +336,43 @@ async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, s
         await wait_for(lambda: pane.selected() is not None and pane.selected().evaluation is not None, what="shown")
         assert "vs base" in pane.selected().evaluation_text
     assert await pool.fetchval("SELECT count(*) FROM console_evaluations WHERE model_id = $1", trained) == 1
+
+
+async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one_that_does_not_answer(
+        seeded, settings, make_app, tokenizer_dir) -> None:
+    from babylon_console.core.sim.actions import HOLD, format_response
+    from babylon_console.core.tokenization import load_tokenizer
+    from babylon_console.tui.data import ConsoleData
+    from babylon_console.tui.dialogs.confirm import ErrorDialog
+
+    from ..fake_wandb_training import FakeWandbTraining
+
+    pool = seeded
+    run = "wandb-artifact:///acme/babylon-console/babylon-agent"
+    await pool.execute(
+        'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
+        '"createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
+        "served-step2", "OpenPipe/Qwen3-14B-Instruct", "batch-2", "ready", f"{run}:step2")
+    async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
+        fake.add_model("acme", "babylon-console", "babylon-agent", [0, 2])
+        # the checkpoint holds (0.5 a prompt); the base answers nothing usable (0)
+        fake.answer = lambda name, _: format_response(HOLD, "wait") if name.endswith(":step2") else "no idea"
+        held = settings.model_copy(update={"holdout_share": 0.6, "wandb_api_key": SecretStr("k" * 40),
+                                           "serverless_base_url": fake.base_url, "eval_timeout_s": 2.0})
+        app = make_app(data=ConsoleData(held, clock=FixedClock(), label="test database", operator="tester"))
+        async with app.run_test(size=SIZE) as pilot:
+            pane = await open_checkpoints(app, pilot, 1)
+            await pilot.press("V")
+            await wait_for(lambda: any(t.startswith("Evaluated:") for t in app.toasts), limit_s=30, what="evaluation")
+            assert any("+0.50 outcome score per answer" in t for t in app.toasts)
+            await wait_for(lambda: pane.selected() is not None and pane.selected().evaluation is not None,
+                           what="shown")
+            assert pane.selected().evaluation_text.startswith("score +0.50") and "vs base" in pane.selected(
+                ).evaluation_text
+            await fake.__aexit__(None, None, None)  # the service goes away
+            await pilot.press("V")
+            await wait_for(lambda: isinstance(app.screen, ErrorDialog), limit_s=30, what="error dialog")
+            shown = str(app.screen.query_one(".dialog-body").render())
+            assert "does not answer" in shown and fake.base_url in shown
+            assert app.health.outage is None and app.db_ready  # not taken for a database outage
+    assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 1

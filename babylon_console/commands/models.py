@@ -217,12 +217,12 @@ def eval_command(
         print_json(result.model_dump(mode="json"))
         return
     spec = "+.2f" if result.method == "simulator" else "+.3f"
-    on = "" if result.method == "simulator" else f" ({result.prompts} recorded prompts, judge {result.judge})"
-    out.print(f"{result.model_id} vs {result.against_model_id or 'the base model'} on {result.n} held-out windows"
-              f"{on} (first {result.windows[-1]}, last {result.windows[0]}):", soft_wrap=True)
+    on = "" if result.method == "simulator" else f", {result.prompts} recorded prompts judged by {result.judge}"
+    out.print(f"{result.model_id} vs {result.against_model_id or 'the base model'} on {result.n} held-out windows "
+              f"({result.windows[-1]} to {result.windows[0]}){on}:", soft_wrap=True)
     out.print(f"  mean {result.unit}: {result.mean_a:{spec}} vs {result.mean_b:{spec}}")
     if result.method == "prompts":
         out.print(f"  answers that were not a valid action: {result.unusable_a} vs {result.unusable_b} "
                   f"on {result.prompts} recorded prompts")
     out.print(f"  difference {result.mean_diff:{spec}}, 95% CI {result.ci_text(spec)} (paired by window); ahead in "
-              f"{result.win_rate:.0%} of windows; stored as evaluation {result.id}")
+              f"{result.win_rate:.0%} of windows; stored as evaluation {result.id}", soft_wrap=True)

@@ -198,9 +198,12 @@ async def _on_prompts(pool: asyncpg.Pool, settings: Any, holdout_share: float, l
         raise InvalidInput(f"only {len(chosen)} held-out window(s) with recorded prompts and ground truth in the "
                            f"database, at least {MIN_WINDOWS} needed (more history, or a larger "
                            "BABYLON_HOLDOUT_SHARE)")
-    clients = [EndpointClient(label, e, settings.eval_timeout_s) for label, e in zip(labels, endpoints, strict=True)]
+    clients: list[EndpointClient] = []
     try:
-        outcome = await compare_on_prompts(chosen, clients[0], clients[1], judge, progress)
+        clients.extend(EndpointClient(label, e, settings.eval_timeout_s) for label, e in zip(labels, endpoints,
+                                                                                               strict=True))
+        outcome = await compare_on_prompts(chosen, clients[0], clients[1], judge, progress,
+                                           judge_concurrency=settings.judge_concurrency)
     finally:
         for client in clients:
             await client.aclose()

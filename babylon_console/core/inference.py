@@ -16,13 +16,14 @@ Offline checkpoints (`offline://`) have no endpoint: they are evaluated in the s
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
-from .backends.factory import LOCAL_SCHEME, check_serverless
+from .backends.factory import LOCAL_SCHEME, wandb_offline
 from .errors import InvalidInput, Refused
 
 WANDB_SCHEME = "wandb-artifact://"
@@ -70,7 +71,12 @@ def endpoint_for(storage_path: str, settings: Any) -> Endpoint:
     settings do not say where it is or forbid reaching it."""
     if storage_path.startswith(WANDB_SCHEME):
         key = settings.wandb_api_key
-        check_serverless(key.get_secret_value() if key else None, settings.serverless_base_url)
+        if not key:
+            raise InvalidInput(f"{storage_path} is served by W&B's Training API, which needs WANDB_API_KEY")
+        if settings.serverless_base_url is None and wandb_offline():
+            raise InvalidInput(f"WANDB_MODE={os.environ.get('WANDB_MODE')} forbids reaching W&B, where {storage_path} "
+                               "is served: unset WANDB_MODE, or point BABYLON_SERVERLESS_BASE_URL at another "
+                               "deployment")
         return Endpoint(base_url=settings.serverless_base_url or DEFAULT_SERVERLESS_BASE_URL, model=storage_path,
                         api_key=key)
     if storage_path.startswith(OFFLINE_SCHEME):

@@ -5,14 +5,17 @@ each prompt judged side by side with the window's ground truth.
 - Windows: the newest held-out windows with trajectories and ground truth (`market_outcomes`).
 - Prompts: per window, up to `per_window` recorded LLM calls (the ones training would use,
   `groups.trajectory_calls`, whose purpose is "action" or unrecorded), picked by a hash of
-  window, trajectory and step, so the same windows give the same prompts.
+  window, trajectory and call, so the same windows give the same prompts.
 - Answers: each model answers each prompt (system + user message, temperature 0, at most
-  `MAX_TOKENS`); at most `CONCURRENCY` requests at once. An endpoint that does not answer, refuses
-  the key or does not serve the model stops the evaluation with that reason: nothing is recorded.
-- Judging: the settings' judge. `outcome` scores each answer's action against what the markets did
-  (`judges.outcome.score_answer`); `ruler` ranks the answers to one prompt in one RULER call, their
-  order alternating between prompts so neither model always comes first. Identical answers are
-  scored once and share the score.
+  `MAX_TOKENS`); at most `CONCURRENCY` requests at once, each retried twice by the client. One
+  request to each model goes first, in turn, so a dead endpoint is named at once. An endpoint that
+  does not answer, refuses the key or does not serve the model stops the evaluation with that
+  reason: nothing is recorded.
+- Judging: the settings' judge, `judge_concurrency` pairs at once. `outcome` scores each answer's
+  action on its own against what the markets did (`judges.outcome.score_answer`); `ruler` ranks
+  the two answers to one prompt in one RULER call, which model comes first alternating from one
+  prompt to the next. Two identical answers make no difference: a judge that scores answers on
+  their own scores it once for both; RULER, which only compares, is not asked and both get 0.5.
 - Result: per window, model A's mean answer score minus model B's; across windows the mean of those
   differences with a 95% CI paired by window and the share of windows A won (`evaluation.EvalResult`).
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +34,7 @@ import asyncpg
 from .errors import EXIT_UNAVAILABLE, ConsoleError, Failed, InvalidInput
 from .groups import trajectory_calls
 from .inference import Endpoint
+from .judges.outcome import AnswerScore
 from .models import WindowGroundTruth
 from .repository import GameStore
 from .windows import held_out
@@ -57,6 +61,7 @@ class EndpointRefused(InvalidInput):
 
 class AnswerJudge(Protocol):
     name: str
+    scores_alone: bool  # an answer's score does not depend on the other answers to the prompt
 
     async def judge_answers(self, window_id: str, gt: WindowGroundTruth, prompt: list[dict[str, Any]],
                             answers: Sequence[str]) -> list[Any]: ...
@@ -67,11 +72,12 @@ class HeldOutPrompt:
     window_id: str
     trajectory_id: str
     step: int
+    call: int  # the call's place among the trajectory's recorded calls (a step may hold several)
     messages: list[dict[str, str]]
 
     @property
     def key(self) -> str:
-        return f"{self.window_id}|{self.trajectory_id}|{self.step}"
+        return f"{self.window_id}|{self.trajectory_id}|{self.call}"
 
 
 @dataclass(slots=True)
@@ -119,12 +125,12 @@ async def held_out_prompts(pool: asyncpg.Pool, share: float, windows: int, per_w
         logged = await store.logged_calls([t.trajectory_id for t in loaded.trajectories])
         prompts = []
         for t in loaded.trajectories:
-            for call in trajectory_calls(t, logged.get(t.trajectory_id)).calls:
+            for n, call in enumerate(trajectory_calls(t, logged.get(t.trajectory_id)).calls):
                 if call.purpose not in PROMPT_PURPOSES or not call.user_prompt.strip():
                     continue
                 messages = [{"role": "system", "content": call.system_prompt}] if call.system_prompt else []
                 messages.append({"role": "user", "content": call.user_prompt})
-                prompts.append(HeldOutPrompt(window_id, t.trajectory_id, call.step_number, messages))
+                prompts.append(HeldOutPrompt(window_id, t.trajectory_id, call.step_number, n, messages))
         if not prompts:
             continue
         prompts.sort(key=lambda p: _rank(p.key))
@@ -164,9 +170,11 @@ class EndpointClient:
             text = f"the endpoint of {where} answered HTTP {exc.status_code}: {_first_line(exc)}"
             if exc.status_code == 404:
                 text += " (is the model served there under that name?)"
-            if exc.status_code in (400, 401, 403, 404, 422):
+            if exc.status_code in (400, 401, 402, 403, 404, 422):
                 raise EndpointRefused(text) from exc
             raise EndpointUnavailable(text) from exc
+        except openai.APIError as exc:  # an answer the client could not read
+            raise Failed(f"the endpoint of {where} answered something unreadable: {_first_line(exc)}") from exc
         try:
             return response.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError) as exc:
@@ -187,23 +195,35 @@ async def _answers(clients: tuple[EndpointClient, EndpointClient], prompts: list
         async with limit:
             return await client.ask(prompt.messages)
 
+    flat = await _all([one(client, p) for p in prompts for client in clients])
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+async def _all[T](work: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run them all at once, results in order; the first failure cancels the rest and is raised as
+    itself (a ConsoleError first, when there is one), not as an exception group."""
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [(group.create_task(one(clients[0], p)), group.create_task(one(clients[1], p))) for p in prompts]
-    except* ConsoleError as failed:  # the first failure says what went wrong; the rest were cancelled
-        raise failed.exceptions[0] from None
-    return [(a.result(), b.result()) for a, b in tasks]
+            tasks = [group.create_task(w) for w in work]
+    except* Exception as failed:
+        raise next((e for e in failed.exceptions if isinstance(e, ConsoleError)), failed.exceptions[0]) from None
+    return [t.result() for t in tasks]
 
 
-async def _judge_pair(judge: AnswerJudge, window: HeldOutWindow, prompt: HeldOutPrompt, a: str, b: str
-                      ) -> tuple[Any, Any]:
-    if a == b:  # the same decision: one score for both
-        (same,) = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [a])
+async def _judge_pair(judge: AnswerJudge, window: HeldOutWindow, prompt: HeldOutPrompt, a: str, b: str,
+                      b_first: bool, limit: asyncio.Semaphore) -> tuple[Any, Any]:
+    if a == b:  # the same decision: no difference between the models on this prompt
+        if not judge.scores_alone:
+            same = AnswerScore(0.5, "the same answer from both models: not judged (no difference)")
+            return same, same
+        async with limit:
+            (same,) = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [a])
         return same, same
-    if _rank(prompt.key)[0] % 2:  # alternate the order between prompts (RULER reads them in order)
-        sb, sa = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [b, a])
-    else:
-        sa, sb = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [a, b])
+    async with limit:
+        if b_first:  # RULER reads the answers in order: neither model always comes first
+            sb, sa = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [b, a])
+        else:
+            sa, sb = await judge.judge_answers(window.window_id, window.ground_truth, prompt.messages, [a, b])
     return sa, sb
 
 
@@ -216,19 +236,25 @@ def _usable(text: str, prompt: HeldOutPrompt) -> bool:
 
 
 async def compare_on_prompts(windows: list[HeldOutWindow], a: EndpointClient, b: EndpointClient,
-                             judge: AnswerJudge, progress: Callable[[int, int], None] | None = None
-                             ) -> PromptOutcome:
+                             judge: AnswerJudge, progress: Callable[[int, int], None] | None = None,
+                             judge_concurrency: int = 4) -> PromptOutcome:
     """Both models answer every prompt of every window; each pair judged; per-window means."""
     limit = asyncio.Semaphore(CONCURRENCY)
+    judging = asyncio.Semaphore(judge_concurrency)
+    judged = 0
     result = PromptOutcome([], [], [], 0, 0, 0, [])
     # one request to each model first, in turn: an endpoint that does not answer is named at once
     first = windows[0].prompts[0]
     known = {(id(client), first.key): await client.ask(first.messages) for client in (a, b)}
     for i, window in enumerate(windows):
         answers = await _answers((a, b), window.prompts, limit, known)
-        scores = []
+        work = []
         for prompt, (text_a, text_b) in zip(window.prompts, answers, strict=True):
-            sa, sb = await _judge_pair(judge, window, prompt, text_a, text_b)
+            work.append(_judge_pair(judge, window, prompt, text_a, text_b, judged % 2 == 1, judging))
+            judged += text_a != text_b
+        verdicts = await _all(work)
+        scores = []
+        for prompt, (text_a, text_b), (sa, sb) in zip(window.prompts, answers, verdicts, strict=True):
             scores.append((sa.score, sb.score))
             result.unusable_a += not _usable(text_a, prompt)
             result.unusable_b += not _usable(text_b, prompt)

@@ -128,12 +128,12 @@ class CheckpointRow:
 
     @property
     def evaluation_text(self) -> str:
-        """`+12.3 [+2.1,+22.5] n=12 vs base` (or "–"): the difference, its 95% CI, windows, against
+        """`P&L +12.3 [+2.1,+22.5] n=12 vs base` (or "–"): the difference, its 95% CI, windows, against
         what; in P&L for offline checkpoints, in answer score (`score +0.12 [...]`) for served ones."""
         e = self.evaluation
         if e is None:
             return "–"
-        spec, unit = ("+.1f", "") if e.method == "simulator" else ("+.2f", "score ")
+        spec, unit = ("+.1f", "P&L ") if e.method == "simulator" else ("+.2f", "score ")
         ci = "" if e.ci_low is None else f" [{e.ci_low:{spec}},{e.ci_high:{spec}}]"
         against = "base" if e.against_model_id is None else ("step" + e.against_model_id.rsplit("step", 1)[-1]
                                                               if "step" in e.against_model_id else e.against_model_id)

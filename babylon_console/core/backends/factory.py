@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import InvalidInput
 
@@ -112,8 +113,10 @@ def check_local() -> None:
 
 def local_storage_path(checkpoint_dir: Path, base_model: str) -> str:
     """A served name that outlives the training process: the LoRA directory plus its base model
-    (`local-lora://<abs dir>?base=<model>`); vLLM serves it with `--lora-modules name=<dir>`."""
-    return f"{LOCAL_SCHEME}{Path(checkpoint_dir).resolve()}?base={base_model}"
+    (`local-lora://<abs dir>?base=<model>`, the model name URL-quoted); vLLM serves it under that
+    name with the JSON form of `--lora-modules` (`{"name": "<storagePath>", "path": "<dir>"}`): the
+    `name=<dir>` form cannot carry a name holding `=`."""
+    return f"{LOCAL_SCHEME}{Path(checkpoint_dir).resolve()}?base={quote(base_model, safe='/')}"
 
 
 def make_backend(name: str, *, data_dir: Path, base_model: str, wandb_api_key: str | None = None,

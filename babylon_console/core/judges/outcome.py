@@ -438,6 +438,7 @@ class OutcomeJudge:
     """Offline, deterministic judge (DESIGN 1.4 `outcome`); never touches the network."""
 
     name = "outcome"
+    scores_alone = True  # an answer's score does not depend on the others (held-out evaluation)
 
     async def judge(self, item: JudgeInput) -> WindowJudgment:
         started = time.perf_counter()

@@ -162,6 +162,7 @@ class RulerJudge:
     """RULER over one window's group, with the ground truth as judge-only shared context."""
 
     name = "ruler"
+    scores_alone = False  # RULER ranks answers against each other
 
     def __init__(
         self,

@@ -84,7 +84,7 @@ class CheckpointsPane(Pane):
                       "Grad norm"):
             table.add_column(label, key=label.lower())
         table.add_column("Created (market time)", key="created (utc)")
-        table.add_column("Held-out ΔP&L [95% CI]", key="held-out")
+        table.add_column("Held-out Δ [95% CI]", key="held-out")
         audit = self.query_one("#checkpoints-audit", DataTable)
         audit.add_column("When (UTC, wall clock)", key="when (utc)")
         for label in ("Action", "Operator", "From", "To", "Share"):

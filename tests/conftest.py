@@ -121,3 +121,19 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         chat_template=LLAMA_STYLE_TEMPLATE, eos_token="<|eot_id|>", bos_token="<|begin_of_text|>",
         pad_token="<|pad|>",
     )
+
+
+@pytest.fixture
+def resolved_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every host name this process resolves (W&B's public hosts must never be among them)."""
+    import socket
+
+    seen: list[str] = []
+    real = socket.getaddrinfo
+
+    def recording(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    return seen

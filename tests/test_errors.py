@@ -39,6 +39,7 @@ from babylon_console.core.errors import (
 from babylon_console.core.groups import DropoutError
 from babylon_console.core.judges.base import JudgeError
 from babylon_console.core.parsing import RowProblem
+from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
 from babylon_console.core.registry import RegistryError
 from babylon_console.core.sim.policy import CheckpointError
 from babylon_console.core.tokenization import TokenizerUnavailable
@@ -62,6 +63,8 @@ PUBLIC_ERRORS: dict[type[ConsoleError], tuple[ErrorKind, int, type[Exception]]] 
     NothingTrained: (ErrorKind.FAILED, EXIT_FAILED, RuntimeError),
     CheckpointConflict: (ErrorKind.FAILED, EXIT_FAILED, RuntimeError),
     TokenizerUnavailable: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, RuntimeError),
+    EndpointUnavailable: (ErrorKind.FAILED, EXIT_UNAVAILABLE, RuntimeError),
+    EndpointRefused: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, ValueError),
 }
 VOCABULARY = {ConsoleError, Outage, Refused, InvalidInput, Failed}
 # Public classes whose names read like errors but are no exceptions.

@@ -167,3 +167,30 @@ async def test_garbage_metadata_is_skipped_not_fatal(pool: asyncpg.Pool, tmp_pat
                           WHERE "windowId" = $1""", victim)
     result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4)
     assert result.n == 4 and victim not in result.windows
+
+
+async def test_a_slow_evaluation_never_fails_the_step_it_evaluates(pool: asyncpg.Pool, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluation runs after the registration and outside its deadline: an evaluation longer
+    than BABYLON_REGISTER_TIMEOUT_S leaves the step registered and its batch completed."""
+    from babylon_console.core import evaluation
+    from babylon_console.core.config import Settings
+    from babylon_console.core.engine import Engine, EngineConfig
+
+    real = evaluation.evaluate
+
+    async def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(1.5)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", slow)
+    await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
+    config = EngineConfig(iterations=1, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
+                          max_per_group=6, holdout_share=0.3, eval_every=1, register_timeout_s=0.5, force=True)
+    summary = await Engine(pool, config, settings=settings, clock=_Clock()).run()
+    assert summary.steps == [1]
+    statuses = [r["status"] for r in await pool.fetch("SELECT status FROM training_batches")]
+    assert statuses == ["completed"], statuses
+    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM console_events ORDER BY id")]
+    assert kinds.count("checkpoint_evaluated") == 1 and "batch_failed" not in kinds

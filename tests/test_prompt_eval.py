@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import socket
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -148,19 +147,6 @@ def _settings(tmp_path: Path, **extra: Any) -> Settings:
                     **extra)
 
 
-@pytest.fixture
-def resolved_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = socket.getaddrinfo
-
-    def recording(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(str(host))
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", recording)
-    return seen
-
-
 async def test_a_serverless_checkpoint_is_evaluated_on_recorded_prompts_at_the_training_api(
         pool: asyncpg.Pool, tmp_path: Path, tokenizer_dir: Path, resolved_hosts: list[str]) -> None:
     truth = await _history(pool)
@@ -275,6 +261,9 @@ async def test_an_endpoint_that_does_not_answer_or_serve_the_model_says_which_an
         await evaluate(pool, tmp_path, SHARE, "good", against="offline", windows=3, settings=settings)
     with pytest.raises(InvalidInput, match="BABYLON_LOCAL_INFERENCE_URL"):
         await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, settings=settings)
+    with pytest.raises(InvalidInput, match="the ruler judge needs OPENAI_API_KEY"):
+        await evaluate(pool, tmp_path, SHARE, "good", against="base", windows=3,
+                       settings=settings.with_overrides(judge="ruler"))
     with pytest.raises(InvalidInput, match="with recorded prompts and ground truth"):
         await evaluate(pool, tmp_path, 0.01, "good", against="base", windows=3, settings=settings)
     assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 0

@@ -46,22 +46,6 @@ async def _ready(pool: asyncpg.Pool) -> list[str]:
     return sorted(w.window_id for w in readiness if w.ready)
 
 
-@pytest.fixture
-def resolved_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every host name this process resolves (W&B's public hosts must never be among them)."""
-    import socket
-
-    seen: list[str] = []
-    real = socket.getaddrinfo
-
-    def recording(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(str(host))
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", recording)
-    return seen
-
-
 async def test_serverless_trains_registers_and_fails_cleanly(
     pool: asyncpg.Pool, database_url: str, tokenizer_dir: Path, resolved_hosts: list[str]
 ) -> None:

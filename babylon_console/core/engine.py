@@ -808,13 +808,17 @@ class Engine:
             self._wandb.log(metrics, result.step)
         await self._stage(runs.Stage.REGISTER)
         try:
-            await asyncio.wait_for(self._register(batch_id, result.step, metrics, windows, trajectory_ids,
-                                                  list(rewards.values()), iteration), self.config.register_timeout_s)
+            model_id = await asyncio.wait_for(self._register(batch_id, result.step, metrics, windows, trajectory_ids,
+                                                             list(rewards.values()), iteration),
+                                              self.config.register_timeout_s)
         except TimeoutError:
             return await self._batch_failed(
                 batch_id, windows, "register", f"registering step {result.step} did not finish within "
                 f"{self.config.register_timeout_s:g} s (BABYLON_REGISTER_TIMEOUT_S): the checkpoint exists on the "
                 "backend but is not registered; the batch failed and its windows are free again")
+        # after the registration, outside its deadline: a long evaluation never fails a registered step
+        if self.config.eval_every and result.step % self.config.eval_every == 0:
+            await self._evaluate(model_id)
         return True
 
     async def _register(self, batch_id: str, step: int, metrics: dict[str, float], windows: list[str],
@@ -836,8 +840,6 @@ class Engine:
         self.summary.steps.append(step)
         self.summary.checkpoints.append(model_id)
         self.summary.windows_trained.extend(windows)
-        if self.config.eval_every and step % self.config.eval_every == 0:
-            await self._evaluate(model_id)
         return model_id
 
     async def _evaluate(self, model_id: str) -> None:
@@ -847,6 +849,7 @@ class Engine:
 
         live = await self.pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
         against = "live" if live is not None and live != model_id else "base"
+        await self._stage(runs.Stage.EVALUATE)
         try:
             result = await evaluate(self.pool, self.settings.data_dir, self.config.holdout_share, model_id, against,
                                     settings=self.settings)

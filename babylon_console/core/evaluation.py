@@ -54,6 +54,7 @@ class EvalResult(BaseModel):
     ci_low: float | None
     ci_high: float | None
     win_rate: float
+    window_diffs: list[float] = []  # per window, in the order of `windows`: model minus the other
     method: Literal["simulator", "prompts"] = "simulator"
     judge: str | None = None
     prompts: int = 0  # recorded prompts both models answered (method "prompts")
@@ -192,6 +193,8 @@ async def _on_prompts(pool: asyncpg.Pool, settings: Any, holdout_share: float, l
     if settings is None:
         raise InvalidInput("evaluating a served checkpoint needs the settings that say where it is served")
     endpoints = endpoint_for(storage_a, settings), endpoint_for(storage_b, settings)
+    if settings.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
+        raise InvalidInput("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)")
     judge = make_judge(settings)
     chosen = await held_out_prompts(pool, holdout_share, windows, per_window)
     if len(chosen) < MIN_WINDOWS:
@@ -244,13 +247,14 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, mod
         measured = await _on_prompts(pool, settings, holdout_share, (model_id, label_b), storage, against_storage,
                                      windows, per_window, progress)
     a, b = measured.a, measured.b
-    diff = paired_difference([x - y for x, y in zip(a, b, strict=True)])
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    diff = paired_difference(diffs)
     assert diff is not None
     result = EvalResult(
         model_id=model_id, against=against, against_model_id=against_id, storage_path=storage,
         against_storage_path=against_storage, windows=measured.windows, n=len(measured.windows),
         mean_a=statistics.fmean(a), mean_b=statistics.fmean(b), mean_diff=diff.mean, ci_low=diff.ci_low,
-        ci_high=diff.ci_high, win_rate=diff.win_rate, **measured.extra,
+        ci_high=diff.ci_high, win_rate=diff.win_rate, window_diffs=diffs, **measured.extra,
     )
     row = await pool.fetchrow(
         "INSERT INTO console_evaluations (model_id, against, against_model_id, result) VALUES ($1, $2, $3, $4::jsonb) "

@@ -45,7 +45,7 @@ PROMPT_PURPOSES = (None, "", "action")
 _CLIP = 400  # characters of an answer kept in a stored example
 
 
-class EndpointUnavailable(Failed):
+class EndpointUnavailable(Failed, RuntimeError):
     """A model's endpoint did not answer (connection refused, timeout, server error). Not an outage
     of the console's database: the evaluation fails, with the exit code of something unavailable."""
 
@@ -53,7 +53,7 @@ class EndpointUnavailable(Failed):
     title = "Endpoint unavailable"
 
 
-class EndpointRefused(InvalidInput):
+class EndpointRefused(InvalidInput, ValueError):
     """A model's endpoint answered and refused: an unknown model, a bad key, a malformed request."""
 
     title = "Endpoint refused"

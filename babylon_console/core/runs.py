@@ -49,6 +49,7 @@ class Stage(StrEnum):
     JUDGE = "judge"
     TRAIN = "train"
     REGISTER = "register"
+    EVALUATE = "evaluate"  # a new checkpoint on held-out windows (BABYLON_EVAL_EVERY)
     WAIT = "waiting for windows"
     OUTAGE = "database unreachable"
 

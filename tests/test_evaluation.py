@@ -194,3 +194,45 @@ async def test_a_slow_evaluation_never_fails_the_step_it_evaluates(pool: asyncpg
     assert statuses == ["completed"], statuses
     kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM console_events ORDER BY id")]
     assert kinds.count("checkpoint_evaluated") == 1 and "batch_failed" not in kinds
+
+
+async def test_an_evaluation_that_breaks_is_a_warning_never_a_failed_engine(pool: asyncpg.Pool, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from babylon_console.core import evaluation
+    from babylon_console.core.config import Settings
+    from babylon_console.core.engine import Engine, EngineConfig
+
+    async def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")  # e.g. an endpoint's body that is not JSON
+
+    monkeypatch.setattr(evaluation, "evaluate", broken)
+    await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
+    config = EngineConfig(iterations=1, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
+                          max_per_group=6, holdout_share=0.3, eval_every=1, force=True)
+    summary = await Engine(pool, config, settings=settings, clock=_Clock()).run()
+    assert summary.steps == [1]
+    warnings = [orjson.loads(p)["message"] for (p,) in await pool.fetch(
+        "SELECT payload FROM console_events WHERE kind = 'warning'")]
+    assert any("not evaluated: " in w and "Expecting value" in w for w in warnings), warnings
+
+
+async def test_an_evaluation_past_its_deadline_is_cut_off_with_a_warning(pool: asyncpg.Pool, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from babylon_console.core import evaluation
+    from babylon_console.core.config import Settings
+    from babylon_console.core.engine import Engine, EngineConfig
+
+    async def endless(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(evaluation, "evaluate", endless)
+    await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"), BABYLON_EVAL_DEADLINE_S=0.5)  # type: ignore[call-arg]
+    config = EngineConfig(iterations=1, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
+                          max_per_group=6, holdout_share=0.3, eval_every=1, force=True)
+    summary = await asyncio.wait_for(Engine(pool, config, settings=settings, clock=_Clock()).run(), 60)
+    assert summary.steps == [1]
+    warnings = [orjson.loads(p)["message"] for (p,) in await pool.fetch(
+        "SELECT payload FROM console_events WHERE kind = 'warning'")]
+    assert any("did not finish within 0.5 s (BABYLON_EVAL_DEADLINE_S)" in w for w in warnings), warnings

@@ -325,3 +325,61 @@ async def test_the_serverless_engine_evaluates_its_new_checkpoint_under_the_name
     assert payload["unit"] == "outcome score per answer" and payload["mean_diff"] == 0.0  # both held
     evaluation = (await latest_per_model(pool))["babylon-agent-serverless-step0001"]
     assert evaluation.method == "prompts" and evaluation.n >= 3 and evaluation.against_model_id is None
+
+
+async def _serve(handler: Any) -> tuple[Any, str]:
+    """A one-route server on 127.0.0.1 for endpoint misbehaviour the doubles do not script."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+
+
+async def test_an_endpoint_that_fails_mid_run_garbles_or_trickles_stops_the_evaluation_with_a_sentence(
+        pool: asyncpg.Pool, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from babylon_console.core.errors import Failed
+    from tests.fake_openai import FakeError
+
+    truth = await _history(pool)
+    await _register(pool, "lora", LORA)
+    answered = 0
+
+    def flaky(body: dict[str, Any]) -> Any:
+        nonlocal answered
+        answered += 1
+        return trader(truth, True)(body["messages"]) if answered <= 9 else FakeError(503, "vLLM is restarting")
+
+    async with FakeOpenAI(flaky) as server:  # the second window's requests fail while others are in flight
+        with pytest.raises(EndpointUnavailable, match="answered HTTP 503: vLLM is restarting"):
+            await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, prompts=4,
+                           settings=_settings(tmp_path, BABYLON_LOCAL_INFERENCE_URL=server.base_url))
+
+    async def garbled(request: web.Request) -> web.Response:
+        return web.Response(text="not json at all", content_type="application/json")
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for _ in range(200):  # a byte at a time, never the whole answer
+            await response.write(b" ")
+            await asyncio.sleep(0.1)
+        return response
+
+    for handler, error, words in ((garbled, Failed, "answered something unreadable"),
+                                  (trickle, EndpointUnavailable, "did not finish answering within 2.9 s")):
+        runner, url = await _serve(handler)
+        try:
+            with pytest.raises(error, match=words):
+                await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, prompts=2,
+                               settings=_settings(tmp_path, BABYLON_LOCAL_INFERENCE_URL=url,
+                                                  BABYLON_EVAL_TIMEOUT_S=0.3))
+        finally:
+            await runner.cleanup()
+    assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 0

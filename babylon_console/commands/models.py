@@ -223,6 +223,9 @@ def eval_command(
     out.print(f"  mean {result.unit}: {result.mean_a:{spec}} vs {result.mean_b:{spec}}")
     if result.method == "prompts":
         out.print(f"  answers that were not a valid action: {result.unusable_a} vs {result.unusable_b} "
-                  f"on {result.prompts} recorded prompts")
+                  f"on {result.prompts} recorded prompts", soft_wrap=True)
+        if result.truncated_a or result.truncated_b:
+            out.print(f"  [yellow]answers cut off at the token limit:[/] {result.truncated_a} vs {result.truncated_b}")
+    level = f", level in {result.level_windows} window(s)" if result.level_windows else ""
     out.print(f"  difference {result.mean_diff:{spec}}, 95% CI {result.ci_text(spec)} (paired by window); ahead in "
-              f"{result.win_rate:.0%} of windows; stored as evaluation {result.id}", soft_wrap=True)
+              f"{result.win_rate:.0%} of windows{level}; stored as evaluation {result.id}", soft_wrap=True)

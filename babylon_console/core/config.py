@@ -87,8 +87,11 @@ class Settings(BaseSettings):
     # held-out evaluation of serverless / local checkpoints (core/prompt_eval.py)
     eval_prompts: int = Field(default=8, ge=1, le=200, validation_alias="BABYLON_EVAL_PROMPTS",
                               description="Recorded prompts replayed per held-out window (serverless / local).")
-    eval_timeout_s: float = Field(default=60.0, gt=0, validation_alias="BABYLON_EVAL_TIMEOUT_S",
-                                  description="Deadline of one request to a model's endpoint during evaluation.")
+    eval_timeout_s: float = Field(
+        default=60.0, gt=0, validation_alias="BABYLON_EVAL_TIMEOUT_S",
+        description="Evaluation: one attempt of a request to a model's endpoint (3 attempts at most).")
+    eval_deadline_s: float = Field(default=1800.0, gt=0, validation_alias="BABYLON_EVAL_DEADLINE_S",
+                                   description="The engine's evaluation of a new checkpoint, all of it.")
     local_inference_url: str | None = Field(
         default=None, validation_alias="BABYLON_LOCAL_INFERENCE_URL",
         description="OpenAI-compatible server (vLLM) serving the local LoRA checkpoints under their storagePath.")

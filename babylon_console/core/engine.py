@@ -40,7 +40,7 @@ from .backends.factory import checkpoint_id, checkpoint_root, serverless_warning
 from .clock import Clock, SystemClock
 from .config import BackendName, JudgeName, Settings
 from .database import is_outage
-from .errors import EXIT_BUSY, ConsoleError, Refused
+from .errors import EXIT_BUSY, Refused, as_console_error
 from .events import (
     CheckpointEvaluated,
     CheckpointRegistered,
@@ -850,12 +850,31 @@ class Engine:
         live = await self.pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
         against = "live" if live is not None and live != model_id else "base"
         await self._stage(runs.Stage.EVALUATE)
+        # the judge this engine trains with; bounded by BABYLON_EVAL_DEADLINE_S and by a stop request
+        deadline = self.settings.eval_deadline_s
+        work = asyncio.ensure_future(evaluate(self.pool, self.settings.data_dir, self.config.holdout_share, model_id,
+                                              against, settings=self._judge_settings()))
+        stopped = asyncio.ensure_future(self._stop.wait())
         try:
-            result = await evaluate(self.pool, self.settings.data_dir, self.config.holdout_share, model_id, against,
-                                    settings=self.settings)
-        except ConsoleError as exc:
-            await self._emit(EngineWarning(stage="evaluate", message=f"{model_id} not evaluated: {exc}"))
+            await asyncio.wait({work, stopped}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if work.cancelled():
+            why = ("the engine was asked to stop" if self._stop.is_set()
+                   else f"it did not finish within {deadline:g} s (BABYLON_EVAL_DEADLINE_S)")
+            await self._emit(EngineWarning(stage="evaluate", message=f"{model_id} not evaluated: {why}"))
             return
+        if (exc := work.exception()) is not None:
+            if is_outage(exc):
+                raise exc
+            await self._emit(EngineWarning(stage="evaluate",
+                                           message=f"{model_id} not evaluated: {as_console_error(exc).message}"))
+            return
+        result = work.result()
         await self._emit(CheckpointEvaluated(
             model_id=model_id, against_model_id=result.against_model_id, windows=result.n,
             mean_diff=result.mean_diff, ci_low=result.ci_low, ci_high=result.ci_high, unit=result.unit))

@@ -60,6 +60,8 @@ class EvalResult(BaseModel):
     prompts: int = 0  # recorded prompts both models answered (method "prompts")
     unusable_a: int = 0  # answers that were not a valid action, per model
     unusable_b: int = 0
+    truncated_a: int = 0  # answers cut off at the token limit, per model (counted in `unusable` when they do not parse)
+    truncated_b: int = 0
     endpoint_a: str | None = None
     endpoint_b: str | None = None
     examples: list[dict[str, Any]] = []  # a few prompts where the two answers scored differently
@@ -72,6 +74,11 @@ class EvalResult(BaseModel):
     @property
     def short_unit(self) -> str:
         return "P&L" if self.method == "simulator" else "score"
+
+    @property
+    def level_windows(self) -> int:
+        """Windows where the two models scored the same (neither won)."""
+        return sum(1 for d in self.window_diffs if d == 0)
 
     def ci_text(self, spec: str = "+.2f") -> str:
         """`[low, high]`, or "(one window)"."""
@@ -212,7 +219,8 @@ async def _on_prompts(pool: asyncpg.Pool, settings: Any, holdout_share: float, l
             await client.aclose()
     return _Measured(windows=outcome.windows, a=outcome.mean_a, b=outcome.mean_b, extra={
         "method": "prompts", "judge": judge.name, "prompts": outcome.prompts, "unusable_a": outcome.unusable_a,
-        "unusable_b": outcome.unusable_b, "endpoint_a": endpoints[0].describe(),
+        "unusable_b": outcome.unusable_b, "truncated_a": clients[0].truncated, "truncated_b": clients[1].truncated,
+        "endpoint_a": endpoints[0].describe(),
         "endpoint_b": endpoints[1].describe(), "examples": outcome.examples})
 
 

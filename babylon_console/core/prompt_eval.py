@@ -148,6 +148,10 @@ class EndpointClient:
 
         self.label = label
         self.endpoint = endpoint
+        self.truncated = 0  # answers cut off at MAX_TOKENS (finish_reason "length")
+        # the client's timeout bounds one attempt's connect and each read; this bounds a request whole
+        # (3 attempts), so an endpoint that trickles bytes forever is cut off too
+        self.deadline_s = 3 * timeout_s + 2
         key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
         # a placeholder key lets keyless local servers work; the client never logs it
         self._client = AsyncOpenAI(base_url=endpoint.base_url, api_key=key or "sk-no-key", timeout=timeout_s,
@@ -161,24 +165,42 @@ class EndpointClient:
 
         where = f"{self.label} ({self.endpoint.describe()})"
         try:
-            response = await self._client.chat.completions.create(
-                model=self.endpoint.model, messages=messages, temperature=0.0,  # type: ignore[arg-type]
-                max_tokens=MAX_TOKENS)
+            async with asyncio.timeout(self.deadline_s):
+                response = await self._client.chat.completions.create(
+                    model=self.endpoint.model, messages=messages, temperature=0.0,  # type: ignore[arg-type]
+                    max_tokens=MAX_TOKENS)
+        except TimeoutError as exc:
+            raise EndpointUnavailable(f"the endpoint of {where} did not finish answering within "
+                                      f"{self.deadline_s:g} s") from exc
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise EndpointUnavailable(f"the endpoint of {where} does not answer: {_first_line(exc)}") from exc
         except openai.APIStatusError as exc:
-            text = f"the endpoint of {where} answered HTTP {exc.status_code}: {_first_line(exc)}"
+            text = f"the endpoint of {where} answered HTTP {exc.status_code}: {_server_words(exc)}"
             if exc.status_code == 404:
                 text += " (is the model served there under that name?)"
-            if exc.status_code in (400, 401, 402, 403, 404, 422):
+            if exc.status_code in (400, 401, 402, 403, 404, 413, 422):
                 raise EndpointRefused(text) from exc
             raise EndpointUnavailable(text) from exc
-        except openai.APIError as exc:  # an answer the client could not read
+        except (openai.APIError, ValueError) as exc:  # an answer the client could not read (ValueError: not JSON)
             raise Failed(f"the endpoint of {where} answered something unreadable: {_first_line(exc)}") from exc
         try:
-            return response.choices[0].message.content or ""
+            choice = response.choices[0]
+            text = choice.message.content or ""
         except (AttributeError, IndexError, TypeError) as exc:
             raise Failed(f"the endpoint of {where} answered without a message: {response!r:.200}") from exc
+        self.truncated += getattr(choice, "finish_reason", None) == "length"
+        return text
+
+
+def _server_words(exc: Any) -> str:
+    """The server's own error message (OpenAI's error shape), else the client's first line."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(message, str) and message.strip():
+            return _first_line(ValueError(message))
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

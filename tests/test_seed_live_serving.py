@@ -49,3 +49,56 @@ async def test_seed_live_drives_agents_with_the_live_checkpoint(database_url: st
     served = storage.rsplit("/", 1)[-1]  # the policy is recorded by its short name, "run-1:step0"
     assert policies[-2:] == [served, served]  # the last two agents trade with the live model
     assert served not in policies[:-2]  # the others keep their scripted strategies
+
+
+async def test_seed_live_serves_a_serverless_rollout_through_the_training_api_and_models_ab_reads_it_out(
+        database_url: str, pool: asyncpg.Pool, tmp_path: Path, tokenizer_dir: Path) -> None:
+    """A 50% rollout of a W&B checkpoint next to a live one: the driven agents ask the W&B double
+    under each checkpoint's name, their calls are logged under it, and `models ab --json` reads the
+    two arms out of those rows."""
+    from babylon_console.core.sim.actions import HOLD, Action, format_response
+    from babylon_console.core.sim.observation import Observation
+    from babylon_console.core.tokenization import load_tokenizer
+    from tests.fake_wandb_training import FakeWandbTraining
+
+    run = "wandb-artifact:///acme/babylon-console/babylon-agent"
+    for step in (1, 2):
+        await pool.execute(
+            'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, '
+            '"storagePath", "createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
+            f"served-step{step}", "OpenPipe/Qwen3-14B-Instruct", f"batch-{step}", "ready", f"{run}:step{step}")
+    await Registry(pool).promote("served-step1", share=1.0, operator="test")
+    await Registry(pool).promote("served-step2", share=0.5, operator="test")
+
+    def answer(name: str, messages: list[dict]) -> str:
+        obs = Observation.from_prompt(messages[-1]["content"])
+        if name.endswith(":step2") and obs is not None and obs.stocks:
+            return format_response(Action("OPEN_LONG", ticker=obs.stocks[0].ticker, size=50), "buy")
+        return format_response(HOLD, "wait")
+
+    async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
+        fake.add_model("acme", "babylon-console", "babylon-agent", [0, 1, 2])
+        fake.answer = answer
+        env = {"WANDB_API_KEY": "k" * 40, "BABYLON_SERVERLESS_BASE_URL": fake.base_url}
+        base = ["--database-url", database_url, "--data-dir", str(tmp_path / "data")]
+        result = await asyncio.to_thread(CliRunner().invoke, app, [
+            *base, "seed", "--windows", "1", "--agents", "8", "--steps", "2", "--live", "--live-windows", "3",
+            "--seconds-per-window", "0.5", "--policy-agents", "6", "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    live_windows = orjson.loads(result.stdout)["live_windows"]
+    rows = await pool.fetch(
+        'SELECT t."windowId" AS w, l.model, count(DISTINCT t."agentId") AS agents FROM trajectories t '
+        'JOIN llm_call_logs l ON l."trajectoryId" = t."trajectoryId" WHERE t."windowId" = ANY($1::text[]) '
+        "GROUP BY 1, 2", live_windows)
+    per_window = {(r["w"], r["model"]): r["agents"] for r in rows}
+    for window in live_windows:  # 6 served agents: 3 on each arm, every window
+        assert per_window[(window, f"{run}:step1")] == 3 and per_window[(window, f"{run}:step2")] == 3
+    assert {r["model"] for r in fake.chat_requests} == {f"{run}:step1", f"{run}:step2"}
+    ab = await asyncio.to_thread(CliRunner().invoke, app, [*base, "models", "ab", "--json"], catch_exceptions=False)
+    assert ab.exit_code == 0, ab.output
+    readout = orjson.loads(ab.stdout)
+    arms = {a["arm"]: a for a in readout["arms"]}
+    assert readout["candidate_model_id"] == "served-step2" and arms["candidate"]["windows"] == 3
+    assert arms["candidate"]["agents"] == 3 and arms["live"]["agents"] == 3
+    assert readout["unknown_models"] == []
+    assert [round(w["served"], 2) for w in readout["served"]] == [0.5, 0.5, 0.5] and not readout["warnings"]

@@ -70,7 +70,7 @@ def seed_command(
             if live:
                 runner = LiveSimulation(pool, sim, seconds_per_window)
                 # the same serving rule as the demo console: promoted checkpoints drive some agents
-                served = ServedPolicies(pool, settings.data_dir, policy_agents,
+                served = ServedPolicies(pool, settings.data_dir, policy_agents, settings=settings,
                                         on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
                 await served.refresh()
                 runner.before_window = served.before_window
@@ -87,6 +87,7 @@ def seed_command(
                     )
                 finally:
                     refresher.cancel()
+                    await served.aclose()
                 live_written = runner.written
             return report, live_written
         finally:

@@ -6,8 +6,12 @@ trade with the live checkpoint, and the candidate's share of those agents with t
 a rollout; with no live model they keep their scripted strategies. The demo console and headless
 `seed --live` both use this one rule, so a promotion changes what agents do in either.
 
-Only offline checkpoints (`offline://...`) can drive simulator agents; any other name is reported
-once through `on_warning` and those agents keep their scripted strategy.
+Offline checkpoints (`offline://...`) are loaded and drive their agents in process. Given the
+settings, a served checkpoint (`wandb-artifact://`, `local-lora://`) drives its agents through its
+OpenAI-compatible endpoint (`core.inference`), as the game's agents would call it: their LLM calls
+are logged under its `storagePath`, so the live A/B readout attributes them. A name that cannot
+drive agents (no settings, no endpoint configured, an unreadable checkpoint) is reported once
+through `on_warning` and those agents keep their scripted strategy.
 """
 
 from __future__ import annotations
@@ -55,13 +59,16 @@ class ServedPolicies:
     """Keeps the serving rows fresh and applies the rule to a simulation before each window."""
 
     def __init__(self, pool: asyncpg.Pool, data_dir: Path, policy_agents: int = 3,
-                 on_warning: Callable[[str], None] | None = None) -> None:
+                 on_warning: Callable[[str], None] | None = None, settings: Any = None) -> None:
+        """`settings` (endpoints and keys) lets served checkpoints drive agents through their endpoint."""
         self.pool = pool
         self.data_dir = data_dir
         self.policy_agents = policy_agents
         self.on_warning = on_warning
+        self.settings = settings
         self.served: list[Served] = []
         self._policies: dict[str, Any] = {}
+        self._retired: list[Any] = []  # endpoint policies out of the cache, closed by `aclose`
         self._warned: set[str] = set()
 
     async def refresh(self) -> None:
@@ -88,8 +95,12 @@ class ServedPolicies:
         try:
             from .backends.factory import checkpoint_root
             from .backends.offline import OfflineBackend
+            from .inference import is_offline
 
-            policy = OfflineBackend(checkpoint_root(self.data_dir, "offline")).load_policy(storage_path)
+            if is_offline(storage_path) or self.settings is None:
+                policy = OfflineBackend(checkpoint_root(self.data_dir, "offline")).load_policy(storage_path)
+            else:
+                policy = self._endpoint_policy(storage_path)
         except Exception as exc:  # any unreadable checkpoint: agents keep their strategy, said once
             if storage_path not in self._warned:
                 self._warned.add(storage_path)
@@ -100,5 +111,23 @@ class ServedPolicies:
                     log.warning(message)
         self._policies[storage_path] = policy
         if len(self._policies) > POLICY_CACHE:
-            self._policies.pop(next(iter(self._policies)))
+            self._retired.append(self._policies.pop(next(iter(self._policies))))
         return policy
+
+    def _endpoint_policy(self, storage_path: str) -> Any:
+        from .inference import endpoint_for
+        from .sim.endpoint import EndpointPolicy
+
+        endpoint = endpoint_for(storage_path, self.settings)
+        key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+        return EndpointPolicy(endpoint.model, endpoint.base_url, key, name=storage_path.rsplit("/", 1)[-1],
+                              timeout=self.settings.eval_timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the endpoint clients."""
+        for policy in [*self._policies.values(), *self._retired]:
+            close = getattr(policy, "aclose", None)
+            if close is not None:
+                await close()
+        self._policies.clear()
+        self._retired.clear()

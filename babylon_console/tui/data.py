@@ -605,7 +605,7 @@ class DemoRunner:
                 report = await seed_history(pool, sim, total, SystemClock().now(), progress=progress)
                 seeded = report.windows_written
             served = ServedPolicies(pool, self.data.settings.data_dir, self.demo.policy_agents,
-                                    on_warning=self.on_warning)
+                                    on_warning=self.on_warning, settings=self.data.settings)
             self.market = LiveSimulation(pool, sim, self.demo.seconds_per_window)
             self.market.before_window = served.before_window
             refresher = asyncio.ensure_future(served.keep_fresh())
@@ -614,6 +614,7 @@ class DemoRunner:
                     r.window_id, len(r.trajectories)))
             finally:
                 refresher.cancel()
+                await served.aclose()
             return seeded
         finally:
             await _close_pool(pool)

@@ -139,6 +139,20 @@ class CheckpointRow:
                                                               if "step" in e.against_model_id else e.against_model_id)
         return f"{unit}{e.mean_diff:{spec}}{ci} n={e.n} vs {against}"
 
+    @property
+    def evaluation_summary(self) -> str | None:
+        """One sentence on the newest evaluation for the detail line (None: never evaluated)."""
+        e = self.evaluation
+        if e is None:
+            return None
+        spec = "+.2f" if e.method == "simulator" else "+.3f"
+        on = f" ({e.prompts} recorded prompts)" if e.method == "prompts" else ""
+        text = (f"Held-out vs {e.against_model_id or 'the base model'}: {e.mean_diff:{spec}} {e.unit}, 95% CI "
+                f"{e.ci_text(spec)} over {e.n} windows{on}, ahead in {e.win_rate:.0%}")
+        if e.method == "prompts":
+            text += f"; not a valid action: {e.unusable_a} vs {e.unusable_b}"
+        return text
+
 
 @dataclass(slots=True)
 class CheckpointsView:

@@ -14,7 +14,7 @@ from babylon_console.tui.dialogs.promote import PromoteDialog
 from babylon_console.tui.widgets.checkpoints import CheckpointsPane
 from babylon_console.tui.widgets.training import TrainingPane
 
-from .conftest import SIZE, FixedClock, insert_model, wait_for
+from .conftest import SIZE, FixedClock, insert_model, plain, wait_for
 
 
 async def live_model(pool: Any) -> str | None:
@@ -369,6 +369,9 @@ async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one
                            what="shown")
             assert pane.selected().evaluation_text.startswith("score +0.50") and "vs base" in pane.selected(
                 ).evaluation_text
+            await wait_for(lambda: "recorded prompts" in plain(app.main.query_one("#checkpoints-detail")),
+                           what="detail line")
+            assert "not a valid action: 0 vs" in plain(app.main.query_one("#checkpoints-detail"))
             await fake.__aexit__(None, None, None)  # the service goes away
             await pilot.press("V")
             await wait_for(lambda: isinstance(app.screen, ErrorDialog), limit_s=30, what="error dialog")

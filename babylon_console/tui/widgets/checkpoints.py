@@ -193,6 +193,8 @@ class CheckpointsPane(Pane):
         else:
             text.append("P", style="bold")
             text.append(" promote (A/B share or 100%)")
+        if row.evaluation_summary:
+            text.append("\n" + row.evaluation_summary, style="dim")
         detail.update(text)
 
     def theme_changed(self) -> None:

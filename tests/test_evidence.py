@@ -136,6 +136,10 @@ async def test_ab_readout_and_models_ab_read_the_rows(pool: asyncpg.Pool, databa
     shown = orjson.loads(result.stdout)
     assert shown["verdict"] == "rollback" and shown["difference"]["windows"] == 5
     assert {a["arm"]: a["agents"] for a in shown["arms"]} == {"live": 2, "candidate": 2}
+    text = await asyncio.to_thread(
+        CliRunner().invoke, app, ["--database-url", database_url, "--data-dir", str(tmp_path), "models", "ab"],
+        env={"COLUMNS": "80"}, catch_exceptions=False)
+    assert text.exit_code == 0 and "candidate " in text.output and "…" not in text.output, text.output
 
 
 def _engine(pool: asyncpg.Pool, tmp_path: Path, auto_rollback: bool) -> Engine:

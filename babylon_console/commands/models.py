@@ -6,6 +6,7 @@ import getpass
 from typing import Annotated, Literal
 
 import typer
+from rich import box
 from rich.table import Table
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
@@ -150,9 +151,10 @@ def ab_command(
         return
     out.print(f"A/B: candidate [bold]{readout.candidate_model_id}[/] at {readout.asked_share:.0%} next to "
               f"{readout.live_model_id or 'no live model'}", soft_wrap=True)
-    table = Table(header_style="bold")
-    for col in ("arm", "agents", "windows", "trajectories", "mean P&L", "win rate", "judge", "drawdown"):
-        table.add_column(col, no_wrap=True)  # the arms' model ids are on the line above: fits 80 columns
+    # the arms' model ids are on the line above; short headers and a light box fit 80 columns
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD)
+    for col in ("arm", "agents", "windows", "rows", "mean P&L", "win rate", "judge", "drawdown"):
+        table.add_column(col, no_wrap=True)
     for a in readout.arms:
         table.add_row(a.arm, str(a.agents), str(a.windows), str(a.trajectories),
                       _num(a.mean_pnl, "+.2f"), _num(a.win_rate, ".0%"), _num(a.judge_score, ".3f"),

@@ -236,3 +236,27 @@ async def test_an_evaluation_past_its_deadline_is_cut_off_with_a_warning(pool: a
     warnings = [orjson.loads(p)["message"] for (p,) in await pool.fetch(
         "SELECT payload FROM console_events WHERE kind = 'warning'")]
     assert any("did not finish within 0.5 s (BABYLON_EVAL_DEADLINE_S)" in w for w in warnings), warnings
+
+
+async def test_offline_checkpoints_can_be_evaluated_on_recorded_prompts_too(pool: asyncpg.Pool, tmp_path: Path,
+                                                                           database_url: str) -> None:
+    """`--method prompts` on the offline path: the same held-out prompts, judge and statistics as for
+    a served checkpoint, the policies answering in process; the same figures twice."""
+    await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    _, trained = await _checkpoints(pool, tmp_path)
+    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4, prompts=3, method="prompts")
+    assert (result.method, result.judge, result.n, result.prompts) == ("prompts", "outcome", 4, 12)
+    assert result.unusable_a == result.unusable_b == 0  # the policy always answers a valid action
+    assert result.endpoint_a is not None and "in process" in result.endpoint_a
+    again = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4, prompts=3, method="prompts")
+    assert again.window_diffs == result.window_diffs and again.windows == result.windows
+    cli = await asyncio.to_thread(CliRunner().invoke, app, [
+        "--database-url", database_url, "--data-dir", str(tmp_path), "models", "eval", trained, "--against", "base",
+        "--windows", "3", "--prompts", "2", "--method", "prompts", "--json"],
+        env={"BABYLON_HOLDOUT_SHARE": "0.3"}, catch_exceptions=False)
+    assert cli.exit_code == 0, cli.output
+    assert orjson.loads(cli.stdout)["method"] == "prompts"
+    await pool.execute("""UPDATE trained_models SET "storagePath" = 'wandb-artifact:///e/p/m:step1'
+                          WHERE "modelId" = $1""", trained)
+    with pytest.raises(Refused, match="the simulator runs offline checkpoints only"):
+        await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4, method="simulator")

@@ -19,6 +19,7 @@ models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back, A/
 app.add_typer(models_app, name="models")
 
 JudgeChoice = Literal["outcome", "ruler"]
+MethodChoice = Literal["auto", "simulator", "prompts"]
 Operator = Annotated[str | None, typer.Option(help="Who acts (default: the login name); recorded in the audit trail.")]
 
 
@@ -186,6 +187,9 @@ def eval_command(
     prompts: Annotated[int | None, typer.Option(
         help="Served checkpoints: recorded prompts replayed per window (default BABYLON_EVAL_PROMPTS).", min=1,
         max=200)] = None,
+    method: Annotated[MethodChoice, typer.Option(
+        help="auto: offline checkpoints in the simulator, served ones on recorded prompts; prompts: recorded "
+             "prompts for offline checkpoints too (answered in process).")] = "auto",
     judge: Annotated[JudgeChoice | None, typer.Option(
         help="Served checkpoints: who scores the answers, outcome (offline) or ruler (default BABYLON_JUDGE).")
                      ] = None,
@@ -214,7 +218,7 @@ def eval_command(
         result = run_with_pool(settings, lambda pool: evaluate(
             pool, settings.data_dir, settings.holdout_share, model_id, against, windows,
             progress=lambda done, total: bar.update(task, completed=done, total=total), settings=settings,
-            prompts=prompts))
+            prompts=prompts, method=method))
     if as_json:
         print_json(result.model_dump(mode="json"))
         return

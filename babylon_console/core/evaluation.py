@@ -166,17 +166,20 @@ class _Measured(BaseModel):
     extra: dict[str, Any] = {}
 
 
-async def _on_simulator(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, storage_a: str, storage_b: str,
-                        windows: int, progress: Callable[[int, int], None] | None) -> _Measured:
+def _offline_policies(data_dir: Path, *storage: str) -> list[Any]:
     from .backends.factory import checkpoint_root
     from .backends.offline import OfflineBackend
 
     backend = OfflineBackend(checkpoint_root(data_dir, "offline"))
     try:
-        policy_a = backend.load_policy(storage_a)
-        policy_b = backend.load_policy(storage_b)
+        return [backend.load_policy(s) for s in storage]
     except Exception as exc:  # a checkpoint missing or unreadable on disk: say which, record nothing
         raise Refused(f"cannot load the checkpoints to evaluate: {exc}") from exc
+
+
+async def _on_simulator(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, storage_a: str, storage_b: str,
+                        windows: int, progress: Callable[[int, int], None] | None) -> _Measured:
+    policy_a, policy_b = _offline_policies(data_dir, storage_a, storage_b)
     chosen = await held_out_windows(pool, holdout_share, windows)
     if len(chosen) < MIN_WINDOWS:
         raise InvalidInput(f"only {len(chosen)} held-out simulated window(s) in the database, at least "
@@ -190,48 +193,59 @@ async def _on_simulator(pool: asyncpg.Pool, data_dir: Path, holdout_share: float
     return _Measured(windows=[w.window_id for w in chosen], a=a, b=b)
 
 
-async def _on_prompts(pool: asyncpg.Pool, settings: Any, holdout_share: float, labels: tuple[str, str],
-                      storage_a: str, storage_b: str, windows: int, per_window: int,
+async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout_share: float,
+                      labels: tuple[str, str], storage_a: str, storage_b: str, windows: int, per_window: int,
                       progress: Callable[[int, int], None] | None) -> _Measured:
-    from .inference import endpoint_for
-    from .judges import make_judge
-    from .prompt_eval import EndpointClient, compare_on_prompts, held_out_prompts
+    from .inference import endpoint_for, is_offline
+    from .judges import OutcomeJudge, make_judge
+    from .prompt_eval import EndpointClient, PolicyClient, compare_on_prompts, held_out_prompts
 
-    if settings is None:
+    offline = is_offline(storage_a)
+    if settings is None and not offline:
         raise InvalidInput("evaluating a served checkpoint needs the settings that say where it is served")
-    endpoints = endpoint_for(storage_a, settings), endpoint_for(storage_b, settings)
-    if settings.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
+    endpoints = None if offline else (endpoint_for(storage_a, settings), endpoint_for(storage_b, settings))
+    policies = _offline_policies(data_dir, storage_a, storage_b) if offline else None
+    if settings is not None and settings.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
         raise InvalidInput("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)")
-    judge = make_judge(settings)
+    judge = make_judge(settings) if settings is not None else OutcomeJudge()
     chosen = await held_out_prompts(pool, holdout_share, windows, per_window)
     if len(chosen) < MIN_WINDOWS:
         raise InvalidInput(f"only {len(chosen)} held-out window(s) with recorded prompts and ground truth in the "
                            f"database, at least {MIN_WINDOWS} needed (more history, or a larger "
                            "BABYLON_HOLDOUT_SHARE)")
-    clients: list[EndpointClient] = []
+    clients: list[EndpointClient | PolicyClient] = []
     try:
-        clients.extend(EndpointClient(label, e, settings.eval_timeout_s) for label, e in zip(labels, endpoints,
-                                                                                               strict=True))
+        if policies is not None:
+            clients.extend(PolicyClient(label, s, p) for label, s, p in zip(labels, (storage_a, storage_b), policies,
+                                                                            strict=True))
+        else:
+            assert endpoints is not None
+            clients.extend(EndpointClient(label, e, settings.eval_timeout_s) for label, e in zip(labels, endpoints,
+                                                                                                   strict=True))
         outcome = await compare_on_prompts(chosen, clients[0], clients[1], judge, progress,
-                                           judge_concurrency=settings.judge_concurrency)
+                                           judge_concurrency=getattr(settings, "judge_concurrency", 4))
     finally:
         for client in clients:
             await client.aclose()
     return _Measured(windows=outcome.windows, a=outcome.mean_a, b=outcome.mean_b, extra={
         "method": "prompts", "judge": judge.name, "prompts": outcome.prompts, "unusable_a": outcome.unusable_a,
         "unusable_b": outcome.unusable_b, "truncated_a": clients[0].truncated, "truncated_b": clients[1].truncated,
-        "endpoint_a": endpoints[0].describe(),
-        "endpoint_b": endpoints[1].describe(), "examples": outcome.examples})
+        "endpoint_a": clients[0].endpoint.describe(), "endpoint_b": clients[1].endpoint.describe(),
+        "examples": outcome.examples})
+
+
+Method = Literal["auto", "simulator", "prompts"]
 
 
 async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, model_id: str, against: str = "live",
                    windows: int = 24, progress: Callable[[int, int], None] | None = None, *,
-                   settings: Any = None, prompts: int | None = None) -> EvalResult:
+                   settings: Any = None, prompts: int | None = None, method: Method = "auto") -> EvalResult:
     """Compare `model_id` with `against` ("live", "base" or a model id) on held-out windows; stored.
 
-    Offline checkpoints are replayed in the simulator; served ones (serverless, local) answer
-    `prompts` recorded prompts per window (default: `settings.eval_prompts`) at the endpoints the
-    settings name, judged by the settings' judge."""
+    Offline checkpoints are replayed in the simulator ("auto", "simulator"); served ones (serverless,
+    local) answer `prompts` recorded prompts per window (default: `settings.eval_prompts`) at the
+    endpoints the settings name, judged by the settings' judge. `method="prompts"` evaluates offline
+    checkpoints on recorded prompts too (answered in process), with the same code and judges."""
     from .inference import is_offline, scheme_of
 
     if windows < MIN_WINDOWS:
@@ -246,14 +260,19 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, mod
         raise Refused(f"{model_id} ({scheme_of(storage)}) and {label_b} ({scheme_of(against_storage)}) cannot be "
                       "compared: an offline checkpoint is evaluated in the simulator and a served one on recorded "
                       "prompts (compare each with its own base model or a checkpoint of its kind)")
-    if is_offline(storage):
+    if method not in ("auto", "simulator", "prompts"):
+        raise InvalidInput(f"unknown evaluation method {method!r} (expected auto, simulator or prompts)")
+    if not is_offline(storage) and method == "simulator":
+        raise Refused(f"{model_id} is a {scheme_of(storage)} checkpoint: the simulator runs offline checkpoints "
+                      "only; a served one is evaluated on recorded prompts (--method prompts)")
+    if is_offline(storage) and method != "prompts":
         measured = await _on_simulator(pool, data_dir, holdout_share, storage, against_storage, windows, progress)
     else:
         per_window = prompts if prompts is not None else getattr(settings, "eval_prompts", 8)
         if per_window < 1:
             raise InvalidInput(f"--prompts must be at least 1, got {per_window}")
-        measured = await _on_prompts(pool, settings, holdout_share, (model_id, label_b), storage, against_storage,
-                                     windows, per_window, progress)
+        measured = await _on_prompts(pool, data_dir, settings, holdout_share, (model_id, label_b), storage,
+                                     against_storage, windows, per_window, progress)
     a, b = measured.a, measured.b
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     diff = paired_difference(diffs)

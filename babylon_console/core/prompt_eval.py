@@ -192,6 +192,36 @@ class EndpointClient:
         return text
 
 
+class PolicyClient:
+    """An offline checkpoint answering recorded prompts in process: the stand-in of an endpoint, so
+    the recorded-prompts evaluation runs (and is tested) on the offline path with the same prompts,
+    judges and statistics. The policy reads the prompt's MARKET_STATE line (a prompt without one
+    gets an empty, unusable answer) and samples its action with a random number seeded by the
+    prompt: the same number for both models, as a temperature-0 LLM gives the same answer to the
+    same prompt."""
+
+    def __init__(self, label: str, storage_path: str, policy: Any) -> None:
+        self.label = label
+        self.policy = policy
+        self.endpoint = Endpoint(base_url="the simulator's policy (in process)", model=storage_path)
+        self.truncated = 0
+
+    async def aclose(self) -> None:
+        return None
+
+    async def ask(self, messages: list[dict[str, str]]) -> str:
+        import numpy as np
+
+        from .sim.observation import Observation
+
+        user = messages[-1]["content"]
+        obs = Observation.from_prompt(user)
+        if obs is None:
+            return ""
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(user.encode()).digest()[:8], "big"))
+        return self.policy.decide(obs, rng).response
+
+
 def _server_words(exc: Any) -> str:
     """The server's own error message (OpenAI's error shape), else the client's first line."""
     body = getattr(exc, "body", None)
@@ -209,7 +239,7 @@ def _first_line(exc: BaseException) -> str:
     return line if len(line) <= 200 else line[:199] + "…"
 
 
-async def _answers(clients: tuple[EndpointClient, EndpointClient], prompts: list[HeldOutPrompt],
+async def _answers(clients: tuple[Any, Any], prompts: list[HeldOutPrompt],
                    limit: asyncio.Semaphore, known: dict[tuple[int, str], str]) -> list[tuple[str, str]]:
     async def one(client: EndpointClient, prompt: HeldOutPrompt) -> str:
         if (id(client), prompt.key) in known:
@@ -257,7 +287,8 @@ def _usable(text: str, prompt: HeldOutPrompt) -> bool:
     return parse_response(text, Observation.from_prompt(user)).action is not None
 
 
-async def compare_on_prompts(windows: list[HeldOutWindow], a: EndpointClient, b: EndpointClient,
+async def compare_on_prompts(windows: list[HeldOutWindow], a: EndpointClient | PolicyClient,
+                             b: EndpointClient | PolicyClient,
                              judge: AnswerJudge, progress: Callable[[int, int], None] | None = None,
                              judge_concurrency: int = 4) -> PromptOutcome:
     """Both models answer every prompt of every window; each pair judged; per-window means."""

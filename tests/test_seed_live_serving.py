@@ -102,3 +102,52 @@ async def test_seed_live_serves_a_serverless_rollout_through_the_training_api_an
     assert arms["candidate"]["agents"] == 3 and arms["live"]["agents"] == 3
     assert readout["unknown_models"] == []
     assert [round(w["served"], 2) for w in readout["served"]] == [0.5, 0.5, 0.5] and not readout["warnings"]
+
+
+async def test_a_served_endpoint_that_never_answers_cannot_stall_the_live_market(
+        database_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """The live W&B checkpoint's endpoint accepts calls and never answers: each call is cut off, the
+    agents hold (failed actions with the reason), the endpoint is left alone for a while, the
+    windows keep coming, and the operator is told once."""
+    import time
+
+    from aiohttp import web
+
+    async def silent(request: web.Request) -> web.Response:
+        await asyncio.sleep(60)
+        return web.json_response({})
+
+    app_ = web.Application()
+    app_.router.add_post("/v1/chat/completions", silent)
+    runner = web.AppRunner(app_, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    storage = "wandb-artifact:///acme/babylon-console/babylon-agent:step1"
+    await pool.execute(
+        'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
+        '"createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
+        "served-step1", "OpenPipe/Qwen3-14B-Instruct", "batch-1", "ready", storage)
+    await Registry(pool).promote("served-step1", share=1.0, operator="test")
+    try:
+        started = time.monotonic()
+        result = await asyncio.to_thread(CliRunner().invoke, app, [
+            "--database-url", database_url, "--data-dir", str(tmp_path / "data"), "seed", "--windows", "1",
+            "--agents", "4", "--steps", "4", "--live", "--live-windows", "2", "--seconds-per-window", "0.5",
+            "--policy-agents", "2", "--json"],
+            env={"WANDB_API_KEY": "k" * 40, "BABYLON_SERVERLESS_BASE_URL": url, "BABYLON_EVAL_TIMEOUT_S": "0.5"},
+            catch_exceptions=False)
+        elapsed = time.monotonic() - started
+    finally:
+        await runner.cleanup()
+    assert result.exit_code == 0, result.output
+    assert elapsed < 20, elapsed  # 2 windows x 2 agents x 4 steps at 1.5 s a call would be 24 s and more
+    assert result.stderr.count("cannot serve its simulated agents") == 1, result.stderr
+    live_window = orjson.loads(result.stdout)["live_windows"][0]
+    steps = [orjson.loads(r["stepsJson"]) for r in await pool.fetch(
+        'SELECT t."stepsJson" FROM trajectories t WHERE t."windowId" = $1 AND EXISTS (SELECT 1 FROM llm_call_logs l '
+        'WHERE l."trajectoryId" = t."trajectoryId" AND l.model = $2)', live_window, storage)]
+    assert len(steps) == 2  # the two served agents, recorded under the checkpoint's name
+    errors = [s["action"].get("error") for t in steps for s in t]
+    assert all(e and e.startswith("endpoint error") for e in errors), errors

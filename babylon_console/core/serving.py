@@ -11,7 +11,8 @@ settings, a served checkpoint (`wandb-artifact://`, `local-lora://`) drives its 
 OpenAI-compatible endpoint (`core.inference`), as the game's agents would call it: their LLM calls
 are logged under its `storagePath`, so the live A/B readout attributes them. A name that cannot
 drive agents (no settings, no endpoint configured, an unreadable checkpoint) is reported once
-through `on_warning` and those agents keep their scripted strategy.
+through `on_warning` and those agents keep their scripted strategy; an endpoint that fails is
+reported once too, and its agents hold while it is down (`GuardedEndpointPolicy`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
 POLICY_CACHE = 16  # checkpoints kept loaded (a rollout needs two)
+ENDPOINT_TIMEOUT_S = 20.0  # one call of a served agent (no retries: the next step asks again)
+ENDPOINT_PAUSE_S = 30.0  # after a failed call, the endpoint's agents hold without asking for this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +70,19 @@ class ServedPolicies:
         self.on_warning = on_warning
         self.settings = settings
         self.served: list[Served] = []
-        self._policies: dict[str, Any] = {}
-        self._retired: list[Any] = []  # endpoint policies out of the cache, closed by `aclose`
+        self._policies: dict[str, Any] = {}  # least recently used first
+        self._retired: list[Any] = []  # endpoint policies out of the cache, closed before the next window
+        self._closing: set[asyncio.Task[None]] = set()
         self._warned: set[str] = set()
 
     async def refresh(self) -> None:
         self.served = await serving(self.pool)
+        if self.settings is not None and any("://" in s.storage_path and not s.storage_path.startswith("offline://")
+                                             for s in self.served):
+            import importlib
+
+            # the OpenAI client takes about a second to import: not on the loop that runs the market
+            await asyncio.to_thread(importlib.import_module, "openai")
 
     async def keep_fresh(self, every_s: float = REFRESH_S) -> None:
         """Re-read the serving rows every `every_s` until cancelled; a failed read keeps the last rows."""
@@ -85,12 +95,20 @@ class ServedPolicies:
 
     def before_window(self, sim: Any, _window_id: str) -> None:
         """Set each driven agent's policy for the next window (the `LiveSimulation.before_window` hook)."""
+        for policy in self._retired:  # out of the cache since the last window: no agent uses them now
+            task = asyncio.ensure_future(_close(policy))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._retired.clear()
         for index, served in assignment(len(sim.agents), self.policy_agents, self.served):
-            sim.set_policy(index, self._policy(served.storage_path) if served is not None else None)
+            sim.set_policy(index, self._policy(served) if served is not None else None)
 
-    def _policy(self, storage_path: str) -> Any | None:
+    def _policy(self, served: Served) -> Any | None:
+        storage_path = served.storage_path
         if storage_path in self._policies:
-            return self._policies[storage_path]
+            policy = self._policies.pop(storage_path)  # most recently used last
+            self._policies[storage_path] = policy
+            return policy
         policy = None
         try:
             from .backends.factory import checkpoint_root
@@ -100,7 +118,7 @@ class ServedPolicies:
             if is_offline(storage_path) or self.settings is None:
                 policy = OfflineBackend(checkpoint_root(self.data_dir, "offline")).load_policy(storage_path)
             else:
-                policy = self._endpoint_policy(storage_path)
+                policy = self._endpoint_policy(served)
         except Exception as exc:  # any unreadable checkpoint: agents keep their strategy, said once
             if storage_path not in self._warned:
                 self._warned.add(storage_path)
@@ -114,20 +132,81 @@ class ServedPolicies:
             self._retired.append(self._policies.pop(next(iter(self._policies))))
         return policy
 
-    def _endpoint_policy(self, storage_path: str) -> Any:
+    def _endpoint_policy(self, served: Served) -> Any:
         from .inference import endpoint_for
         from .sim.endpoint import EndpointPolicy
 
-        endpoint = endpoint_for(storage_path, self.settings)
+        endpoint = endpoint_for(served.storage_path, self.settings)
         key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
-        return EndpointPolicy(endpoint.model, endpoint.base_url, key, name=storage_path.rsplit("/", 1)[-1],
-                              timeout=self.settings.eval_timeout_s)
+        timeout = min(self.settings.eval_timeout_s, ENDPOINT_TIMEOUT_S)
+        inner = EndpointPolicy(endpoint.model, endpoint.base_url, key, name=served.model_id, timeout=timeout,
+                               max_retries=0)
+        return GuardedEndpointPolicy(inner, timeout + 1.0, self._warn_once)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        if self.on_warning is not None:
+            self.on_warning(message)
+        else:
+            log.warning(message)
 
     async def aclose(self) -> None:
-        """Close the endpoint clients."""
+        """Close the endpoint clients (each one, whatever the others do)."""
         for policy in [*self._policies.values(), *self._retired]:
-            close = getattr(policy, "aclose", None)
-            if close is not None:
-                await close()
+            await _close(policy)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         self._policies.clear()
         self._retired.clear()
+
+
+async def _close(policy: Any) -> None:
+    close = getattr(policy, "aclose", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception as exc:  # a client that fails to close must not keep the others open
+        log.info("endpoint client not closed cleanly: %s", exc)
+
+
+class GuardedEndpointPolicy:
+    """A served checkpoint's agents asking its endpoint, so that an endpoint that is down cannot
+    stall the market: each call is bounded, a failed call is a failed action (HOLD, the reason
+    recorded), the first failure is said once, and the endpoint is left alone for
+    ENDPOINT_PAUSE_S after a failure (its agents hold) instead of costing a timeout per step."""
+
+    def __init__(self, inner: Any, deadline_s: float, warn: Callable[[str, str], None]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.model = inner.model
+        self.temperature = inner.temperature
+        self.deadline_s = deadline_s
+        self.warn = warn
+        self._down_until = 0.0
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def adecide(self, obs: Any, rng: Any, system_prompt: str, user_prompt: str) -> Any:
+        import time
+
+        from .sim.actions import HOLD
+        from .sim.policy import Decision
+
+        if time.monotonic() < self._down_until:
+            return Decision(HOLD, "", "", error="endpoint error: skipped, the endpoint failed moments ago",
+                            model=self.model)
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                decision = await self.inner.adecide(obs, rng, system_prompt, user_prompt)
+        except TimeoutError:
+            decision = Decision(HOLD, "", "", error=f"endpoint error: no answer within {self.deadline_s:g} s",
+                                model=self.model)
+        if decision.error and decision.error.startswith("endpoint error"):
+            self._down_until = time.monotonic() + ENDPOINT_PAUSE_S
+            self.warn(f"endpoint:{self.model}", f"{self.name} ({self.model}) cannot serve its simulated agents: "
+                      f"{decision.error}; they hold, and the endpoint is asked again in {ENDPOINT_PAUSE_S:g} s")
+        return decision

@@ -52,9 +52,10 @@ class PromoteRequested(Message):
 
 
 class EvaluateRequested(Message):
-    def __init__(self, row: Any) -> None:
+    def __init__(self, row: Any, live_storage_path: str | None = None) -> None:
         super().__init__()
         self.row = row  # data.CheckpointRow
+        self.live_storage_path = live_storage_path  # the live model's served name, as shown
 
 
 class RollbackRequested(Message):

@@ -353,6 +353,7 @@ async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
         "served-step2", "OpenPipe/Qwen3-14B-Instruct", "batch-2", "ready", f"{run}:step2")
+    await insert_model(pool, 1, status="deployed")  # an offline live model: not comparable, so V takes the base
     async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
         fake.add_model("acme", "babylon-console", "babylon-agent", [0, 2])
         # the checkpoint holds (0.5 a prompt); the base answers nothing usable (0)
@@ -361,7 +362,8 @@ async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one
                                            "serverless_base_url": fake.base_url, "eval_timeout_s": 2.0})
         app = make_app(data=ConsoleData(held, clock=FixedClock(), label="test database", operator="tester"))
         async with app.run_test(size=SIZE) as pilot:
-            pane = await open_checkpoints(app, pilot, 1)
+            pane = await open_checkpoints(app, pilot, 2)
+            await wait_for(lambda: pane.selected_id == "served-step2" and pane.view.live is not None, what="live")
             await pilot.press("V")
             await wait_for(lambda: any(t.startswith("Evaluated:") for t in app.toasts), limit_s=30, what="evaluation")
             assert any("+0.50 outcome score per answer" in t for t in app.toasts)
@@ -374,7 +376,8 @@ async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one
             assert "not a valid action: 0 vs" in plain(app.main.query_one("#checkpoints-detail"))
             await fake.__aexit__(None, None, None)  # the service goes away
             await pilot.press("V")
-            await wait_for(lambda: isinstance(app.screen, ErrorDialog), limit_s=30, what="error dialog")
+            await wait_for(lambda: isinstance(app.screen, ErrorDialog) and bool(app.screen.query(".dialog-body")),
+                           limit_s=30, what="error dialog")
             shown = str(app.screen.query_one(".dialog-body").render())
             assert "does not answer" in shown and fake.base_url in shown
             assert app.health.outage is None and app.db_ready  # not taken for a database outage

@@ -88,9 +88,10 @@ class RegistryActions:
 
         self.host.start_worker(work, name="promote", group="action", action=True)
 
-    def evaluate(self, row: CheckpointRow | None, holdout_share: float) -> None:
-        """Held-out evaluation of the selected checkpoint against the live model (the base policy
-        while none is live, or when it is the live one), with progress in the status bar."""
+    def evaluate(self, row: CheckpointRow | None, holdout_share: float, live_storage_path: str | None = None) -> None:
+        """Held-out evaluation of the selected checkpoint against the live model, with progress in
+        the status bar; against its base model while none is live, when it is the live one, or when
+        the live one is of the other kind (offline vs served: they cannot be compared)."""
         spec = keys.spec_for_action("checkpoints", "evaluate")
         reason = (refusals.read_only(spec.description) if self.host.read_only and spec is not None
                   else refusals.evaluate(row, holdout_share))
@@ -98,7 +99,9 @@ class RegistryActions:
             self.host.refuse("Evaluate", reason or "no checkpoint selected")
             return
         model_id, live = row.model.model_id, self.live_id()
-        against = "live" if live is not None and live != model_id else "base"
+        offline = str(row.model.storage_path).startswith("offline://")
+        same_kind = live_storage_path is None or live_storage_path.startswith("offline://") == offline
+        against = "live" if live is not None and live != model_id and same_kind else "base"
 
         def progress(done: int, total: int) -> None:
             self.host.post_message(StatusChanged("eval", f"Evaluating {model_id}: {done}/{total} held-out windows"))

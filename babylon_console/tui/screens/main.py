@@ -264,7 +264,8 @@ class MainScreen(Screen[None]):
 
     @on(msg.EvaluateRequested)
     def _evaluate(self, message: msg.EvaluateRequested) -> None:
-        self.registry.evaluate(message.row, self.readiness.criteria.holdout_share if self.readiness else 0.0)
+        self.registry.evaluate(message.row, self.readiness.criteria.holdout_share if self.readiness else 0.0,
+                               message.live_storage_path)
 
     @on(msg.RollbackRequested)
     def _rollback(self, message: msg.RollbackRequested) -> None:

@@ -229,7 +229,8 @@ class CheckpointsPane(Pane):
     def action_evaluate(self) -> None:
         row = self.selected()
         if row is not None:
-            self.post_message(EvaluateRequested(row))
+            live = self.view.live if self.view is not None else None
+            self.post_message(EvaluateRequested(row, live.storage_path if live is not None else None))
 
     def action_rollback(self) -> None:
         self.post_message(RollbackRequested(self.view))

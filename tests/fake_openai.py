@@ -164,3 +164,16 @@ class FakeOpenAI:
         return web.json_response(
             {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "fake"}]}
         )
+
+
+async def serve_chat_route(handler: Callable[[web.Request], Any]) -> tuple[web.AppRunner, str]:
+    """A one-route chat-completions server on 127.0.0.1 for misbehaviour `FakeOpenAI` does not
+    script (a body that is not JSON, bytes trickled forever, no answer at all): (runner to clean
+    up, base URL)."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"

@@ -31,7 +31,7 @@ from babylon_console.core.sim.observation import Observation
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.tokenization import load_tokenizer
 from babylon_console.core.windows import held_out
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, serve_chat_route
 from tests.fake_wandb_training import FakeWandbTraining
 
 NOW = datetime(2026, 11, 24, 12, 0)
@@ -327,19 +327,6 @@ async def test_the_serverless_engine_evaluates_its_new_checkpoint_under_the_name
     assert evaluation.method == "prompts" and evaluation.n >= 3 and evaluation.against_model_id is None
 
 
-async def _serve(handler: Any) -> tuple[Any, str]:
-    """A one-route server on 127.0.0.1 for endpoint misbehaviour the doubles do not script."""
-    from aiohttp import web
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-
-
 async def test_an_endpoint_that_fails_mid_run_garbles_or_trickles_stops_the_evaluation_with_a_sentence(
         pool: asyncpg.Pool, tmp_path: Path) -> None:
     from aiohttp import web
@@ -374,7 +361,7 @@ async def test_an_endpoint_that_fails_mid_run_garbles_or_trickles_stops_the_eval
 
     for handler, error, words in ((garbled, Failed, "answered something unreadable"),
                                   (trickle, EndpointUnavailable, "did not finish answering within 2.9 s")):
-        runner, url = await _serve(handler)
+        runner, url = await serve_chat_route(handler)
         try:
             with pytest.raises(error, match=words):
                 await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, prompts=2,

@@ -113,17 +113,13 @@ async def test_a_served_endpoint_that_never_answers_cannot_stall_the_live_market
 
     from aiohttp import web
 
+    from tests.fake_openai import serve_chat_route
+
     async def silent(request: web.Request) -> web.Response:
         await asyncio.sleep(60)
         return web.json_response({})
 
-    app_ = web.Application()
-    app_.router.add_post("/v1/chat/completions", silent)
-    runner = web.AppRunner(app_, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    runner, url = await serve_chat_route(silent)
     storage = "wandb-artifact:///acme/babylon-console/babylon-agent:step1"
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '

@@ -22,7 +22,7 @@ import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
-from .cli_support import CliState, error_exit, fail
+from .cli_support import CliState, OneLineFormatter, error_exit, fail
 from .core.errors import EXIT_UNAVAILABLE, ConsoleError
 
 
@@ -195,11 +195,10 @@ def main_callback(
         bool, typer.Option("--attach", help="Console only: follow a headless `engine` through its events.")
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    form = "%(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(form) if verbose else OneLineFormatter(form))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     if env_file is not None and not env_file.is_file():
         raise fail(f"--env-file {env_file}: no such file", EXIT_UNAVAILABLE)
     CliState.env_file = env_file

@@ -13,6 +13,7 @@ loads only what it needs.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,6 +53,24 @@ class CliState:
         return base.with_overrides(**cls.overrides, **more)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Log records as one line each: a library's warning with a traceback attached (asyncpg's pool
+    retrying a lost connection) shows its exception's type and words, not the traceback, which is
+    for `--verbose`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        if saved[0] is not None and saved[0][1] is not None:
+            exc = saved[0][1]
+            text += f" ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+        return text
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print `error: message` as one line on stderr; the caller raises the returned exit."""
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
@@ -75,7 +94,7 @@ def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
 
     import asyncpg
 
-    from .core.errors import as_console_error
+    from .core.errors import ErrorKind, Outage, as_console_error
 
     try:
         return asyncio.run(coro_factory())  # type: ignore[arg-type]
@@ -83,7 +102,10 @@ def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
         raise error_exit(exc, EXIT_UNAVAILABLE) from None
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # the database or the file system failed mid-command (not a bug): one line, the mapped exit code
-        raise error_exit(as_console_error(exc)) from None
+        mapped = as_console_error(exc)
+        if mapped.kind is ErrorKind.OUTAGE:  # the library's words alone ("Connection refused") do not say what
+            mapped = Outage(f"the database stopped answering during the command: {mapped.message}")
+        raise error_exit(mapped) from None
     except ValidationError as exc:
         raise fail(config_error(exc), EXIT_UNAVAILABLE) from None
     except KeyboardInterrupt:

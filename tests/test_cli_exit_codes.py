@@ -4,6 +4,7 @@ prints one line `error: <message>` on stderr and exits with its code, without a 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import asyncpg
 import pytest
@@ -125,7 +126,8 @@ def test_a_console_error_outside_run_command_gets_the_same_policy(monkeypatch: p
 
 
 @pytest.mark.parametrize(("exc", "code", "starts"), [
-    (ConnectionRefusedError(111, "Connection refused"), 2, "error: "),
+    (ConnectionRefusedError(111, "Connection refused"), 2,
+     "error: the database stopped answering during the command: [Errno 111] Connection refused"),
     (asyncpg.exceptions.DivisionByZeroError("division by zero"), 1, "error: division by zero"),
 ])
 def test_library_errors_mid_command_are_mapped_to_one_line(exc: BaseException, code: int, starts: str,
@@ -136,3 +138,22 @@ def test_library_errors_mid_command_are_mapped_to_one_line(exc: BaseException, c
     err = capsys.readouterr().err
     assert exited.value.exit_code == code
     assert err.startswith(starts) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_library_warnings_with_a_traceback_are_one_line_unless_verbose() -> None:
+    """asyncpg's pool logs a warning with the traceback of a lost connection while it retries: a
+    headless command shows it as one line (the traceback is for --verbose)."""
+    import logging
+
+    from babylon_console.cli_support import OneLineFormatter
+
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError:
+        record = logging.getLogger("asyncpg.pool").makeRecord(
+            "asyncpg.pool", logging.WARNING, __file__, 1, "Failed to restore the pool connection floor; retrying",
+            (), sys.exc_info())
+    text = OneLineFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert text == ("WARNING asyncpg.pool: Failed to restore the pool connection floor; retrying "
+                    "(ConnectionRefusedError: [Errno 111] Connection refused)")
+    assert "Traceback" in logging.Formatter().format(record)  # what it replaces

@@ -222,7 +222,7 @@ def eval_command(
     if as_json:
         print_json(result.model_dump(mode="json"))
         return
-    spec = "+.2f" if result.method == "simulator" else "+.3f"
+    spec = result.spec
     on = "" if result.method == "simulator" else f", {result.prompts} recorded prompts judged by {result.judge}"
     out.print(f"{result.model_id} vs {result.against_model_id or 'the base model'} on {result.n} held-out windows "
               f"({result.windows[-1]} to {result.windows[0]}){on}:", soft_wrap=True)

@@ -76,6 +76,11 @@ class EvalResult(BaseModel):
         return "P&L" if self.method == "simulator" else "score"
 
     @property
+    def spec(self) -> str:
+        """How its figures print: P&L in cents, answer scores (0 to 1) to three places."""
+        return "+.2f" if self.method == "simulator" else "+.3f"
+
+    @property
     def level_windows(self) -> int:
         """Windows where the two models scored the same (neither won)."""
         return sum(1 for d in self.window_diffs if d == 0)

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from .inference import is_offline
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,8 @@ class ServedPolicies:
 
     async def refresh(self) -> None:
         self.served = await serving(self.pool)
-        if self.settings is not None and any("://" in s.storage_path and not s.storage_path.startswith("offline://")
-                                             for s in self.served):
+        if "openai" not in sys.modules and self.settings is not None and not all(
+                is_offline(s.storage_path) for s in self.served):
             import importlib
 
             # the OpenAI client takes about a second to import: not on the loop that runs the market
@@ -113,7 +116,6 @@ class ServedPolicies:
         try:
             from .backends.factory import checkpoint_root
             from .backends.offline import OfflineBackend
-            from .inference import is_offline
 
             if is_offline(storage_path) or self.settings is None:
                 policy = OfflineBackend(checkpoint_root(self.data_dir, "offline")).load_policy(storage_path)

@@ -70,6 +70,13 @@ def evidence_against(model_id: str, evaluation: Any, readout: Any) -> tuple[str,
     return contrary(model_id, evaluation, readout)
 
 
+def is_offline(storage_path: str) -> bool:
+    """An offline checkpoint's served name (`core.inference.is_offline`)."""
+    from ..core.inference import is_offline as offline
+
+    return offline(storage_path)
+
+
 def one_line(exc: BaseException) -> str:
     """An error's first line (its type's name when it says nothing), for banners and toasts."""
     text = str(exc).strip().splitlines()
@@ -133,11 +140,11 @@ class CheckpointRow:
         e = self.evaluation
         if e is None:
             return "–"
-        spec, unit = ("+.1f", "P&L ") if e.method == "simulator" else ("+.2f", "score ")
+        spec = "+.1f" if e.method == "simulator" else "+.2f"  # one place fewer than `e.spec`: a table cell
         ci = "" if e.ci_low is None else f" [{e.ci_low:{spec}},{e.ci_high:{spec}}]"
         against = "base" if e.against_model_id is None else ("step" + e.against_model_id.rsplit("step", 1)[-1]
                                                               if "step" in e.against_model_id else e.against_model_id)
-        return f"{unit}{e.mean_diff:{spec}}{ci} n={e.n} vs {against}"
+        return f"{e.short_unit} {e.mean_diff:{spec}}{ci} n={e.n} vs {against}"
 
     @property
     def evaluation_summary(self) -> str | None:
@@ -145,7 +152,7 @@ class CheckpointRow:
         e = self.evaluation
         if e is None:
             return None
-        spec = "+.2f" if e.method == "simulator" else "+.3f"
+        spec = e.spec
         on = f" ({e.prompts} recorded prompts)" if e.method == "prompts" else ""
         text = (f"Held-out vs {e.against_model_id or 'the base model'}: {e.mean_diff:{spec}} {e.unit}, 95% CI "
                 f"{e.ci_text(spec)} over {e.n} windows{on}, ahead in {e.win_rate:.0%}")

@@ -59,11 +59,12 @@ import orjson
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import CheckpointError, LinearSoftmaxPolicy
 
+from ..inference import OFFLINE_SCHEME
 from .empty_step import OFFLINE_TRAINED_KEY, NothingTrained
 from .grpo import BatchStats, build_batch, train_grpo
 
 LABEL = "offline CPU stand-in"
-SCHEME = "offline://"
+SCHEME = OFFLINE_SCHEME
 POLICY_FILE = "policy.json"
 META_FILE = "meta.json"
 DEFAULT_LR_SCALE = 5000.0

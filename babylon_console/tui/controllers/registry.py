@@ -14,7 +14,7 @@ from rich.text import Text
 
 from .. import bindings as keys
 from .. import refusals
-from ..data import CheckpointRow, CheckpointsView, ConsoleData, Refused, evidence_against
+from ..data import CheckpointRow, CheckpointsView, ConsoleData, Refused, evidence_against, is_offline
 from ..dialogs.confirm import ConfirmDialog, TypedConfirmDialog
 from ..dialogs.promote import PromoteDialog
 from ..messages import StatusChanged
@@ -99,8 +99,8 @@ class RegistryActions:
             self.host.refuse("Evaluate", reason or "no checkpoint selected")
             return
         model_id, live = row.model.model_id, self.live_id()
-        offline = str(row.model.storage_path).startswith("offline://")
-        same_kind = live_storage_path is None or live_storage_path.startswith("offline://") == offline
+        offline = is_offline(str(row.model.storage_path))
+        same_kind = live_storage_path is None or is_offline(live_storage_path) == offline
         against = "live" if live is not None and live != model_id and same_kind else "base"
 
         def progress(done: int, total: int) -> None:

@@ -81,9 +81,10 @@ def _preflight(config: EngineConfig, settings: Settings) -> None:
             load_tokenizer(tokenizer_source(settings.tokenizer, config.base_model))
         except TokenizerUnavailable as exc:
             raise fail(str(exc), EXIT_UNAVAILABLE) from None
-    if config.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
-        raise fail("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)",
-                   EXIT_UNAVAILABLE)
+    from ..core.judges import judge_unavailable
+
+    if (why := judge_unavailable(config.judge, settings)) is not None:
+        raise fail(why, EXIT_UNAVAILABLE)
 
 
 def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object) -> None:

@@ -202,7 +202,7 @@ async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout
                       labels: tuple[str, str], storage_a: str, storage_b: str, windows: int, per_window: int,
                       progress: Callable[[int, int], None] | None) -> _Measured:
     from .inference import endpoint_for, is_offline
-    from .judges import OutcomeJudge, make_judge
+    from .judges import OutcomeJudge, judge_unavailable, make_judge
     from .prompt_eval import EndpointClient, PolicyClient, compare_on_prompts, held_out_prompts
 
     offline = is_offline(storage_a)
@@ -210,8 +210,8 @@ async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout
         raise InvalidInput("evaluating a served checkpoint needs the settings that say where it is served")
     endpoints = None if offline else (endpoint_for(storage_a, settings), endpoint_for(storage_b, settings))
     policies = _offline_policies(data_dir, storage_a, storage_b) if offline else None
-    if settings is not None and settings.judge == "ruler" and not (settings.judge_base_url or settings.openai_api_key):
-        raise InvalidInput("the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)")
+    if settings is not None and (why := judge_unavailable(settings.judge, settings)) is not None:
+        raise InvalidInput(why)
     judge = make_judge(settings) if settings is not None else OutcomeJudge()
     chosen = await held_out_prompts(pool, holdout_share, windows, per_window)
     if len(chosen) < MIN_WINDOWS:

@@ -33,9 +33,18 @@ __all__ = [
     "TrajectoryScore",
     "WindowJudgment",
     "ground_truth_text",
+    "judge_unavailable",
     "judge_windows",
     "make_judge",
 ]
+
+
+def judge_unavailable(judge: str, settings: Any) -> str | None:
+    """Why `judge` cannot run with these settings (None: it can): RULER needs a key or an endpoint."""
+    reachable = getattr(settings, "judge_base_url", None) or getattr(settings, "openai_api_key", None)
+    if judge == "ruler" and not reachable:
+        return "the ruler judge needs OPENAI_API_KEY or BABYLON_JUDGE_BASE_URL (or use --judge outcome)"
+    return None
 
 
 def make_judge(settings: Any) -> Judge:

@@ -69,6 +69,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "db": LazyCommand("babylon_console.commands.db:app", "Database schema: apply and inspect migrations."),
     "models": LazyCommand("babylon_console.commands.models:app",
                           "Trained checkpoints: list, promote, roll back, A/B readout."),
+    "holdout": LazyCommand("babylon_console.commands.holdout:app",
+                           "The hold-out: the share of windows reserved for evaluation, recorded in the database so "
+                           "that every engine, `train`, `windows`, evaluation and console honours the same one. "
+                           "Without --share: show it (who set it, when, why) and its history; with --share: set or "
+                           "change it (audited)."),
 }
 
 

@@ -84,6 +84,8 @@ ONE_OF_EACH: list[events.EventData] = [
                                ci_low=1.0, ci_high=8.0),
     events.Promoted(model_id="b", from_model_id=None, share=1.0, operator="ana", message="b is live (was none)"),
     events.RolledBack(model_id="a", from_model_id="b", operator="ana", message="rolled back from b to a"),
+    events.HoldoutSet(share=0.15, previous_share=None, rule="sha256-v1", operator="ana", reason="evaluation",
+                      message="hold-out set to 15% (was none) by ana: evaluation"),
     events.EngineWarning(stage="database", since="2025-11-24T10:00:00+00:00", down_s=1.5, message="database back"),
     events.EngineFailure(stage="judge", window_id="2025-11-24T10:00", message="judging failed: timeout"),
 ]

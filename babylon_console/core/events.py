@@ -52,6 +52,7 @@ class EventKind(StrEnum):
     CHECKPOINT_EVALUATED = "checkpoint_evaluated"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
+    HOLDOUT_SET = "holdout_set"
     WARNING = "warning"
     ERROR = "error"
     UNKNOWN = "unknown"  # read only: a kind this version does not know (written by a newer engine)
@@ -248,6 +249,17 @@ class RolledBack(EventData):
 
 class EngineWarning(EventData):
     """Something went wrong and the engine carried on; `stage` says where (None: the engine)."""
+class HoldoutSet(EventData):
+    """The database's hold-out changed (`core.holdout`): every process reads the new share."""
+
+    kind = EventKind.HOLDOUT_SET
+    share: float | None = None
+    previous_share: float | None = None  # None: there was no record
+    rule: str | None = None  # the hold-out rule's version
+    operator: str | None = None
+    reason: str | None = None
+
+
 
     kind = EventKind.WARNING
     stage: str | None = None
@@ -289,7 +301,8 @@ class UnknownEvent(EventData):
 
 EVENT_TYPES: dict[EventKind, type[EventData]] = {t.kind: t for t in (
     RunStarted, RunStopped, RunPaused, RunResumed, IterationStarted, WindowSelected, WindowJudged, WindowSkipped,
-    StepTrained, CheckpointRegistered, CheckpointEvaluated, Promoted, RolledBack, EngineWarning, EngineFailure,
+    StepTrained, CheckpointRegistered, CheckpointEvaluated, Promoted, RolledBack, HoldoutSet, EngineWarning,
+    EngineFailure,
 )}
 _KNOWN_KINDS = frozenset(EVENT_TYPES)
 

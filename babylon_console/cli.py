@@ -22,7 +22,7 @@ import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
-from .cli_support import CliState, OneLineFormatter, error_exit, fail
+from .cli_support import CliState, OneLineFormatter, error_exit, fail, interrupts
 from .core.errors import EXIT_UNAVAILABLE, ConsoleError
 
 
@@ -157,6 +157,11 @@ class LazyGroup(TyperGroup):
 class BabylonGroup(LazyGroup):
     lazy = COMMANDS
 
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        if args and args[0] in INTERRUPTIBLE_COMMANDS:
+            interrupts.arm()  # before their heavy imports: Ctrl+C works (and says so) from the first moment
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -208,7 +213,7 @@ def main_callback(
         raise fail(f"--env-file {env_file}: no such file", EXIT_UNAVAILABLE)
     CliState.env_file = env_file
     CliState.overrides = {"database_url": database_url, "data_dir": data_dir}
-    CliState.read_only, CliState.attach = read_only, attach
+    CliState.read_only, CliState.attach, CliState.verbose = read_only, attach, verbose
     if (read_only or attach) and ctx.invoked_subcommand not in CONSOLE_COMMANDS:
         raise fail(f"--read-only and --attach apply to the console only, not to `{ctx.invoked_subcommand}`",
                    EXIT_UNAVAILABLE)
@@ -221,6 +226,7 @@ def main_callback(
 
 
 CONSOLE_COMMANDS = (None, "console", "demo")
+INTERRUPTIBLE_COMMANDS = ("train", "engine")  # Ctrl+C: "stopping…", exit 130 within 2 s (cli_support.Interrupts)
 
 
 def main() -> None:

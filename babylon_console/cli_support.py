@@ -13,8 +13,12 @@ loads only what it needs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +47,7 @@ class CliState:
     env_file: Path | None = None
     read_only: bool = False  # `--read-only` before the subcommand: `console` and `demo` honour it too
     attach: bool = False
+    verbose: bool = False  # `--verbose`: libraries' own chatter (W&B's banner) is printed too
 
     @classmethod
     def settings(cls, **more: Any) -> Settings:
@@ -69,6 +74,75 @@ class OneLineFormatter(logging.Formatter):
             exc = saved[0][1]
             text += f" ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
         return text
+
+
+def _write_stderr(text: str) -> None:
+    """Straight to the file descriptor: safe in a signal handler, shown at once, whatever is buffered."""
+    with contextlib.suppress(OSError):
+        os.write(2, (text + "\n").encode())
+
+
+def exit_now(code: int) -> None:
+    """Leave at once, with what was printed flushed: threads still working (a library loading, a
+    training step) are not waited for. The database repairs whatever they left, as after a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+class Interrupts:
+    """Ctrl+C (and SIGTERM) for the long-running commands, `train` and `engine`.
+
+    The first signal prints "stopping…" at once, then: before the command has work of its own to
+    stop (start-up: imports, connecting), the process exits at once; afterwards `cancel` is called
+    (the command abandons its current stage as a crash would: nothing half-written, repaired at the
+    next start) and the process exits within `GRACE_S` whatever still runs. A second signal exits at
+    once. The exit code is 128 + the signal (130 for Ctrl+C). Python's own handler would only raise
+    KeyboardInterrupt when the event loop next runs, seconds later while a library loads."""
+
+    GRACE_S = 1.5  # the command's own cleanup gets this long; the documented bound is 2 s
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.count = 0
+        self.cancel: Callable[[], None] | None = None
+        self.say: Callable[[str], None] = _write_stderr
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+    def arm(self) -> None:
+        """Take over SIGINT and SIGTERM (main thread only; elsewhere Python's defaults stay)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.count += 1
+        if self.count > 1:
+            _write_stderr("interrupted again: exiting now")
+            exit_now(self.exit_code)
+        self.signum = signum
+        try:
+            self.say("stopping…")
+        except Exception:  # the live frame may be gone already: the line matters, not where
+            _write_stderr("stopping…")
+        if self.cancel is None:  # start-up: nothing of this command's to stop or save yet
+            exit_now(self.exit_code)
+        deadline = threading.Timer(self.GRACE_S, exit_now, (self.exit_code,))
+        deadline.daemon = True
+        deadline.start()
+        self.cancel()
+
+
+interrupts = Interrupts()
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:

@@ -1,28 +1,35 @@
-"""`babylon-console train` (the seed's train_mmo) and `babylon-console engine` (headless, continuous)."""
+"""`babylon-console train` (the seed's train_mmo) and `babylon-console engine` (headless, continuous).
+
+Output: on a terminal, a live frame (the run's state and its latest events); otherwise (a pipe, a log
+file, a service manager) one plain line per event. Ctrl+C prints "stopping…" at once and stops within
+2 s at any stage, exit 130; a second Ctrl+C exits at once (`cli_support.Interrupts`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
+import os
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
-from ..cli_support import err, fail, load_settings, out, print_json, run_command
+from ..cli_support import CliState, err, exit_now, fail, interrupts, load_settings, out, print_json, run_command
 from ..core.config import BackendName, JudgeName, Settings
-from ..core.database import open_database
 from ..core.errors import EXIT_FAILED, EXIT_NOTHING_TO_DO, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:  # the engine pulls in judges and backends: keep them off the console's start-up path
+    from rich.table import Table
+
     from ..core.engine import Engine, EngineConfig, RunSummary
+    from ..core.events import Event
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
 
 def _status_table(engine: Engine, lines: list[str]) -> Table:
+    from rich.table import Table
+
     table = Table.grid(padding=(0, 1))
     s = engine.summary
     table.add_row(f"[bold]{engine.config.model_name}[/] [{engine.state.value}] iteration {s.iterations}, "
@@ -33,32 +40,84 @@ def _status_table(engine: Engine, lines: list[str]) -> Table:
     return table
 
 
+def live_frame() -> bool:
+    """A live frame only when both outputs are terminals; piped or logged output gets plain lines."""
+    return out.is_terminal and err.is_terminal
+
+
+def plain_line(event: Event) -> str:
+    """One event as one line of plain text (no markup, no wrapping), ending in a newline."""
+    when = f"{event.created_at:%H:%M:%S} " if event.created_at else ""
+    return f"{when}{' '.join(event.summary.split())}\n"
+
+
 async def _run_engine(engine: Engine, quiet: bool, dsn: str) -> RunSummary:
-    from ..core.events import EventBus, EventKind
+    """Run the engine to its end, showing its events; Ctrl+C (or SIGTERM) cancels it: the stage in
+    progress is abandoned as a crash would abandon it, and repaired at the next start."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # Ctrl-C / SIGTERM finish the current stage and stop cleanly (main thread only).
-        with contextlib.suppress(RuntimeError, ValueError):
-            loop.add_signal_handler(sig, engine.stop)
-    lines: list[str] = []
     task = asyncio.create_task(engine.run())
-    if quiet:
-        return await task
+    interrupts.cancel = lambda: loop.call_soon_threadsafe(task.cancel)
+    try:
+        if quiet:
+            await task
+        elif live_frame():
+            await _with_live_frame(engine, task, dsn)
+        else:
+            await _with_plain_lines(engine, task, dsn)
+    except asyncio.CancelledError:
+        if not (interrupts.requested and task.cancelled()):
+            raise  # not the operator's Ctrl+C: a real cancellation
+    finally:
+        interrupts.cancel = None  # from here a Ctrl+C has nothing left to stop: it exits at once
+    return engine.summary
 
-    async def follow() -> None:
-        async for event in EventBus(dsn).follow(run_id=engine.run_id):
-            style = {EventKind.ERROR: "red", EventKind.WARNING: "yellow"}.get(event.kind, "")
-            lines.append(f"[{style}]{event.summary}[/]" if style else event.summary)
 
-    follower = asyncio.create_task(follow())
-    with Live(_status_table(engine, lines), console=err, refresh_per_second=4, transient=False) as live:
-        while not task.done():
-            live.update(_status_table(engine, lines))
-            await asyncio.wait({task}, timeout=0.25)
+async def _follow(dsn: str, run_id: str, show: object) -> None:
+    from ..core.events import EventBus
+
+    async for event in EventBus(dsn).follow(run_id=run_id):
+        show(event)  # type: ignore[operator]
+
+
+async def _with_plain_lines(engine: Engine, task: asyncio.Task[RunSummary], dsn: str) -> None:
+    def show(event: Event) -> None:
+        sys.stdout.write(plain_line(event))
+        sys.stdout.flush()
+
+    follower = asyncio.create_task(_follow(dsn, engine.run_id, show))
+    try:
+        await task
+    finally:
         await asyncio.sleep(0.3)  # let the follower print the final events
-        live.update(_status_table(engine, lines))
-    follower.cancel()
-    return await task
+        follower.cancel()
+
+
+async def _with_live_frame(engine: Engine, task: asyncio.Task[RunSummary], dsn: str) -> None:
+    from rich.live import Live
+
+    from ..core.events import EventKind
+
+    lines: list[str] = []
+
+    def show(event: Event) -> None:
+        style = {EventKind.ERROR: "red", EventKind.WARNING: "yellow"}.get(event.kind, "")
+        lines.append(f"[{style}]{event.summary}[/]" if style else event.summary)
+
+    follower = asyncio.create_task(_follow(dsn, engine.run_id, show))
+    try:
+        with Live(_status_table(engine, lines), console=err, refresh_per_second=4, transient=False) as live:
+            previous, interrupts.say = interrupts.say, live.console.print  # above the frame, never overwritten
+            try:
+                while not task.done():
+                    live.update(_status_table(engine, lines))
+                    await asyncio.wait({task}, timeout=0.25)
+                await asyncio.sleep(0.3)  # let the follower print the final events
+                live.update(_status_table(engine, lines))
+            finally:
+                interrupts.say = previous
+        await task
+    finally:
+        follower.cancel()
 
 
 def _preflight(config: EngineConfig, settings: Settings) -> None:
@@ -87,6 +146,18 @@ def _preflight(config: EngineConfig, settings: Settings) -> None:
         raise fail(why, EXIT_UNAVAILABLE)
 
 
+def _print_summary(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        print_json(summary.model_dump(mode="json"))
+        return
+    out.print(f"Run {summary.run_id}: {summary.state.value}; {summary.iterations} iteration(s), "
+              f"steps {summary.steps or 'none'}, checkpoints {', '.join(summary.checkpoints) or 'none'}; "
+              f"windows trained {len(summary.windows_trained)}, failed {len(summary.windows_failed)}, "
+              f"skipped {len(summary.windows_skipped)}.", soft_wrap=True)
+    if summary.error:
+        out.print(f"[red]error:[/] {summary.error}")
+
+
 def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object) -> None:
     from ..core.engine import Engine, EngineConfig, EngineState
 
@@ -95,26 +166,31 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
         config = EngineConfig.from_settings(settings, iterations=iterations, **options)
     except ValueError as exc:
         raise fail(f"invalid option: {exc}", EXIT_UNAVAILABLE) from None
+    if not quiet:  # on screen at once: loading the training libraries takes seconds
+        err.print(f"starting: model {config.model_name}, {config.backend} backend, {config.judge} judge "
+                  "(Ctrl+C stops)", soft_wrap=True, highlight=False)
+    if not CliState.verbose:
+        os.environ.setdefault("WANDB_SILENT", "true")  # W&B's own banner lines: only with --verbose
     _preflight(config, settings)
 
     async def body() -> RunSummary:
+        from ..core.database import open_database
+
         target, pool = await open_database(settings)
         try:
             engine = Engine(pool, config, settings=settings)
-            return await _run_engine(engine, quiet or as_json, target.dsn)
+            summary = await _run_engine(engine, quiet or as_json, target.dsn)
         finally:
             await pool.close()
+        if interrupts.requested:  # the run is recorded as stopped: leave now, not after threads still loading
+            _print_summary(summary, as_json)
+            err.print(f"interrupted: run {summary.run_id} stopped; the stage in progress was abandoned and is "
+                      "repaired at the next start", soft_wrap=True, highlight=False)
+            exit_now(interrupts.exit_code)
+        return summary
 
     summary = run_command(body)  # EngineLocked exits 4 (its own code) through the shared policy
-    if as_json:
-        print_json(summary.model_dump(mode="json"))
-    else:
-        out.print(f"Run {summary.run_id}: {summary.state.value}; {summary.iterations} iteration(s), "
-                  f"steps {summary.steps or 'none'}, checkpoints {', '.join(summary.checkpoints) or 'none'}; "
-                  f"windows trained {len(summary.windows_trained)}, failed {len(summary.windows_failed)}, "
-                  f"skipped {len(summary.windows_skipped)}.", soft_wrap=True)
-        if summary.error:
-            out.print(f"[red]error:[/] {summary.error}")
+    _print_summary(summary, as_json)
     if summary.state is EngineState.FAILED or (not summary.steps and summary.windows_failed):
         raise typer.Exit(EXIT_FAILED)  # the engine, or every step it tried, failed
     if iterations is not None and not summary.steps:

@@ -439,6 +439,13 @@ class Engine:
         except _StopRequested:
             reason = "stopped by operator"
             self._set_state(EngineState.STOPPED)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl+C, a console closing): the stage in progress is abandoned as a crash would
+            # abandon it (registration is one transaction; a batch left `training` is repaired by the next
+            # start, `_recover_interrupted`), and the run is recorded as stopped, not left looking alive.
+            reason = f"interrupted during stage {self.stage.value}"
+            self._set_state(EngineState.STOPPED)
+            raise
         except LockLost as exc:
             reason = f"stopped: {exc}"
             self.summary.error = str(exc)

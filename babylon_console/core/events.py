@@ -247,8 +247,6 @@ class RolledBack(EventData):
         return f"rolled back: {self.message or ''}"
 
 
-class EngineWarning(EventData):
-    """Something went wrong and the engine carried on; `stage` says where (None: the engine)."""
 class HoldoutSet(EventData):
     """The database's hold-out changed (`core.holdout`): every process reads the new share."""
 
@@ -260,6 +258,8 @@ class HoldoutSet(EventData):
     reason: str | None = None
 
 
+class EngineWarning(EventData):
+    """Something went wrong and the engine carried on; `stage` says where (None: the engine)."""
 
     kind = EventKind.WARNING
     stage: str | None = None

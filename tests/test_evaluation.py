@@ -17,6 +17,7 @@ from babylon_console.core.backends.factory import checkpoint_root
 from babylon_console.core.backends.offline import OfflineBackend, inference_name
 from babylon_console.core.errors import InvalidInput, Refused
 from babylon_console.core.evaluation import evaluate, latest_per_model
+from babylon_console.core.holdout import set_holdout
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
@@ -62,15 +63,16 @@ async def _checkpoints(pool: asyncpg.Pool, data_dir: Path) -> tuple[str, str]:
 async def test_evaluate_replays_held_out_windows_for_both_models_and_stores_the_result(
         pool: asyncpg.Pool, tmp_path: Path) -> None:
     await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     base, trained = await _checkpoints(pool, tmp_path)
     done: list[int] = []
-    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=6,
+    result = await evaluate(pool, tmp_path, trained, against="base", windows=6,
                             progress=lambda i, n: done.append(i))
     assert result.n == 6 and done == [1, 2, 3, 4, 5, 6]
     assert all(held_out(w, 0.3) for w in result.windows)
     assert result.against_storage_path.endswith(":step0") and result.ci_low is not None
     assert abs(result.mean_diff - (result.mean_a - result.mean_b)) < 1e-6
-    again = await evaluate(pool, tmp_path, 0.3, trained, against=base, windows=6)
+    again = await evaluate(pool, tmp_path, trained, against=base, windows=6)
     assert again.mean_diff == pytest.approx(result.mean_diff)  # same seeds, same windows: the same figures
     assert (await latest_per_model(pool))[trained].id == again.id
 
@@ -80,21 +82,21 @@ async def test_bad_evaluations_say_why_and_record_nothing(pool: asyncpg.Pool, tm
     await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 6, NOW)
     base, trained = await _checkpoints(pool, tmp_path)
     with pytest.raises(InvalidInput, match="no checkpoint with model id 'nope'"):
-        await evaluate(pool, tmp_path, 0.3, "nope")
-    with pytest.raises(InvalidInput, match="no live model"):
-        await evaluate(pool, tmp_path, 0.3, trained)
-    with pytest.raises(InvalidInput, match="BABYLON_HOLDOUT_SHARE"):
-        await evaluate(pool, tmp_path, 0.0, trained, against="base")
+        await evaluate(pool, tmp_path, "nope")
+    with pytest.raises(InvalidInput, match="this database has no hold-out; set one with `babylon-console holdout"):
+        await evaluate(pool, tmp_path, trained, against="base")  # no record: nothing is held out
+    await set_holdout(pool, 0.01, operator="tester", reason=None)
     with pytest.raises(InvalidInput, match="held-out simulated window"):
-        await evaluate(pool, tmp_path, 0.01, trained, against="base")  # too few held out
+        await evaluate(pool, tmp_path, trained, against="base")  # too few held out
+    await set_holdout(pool, 0.3, operator="tester", reason="more windows")
     await pool.execute("""UPDATE trained_models SET status = 'failed' WHERE "modelId" = $1""", base)
     with pytest.raises(Refused, match="status is 'failed'"):
-        await evaluate(pool, tmp_path, 0.3, base, against=trained)
+        await evaluate(pool, tmp_path, base, against=trained)
     await pool.execute("""UPDATE trained_models SET "storagePath" = 'wandb-artifact:///e/p/m:step1'
                           WHERE "modelId" = $1""", trained)
     await pool.execute("""UPDATE trained_models SET status = 'ready' WHERE "modelId" = $1""", base)
     with pytest.raises(Refused, match=r"m-step1 \(wandb-artifact\) and m-step0 \(offline\) cannot be compared"):
-        await evaluate(pool, tmp_path, 0.3, trained, against=base)
+        await evaluate(pool, tmp_path, trained, against=base)
     assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 0
     result = await asyncio.to_thread(CliRunner().invoke, app, [
         "--database-url", database_url, "--data-dir", str(tmp_path), "models", "eval", "nope", "--json"],
@@ -104,6 +106,7 @@ async def test_bad_evaluations_say_why_and_record_nothing(pool: asyncpg.Pool, tm
 
 async def test_models_eval_prints_json(pool: asyncpg.Pool, tmp_path: Path, database_url: str) -> None:
     await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     _, trained = await _checkpoints(pool, tmp_path)
     result = await asyncio.to_thread(CliRunner().invoke, app, [
         "--database-url", database_url, "--data-dir", str(tmp_path), "models", "eval", trained, "--against", "base",
@@ -124,6 +127,7 @@ async def test_the_engine_never_trains_held_out_windows_and_evaluates_each_kth_c
     from babylon_console.core.engine import Engine, EngineConfig
 
     await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
     config = EngineConfig(iterations=2, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
                           max_per_group=6, holdout_share=0.3, eval_every=2, force=True)
@@ -139,8 +143,9 @@ async def test_the_engine_never_trains_held_out_windows_and_evaluates_each_kth_c
 async def test_promoting_against_held_out_evidence_needs_a_reason(pool: asyncpg.Pool, tmp_path: Path,
                                                                   database_url: str) -> None:
     await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     _, trained = await _checkpoints(pool, tmp_path)
-    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=6)
+    result = await evaluate(pool, tmp_path, trained, against="base", windows=6)
     await pool.execute("UPDATE console_evaluations SET result = jsonb_set(jsonb_set(result, '{ci_high}', '-1'), "
                        "'{ci_low}', '-5')")  # as if the evaluation had come out below zero
     base = ["--database-url", database_url, "--data-dir", str(tmp_path), "models", "promote", trained, "--yes"]
@@ -160,12 +165,13 @@ async def test_garbage_metadata_is_skipped_not_fatal(pool: asyncpg.Pool, tmp_pat
     """A held-out window whose rows carry broken metadata (not JSON, no seed) is left out of the
     evaluation; the rest is evaluated."""
     await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     _, trained = await _checkpoints(pool, tmp_path)
     victim = next(w for (w,) in await pool.fetch('SELECT DISTINCT "windowId" FROM trajectories ORDER BY 1 DESC')
                   if held_out(w, 0.3))
     await pool.execute("""UPDATE trajectories SET "metadataJson" = '{"simulated":true, seed: oops'
                           WHERE "windowId" = $1""", victim)
-    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4)
+    result = await evaluate(pool, tmp_path, trained, against="base", windows=4)
     assert result.n == 4 and victim not in result.windows
 
 
@@ -185,6 +191,7 @@ async def test_a_slow_evaluation_never_fails_the_step_it_evaluates(pool: asyncpg
 
     monkeypatch.setattr(evaluation, "evaluate", slow)
     await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
     config = EngineConfig(iterations=1, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
                           max_per_group=6, holdout_share=0.3, eval_every=1, register_timeout_s=0.5, force=True)
@@ -207,6 +214,7 @@ async def test_an_evaluation_that_breaks_is_a_warning_never_a_failed_engine(pool
 
     monkeypatch.setattr(evaluation, "evaluate", broken)
     await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
     config = EngineConfig(iterations=1, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
                           max_per_group=6, holdout_share=0.3, eval_every=1, force=True)
@@ -228,6 +236,7 @@ async def test_an_evaluation_past_its_deadline_is_cut_off_with_a_warning(pool: a
 
     monkeypatch.setattr(evaluation, "evaluate", endless)
     await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"), BABYLON_EVAL_DEADLINE_S=0.5)  # type: ignore[call-arg]
     config = EngineConfig(iterations=1, windows_per_iteration=3, min_agents=5, min_steps=4, lookback_hours=48,
                           max_per_group=6, holdout_share=0.3, eval_every=1, force=True)
@@ -243,12 +252,13 @@ async def test_offline_checkpoints_can_be_evaluated_on_recorded_prompts_too(pool
     """`--method prompts` on the offline path: the same held-out prompts, judge and statistics as for
     a served checkpoint, the policies answering in process; the same figures twice."""
     await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    await set_holdout(pool, 0.3, operator="tester", reason=None)
     _, trained = await _checkpoints(pool, tmp_path)
-    result = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4, prompts=3, method="prompts")
+    result = await evaluate(pool, tmp_path, trained, against="base", windows=4, prompts=3, method="prompts")
     assert (result.method, result.judge, result.n, result.prompts) == ("prompts", "outcome", 4, 12)
     assert result.unusable_a == result.unusable_b == 0  # the policy always answers a valid action
     assert result.endpoint_a is not None and "in process" in result.endpoint_a
-    again = await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4, prompts=3, method="prompts")
+    again = await evaluate(pool, tmp_path, trained, against="base", windows=4, prompts=3, method="prompts")
     assert again.window_diffs == result.window_diffs and again.windows == result.windows
     cli = await asyncio.to_thread(CliRunner().invoke, app, [
         "--database-url", database_url, "--data-dir", str(tmp_path), "models", "eval", trained, "--against", "base",
@@ -259,4 +269,4 @@ async def test_offline_checkpoints_can_be_evaluated_on_recorded_prompts_too(pool
     await pool.execute("""UPDATE trained_models SET "storagePath" = 'wandb-artifact:///e/p/m:step1'
                           WHERE "modelId" = $1""", trained)
     with pytest.raises(Refused, match="the simulator runs offline checkpoints only"):
-        await evaluate(pool, tmp_path, 0.3, trained, against="base", windows=4, method="simulator")
+        await evaluate(pool, tmp_path, trained, against="base", windows=4, method="simulator")

@@ -25,6 +25,7 @@ from babylon_console.core.inference import base_name, endpoint_for
 from babylon_console.core.judges.outcome import score_answer
 from babylon_console.core.models import MarketOutcome, WindowGroundTruth
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable, held_out_prompts
+from babylon_console.core.holdout import set_holdout
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import Action, format_response
 from babylon_console.core.sim.observation import Observation
@@ -112,6 +113,7 @@ def test_served_names_resolve_to_their_endpoints(monkeypatch: pytest.MonkeyPatch
 async def _history(pool: asyncpg.Pool) -> dict[str, WindowGroundTruth]:
     """40 simulated hours; the ground truth of each held-out window's prompts, by prompt text."""
     await seed_history(pool, Simulation(seed=3, n_agents=4, steps_per_window=3), 40, NOW)
+    await set_holdout(pool, SHARE, operator="tester", reason=None)
     truth = {}
     for window in await held_out_prompts(pool, SHARE, 100, 1000):
         for p in window.prompts:
@@ -158,7 +160,7 @@ async def test_a_serverless_checkpoint_is_evaluated_on_recorded_prompts_at_the_t
         fake.answer = lambda name, messages: (good if name.endswith(":step2") else bad)(messages)
         settings = _settings(tmp_path, BABYLON_SERVERLESS_BASE_URL=fake.base_url)
         done: list[int] = []
-        result = await evaluate(pool, tmp_path, SHARE, "good", against="bad", windows=5, settings=settings,
+        result = await evaluate(pool, tmp_path, "good", against="bad", windows=5, settings=settings,
                                 prompts=3, progress=lambda i, n: done.append(i))
     assert (result.method, result.judge, result.n, result.prompts) == ("prompts", "outcome", 5, 15)
     assert done == [1, 2, 3, 4, 5] and all(held_out(w, SHARE) for w in result.windows)
@@ -186,9 +188,9 @@ async def test_the_base_of_a_serverless_run_is_its_step_0_and_the_same_prompts_c
         good, bad = trader(truth, right=True), trader(truth, right=False)
         fake.answer = lambda name, messages: (good if name.endswith(":step2") else bad)(messages)
         settings = _settings(tmp_path, BABYLON_SERVERLESS_BASE_URL=fake.base_url)
-        first = await evaluate(pool, tmp_path, SHARE, "good", against="base", windows=3, settings=settings, prompts=2)
+        first = await evaluate(pool, tmp_path, "good", against="base", windows=3, settings=settings, prompts=2)
         asked = [r["messages"] for r in fake.chat_requests]
-        again = await evaluate(pool, tmp_path, SHARE, "good", against="base", windows=3, settings=settings, prompts=2)
+        again = await evaluate(pool, tmp_path, "good", against="base", windows=3, settings=settings, prompts=2)
     assert first.against_storage_path == f"{RUN}:step0" and first.against_model_id is None
     assert again.windows == first.windows and again.mean_diff == first.mean_diff
     assert [r["messages"] for r in fake.chat_requests[len(asked):]] == asked  # the same prompts, the same order
@@ -227,7 +229,7 @@ async def test_a_local_checkpoint_is_asked_at_its_vllm_and_judged_by_ruler_side_
     async with FakeOpenAI(vllm) as server, FakeOpenAI(ruler) as judge:
         settings = _settings(tmp_path, BABYLON_LOCAL_INFERENCE_URL=server.base_url, BABYLON_JUDGE="ruler",
                              BABYLON_JUDGE_MODEL="judge-model", BABYLON_JUDGE_BASE_URL=judge.base_url)
-        result = await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, settings=settings, prompts=4)
+        result = await evaluate(pool, tmp_path, "lora", against="base", windows=3, settings=settings, prompts=4)
         judged = len(judge.requests)
     assert result.against_storage_path == "Qwen/Qwen3-0.6B" and result.judge == "ruler"
     assert {r["model"] for r in server.requests} == {LORA, "Qwen/Qwen3-0.6B"}
@@ -251,21 +253,23 @@ async def test_an_endpoint_that_does_not_answer_or_serve_the_model_says_which_an
         fake.answer = lambda name, messages: trader(truth, True)(messages)
         settings = _settings(tmp_path, BABYLON_SERVERLESS_BASE_URL=fake.base_url)
         with pytest.raises(EndpointRefused, match=r"other \(wandb-artifact:///.*:step7 at .*\) answered HTTP 404"):
-            await evaluate(pool, tmp_path, SHARE, "good", against="other", windows=3, settings=settings)
+            await evaluate(pool, tmp_path, "good", against="other", windows=3, settings=settings)
         base_url = fake.base_url
     # the service is gone: a closed port on 127.0.0.1
     with pytest.raises(EndpointUnavailable, match=f"the endpoint of good .*{base_url}.* does not answer"):
-        await evaluate(pool, tmp_path, SHARE, "good", against="base", windows=3,
+        await evaluate(pool, tmp_path, "good", against="base", windows=3,
                        settings=_settings(tmp_path, BABYLON_SERVERLESS_BASE_URL=base_url, BABYLON_EVAL_TIMEOUT_S=2))
     with pytest.raises(Refused, match="cannot be compared"):
-        await evaluate(pool, tmp_path, SHARE, "good", against="offline", windows=3, settings=settings)
+        await evaluate(pool, tmp_path, "good", against="offline", windows=3, settings=settings)
     with pytest.raises(InvalidInput, match="BABYLON_LOCAL_INFERENCE_URL"):
-        await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, settings=settings)
+        await evaluate(pool, tmp_path, "lora", against="base", windows=3, settings=settings)
     with pytest.raises(InvalidInput, match="the ruler judge needs OPENAI_API_KEY"):
-        await evaluate(pool, tmp_path, SHARE, "good", against="base", windows=3,
+        await evaluate(pool, tmp_path, "good", against="base", windows=3,
                        settings=settings.with_overrides(judge="ruler"))
+    await set_holdout(pool, 0.01, operator="tester", reason="too few held out")
     with pytest.raises(InvalidInput, match="with recorded prompts and ground truth"):
-        await evaluate(pool, tmp_path, 0.01, "good", against="base", windows=3, settings=settings)
+        await evaluate(pool, tmp_path, "good", against="base", windows=3, settings=settings)
+    await set_holdout(pool, SHARE, operator="tester", reason="back")
     assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 0
     # the CLI says the same in one line, with the exit code of an outage
     result = await asyncio.to_thread(CliRunner().invoke, app, [
@@ -307,6 +311,7 @@ async def test_the_serverless_engine_evaluates_its_new_checkpoint_under_the_name
     from babylon_console.core.clock import SystemClock
 
     await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=4), windows=14, now=SystemClock().now())
+    await set_holdout(pool, 0.4, operator="tester", reason=None)
     async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
         fake.answer = lambda name, messages: format_response(Action("HOLD"), f"{name} holds")
         env = {"DATABASE_URL": database_url, "WANDB_API_KEY": KEY, "WANDB_ENTITY": "acme", "WANDB_MODE": "disabled",
@@ -345,7 +350,7 @@ async def test_an_endpoint_that_fails_mid_run_garbles_or_trickles_stops_the_eval
 
     async with FakeOpenAI(flaky) as server:  # the second window's requests fail while others are in flight
         with pytest.raises(EndpointUnavailable, match="answered HTTP 503: vLLM is restarting"):
-            await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, prompts=4,
+            await evaluate(pool, tmp_path, "lora", against="base", windows=3, prompts=4,
                            settings=_settings(tmp_path, BABYLON_LOCAL_INFERENCE_URL=server.base_url))
 
     async def garbled(request: web.Request) -> web.Response:
@@ -364,7 +369,7 @@ async def test_an_endpoint_that_fails_mid_run_garbles_or_trickles_stops_the_eval
         runner, url = await serve_chat_route(handler)
         try:
             with pytest.raises(error, match=words):
-                await evaluate(pool, tmp_path, SHARE, "lora", against="base", windows=3, prompts=2,
+                await evaluate(pool, tmp_path, "lora", against="base", windows=3, prompts=2,
                                settings=_settings(tmp_path, BABYLON_LOCAL_INFERENCE_URL=url,
                                                   BABYLON_EVAL_TIMEOUT_S=0.3))
         finally:

@@ -195,7 +195,8 @@ def eval_command(
                      ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Compare a checkpoint with another on the same held-out windows (BABYLON_HOLDOUT_SHARE).
+    """Compare a checkpoint with another on the same held-out windows (the database's hold-out:
+    `babylon-console holdout`). With nothing live, `--against live` compares with the base model.
 
     Offline checkpoints: each window's market is replayed in the simulator with every agent driven
     by each model, same seed for both; the mean P&L difference per agent-window.
@@ -203,11 +204,13 @@ def eval_command(
     endpoints (W&B's Training API; BABYLON_LOCAL_INFERENCE_URL) and the two answers to each prompt
     are scored side by side against what the markets did; the mean answer-score difference.
     Either way: a 95% CI paired by window and the share of windows won, stored and shown in the
-    Checkpoints pane."""
+    Checkpoints pane. A window either model was trained on is never counted: it is left out and
+    counted, with why."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ..cli_support import err
     from ..core.evaluation import evaluate
+    from ..core.holdout import read_checked
 
     settings = load_settings()
     if judge is not None:
@@ -215,14 +218,21 @@ def eval_command(
     with Progress(TextColumn("[bold]evaluating on held-out windows[/]"), BarColumn(), MofNCompleteColumn(),
                   console=err, disable=as_json, transient=True) as bar:
         task = bar.add_task("eval", total=windows)
-        result = run_with_pool(settings, lambda pool: evaluate(
-            pool, settings.data_dir, settings.holdout_share, model_id, against, windows,
-            progress=lambda done, total: bar.update(task, completed=done, total=total), settings=settings,
-            prompts=prompts, method=method))
+
+        async def body(pool):
+            await read_checked(pool, settings.holdout_share)  # BABYLON_HOLDOUT_SHARE, if given, must agree
+            return await evaluate(
+                pool, settings.data_dir, model_id, against, windows,
+                progress=lambda done, total: bar.update(task, completed=done, total=total), settings=settings,
+                prompts=prompts, method=method)
+
+        result = run_with_pool(settings, body)
     if as_json:
         print_json(result.model_dump(mode="json"))
         return
     spec = result.spec
+    if result.note:
+        out.print(f"[yellow]{result.note}[/]", soft_wrap=True)
     on = "" if result.method == "simulator" else f", {result.prompts} recorded prompts judged by {result.judge}"
     out.print(f"{result.model_id} vs {result.against_model_id or 'the base model'} on {result.n} held-out windows "
               f"({result.windows[-1]} to {result.windows[0]}){on}:", soft_wrap=True)
@@ -235,3 +245,5 @@ def eval_command(
     level = f", level in {result.level_windows} window(s)" if result.level_windows else ""
     out.print(f"  difference {result.mean_diff:{spec}}, 95% CI {result.ci_text(spec)} (paired by window); ahead in "
               f"{result.win_rate:.0%} of windows{level}; stored as evaluation {result.id}", soft_wrap=True)
+    if result.left_out_text:
+        out.print(f"  [yellow]{result.left_out_text}[/] (not counted)", soft_wrap=True)

@@ -17,6 +17,7 @@ from rich.text import Text
 from ..cli_support import load_settings, out, print_json, run_with_pool
 from ..core import simclock
 from ..core.backends.factory import training_key
+from ..core.holdout import read_checked, share_of
 from ..core.repository import GameStore
 from ..core.windows import ReadinessCriteria, WindowReadiness, WindowState
 
@@ -140,10 +141,11 @@ def windows_command(
     )
     criteria = ReadinessCriteria(
         min_agents=settings.min_agents, min_steps=settings.min_steps, settle_seconds=settings.settle_seconds,
-        holdout_share=settings.holdout_share,
     )
 
     async def body(pool: asyncpg.Pool) -> tuple[datetime, list[WindowReadiness]]:
+        # the hold-out is the database's record (BABYLON_HOLDOUT_SHARE, if given, must agree with it)
+        criteria.holdout_share = share_of(await read_checked(pool, settings.holdout_share))
         # While a live simulation runs, its accelerated clock decides what is open or closed.
         now = (await simclock.current_clock(pool)).now()
         return now, await GameStore(pool).window_readiness(

@@ -78,8 +78,10 @@ class Settings(BaseSettings):
     gate_min_windows: int = Field(default=3, ge=2, validation_alias="BABYLON_GATE_MIN_WINDOWS")
     gate_promote_after: int = Field(default=3, ge=1, validation_alias="BABYLON_GATE_PROMOTE_AFTER")
     gate_max_drawdown: float = Field(default=0.5, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_DRAWDOWN")
-    holdout_share: float = Field(default=0.0, ge=0, lt=1, validation_alias="BABYLON_HOLDOUT_SHARE",
-                                 description="Share of closed windows reserved for evaluation (never trained).")
+    holdout_share: float | None = Field(
+        default=None, ge=0, lt=1, validation_alias="BABYLON_HOLDOUT_SHARE",
+        description="Only checked: the hold-out is the database's record (`babylon-console holdout`); a value "
+                    "given here that disagrees with it is refused at start. Unset: not checked.")
     eval_every: int = Field(default=0, ge=0, validation_alias="BABYLON_EVAL_EVERY",
                             description="The engine evaluates every k-th checkpoint on held-out windows (0: never).")
     auto_rollback: bool = Field(default=False, validation_alias="BABYLON_AUTO_ROLLBACK",
@@ -107,7 +109,7 @@ class Settings(BaseSettings):
     max_dropout: float = Field(default=0.5, ge=0, lt=1, validation_alias="BABYLON_MAX_DROPOUT")
 
     @field_validator("database_url", "tokenizer", "serverless_base_url", "local_inference_url",
-                     "local_inference_api_key", mode="before")
+                     "local_inference_api_key", "holdout_share", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

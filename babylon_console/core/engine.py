@@ -113,7 +113,9 @@ class EngineConfig(BaseModel):
     heartbeat_s: float = Field(default=5.0, gt=0)
     allow_unlisted_base_model: bool = False
     auto_rollback: bool = False  # roll a rollout back when the gate's verdict is "rollback"
-    holdout_share: float = Field(default=0.0, ge=0, lt=1)  # windows reserved for evaluation, never trained
+    # the database's hold-out (core/holdout.py), read at run start and before each selection; a value
+    # given here is only checked against that record (None: not given)
+    holdout_share: float | None = Field(default=None, ge=0, lt=1)
     eval_every: int = Field(default=0, ge=0)  # evaluate every k-th checkpoint on held-out windows (0: never)
     force: bool = False
     poll_seconds: float = Field(default=5.0, gt=0)
@@ -146,7 +148,7 @@ class EngineConfig(BaseModel):
     @property
     def criteria(self) -> ReadinessCriteria:
         return ReadinessCriteria(min_agents=self.min_agents, min_steps=self.min_steps,
-                                 settle_seconds=self.settle_seconds, holdout_share=self.holdout_share)
+                                 settle_seconds=self.settle_seconds, holdout_share=self.holdout_share or 0.0)
 
 
 class RunSummary(BaseModel):
@@ -326,6 +328,7 @@ class Engine:
     # -- the run -------------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
+        await self._read_holdout(check=True)  # a given hold-out that disagrees with the record: refused here
         self._lock_conn = await self._take_lock()
         if self._lock_conn is None:
             holder = await runs.holder(self.pool, self.config.model_name, self.config.backend)
@@ -601,12 +604,22 @@ class Engine:
         self.stage = stage
         await runs.set_stage(self.pool, self.run_id, stage)
 
+    async def _read_holdout(self, check: bool = False) -> None:
+        """Adopt the database's hold-out share; `check`: first refuse a configured share that disagrees."""
+        from .holdout import check_setting_agrees, current_holdout, share_of
+
+        record = await current_holdout(self.pool)
+        if check:
+            check_setting_agrees(record, self.config.holdout_share)
+        self.config.holdout_share = share_of(record)
+
     # -- one iteration -------------------------------------------------------------------------
 
     async def _iteration(self) -> bool | None:
         """None when no window was ready; otherwise whether a step was trained."""
         if self.stage is not runs.Stage.WAIT:  # while waiting, a look for windows is part of the wait
             await self._stage(runs.Stage.SELECT)
+        await self._read_holdout()  # changed by `babylon-console holdout` meanwhile: honoured from this selection
         readiness = await self.store.window_readiness(self.config.criteria, self.clock.now(),
                                                       self.config.lookback_hours, self.config.training_key)
         chosen = select_windows(readiness, self.config.windows_per_iteration, self.config.force)
@@ -859,8 +872,8 @@ class Engine:
         await self._stage(runs.Stage.EVALUATE)
         # the judge this engine trains with; bounded by BABYLON_EVAL_DEADLINE_S and by a stop request
         deadline = self.settings.eval_deadline_s
-        work = asyncio.ensure_future(evaluate(self.pool, self.settings.data_dir, self.config.holdout_share, model_id,
-                                              against, settings=self._judge_settings()))
+        work = asyncio.ensure_future(evaluate(self.pool, self.settings.data_dir, model_id, against,
+                                              settings=self._judge_settings()))
         stopped = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({work, stopped}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,23 @@ from .evidence import paired_difference
 from .windows import held_out, parse_window_id
 
 MIN_WINDOWS = 3
+NO_HOLDOUT = ("no windows are held out: this database has no hold-out; set one with `babylon-console holdout "
+              "--share 0.15 --reason WHY` so training leaves some windows for evaluation")
+LARGER = "more history, or a larger hold-out: `babylon-console holdout`"
+BEFORE_HOLDOUT = "trained on before the hold-out was set"
+WHILE_HELD_OUT = "trained on while held out"
+BY_COMPARISON = "the model compared with was trained on it"
+
+
+def left_out_summary(left_out: Mapping[str, str]) -> str | None:
+    """'3 windows left out: trained on before the hold-out was set'; with several reasons, a count each."""
+    if not left_out:
+        return None
+    counts = Counter(left_out.values())
+    head = f"{len(left_out)} window{'s' if len(left_out) != 1 else ''} left out"
+    if len(counts) == 1:
+        return f"{head}: {next(iter(counts))}"
+    return f"{head}: " + ", ".join(f"{k} {why}" for why, k in counts.most_common())
 
 
 class EvalResult(BaseModel):
@@ -65,6 +83,11 @@ class EvalResult(BaseModel):
     endpoint_a: str | None = None
     endpoint_b: str | None = None
     examples: list[dict[str, Any]] = []  # a few prompts where the two answers scored differently
+    # held-out windows not counted, with why: a model compared trained on them (core/holdout.py)
+    left_out: dict[str, str] = {}
+    holdout_share: float | None = None  # the database's hold-out the windows were chosen by
+    holdout_rule: str | None = None
+    note: str | None = None  # what the comparison is, when it is not what was asked ("nothing is live: ...")
     created_at: datetime | None = None
 
     @property
@@ -84,6 +107,11 @@ class EvalResult(BaseModel):
     def level_windows(self) -> int:
         """Windows where the two models scored the same (neither won)."""
         return sum(1 for d in self.window_diffs if d == 0)
+
+    @property
+    def left_out_text(self) -> str | None:
+        """'3 windows left out: trained on before the hold-out was set' (None: none left out)."""
+        return left_out_summary(self.left_out)
 
     def ci_text(self, spec: str = "+.2f") -> str:
         """`[low, high]`, or "(one window)"."""
@@ -118,15 +146,21 @@ async def _model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record:
     return row
 
 
-async def held_out_windows(pool: asyncpg.Pool, share: float, limit: int, lookback: int = 2000) -> list[_Window]:
-    """The newest `limit` held-out windows recorded by the simulator (with the seed to replay them)."""
+async def held_out_windows(pool: asyncpg.Pool, share: float, limit: int, lookback: int = 2000, *,
+                           skip: Mapping[str, str] | None = None,
+                           left_out: dict[str, str] | None = None) -> list[_Window]:
+    """The newest `limit` held-out windows recorded by the simulator (with the seed to replay them).
+    Windows in `skip` (window -> why) are passed over; those met on the way go into `left_out`."""
     if share <= 0:
-        raise InvalidInput("no windows are held out: set BABYLON_HOLDOUT_SHARE (e.g. 0.1) so training leaves some "
-                           "windows for evaluation")
+        raise InvalidInput(NO_HOLDOUT)
     rows = await pool.fetch(_HELD_OUT_SQL, lookback)
     out = []
     for r in rows:
         if not held_out(r["window_id"], share) or r["seed"] is None or not str(r["seed"]).lstrip("-").isdigit():
+            continue
+        if skip and r["window_id"] in skip:
+            if left_out is not None:
+                left_out[r["window_id"]] = skip[r["window_id"]]
             continue
         out.append(_Window(window_id=r["window_id"], seed=int(r["seed"]), agents=int(r["agents"]),
                            steps=max(1, int(r["steps"] or 1))))
@@ -146,22 +180,70 @@ def _replay(window: _Window, policy: Any) -> float:
     return statistics.fmean(s.final_pnl for s in result.stats)
 
 
-async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str) -> tuple[str | None, str]:
-    """(model id or None for the base, served name) of what `model_id` is compared with."""
+NOTHING_LIVE = "nothing is live: compared with the base model"
+
+
+async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str
+                   ) -> tuple[str | None, str, str | None]:
+    """(model id or None for the base, served name, a note when it is not what was asked) of what
+    `model_id` is compared with. "live" with nothing live is the base model, said in the note."""
     from .backends.offline import inference_name, parse_inference_name
     from .inference import base_name, is_offline
 
     if against == "live":
         live = await pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
         if live is None:
-            raise InvalidInput("no live model to compare with: use --against base or --against MODEL_ID")
-        return live, (await _model(pool, live))["storagePath"]
+            return *(await _against(pool, model_id, storage, "base"))[:2], NOTHING_LIVE
+        return live, (await _model(pool, live))["storagePath"], None
     if against == "base":
         if is_offline(storage):
             project, run, _ = parse_inference_name(storage)
-            return None, inference_name(project, run, 0)
-        return None, base_name(storage)
-    return against, (await _model(pool, against))["storagePath"]
+            return None, inference_name(project, run, 0), None
+        return None, base_name(storage), None
+    return against, (await _model(pool, against))["storagePath"], None
+
+
+_TRAINED_SQL = """
+SELECT tw.window_id, tw.trained_at, t.version
+FROM console_trained_windows tw LEFT JOIN trained_models t ON t."trainingBatch" = tw.batch_id
+WHERE tw.model_name = $1
+"""
+
+
+def _step(version: Any) -> int | None:
+    text = str(version or "")
+    return int(text[5:]) if text.startswith("step-") and text[5:].isdigit() else None
+
+
+async def trained_windows(pool: asyncpg.Pool, model_id: str) -> dict[str, datetime]:
+    """Windows `model_id` learned from: those of its own batch and of every earlier checkpoint of its
+    model (the training key its batch names), with when each was trained. A batch whose step is not
+    known counts as earlier: a window is rather left out than counted wrongly."""
+    row = await pool.fetchrow('SELECT "trainingBatch", version FROM trained_models WHERE "modelId" = $1', model_id)
+    batch = str(row["trainingBatch"] or "") if row is not None else ""
+    if ":" not in batch:  # not trained here (the base policy, a row the game wrote)
+        return {}
+    step = _step(row["version"])
+    out: dict[str, datetime] = {}
+    for r in await pool.fetch(_TRAINED_SQL, batch.rsplit(":", 1)[0]):
+        before = _step(r["version"])
+        if step is None or before is None or before <= step:
+            out[r["window_id"]] = r["trained_at"]
+    return out
+
+
+async def _left_out(pool: asyncpg.Pool, model_id: str, against_id: str | None, record: Any) -> dict[str, str]:
+    """Windows no comparison may count (window -> why): trained on by the model or by what it is compared with."""
+    set_at = record.set_at if record is not None else None
+    skip = {w: BY_COMPARISON for w in (await trained_windows(pool, against_id) if against_id else {})}
+    for window, trained_at in (await trained_windows(pool, model_id)).items():
+        skip[window] = BEFORE_HOLDOUT if set_at is None or trained_at < set_at else WHILE_HELD_OUT
+    return skip
+
+
+def _also_left_out(left_out: Mapping[str, str]) -> str:
+    text = left_out_summary(left_out)
+    return f"; {text}" if text else ""
 
 
 class _Measured(BaseModel):
@@ -183,12 +265,13 @@ def _offline_policies(data_dir: Path, *storage: str) -> list[Any]:
 
 
 async def _on_simulator(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, storage_a: str, storage_b: str,
-                        windows: int, progress: Callable[[int, int], None] | None) -> _Measured:
+                        windows: int, progress: Callable[[int, int], None] | None,
+                        skip: Mapping[str, str], left_out: dict[str, str]) -> _Measured:
     policy_a, policy_b = _offline_policies(data_dir, storage_a, storage_b)
-    chosen = await held_out_windows(pool, holdout_share, windows)
+    chosen = await held_out_windows(pool, holdout_share, windows, skip=skip, left_out=left_out)
     if len(chosen) < MIN_WINDOWS:
         raise InvalidInput(f"only {len(chosen)} held-out simulated window(s) in the database, at least "
-                           f"{MIN_WINDOWS} needed (more history, or a larger BABYLON_HOLDOUT_SHARE)")
+                           f"{MIN_WINDOWS} needed ({LARGER}){_also_left_out(left_out)}")
     a, b = [], []
     for i, window in enumerate(chosen):
         a.append(await asyncio.to_thread(_replay, window, policy_a))
@@ -200,7 +283,8 @@ async def _on_simulator(pool: asyncpg.Pool, data_dir: Path, holdout_share: float
 
 async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout_share: float,
                       labels: tuple[str, str], storage_a: str, storage_b: str, windows: int, per_window: int,
-                      progress: Callable[[int, int], None] | None) -> _Measured:
+                      progress: Callable[[int, int], None] | None, skip: Mapping[str, str],
+                      left_out: dict[str, str]) -> _Measured:
     from .inference import endpoint_for, is_offline
     from .judges import OutcomeJudge, judge_unavailable, make_judge
     from .prompt_eval import EndpointClient, PolicyClient, compare_on_prompts, held_out_prompts
@@ -213,11 +297,10 @@ async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout
     if settings is not None and (why := judge_unavailable(settings.judge, settings)) is not None:
         raise InvalidInput(why)
     judge = make_judge(settings) if settings is not None else OutcomeJudge()
-    chosen = await held_out_prompts(pool, holdout_share, windows, per_window)
+    chosen = await held_out_prompts(pool, holdout_share, windows, per_window, skip=skip, left_out=left_out)
     if len(chosen) < MIN_WINDOWS:
         raise InvalidInput(f"only {len(chosen)} held-out window(s) with recorded prompts and ground truth in the "
-                           f"database, at least {MIN_WINDOWS} needed (more history, or a larger "
-                           "BABYLON_HOLDOUT_SHARE)")
+                           f"database, at least {MIN_WINDOWS} needed ({LARGER}){_also_left_out(left_out)}")
     clients: list[EndpointClient | PolicyClient] = []
     try:
         if policies is not None:
@@ -242,22 +325,29 @@ async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout
 Method = Literal["auto", "simulator", "prompts"]
 
 
-async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, model_id: str, against: str = "live",
+async def evaluate(pool: asyncpg.Pool, data_dir: Path, model_id: str, against: str = "live",
                    windows: int = 24, progress: Callable[[int, int], None] | None = None, *,
                    settings: Any = None, prompts: int | None = None, method: Method = "auto") -> EvalResult:
-    """Compare `model_id` with `against` ("live", "base" or a model id) on held-out windows; stored.
+    """Compare `model_id` with `against` ("live", "base" or a model id; "live" with nothing live is
+    the base model, said in `note`) on the windows the database's hold-out reserves; stored.
+
+    A window either model learned from (`trained_windows`) is never counted: it is left out, with
+    why, in `left_out` (windows trained before the hold-out was set, or by the model compared with).
 
     Offline checkpoints are replayed in the simulator ("auto", "simulator"); served ones (serverless,
     local) answer `prompts` recorded prompts per window (default: `settings.eval_prompts`) at the
     endpoints the settings name, judged by the settings' judge. `method="prompts"` evaluates offline
     checkpoints on recorded prompts too (answered in process), with the same code and judges."""
+    from .holdout import current_holdout, share_of
     from .inference import is_offline, scheme_of
 
     if windows < MIN_WINDOWS:
         raise InvalidInput(f"--windows must be at least {MIN_WINDOWS}, got {windows}")
     model = await _model(pool, model_id)
     storage = model["storagePath"]
-    against_id, against_storage = await _against(pool, model_id, storage, against)
+    against_id, against_storage, note = await _against(pool, model_id, storage, against)
+    record = await current_holdout(pool)
+    holdout_share = share_of(record)
     if against_storage == storage:
         raise InvalidInput(f"{model_id} would be compared with itself")
     label_b = against_id or "the base model"
@@ -270,14 +360,16 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, mod
     if not is_offline(storage) and method == "simulator":
         raise Refused(f"{model_id} is a {scheme_of(storage)} checkpoint: the simulator runs offline checkpoints "
                       "only; a served one is evaluated on recorded prompts (--method prompts)")
+    skip, left_out = await _left_out(pool, model_id, against_id, record), {}
     if is_offline(storage) and method != "prompts":
-        measured = await _on_simulator(pool, data_dir, holdout_share, storage, against_storage, windows, progress)
+        measured = await _on_simulator(pool, data_dir, holdout_share, storage, against_storage, windows, progress,
+                                       skip, left_out)
     else:
         per_window = prompts if prompts is not None else getattr(settings, "eval_prompts", 8)
         if per_window < 1:
             raise InvalidInput(f"--prompts must be at least 1, got {per_window}")
         measured = await _on_prompts(pool, data_dir, settings, holdout_share, (model_id, label_b), storage,
-                                     against_storage, windows, per_window, progress)
+                                     against_storage, windows, per_window, progress, skip, left_out)
     a, b = measured.a, measured.b
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     diff = paired_difference(diffs)
@@ -286,7 +378,9 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, holdout_share: float, mod
         model_id=model_id, against=against, against_model_id=against_id, storage_path=storage,
         against_storage_path=against_storage, windows=measured.windows, n=len(measured.windows),
         mean_a=statistics.fmean(a), mean_b=statistics.fmean(b), mean_diff=diff.mean, ci_low=diff.ci_low,
-        ci_high=diff.ci_high, win_rate=diff.win_rate, window_diffs=diffs, **measured.extra,
+        ci_high=diff.ci_high, win_rate=diff.win_rate, window_diffs=diffs, left_out=left_out,
+        holdout_share=holdout_share, holdout_rule=record.rule if record is not None else None, note=note,
+        **measured.extra,
     )
     row = await pool.fetchrow(
         "INSERT INTO console_evaluations (model_id, against, against_model_id, result) VALUES ($1, $2, $3, $4::jsonb) "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import statistics
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,16 +110,23 @@ def _rank(key: str) -> bytes:
 
 
 async def held_out_prompts(pool: asyncpg.Pool, share: float, windows: int, per_window: int,
-                           lookback: int = 2000) -> list[HeldOutWindow]:
-    """The newest `windows` held-out windows that have ground truth and recorded prompts."""
+                           lookback: int = 2000, *, skip: Mapping[str, str] | None = None,
+                           left_out: dict[str, str] | None = None) -> list[HeldOutWindow]:
+    """The newest `windows` held-out windows that have ground truth and recorded prompts. Windows in
+    `skip` (window -> why: a model compared trained on it) are passed over; those met go into `left_out`."""
+    from .evaluation import NO_HOLDOUT
+
     if share <= 0:
-        raise InvalidInput("no windows are held out: set BABYLON_HOLDOUT_SHARE (e.g. 0.1) so training leaves some "
-                           "windows for evaluation")
+        raise InvalidInput(NO_HOLDOUT)
     store = GameStore(pool)
     out: list[HeldOutWindow] = []
     for r in await pool.fetch(_WINDOWS_SQL, lookback):
         window_id = r["window_id"]
         if not held_out(window_id, share):
+            continue
+        if skip and window_id in skip:
+            if left_out is not None:
+                left_out[window_id] = skip[window_id]
             continue
         loaded = await store.window_trajectories(window_id)
         logged = await store.logged_calls([t.trajectory_id for t in loaded.trajectories])

@@ -158,6 +158,8 @@ class CheckpointRow:
                 f"{e.ci_text(spec)} over {e.n} windows{on}, ahead in {e.win_rate:.0%}")
         if e.method == "prompts":
             text += f"; not a valid action: {e.unusable_a} vs {e.unusable_b}"
+        if getattr(e, "left_out_text", None):
+            text += f"; {e.left_out_text}"
         return text
 
 
@@ -168,6 +170,7 @@ class CheckpointsView:
     rollout: Rollout | None
     audit: list[AuditEntry]
     ab: Any = None  # core.evidence.ABReadout while a rollout runs
+    holdout_share: float = 0.0  # the database's hold-out (V evaluates on it)
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
@@ -209,6 +212,7 @@ class ConsoleData:
         self._target: DatabaseTarget | None = None
         self._connect_lock = asyncio.Lock()
         self._readouts: Any = None  # core.evidence.CachedReadout, made on the first rollout shown
+        self.holdout: Any = None  # the database's hold-out record (core.holdout), as last read; None: none
 
     @property
     def operator(self) -> str:
@@ -258,9 +262,27 @@ class ConsoleData:
                 return
             from ..core.database import open_database
 
-            self._target, self._pool = await open_database(
-                self.settings, migrate=not self.read_only, max_size=self.pool_size
-            )
+            target, pool = await open_database(self.settings, migrate=not self.read_only, max_size=self.pool_size)
+            try:  # BABYLON_HOLDOUT_SHARE, if given, must agree with the database's record: refused otherwise
+                from ..core.holdout import read_checked
+
+                self.holdout = await read_checked(pool, self.settings.holdout_share)
+            except BaseException:
+                await _close_pool(pool)
+                raise
+            self._target, self._pool = target, pool
+
+    @property
+    def holdout_share(self) -> float:
+        """The database's hold-out share, as last read (0: no hold-out)."""
+        return self.holdout.share if self.holdout is not None else 0.0
+
+    async def read_holdout(self) -> float:
+        """Read the hold-out record again (`babylon-console holdout` may have changed it); its share."""
+        from ..core.holdout import current_holdout
+
+        self.holdout = await current_holdout(self.pool)
+        return self.holdout_share
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -299,6 +321,8 @@ class ConsoleData:
 
         now = await self.now()
         key = training_key(self.settings.backend, self.settings.model_name)
+        # the hold-out is the database's, whatever the criteria were built with
+        criteria = criteria.model_copy(update={"holdout_share": await self.read_holdout()})
         return await GameStore(self.pool).window_readiness(criteria, now, lookback_hours, key)
 
     async def ground_truth(self, window_id: str) -> WindowGroundTruth:
@@ -328,6 +352,7 @@ class ConsoleData:
         live = next((m for m in models if m.status == "deployed"), None) or await registry.live()
         rollout = await registry.rollout()
         audit = await registry.audit(50)
+        holdout_share = await self.read_holdout()
         live_id = live.model_id if live else None
         rows = []
         for m in models:
@@ -347,7 +372,7 @@ class ConsoleData:
 
                 self._readouts = CachedReadout(self.settings.gate())
             ab = await self._readouts.get(self.pool)
-        return CheckpointsView(rows, live, rollout, audit, ab)
+        return CheckpointsView(rows, live, rollout, audit, ab, holdout_share)
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:
@@ -355,16 +380,15 @@ class ConsoleData:
 
             raise RegistryError(f"read-only console: {what} refused")
 
-    async def evaluate(self, model_id: str, against: str, holdout_share: float,
-                       progress: Callable[[int, int], None] | None = None) -> Any:
-        """Held-out evaluation (`core.evaluation.evaluate`), stored; its result."""
+    async def evaluate(self, model_id: str, against: str, progress: Callable[[int, int], None] | None = None) -> Any:
+        """Held-out evaluation (`core.evaluation.evaluate`) on the database's hold-out, stored; its result."""
         from ..core.evaluation import evaluate
 
         if self.read_only:
             from ..core.registry import RegistryError
 
             raise RegistryError("read-only console: evaluate refused")
-        return await evaluate(self.pool, self.settings.data_dir, holdout_share, model_id, against, progress=progress,
+        return await evaluate(self.pool, self.settings.data_dir, model_id, against, progress=progress,
                               settings=self.settings)
 
     async def contrary_evidence(self, model_id: str) -> tuple[str, dict[str, Any]] | None:
@@ -574,6 +598,7 @@ class DemoSettings:
     seed: int = 7
     seconds_per_window: float = 10.0
     policy_agents: int = 6  # agents served by the live (or candidate) checkpoint: an A/B split has both arms
+    holdout_share: float = 0.15  # set as the demo database's hold-out record when it has none
 
 
 class DemoRunner:
@@ -607,6 +632,7 @@ class DemoRunner:
 
     async def _main(self) -> int:
         from ..core.database import create_pool
+        from ..core.holdout import ensure_holdout
         from ..core.repository import GameStore
         from ..core.seeding import LiveSimulation, seed_history
         from ..core.serving import ServedPolicies
@@ -614,6 +640,9 @@ class DemoRunner:
 
         pool = await create_pool(self.data.target(), max_size=3)
         try:
+            # the demo's database keeps its own hold-out (a record, as every database): set it once
+            await ensure_holdout(pool, self.demo.holdout_share, operator="demo",
+                                 reason="the demo keeps a share of its windows for held-out evaluation")
             sim = Simulation(seed=self.demo.seed, n_agents=self.demo.agents, steps_per_window=self.demo.steps)
             seeded = 0
             if not await GameStore(pool).has_trajectories():
@@ -645,7 +674,7 @@ def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:
     """Engine settings for the demo: continuous, offline, outcome judge, thresholds for 12 agents."""
     return {
         "judge": "outcome", "backend": "offline", "iterations": None, "windows_per_iteration": 4, "auto_rollback": True,
-        "holdout_share": 0.15, "eval_every": 5,
+        "eval_every": 5,
         "min_agents": 5, "min_steps": 1, "settle_seconds": 60, "poll_seconds": max(1.0, seconds_per_window / 4),
     }
 

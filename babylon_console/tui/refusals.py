@@ -57,7 +57,8 @@ def evaluate(row: Any, holdout_share: float) -> str | None:
     if row is None:
         return "no checkpoint selected"
     if holdout_share <= 0:
-        return "no windows are held out for evaluation (set BABYLON_HOLDOUT_SHARE, e.g. 0.1)"
+        return ("no windows are held out for evaluation: this database has no hold-out "
+                "(`babylon-console holdout --share 0.15 --reason WHY` sets one)")
     return None
 
 

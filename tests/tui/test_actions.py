@@ -324,10 +324,12 @@ async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, s
 
     from ..test_evaluation import _checkpoints
 
+    from babylon_console.core.holdout import set_holdout
+
     pool = seeded
     _, trained = await _checkpoints(pool, settings.data_dir)
-    held = settings.model_copy(update={"holdout_share": 0.6})
-    app = make_app(data=ConsoleData(held, clock=FixedClock(), label="test database", operator="tester"))
+    await set_holdout(pool, 0.6, operator="tester", reason=None)  # the database's hold-out, not a setting
+    app = make_app(data=ConsoleData(settings, clock=FixedClock(), label="test database", operator="tester"))
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_checkpoints(app, pilot, 2)
         await wait_for(lambda: pane.selected_id == trained, what="newest selected")
@@ -340,6 +342,7 @@ async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, s
 
 async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one_that_does_not_answer(
         seeded, settings, make_app, tokenizer_dir) -> None:
+    from babylon_console.core.holdout import set_holdout
     from babylon_console.core.sim.actions import HOLD, format_response
     from babylon_console.core.tokenization import load_tokenizer
     from babylon_console.tui.data import ConsoleData
@@ -358,7 +361,8 @@ async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one
         fake.add_model("acme", "babylon-console", "babylon-agent", [0, 2])
         # the checkpoint holds (0.5 a prompt); the base answers nothing usable (0)
         fake.answer = lambda name, _: format_response(HOLD, "wait") if name.endswith(":step2") else "no idea"
-        held = settings.model_copy(update={"holdout_share": 0.6, "wandb_api_key": SecretStr("k" * 40),
+        await set_holdout(pool, 0.6, operator="tester", reason=None)
+        held = settings.model_copy(update={"wandb_api_key": SecretStr("k" * 40),
                                            "serverless_base_url": fake.base_url, "eval_timeout_s": 2.0})
         app = make_app(data=ConsoleData(held, clock=FixedClock(), label="test database", operator="tester"))
         async with app.run_test(size=SIZE) as pilot:

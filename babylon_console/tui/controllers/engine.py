@@ -82,7 +82,7 @@ class EngineControl:
             min_agents=o.get("min_agents") or s.min_agents,
             min_steps=o.get("min_steps") or s.min_steps,
             settle_seconds=o.get("settle_seconds", s.settle_seconds),
-            holdout_share=o.get("holdout_share", s.holdout_share),
+            holdout_share=self.data.holdout_share,  # the database's record, never a setting or override
         )
         return Readiness(criteria, int(o.get("lookback_hours") or s.lookback_hours))
 

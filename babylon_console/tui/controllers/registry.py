@@ -63,6 +63,8 @@ class RegistryActions:
             self._confirm(model_id, share, message, against)
 
         evidence = None if row.evaluation is None else f"Held-out evaluation: {row.evaluation_text}"
+        if evidence is not None and getattr(row.evaluation, "left_out_text", None):
+            evidence += f" ({row.evaluation.left_out_text})"
         self.host.push_screen(PromoteDialog(model_id, live, evidence=evidence), chosen)
 
     def _confirm(self, model_id: str, share: float, message: Text, against: str | None) -> None:
@@ -109,12 +111,13 @@ class RegistryActions:
         async def work() -> None:
             progress(0, 0)
             try:
-                result = await self.data.evaluate(model_id, against, holdout_share, progress)
+                result = await self.data.evaluate(model_id, against, progress)
             finally:
                 self.host.post_message(StatusChanged("eval", ""))
             ci = "" if result.ci_low is None else f", 95% CI {result.ci_text()}"
+            left_out = f"; {result.left_out_text}" if result.left_out_text else ""
             self.host.notify(f"{model_id} vs {result.against_model_id or 'the base model'}: "
-                             f"{result.mean_diff:+.2f} {result.unit}{ci} over {result.n} held-out windows",
+                             f"{result.mean_diff:+.2f} {result.unit}{ci} over {result.n} held-out windows{left_out}",
                              title="Evaluated", timeout=8)
             self.changed()
 

@@ -264,7 +264,7 @@ class MainScreen(Screen[None]):
 
     @on(msg.EvaluateRequested)
     def _evaluate(self, message: msg.EvaluateRequested) -> None:
-        self.registry.evaluate(message.row, self.readiness.criteria.holdout_share if self.readiness else 0.0,
+        self.registry.evaluate(message.row, self.data.holdout_share,
                                message.live_storage_path)
 
     @on(msg.RollbackRequested)

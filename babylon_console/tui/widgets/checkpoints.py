@@ -57,7 +57,7 @@ class CheckpointsPane(Pane):
     min_reload_s = 2.0
     BINDINGS: ClassVar = keys.bindings("checkpoints")
     stale_on = frozenset({EventKind.CHECKPOINT_REGISTERED, EventKind.CHECKPOINT_EVALUATED, EventKind.PROMOTED,
-                          EventKind.ROLLED_BACK})
+                          EventKind.ROLLED_BACK, EventKind.HOLDOUT_SET})
 
     readiness: reactive[Any] = reactive(None, init=False, bindings=True)  # state.Readiness: the hold-out share
 
@@ -213,7 +213,7 @@ class CheckpointsPane(Pane):
 
     def refusal(self, action: str) -> str | None:
         if action == "evaluate":
-            share = self.readiness.criteria.holdout_share if self.readiness is not None else 0.0
+            share = self.view.holdout_share if self.view is not None else 0.0  # the database's hold-out
             return refusals.evaluate(self.selected(), share)
         if action == "promote":
             return refusals.promote(self.view, self.selected())

@@ -61,7 +61,8 @@ class WindowsPane(Pane):
     poll_seconds = 3.0
     min_reload_s = 2.0
     BINDINGS: ClassVar = keys.bindings("windows")
-    stale_on = frozenset({EventKind.STEP_TRAINED, EventKind.WINDOW_JUDGED, EventKind.ITERATION_STARTED})
+    stale_on = frozenset({EventKind.STEP_TRAINED, EventKind.WINDOW_JUDGED, EventKind.ITERATION_STARTED,
+                          EventKind.HOLDOUT_SET})
 
     selected_window: reactive[str | None] = reactive(None, init=False)
     readiness: reactive[Readiness | None] = reactive(None, init=False)

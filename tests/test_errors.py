@@ -40,7 +40,7 @@ from babylon_console.core.groups import DropoutError
 from babylon_console.core.judges.base import JudgeError
 from babylon_console.core.parsing import RowProblem
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
-from babylon_console.core.registry import RegistryError
+from babylon_console.core.registry import RegistryError, UnknownModel
 from babylon_console.core.sim.policy import CheckpointError
 from babylon_console.core.tokenization import TokenizerUnavailable
 from babylon_console.core.windows import InvalidWindowId
@@ -57,6 +57,7 @@ PUBLIC_ERRORS: dict[type[ConsoleError], tuple[ErrorKind, int, type[Exception]]] 
     EngineLocked: (ErrorKind.REFUSED, EXIT_BUSY, RuntimeError),
     LockLost: (ErrorKind.FAILED, EXIT_BUSY, RuntimeError),
     RegistryError: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
+    UnknownModel: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, RuntimeError),
     EmbeddedServerError: (ErrorKind.OUTAGE, EXIT_UNAVAILABLE, RuntimeError),
     DatabaseUnavailable: (ErrorKind.OUTAGE, EXIT_UNAVAILABLE, RuntimeError),
     BackendUnavailable: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, RuntimeError),

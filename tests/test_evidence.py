@@ -101,13 +101,24 @@ async def _insert_window(pool: asyncpg.Pool, window_id: str, served: dict[str, s
     await insert_rows(pool, "llm_call_logs", logs)
 
 
-async def _models(pool: asyncpg.Pool) -> None:
+class _At:
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+ROLLOUT_START = datetime(2026, 11, 24, 0, 30)  # the windows below (01:00 on) opened after it
+
+
+async def _models(pool: asyncpg.Pool, started: datetime = ROLLOUT_START) -> None:
     for model_id, path in (LIVE, CAND):
         await pool.execute(
             'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
             '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
             model_id, "v", "base", f"batch-{model_id}", "ready", path)
-    registry = Registry(pool)
+    registry = Registry(pool, clock=_At(started))
     await registry.promote(LIVE[0], share=1.0, operator="test")
     await registry.promote(CAND[0], share=0.5, operator="test")
 

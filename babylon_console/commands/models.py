@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
@@ -73,7 +74,11 @@ def list_command(
         for a in trail:
             out.print(f"  {a.created_at:%Y-%m-%d %H:%M:%S} {a.action:<8} {a.operator}: "
                       f"{a.from_model_id or '-'} -> {a.to_model_id or '-'}"
-                      + (f" ({a.share:.0%})" if a.share is not None and a.share < 1 else ""), soft_wrap=True)
+                      + (f" ({a.share:.0%})" if a.share is not None and a.share < 1 else "")
+                      + (f", rollout {a.rollout_id}" if a.rollout_id is not None else ""), soft_wrap=True, markup=False)
+            # the why and the evidence in text too, not only in --json
+            out.print(f"      reason: {a.note or '-'}", soft_wrap=True, markup=False)
+            out.print(f"      evidence: {a.evidence_summary}", soft_wrap=True, markup=False)
 
 
 def _act(action) -> ActionResult:
@@ -93,11 +98,22 @@ def promote_command(
              "readout says roll back): why you promote anyway; recorded with the evidence.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Promote a checkpoint: make it live (share 1.0) or serve it to a share of agents (A/B)."""
-    from ..core.evidence import contrary_evidence
+    """Promote a checkpoint: make it live (share 1.0) or serve it to a share of agents (A/B; it
+    needs a live model, and starts a new rollout whose readout counts windows from then on)."""
+    from ..core.evidence import contrary, evidence_for, no_evidence
 
     settings = load_settings()
-    against = run_with_pool(settings, lambda pool: contrary_evidence(pool, model_id, settings.gate()))
+
+    async def check(pool):
+        # an unknown id (exit 2) or a refusal (exit 1) is said before any question is asked
+        await Registry(pool).check_promotion(model_id, share)
+        evaluation, readout = await evidence_for(pool, model_id, settings.gate())
+        return contrary(model_id, evaluation, readout), no_evidence(model_id, evaluation, readout)
+
+    against, nothing = run_with_pool(settings, check)
+    if nothing:
+        out.print(f"[yellow]warning:[/] {escape(nothing)} (see `babylon-console models eval {escape(model_id)}`)",
+                  soft_wrap=True)
     if against is not None:
         if not reason:
             raise fail(f"promoting {model_id} is against the evidence ({against[0]}); give --reason to promote "
@@ -125,6 +141,8 @@ def rollback_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Cancel a running A/B rollout, or make the previously live model live again."""
+    if to is not None:  # an unknown id is said before the question (exit 2, as in every command)
+        run_with_pool(load_settings(), lambda pool: Registry(pool).model(to))
     if not yes and not typer.confirm("Roll back the served model?"):
         raise typer.Exit(EXIT_FAILED)
     who = operator or getpass.getuser()
@@ -150,8 +168,11 @@ def ab_command(
     if readout.candidate_model_id is None:
         out.print(f"No A/B rollout in progress (live: {readout.live_model_id or 'none'}).")
         return
-    out.print(f"A/B: candidate [bold]{readout.candidate_model_id}[/] at {readout.asked_share:.0%} next to "
-              f"{readout.live_model_id or 'no live model'}", soft_wrap=True)
+    out.print(f"A/B rollout {readout.rollout_id}: candidate [bold]{escape(readout.candidate_model_id)}[/] at "
+              f"{readout.asked_share:.0%} next to {escape(readout.live_model_id or 'no live model')}", soft_wrap=True)
+    if readout.started_at is not None:
+        out.print(f"started {readout.started_at:%Y-%m-%d %H:%M} (the database's clock); counting windows from "
+                  f"{readout.first_window}", soft_wrap=True)
     # the arms' model ids are on the line above; short headers and a light box fit 80 columns
     table = Table(header_style="bold", box=box.SIMPLE_HEAD)
     for col in ("arm", "agents", "windows", "rows", "mean P&L", "win rate", "judge", "drawdown"):

@@ -490,31 +490,34 @@ class Engine:
             self._readouts = CachedReadout(self.settings.gate())
         readout = await self._readouts.get(self.pool)
         candidate = readout.candidate_model_id
+        rollout = f"{candidate}#{readout.rollout_id}"  # what is said once is said once per rollout
         for warning in readout.warnings:  # served-model truth: each said once, as an event (toast, Errors pane)
-            if (candidate or "", warning) not in self._gate_said:
-                self._gate_said.add((candidate or "", warning))
-                await self._emit(EngineWarning(stage="rollout", message=f"rollout: {warning}"))
+            if (rollout, warning) not in self._gate_said:
+                self._gate_said.add((rollout, warning))
+                await self._emit(EngineWarning(stage="rollout", message=f"rollout {readout.rollout_id}: {warning}"))
         if candidate is None or readout.verdict not in ("promote", "rollback"):
             return
-        said = (candidate, readout.verdict)
+        said = (rollout, readout.verdict)
         if readout.verdict == "promote":
             if said not in self._gate_said:
                 self._gate_said.add(said)
                 await self._emit(EngineWarning(stage="rollout", message=(
-                    f"gate: promote {candidate} to 100% recommended: " + "; ".join(readout.reasons))))
+                    f"gate (rollout {readout.rollout_id}): promote {candidate} to 100% recommended: "
+                    + "; ".join(readout.reasons))))
             return
         if not self.config.auto_rollback:
             if said not in self._gate_said:
                 self._gate_said.add(said)
                 await self._emit(EngineWarning(stage="rollout", message=(
-                    f"gate: roll back {candidate} recommended (automatic rollback is off): "
+                    f"gate (rollout {readout.rollout_id}): roll back {candidate} recommended (automatic rollback "
+                    "is off): "
                     + "; ".join(readout.reasons))))
             return
         reason = "automatic rollback: " + "; ".join(readout.reasons)
         try:
             await Registry(self.pool).rollback(operator="auto-rollback", note=reason, run_id=self.run_id,
-                                               candidate=candidate, evidence=readout.model_dump(mode="json"))
-        except RegistryError as exc:  # another engine or an operator acted first
+                                               rollout_id=readout.rollout_id, evidence=readout.model_dump(mode="json"))
+        except RegistryError as exc:  # another engine or an operator acted first (only the judged rollout ends)
             log.info("automatic rollback of %s not applied: %s", candidate, exc)
 
     async def _close_backend(self) -> None:

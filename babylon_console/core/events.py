@@ -230,6 +230,7 @@ class Promoted(EventData):
     from_model_id: str | None = None  # the live model before; None: there was none
     share: float | None = None  # 1.0: live; below: an A/B rollout's candidate share
     operator: str | None = None
+    rollout_id: int | None = None  # the A/B rollout started, or ended by making a model live
 
     @property
     def summary(self) -> str:
@@ -241,6 +242,7 @@ class RolledBack(EventData):
     model_id: str | None = None  # live after the rollback
     from_model_id: str | None = None
     operator: str | None = None
+    rollout_id: int | None = None  # the A/B rollout it ended, if one ran
 
     @property
     def summary(self) -> str:

@@ -12,6 +12,10 @@ the rollout asked for, and the checkpoint-like model names (`scheme://...`) the 
 know. Scripted participants (names without a scheme, e.g. the simulator's `sim/momentum`) are
 neither arm.
 
+Scoped to its rollout: each A/B rollout has an id (`core.registry`), and only the windows that
+opened at or after it started by the database's clock count (every counted window closed after it
+started, and none mixes the previous serving): a re-promotion starts at 0 paired windows.
+
 The gate: "promote" once the CI has stayed above zero for `promote_after` consecutive windows,
 "rollback" when the CI is below zero or the candidate's mean drawdown passes `max_drawdown`;
 "collecting" before `min_windows` paired windows, "hold" otherwise.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -29,6 +34,7 @@ import orjson
 from pydantic import BaseModel
 
 from .serving import Served, serving
+from .windows import WINDOW_LENGTH, window_id_for, window_start_of
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
 
@@ -79,6 +85,9 @@ class ServedWindow(BaseModel):
 
 
 class ABReadout(BaseModel):
+    rollout_id: int | None = None  # the rollout whose windows are counted
+    started_at: datetime | None = None  # when it started, by the database's clock (market time)
+    first_window: str | None = None  # the first window counted: the first that opened after it started
     candidate_model_id: str | None = None
     live_model_id: str | None = None
     asked_share: float = 0.0
@@ -114,7 +123,7 @@ class _Arm:
 
 _ROWS_SQL = """
 WITH recent AS (
-  SELECT DISTINCT "windowId" FROM trajectories WHERE "windowId" IS NOT NULL
+  SELECT DISTINCT "windowId" FROM trajectories WHERE "windowId" IS NOT NULL AND "windowId" >= $2
   ORDER BY "windowId" DESC LIMIT $1
 ), served AS (
   SELECT l."trajectoryId" AS trajectory_id, l.model, count(*) AS calls,
@@ -148,6 +157,12 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def first_window_of(started: datetime) -> str:
+    """The first window that opened at or after `started` (window ids sort in time order)."""
+    start = window_start_of(started)
+    return window_id_for(start if start >= started else start + WINDOW_LENGTH)
+
+
 def paired_difference(diffs: list[float]) -> PairedDifference | None:
     """Mean of per-window differences with a 95% t interval (None: no window)."""
     if not diffs:
@@ -162,18 +177,25 @@ def paired_difference(diffs: list[float]) -> PairedDifference | None:
 
 async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings | None = None,
                      serving_now: list[Served] | None = None) -> ABReadout:
-    """The readout of the rollout in progress (verdict "none" when no rollout runs)."""
+    """The readout of the rollout in progress (verdict "none" when no rollout runs), counting only
+    the windows that opened at or after it started."""
     gate = gate or GateSettings()
     served = {s.role: s for s in (serving_now if serving_now is not None else await serving(pool))}
     candidate, live = served.get("candidate"), served.get("live")
     if candidate is None:
         return ABReadout(live_model_id=live.model_id if live else None)
+    started = None if candidate.rollout_id is None else await pool.fetchval(
+        "SELECT started_market_at FROM console_rollouts WHERE id = $1", candidate.rollout_id)
     known = {r["storagePath"] for r in await pool.fetch('SELECT "storagePath" FROM trained_models')}
-    rows = [_Row(r["window_id"], r["agent_id"], r["model"], _finite(r["pnl"]), _finite(r["judge"]),
-                 _drawdown(r["metadata"])) for r in await pool.fetch(_ROWS_SQL, gate.lookback_windows)]
+    # a rollout without a record (written around the registry) has no start: no window counts
+    rows = [] if started is None else [
+        _Row(r["window_id"], r["agent_id"], r["model"], _finite(r["pnl"]), _finite(r["judge"]),
+             _drawdown(r["metadata"]))
+        for r in await pool.fetch(_ROWS_SQL, gate.lookback_windows, first_window_of(started))]
     return readout_from_rows(rows, candidate=(candidate.model_id, candidate.storage_path),
                              live=(live.model_id, live.storage_path) if live else None,
-                             asked=candidate.share, known=known, gate=gate)
+                             asked=candidate.share, known=known, gate=gate, rollout_id=candidate.rollout_id,
+                             started_at=started)
 
 
 class CachedReadout:
@@ -199,11 +221,17 @@ class CachedReadout:
 
 
 def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tuple[str, str] | None,
-                      asked: float, known: set[str], gate: GateSettings) -> ABReadout:
+                      asked: float, known: set[str], gate: GateSettings, rollout_id: int | None = None,
+                      started_at: datetime | None = None) -> ABReadout:
+    """The readout of rollout `rollout_id` from its rows; with `started_at`, rows of windows that
+    opened before it started are left out (they belong to an earlier serving)."""
     cand_path, live_path = candidate[1], live[1] if live else None
+    first = first_window_of(started_at) if started_at is not None else None
     arms = {"candidate": _Arm(), "live": _Arm()}
     unknown: set[str] = set()
     for row in rows:
+        if first is not None and row.window_id < first:
+            continue
         if row.model == cand_path:
             arms["candidate"].rows.append(row)
         elif live_path is not None and row.model == live_path:
@@ -233,7 +261,8 @@ def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tup
         streak = streak + 1 if above else 0
     stats = [_arm_stats(name, arms[name].rows, windows, ids) for name, ids in
              (("live", live), ("candidate", candidate))]
-    readout = ABReadout(candidate_model_id=candidate[0], live_model_id=live[0] if live else None, asked_share=asked,
+    readout = ABReadout(rollout_id=rollout_id, started_at=started_at, first_window=first,
+                        candidate_model_id=candidate[0], live_model_id=live[0] if live else None, asked_share=asked,
                         arms=stats, difference=paired_difference(diffs), streak_above_zero=streak, served=served,
                         unknown_models=sorted(unknown))
     _judge(readout, gate)
@@ -255,7 +284,8 @@ def _arm_stats(name: str, rows: list[_Row], windows: list[str], ids: tuple[str, 
 
 def _judge(readout: ABReadout, gate: GateSettings) -> None:
     diff, cand = readout.difference, next(a for a in readout.arms if a.arm == "candidate")
-    for window in readout.served:
+    # with no live arm the candidate serves every driven agent: no share was asked of that, nothing to warn about
+    for window in readout.served if readout.live_model_id is not None else []:
         if abs(window.served - window.asked) > gate.share_tolerance:
             readout.warnings.append(f"window {window.window_id}: candidate served {window.served:.0%} of "
                                     f"{window.trajectories} trajectories, the rollout asked {window.asked:.0%}")
@@ -270,7 +300,8 @@ def _judge(readout: ABReadout, gate: GateSettings) -> None:
         return
     if diff is None or diff.windows < gate.min_windows or diff.ci_low is None or diff.ci_high is None:
         readout.verdict = "collecting"
-        readout.reasons.append(f"{diff.windows if diff else 0} of {gate.min_windows} paired windows")
+        since = f" since rollout {readout.rollout_id} started" if readout.rollout_id is not None else ""
+        readout.reasons.append(f"{diff.windows if diff else 0} of {gate.min_windows} paired windows{since}")
         return
     if diff.ci_high < 0:
         readout.verdict = "rollback"
@@ -294,9 +325,65 @@ async def contrary_evidence(pool: asyncpg.Pool, model_id: str, gate: GateSetting
     Against the evidence: its newest held-out evaluation's 95% CI is entirely below zero, or it is
     the rollout's candidate and the live readout's verdict is "rollback". Promoting then needs a
     typed confirmation and a reason, both recorded (the CLI: `--reason`)."""
+    return contrary(model_id, *await evidence_for(pool, model_id, gate))
+
+
+async def evidence_for(pool: asyncpg.Pool, model_id: str, gate: GateSettings | None = None) -> tuple[Any, ABReadout]:
+    """(its newest held-out evaluation or None, the A/B readout of the rollout in progress)."""
     from .evaluation import latest_per_model
 
-    return contrary(model_id, (await latest_per_model(pool)).get(model_id), await ab_readout(pool, gate))
+    return (await latest_per_model(pool)).get(model_id), await ab_readout(pool, gate)
+
+
+def no_evidence(model_id: str, evaluation: Any, readout: ABReadout | None) -> str | None:
+    """The sentence that says a promotion of `model_id` rests on no evidence at all (None: some)."""
+    paired = (readout is not None and readout.candidate_model_id == model_id and readout.difference is not None)
+    if evaluation is not None or paired:
+        return None
+    return f"no evidence for {model_id}: never evaluated on held-out windows, and no paired A/B windows"
+
+
+def evidence_record(model_id: str, evaluation: Any, readout: ABReadout | None) -> dict[str, Any]:
+    """What was known about `model_id` when it was promoted, as JSON for the audit row."""
+    record: dict[str, Any] = {}
+    if evaluation is not None:
+        record["evaluation"] = evaluation.model_dump(mode="json")
+    if readout is not None and readout.candidate_model_id == model_id:
+        record["ab"] = readout.model_dump(mode="json")
+    if no_evidence(model_id, evaluation, readout):
+        record["none"] = "never evaluated on held-out windows, no paired A/B windows"
+    return record
+
+
+def summarize_evidence(evidence: dict[str, Any] | None) -> str:
+    """An audit row's evidence in one line of text ("–": none was recorded with it)."""
+    if evidence is None:
+        return "–"
+    parts = []
+    evaluation = evidence.get("evaluation")
+    if isinstance(evaluation, dict):
+        unit = "P&L" if evaluation.get("method", "simulator") == "simulator" else "score"
+        low, high = evaluation.get("ci_low"), evaluation.get("ci_high")
+        ci = f", 95% CI [{low:+.2f}, {high:+.2f}]" if isinstance(low, int | float) and isinstance(high, int | float) \
+            else ""
+        mean = evaluation.get("mean_diff")
+        parts.append(f"held-out vs {evaluation.get('against_model_id') or 'base'} "
+                     + (f"{mean:+.2f} {unit}" if isinstance(mean, int | float) else unit)
+                     + f"{ci} over {evaluation.get('n', '?')} windows")
+    ab = evidence.get("ab", evidence if "verdict" in evidence else None)  # an automatic rollback records the readout
+    if isinstance(ab, dict):
+        d = ab.get("difference")
+        rollout = f"rollout {ab['rollout_id']}" if ab.get("rollout_id") is not None else "rollout"
+        if isinstance(d, dict) and isinstance(d.get("mean"), int | float):
+            ci = (f", 95% CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+                  if isinstance(d.get("ci_low"), int | float) and isinstance(d.get("ci_high"), int | float) else "")
+            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: candidate − live {d['mean']:+.2f} P&L{ci} "
+                         f"over {d.get('windows', '?')} paired windows")
+        else:
+            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: no paired windows")
+    if "none" in evidence:
+        parts.insert(0, "no evidence")
+    return "; ".join(parts) if parts else "no evidence"
 
 
 def contrary(model_id: str, evaluation: Any, readout: ABReadout | None) -> tuple[str, dict[str, Any]] | None:
@@ -317,8 +404,9 @@ async def promote_on_evidence(pool: asyncpg.Pool, model_id: str, *, share: float
     and the evidence are recorded in the audit row. The one rule the CLI and the console share."""
     from .registry import Registry, RegistryError
 
-    against = await contrary_evidence(pool, model_id, gate)
-    evidence = None
+    evaluation, readout = await evidence_for(pool, model_id, gate)
+    against = contrary(model_id, evaluation, readout)
+    evidence = evidence_record(model_id, evaluation, readout)  # what it was promoted on, also when nothing
     if against is not None:
         if not reason:
             raise RegistryError(f"promoting {model_id} is against the evidence ({against[0]}): a reason is needed")

@@ -3,6 +3,14 @@
 Each action is one transaction that takes a registry advisory lock and the affected rows' locks,
 writes an audit row (`console_promotions`: operator, time, from, to) and an event, so that at every
 instant at most one `trained_models` row is `deployed`, also when two consoles act at once.
+
+An A/B rollout (a share below 100%) has an id and a record (`console_rollouts`: candidate, live
+model, share, who, when by the wall clock and by the database's clock). Its evidence counts only
+the windows that opened at or after it started (`core.evidence`). Every promotion at a share below
+100% starts a new rollout, also a re-promotion of the same candidate and a change of share (the
+served-share truth compares with one asked share, and a changed rollout is judged afresh); making
+a model live, or a rollback, ends the rollout. Audit rows and events name the rollout they started
+or ended. A rollout needs a live model to compare with: with nothing live it is refused.
 """
 
 from __future__ import annotations
@@ -15,20 +23,28 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, field_validator
 
-from . import events
-from .clock import SystemClock
-from .errors import Refused
+from . import events, simclock
+from .clock import Clock, SystemClock, to_naive_utc
+from .errors import ErrorKind, Refused
 from .events import Promoted, RolledBack
 from .models import TrainedModel
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
 PROMOTABLE = ("ready", "archived")
+NOTHING_LIVE = "nothing is live: promote a checkpoint to 100% first"
 
 
 class RegistryError(Refused, RuntimeError):
     """The action was refused; the message says which model and why. Nothing was changed."""
 
     title = "Registry action refused"
+
+
+class UnknownModel(RegistryError):
+    """No checkpoint has this model id: invalid input (exit 2), in every command that takes one."""
+
+    kind = ErrorKind.INVALID_INPUT
+    title = "Unknown model"
 
 
 class AuditEntry(BaseModel):
@@ -40,7 +56,15 @@ class AuditEntry(BaseModel):
     share: float | None
     note: str | None
     created_at: datetime
-    evidence: dict[str, Any] | None = None  # the A/B readout an automatic decision was taken on
+    evidence: dict[str, Any] | None = None  # what the decision was taken on (evaluation, A/B readout)
+    rollout_id: int | None = None  # the rollout this action started or ended
+
+    @property
+    def evidence_summary(self) -> str:
+        """The evidence in one line (`core.evidence.summarize_evidence`)."""
+        from .evidence import summarize_evidence
+
+        return summarize_evidence(self.evidence)
 
     @field_validator("evidence", mode="before")
     @classmethod
@@ -51,6 +75,19 @@ class AuditEntry(BaseModel):
 class Rollout(BaseModel):
     candidate_model_id: str | None
     candidate_share: float
+    id: int | None = None  # its record in console_rollouts
+    live_model_id: str | None = None  # live when it started
+    started_by: str | None = None
+    started_at: datetime | None = None  # wall clock
+    started_market_at: datetime | None = None  # the database's clock: its evidence starts here
+
+
+_ROLLOUT_SQL = """
+SELECT r.candidate_model_id, r.candidate_share, r.rollout_id AS id, o.live_model_id, o.started_by, o.started_at,
+       o.started_market_at
+FROM console_rollout r LEFT JOIN console_rollouts o ON o.id = r.rollout_id
+WHERE r.candidate_model_id IS NOT NULL
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +97,7 @@ class ActionResult:
     to_model_id: str | None
     share: float
     message: str
+    rollout_id: int | None = None  # the rollout started (A/B) or ended by the action
 
 
 def eligibility(model: TrainedModel, live_id: str | None, rollout: Rollout | None) -> str | None:
@@ -71,13 +109,28 @@ def eligibility(model: TrainedModel, live_id: str | None, rollout: Rollout | Non
     return None
 
 
+def share_refusal(live_id: str | None, share: float) -> str | None:
+    """None when a promotion at `share` can run next to `live_id`, else why not: an A/B share needs
+    a live arm (with none, the candidate would serve every agent, a share nobody asked for)."""
+    if not 0 < share <= 1:
+        return f"share must be in (0, 1], got {share}"
+    if share < 1 and live_id is None:
+        return NOTHING_LIVE
+    return None
+
+
 class Registry:
-    def __init__(self, pool: asyncpg.Pool, clock: SystemClock | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+        """`clock`: the time of registry changes; None: the wall clock, and the database's clock
+        (`simclock.current_clock`) for the start of a rollout, the clock its windows are dated by."""
         self.pool = pool
         self.clock = clock or SystemClock()
+        self._given_clock = clock
 
     async def models(self, limit: int = 200) -> list[TrainedModel]:
-        rows = await self.pool.fetch('SELECT * FROM trained_models ORDER BY "createdAt" DESC LIMIT $1', limit)
+        # newest registration first (a wall-clock time); one model's steps tie-break by their zero-padded id
+        rows = await self.pool.fetch('SELECT * FROM trained_models ORDER BY "createdAt" DESC, "modelId" DESC LIMIT $1',
+                                     limit)
         return [TrainedModel.model_validate(dict(r)) for r in rows]
 
     async def live(self) -> TrainedModel | None:
@@ -85,10 +138,26 @@ class Registry:
         return TrainedModel.model_validate(dict(row)) if row else None
 
     async def rollout(self) -> Rollout | None:
-        row = await self.pool.fetchrow(
-            "SELECT candidate_model_id, candidate_share FROM console_rollout WHERE candidate_model_id IS NOT NULL"
-        )
+        row = await self.pool.fetchrow(_ROLLOUT_SQL)
         return Rollout(**dict(row)) if row else None
+
+    async def model(self, model_id: str) -> TrainedModel:
+        """The checkpoint with this model id; UnknownModel (exit 2) when there is none."""
+        row = await self.pool.fetchrow('SELECT * FROM trained_models WHERE "modelId" = $1', model_id)
+        if row is None:
+            raise UnknownModel(unknown_model_message(model_id))
+        return TrainedModel.model_validate(dict(row))
+
+    async def check_promotion(self, model_id: str, share: float) -> TrainedModel:
+        """What `promote` would refuse, checked before any confirmation is asked (`promote` checks
+        again in its transaction)."""
+        model = await self.model(model_id)
+        live = await self.live()
+        live_id = live.model_id if live else None
+        reason = eligibility(model, live_id, await self.rollout()) or share_refusal(live_id, share)
+        if reason:
+            raise RegistryError(refusal_message(model_id, share, reason))
+        return model
 
     async def audit(self, limit: int = 100) -> list[AuditEntry]:
         rows = await self.pool.fetch("SELECT * FROM console_promotions ORDER BY id DESC LIMIT $1", limit)
@@ -97,28 +166,51 @@ class Registry:
     async def _lock(self, conn: asyncpg.Connection) -> tuple[str | None, Rollout | None]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTRY_LOCK)
         live = await conn.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed' FOR UPDATE""")
-        row = await conn.fetchrow(
-            "SELECT candidate_model_id, candidate_share FROM console_rollout WHERE candidate_model_id IS NOT NULL"
-        )
+        row = await conn.fetchrow(_ROLLOUT_SQL)
         return live, (Rollout(**dict(row)) if row else None)
 
     async def _model(self, conn: asyncpg.Connection, model_id: str) -> TrainedModel:
         row = await conn.fetchrow('SELECT * FROM trained_models WHERE "modelId" = $1 FOR UPDATE', model_id)
         if row is None:
-            raise RegistryError(f"no checkpoint with model id {model_id!r}")
+            raise UnknownModel(unknown_model_message(model_id))
         return TrainedModel.model_validate(dict(row))
 
     async def _audit(self, conn: asyncpg.Connection, action: str, operator: str, from_id: str | None,
                      to_id: str | None, share: float | None, note: str | None,
-                     evidence: dict[str, Any] | None = None) -> None:
+                     evidence: dict[str, Any] | None = None, rollout_id: int | None = None) -> None:
         await conn.execute(
-            "INSERT INTO console_promotions (action, operator, from_model_id, to_model_id, share, note, evidence) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+            "INSERT INTO console_promotions (action, operator, from_model_id, to_model_id, share, note, evidence, "
+            "rollout_id) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
             action, operator, from_id, to_id, share, note,
-            None if evidence is None else orjson.dumps(evidence).decode(),
+            None if evidence is None else orjson.dumps(evidence).decode(), rollout_id,
         )
 
-    async def _make_live(self, conn: asyncpg.Connection, live_id: str | None, model_id: str) -> None:
+    async def _start_rollout(self, conn: asyncpg.Connection, model_id: str, live_id: str | None, share: float,
+                             operator: str) -> int:
+        """A new rollout record, made the current rollout; its evidence starts at the database's now."""
+        clock = self._given_clock or await simclock.current_clock(conn)
+        rollout_id = await conn.fetchval(
+            "INSERT INTO console_rollouts (candidate_model_id, live_model_id, share, started_by, started_market_at) "
+            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            model_id, live_id, share, operator, to_naive_utc(clock.now()),
+        )
+        await conn.execute(
+            "INSERT INTO console_rollout (singleton, candidate_model_id, candidate_share, updated_by, updated_at, "
+            "rollout_id) VALUES (true, $1, $2, $3, now(), $4) ON CONFLICT (singleton) DO UPDATE SET "
+            "candidate_model_id = $1, candidate_share = $2, updated_by = $3, updated_at = now(), rollout_id = $4",
+            model_id, share, operator, rollout_id,
+        )
+        return rollout_id
+
+    async def _end_rollout(self, conn: asyncpg.Connection, rollout: Rollout | None, reason: str) -> None:
+        """No rollout runs after this; the one that ran (if any) is recorded as ended, and why."""
+        if rollout is not None and rollout.id is not None:
+            await conn.execute("UPDATE console_rollouts SET ended_at = now(), end_reason = $2 "
+                               "WHERE id = $1 AND ended_at IS NULL", rollout.id, reason)
+        await conn.execute("DELETE FROM console_rollout")
+
+    async def _make_live(self, conn: asyncpg.Connection, live_id: str | None, model_id: str,
+                         rollout: Rollout | None, why: str) -> None:
         now = self.clock.now()
         if live_id is not None:
             await conn.execute(
@@ -129,57 +221,63 @@ class Registry:
             """UPDATE trained_models SET status = 'deployed', "deployedAt" = $2, "archivedAt" = NULL,
                "updatedAt" = $2 WHERE "modelId" = $1""", model_id, now,
         )
-        await conn.execute("DELETE FROM console_rollout")
+        await self._end_rollout(conn, rollout, why)
 
     async def promote(self, model_id: str, *, share: float = 1.0, operator: str, note: str | None = None,
                       run_id: str | None = None, evidence: dict[str, Any] | None = None) -> ActionResult:
-        """Share 1.0 makes the checkpoint live (the previous live one is archived); a share in (0, 1)
-        starts or changes an A/B rollout with it as the candidate."""
+        """Share 1.0 makes the checkpoint live (the previous live one is archived, a running rollout
+        ends); a share in (0, 1) starts a new A/B rollout with it as the candidate next to the live
+        model (refused with nothing live), ending the one that ran."""
         if not 0 < share <= 1:
             raise RegistryError(f"share must be in (0, 1], got {share}")
         async with self.pool.acquire() as conn, conn.transaction():
             live_id, rollout = await self._lock(conn)
             model = await self._model(conn, model_id)
-            reason = eligibility(model, live_id, rollout)
+            reason = eligibility(model, live_id, rollout) or share_refusal(live_id, share)
             if reason:
-                raise RegistryError(f"cannot promote {model_id}: {reason}")
+                raise RegistryError(refusal_message(model_id, share, reason))
             if share >= 1.0:
-                await self._make_live(conn, live_id, model_id)
+                rollout_id = rollout.id if rollout is not None else None
+                why = ("promoted to 100%" if rollout is not None and rollout.candidate_model_id == model_id
+                       else f"{model_id} was made live")
+                await self._make_live(conn, live_id, model_id, rollout, why)
                 action, message = "promote", f"{model_id} is live (was {live_id or 'none'})"
             else:
-                await conn.execute(
-                    "INSERT INTO console_rollout (singleton, candidate_model_id, candidate_share, updated_by, "
-                    "updated_at) VALUES (true, $1, $2, $3, now()) ON CONFLICT (singleton) DO UPDATE SET "
-                    "candidate_model_id = $1, candidate_share = $2, updated_by = $3, updated_at = now()",
-                    model_id, share, operator,
-                )
-                action, message = "rollout", f"{model_id} serves {share:.0%} of agents next to {live_id or 'none'}"
-            await self._audit(conn, action, operator, live_id, model_id, share, note, evidence)
+                if rollout is not None:
+                    await self._end_rollout(conn, rollout, f"replaced: {model_id} at {share:.0%}")
+                rollout_id = await self._start_rollout(conn, model_id, live_id, share, operator)
+                action = "rollout"
+                message = (f"{model_id} serves {share:.0%} of agents next to {live_id} (rollout {rollout_id}: "
+                           "its readout counts windows from now on)")
+            await self._audit(conn, action, operator, live_id, model_id, share, note, evidence, rollout_id)
             await events.emit(conn, Promoted(
                 model_id=model_id, from_model_id=live_id, share=share, operator=operator, message=message,
+                rollout_id=rollout_id,
             ), run_id=run_id)
-        return ActionResult(action, live_id, model_id, share, message)
+        return ActionResult(action, live_id, model_id, share, message, rollout_id)
 
     async def rollback(self, *, operator: str, to_model_id: str | None = None, note: str | None = None,
-                       run_id: str | None = None, candidate: str | None = None,
+                       run_id: str | None = None, rollout_id: int | None = None,
                        evidence: dict[str, Any] | None = None) -> ActionResult:
         """Cancel an A/B rollout if one runs; otherwise make the previously live model live again
-        (or `to_model_id`). `candidate`: cancel only if this model is still the rollout's candidate
-        (an automatic rollback must not cancel a newer rollout); `note` and `evidence` are recorded."""
+        (or `to_model_id`). `rollout_id`: cancel only this rollout (an automatic rollback must not
+        cancel a newer rollout, even of the same candidate); `note` and `evidence` are recorded."""
         async with self.pool.acquire() as conn, conn.transaction():
             live_id, rollout = await self._lock(conn)
-            if candidate is not None and (rollout is None or rollout.candidate_model_id != candidate):
-                raise RegistryError(f"{candidate} is no longer the rollout's candidate: nothing rolled back")
+            if rollout_id is not None and (rollout is None or rollout.id != rollout_id):
+                raise RegistryError(f"rollout {rollout_id} is no longer running: nothing rolled back")
             if rollout is not None and to_model_id is None:
-                await conn.execute("DELETE FROM console_rollout")
-                message = f"rollout of {rollout.candidate_model_id} cancelled; {live_id or 'none'} serves all"
+                await self._end_rollout(conn, rollout, f"rolled back by {operator}" + (f": {note}" if note else ""))
+                message = (f"rollout {rollout.id} of {rollout.candidate_model_id} cancelled; "
+                           f"{live_id or 'none'} serves all")
                 if note:
                     message += f" ({note})"
-                await self._audit(conn, "rollback", operator, rollout.candidate_model_id, live_id, 1.0, note, evidence)
+                await self._audit(conn, "rollback", operator, rollout.candidate_model_id, live_id, 1.0, note, evidence,
+                                  rollout.id)
                 await events.emit(conn, RolledBack(
                     model_id=live_id, from_model_id=rollout.candidate_model_id, operator=operator,
-                    message=message), run_id=run_id)
-                return ActionResult("rollback", rollout.candidate_model_id, live_id, 1.0, message)
+                    message=message, rollout_id=rollout.id), run_id=run_id)
+                return ActionResult("rollback", rollout.candidate_model_id, live_id, 1.0, message, rollout.id)
             target = to_model_id or await conn.fetchval(
                 "SELECT from_model_id FROM console_promotions WHERE action = 'promote' AND to_model_id = $1 "
                 "AND from_model_id IS NOT NULL ORDER BY id DESC LIMIT 1",
@@ -192,10 +290,22 @@ class Registry:
                 raise RegistryError(f"cannot roll back to {target}: its status is 'failed'")
             if target == live_id:
                 raise RegistryError(f"{target} is already live")
-            await self._make_live(conn, live_id, target)
+            await self._make_live(conn, live_id, target, rollout, f"rolled back to {target} by {operator}")
+            ended = rollout.id if rollout is not None else None
             message = f"rolled back from {live_id or 'none'} to {target}"
-            await self._audit(conn, "rollback", operator, live_id, target, 1.0, note)
+            await self._audit(conn, "rollback", operator, live_id, target, 1.0, note, evidence, ended)
             await events.emit(conn, RolledBack(
-                model_id=target, from_model_id=live_id, operator=operator, message=message,
+                model_id=target, from_model_id=live_id, operator=operator, message=message, rollout_id=ended,
             ), run_id=run_id)
-            return ActionResult("rollback", live_id, target, 1.0, message)
+            return ActionResult("rollback", live_id, target, 1.0, message, ended)
+
+
+def unknown_model_message(model_id: str) -> str:
+    return f"no checkpoint with model id {model_id!r} (see `babylon-console models list`)"
+
+
+def refusal_message(model_id: str, share: float, reason: str) -> str:
+    """The sentence a refused promotion says (the A/B one names the share asked for)."""
+    if reason == NOTHING_LIVE:
+        return f"cannot serve {model_id} to {share:.0%} of agents: {reason}"
+    return f"cannot promote {model_id}: {reason}"

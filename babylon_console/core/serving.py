@@ -43,12 +43,14 @@ class Served:
     storage_path: str
     role: str  # live or candidate
     share: float
+    rollout_id: int | None = None  # the A/B rollout in progress (core.registry), if any
 
 
 async def serving(pool: asyncpg.Pool | asyncpg.Connection) -> list[Served]:
     """What the game serves now (the `console_serving` view)."""
-    rows = await pool.fetch("SELECT model_id, storage_path, role, share FROM console_serving")
-    return [Served(r["model_id"], r["storage_path"], r["role"], float(r["share"] or 0)) for r in rows]
+    rows = await pool.fetch("SELECT model_id, storage_path, role, share, rollout_id FROM console_serving")
+    return [Served(r["model_id"], r["storage_path"], r["role"], float(r["share"] or 0), r["rollout_id"])
+            for r in rows]
 
 
 def assignment(n_agents: int, policy_agents: int, served: list[Served]) -> list[tuple[int, Served | None]]:

@@ -320,11 +320,10 @@ async def test_promoting_against_the_evidence_needs_the_typed_id_and_a_reason(se
 
 
 async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, settings, make_app) -> None:
+    from babylon_console.core.holdout import set_holdout
     from babylon_console.tui.data import ConsoleData
 
     from ..test_evaluation import _checkpoints
-
-    from babylon_console.core.holdout import set_holdout
 
     pool = seeded
     _, trained = await _checkpoints(pool, settings.data_dir)

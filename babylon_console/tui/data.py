@@ -70,6 +70,23 @@ def evidence_against(model_id: str, evaluation: Any, readout: Any) -> tuple[str,
     return contrary(model_id, evaluation, readout)
 
 
+def no_evidence(model_id: str, evaluation: Any, readout: Any) -> str | None:
+    """The sentence saying a promotion would rest on no evidence at all (`core.evidence.no_evidence`)."""
+    from ..core.evidence import no_evidence as nothing
+
+    return nothing(model_id, evaluation, readout)
+
+
+def share_refusal(model_id: str, live_id: str | None, share: float) -> str | None:
+    """Why `model_id` cannot be served at `share` now (`core.registry.share_refusal`): an A/B share
+    needs a live model."""
+    from ..core.registry import refusal_message
+    from ..core.registry import share_refusal as rule
+
+    reason = rule(live_id, share)
+    return None if reason is None else refusal_message(model_id, share, reason)
+
+
 def is_offline(storage_path: str) -> bool:
     """An offline checkpoint's served name (`core.inference.is_offline`)."""
     from ..core.inference import is_offline as offline
@@ -108,7 +125,9 @@ __all__ = [  # and, imported on first use: the names of `_LAZY`
     "events",
     "evidence_against",
     "is_outage",
+    "no_evidence",
     "one_line",
+    "share_refusal",
 ]
 
 PING_TIMEOUT_S = 2.0

@@ -40,9 +40,8 @@ async def test_promote_to_100_percent_asks_to_confirm_then_makes_it_live(seeded,
         assert isinstance(app.screen, PromoteDialog)
         radio = app.screen.query_one(RadioSet)
         assert radio.has_focus
-        await pilot.press("down", "down", "down", "enter")  # 100%
-        assert app.screen.chosen() == 1.0
-        await pilot.press("enter")  # Continue (focused after the choice)
+        assert app.screen.chosen() == 1.0  # nothing is live: an A/B share could not run, 100% is the default
+        await pilot.press("tab", "enter")  # Continue
         assert isinstance(app.screen, ConfirmDialog)
         assert await live_model(pool) is None  # nothing happens before the confirmation
         await pilot.press("y")
@@ -292,14 +291,16 @@ async def _bad_evaluation(pool: Any, model_id: str) -> None:
 async def test_promoting_against_the_evidence_needs_the_typed_id_and_a_reason(seeded, make_app) -> None:
     from textual.widgets import Button, Input
 
+    from babylon_console.core.evidence import promote_on_evidence
     from babylon_console.tui.dialogs.confirm import TypedConfirmDialog
 
     pool = seeded
     model = await insert_model(pool, 1)
+    await promote_on_evidence(pool, await insert_model(pool, 0), share=1.0, operator="op")  # an A/B share needs it
     await _bad_evaluation(pool, model)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        pane = await open_checkpoints(app, pilot, 1)
+        pane = await open_checkpoints(app, pilot, 2)
         await wait_for(lambda: pane.selected() is not None and pane.selected().evaluation is not None, what="eval")
         await pilot.press("P")
         await pilot.press("down", "up", "enter")  # 10%, then Continue

@@ -14,7 +14,16 @@ from rich.text import Text
 
 from .. import bindings as keys
 from .. import refusals
-from ..data import CheckpointRow, CheckpointsView, ConsoleData, Refused, evidence_against, is_offline
+from ..data import (
+    CheckpointRow,
+    CheckpointsView,
+    ConsoleData,
+    Refused,
+    evidence_against,
+    is_offline,
+    no_evidence,
+    share_refusal,
+)
 from ..dialogs.confirm import ConfirmDialog, TypedConfirmDialog
 from ..dialogs.promote import PromoteDialog
 from ..messages import StatusChanged
@@ -51,7 +60,12 @@ class RegistryActions:
         against = contrary[0] if contrary is not None else None
 
         def chosen(share: float | None) -> None:
-            if share is None:
+            if share is None:  # never silently: the operator may not have meant to cancel
+                self.host.notify(f"Promotion of {model_id} cancelled: nothing changed", title="Cancelled", timeout=4)
+                return
+            refused = share_refusal(model_id, live, share)  # an A/B share with nothing live
+            if refused:
+                self.host.refuse("Promotion refused", refused)
                 return
             if share >= 1.0:
                 message = Text.assemble("Make ", (model_id, "bold"), " the live model for every agent?\n",
@@ -65,7 +79,9 @@ class RegistryActions:
         evidence = None if row.evaluation is None else f"Held-out evaluation: {row.evaluation_text}"
         if evidence is not None and getattr(row.evaluation, "left_out_text", None):
             evidence += f" ({row.evaluation.left_out_text})"
-        self.host.push_screen(PromoteDialog(model_id, live, evidence=evidence), chosen)
+        nothing = no_evidence(model_id, row.evaluation, view.ab if view is not None else None)
+        self.host.push_screen(PromoteDialog(model_id, live, default_share=0.10 if live is not None else 1.0,
+                                            evidence=evidence, no_evidence=nothing), chosen)
 
     def _confirm(self, model_id: str, share: float, message: Text, against: str | None) -> None:
         """A plain confirm, or, when the evidence on screen speaks against it, a typed confirmation

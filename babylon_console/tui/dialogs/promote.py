@@ -75,31 +75,44 @@ class ShareSet(RadioSet):
 
 
 class PromoteDialog(ModalScreen[float | None]):
-    """Returns the chosen share, or None when cancelled. Confirmation follows in a ConfirmDialog."""
+    """Returns the chosen share, or None when cancelled. Confirmation follows in a ConfirmDialog.
+
+    Cancel is a click or esc, never in the tab order: tab from Continue returns to the choice, so
+    tab then enter cannot cancel by surprise (the caller says so when a promotion is cancelled)."""
 
     BINDINGS: ClassVar = [b for b in keys.bindings("dialog") if b.action == "cancel" and b.key == "escape"]
 
     def __init__(self, model_id: str, live_id: str | None, default_share: float = 0.10,
-                 evidence: str | None = None) -> None:
-        """`evidence`: one line about how the checkpoint did on held-out windows, if evaluated."""
+                 evidence: str | None = None, no_evidence: str | None = None) -> None:
+        """`evidence`: one line about how the checkpoint did on held-out windows, if evaluated;
+        `no_evidence`: the sentence saying the promotion would rest on no evidence at all."""
         super().__init__()
         self.model_id = model_id
         self.live_id = live_id
         self.default_share = default_share
         self.evidence = evidence
+        self.no_evidence = no_evidence
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(f"Promote {self.model_id}", classes="dialog-title")
             yield Static(self.evidence or "Held-out evaluation: none yet (babylon-console models eval MODEL_ID)",
                          classes="dialog-body")
-            yield Static(Text.assemble("Live now: ", (self.live_id or "none", "bold"),
+            if self.no_evidence:
+                sentence = self.no_evidence[0].upper() + self.no_evidence[1:]
+                yield Static(Text.assemble((sentence, "bold"), " (V evaluates it; an A/B share gathers live "
+                                           "evidence)."), id="promote-no-evidence", classes="dialog-body")
+            live = "none (an A/B share needs one: promote a checkpoint to 100% first)" if self.live_id is None \
+                else self.live_id
+            yield Static(Text.assemble("Live now: ", (live, "bold"),
                                        "\nChoose the share of agents it serves (↑↓, enter):"), classes="dialog-body")
             yield ShareSet(*(RadioButton(label, value=abs(share - self.default_share) < 1e-9, name=str(share))
                              for share, label in SHARES), id="promote-share")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Continue", id="continue", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                cancel = Button("Cancel (esc)", id="cancel")
+                cancel.can_focus = False
+                yield cancel
 
     def on_mount(self) -> None:
         self.query_one(RadioSet).focus()

@@ -28,8 +28,12 @@ VERDICT_COLORS = {"promote": "success", "rollback": "error", "hold": "warning", 
 
 
 def ab_text(ab: Any, app: object) -> Text:
-    """The live A/B readout in two lines: per-arm P&L and the paired difference, then the verdict."""
+    """The live A/B readout in two lines: per-arm P&L and the paired difference, then the verdict;
+    it names its rollout and counts only the windows since that rollout started."""
     text = Text.assemble(("A/B evidence ", "bold"))
+    if ab.rollout_id is not None:
+        text.append(f"rollout {ab.rollout_id}" + (f", windows from {ab.first_window}" if ab.first_window else "")
+                    + " · ")
     for arm in ab.arms:
         pnl = "–" if arm.mean_pnl is None else f"{arm.mean_pnl:+.2f}"
         text.append(f"{arm.arm} {arm.agents} agents, {arm.windows} windows, P&L {pnl}"
@@ -87,7 +91,7 @@ class CheckpointsPane(Pane):
         table.add_column("Held-out Δ [95% CI]", key="held-out")
         audit = self.query_one("#checkpoints-audit", DataTable)
         audit.add_column("When (UTC, wall clock)", key="when (utc)")
-        for label in ("Action", "Operator", "From", "To", "Share"):
+        for label in ("Action", "Operator", "From", "To", "Share", "Rollout", "Reason", "Evidence"):
             audit.add_column(label, key=label.lower())
 
     def on_show_pane(self) -> None:
@@ -171,7 +175,9 @@ class CheckpointsPane(Pane):
         audit.clear()
         for a in view.audit:
             audit.add_row(a.created_at.strftime("%Y-%m-%d %H:%M:%S"), a.action, a.operator, a.from_model_id or "–",
-                          a.to_model_id or "–", "–" if a.share is None else f"{a.share:.0%}", key=str(a.id))
+                          a.to_model_id or "–", "–" if a.share is None else f"{a.share:.0%}",
+                          "–" if a.rollout_id is None else str(a.rollout_id), a.note or "–", a.evidence_summary,
+                          key=str(a.id))
 
     def selected(self) -> CheckpointRow | None:
         if self.view is None:

@@ -14,7 +14,7 @@ from babylon_console.core.repository import GameStore
 from babylon_console.core.seeding import LiveSimulation, history_starts, seed_history
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.simclock import SimulatedClock
-from babylon_console.core.windows import ReadinessCriteria, window_id_for
+from babylon_console.core.windows import ReadinessCriteria, parse_window_id, window_id_for
 
 NOW = datetime(2026, 11, 24, 12, 20)
 
@@ -67,7 +67,9 @@ async def test_live_mode_writes_windows_on_an_accelerated_shared_clock(pool: asy
     await asyncio.gather(live.run(max_windows=2), watch())
     assert len(live.written) == 2
     assert isinstance(seen_clock[0], SimulatedClock)
-    assert isinstance(await simclock.current_clock(pool), SystemClock)  # retired when the run ends
+    paused = await simclock.current_clock(pool)  # the run ended: its clock stands still, never the wall clock's
+    assert isinstance(paused, SimulatedClock) and not paused.running
+    assert paused.now() == (await simclock.current_clock(pool)).now() >= parse_window_id(live.written[-1])
     first_live = window_id_for(SystemClock().now())
     assert live.written[0] == first_live
     # A second live run continues after what the first one wrote.

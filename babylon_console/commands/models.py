@@ -43,14 +43,19 @@ def list_command(
     if as_json:
         print_json({
             "live": live_id, "rollout": rollout.model_dump() if rollout else None,
-            "models": [m.model_dump(mode="json") | {"promotable": eligibility(m, live_id, rollout) is None}
+            "models": [m.model_dump(mode="json") | {"promotable": eligibility(m, live_id, rollout) is None,
+                                                     "market_time": m.market_time and m.market_time.isoformat()}
                        for m in models],
             "audit": [a.model_dump(mode="json") for a in trail],
         })
         return
     table = Table(header_style="bold")
     narrow = out.width < 110  # the storage path gives way first; the id is never cut
-    columns = ["model id", "status", "avg reward", "loss", *([] if narrow else ["storage path"]), "created (UTC)"]
+    # two clocks, each named: when a checkpoint was registered (wall clock, the order of the list) and,
+    # in a simulated database, the market's time of its step
+    market = ["market time"] if any(m.market_time for m in models) else []
+    columns = ["model id", "status", "avg reward", "loss", *([] if narrow else ["storage path"]), "registered (UTC)",
+               *market]
     for col in columns:
         table.add_column(col, no_wrap=col != "storage path", overflow="fold" if col == "storage path" else "ellipsis",
                          min_width=max((len(m.model_id) for m in models), default=8) if col == "model id" else None)
@@ -62,7 +67,8 @@ def list_command(
             status += f" (A/B {rollout.candidate_share:.0%})"
         cells = [m.model_id, status, f"{m.avg_reward:.3f}" if m.avg_reward is not None else "-",
                  f"{loss:.4f}" if isinstance(loss, int | float) else "-", *([] if narrow else [m.storage_path]),
-                 f"{m.created_at:%Y-%m-%d %H:%M}" if m.created_at else "-"]
+                 f"{m.created_at:%Y-%m-%d %H:%M}" if m.created_at else "-",
+                 *([f"{m.market_time:%Y-%m-%d %H:%M}" if m.market_time else "-"] if market else [])]
         table.add_row(*cells)
     out.print(table)
     if narrow:

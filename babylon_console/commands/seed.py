@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..cli_support import err, load_settings, out, print_json, run_command
-from ..core.clock import SystemClock
+from ..core import simclock
 from ..core.database import open_pool
 from ..core.seeding import LiveSimulation, SeedReport, seed_history
 from ..core.serving import ServedPolicies
@@ -45,12 +45,12 @@ def seed_command(
     windows already written."""
     settings = load_settings()
     sim = Simulation(seed=seed, n_agents=agents, steps_per_window=steps)
-    now = SystemClock().now()
 
     async def body() -> tuple[SeedReport, list[str]]:
         pool = await open_pool(settings)
         started = time.perf_counter()
         try:
+            now = (await simclock.current_clock(pool)).now()  # a simulated database's history ends at its time
             with Progress(
                 TextColumn("[bold]seeding[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
                 TimeRemainingColumn(), console=err, disable=as_json, transient=True,

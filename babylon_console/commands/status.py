@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
-from ..core import control, runs
+from ..core import control, runs, simclock
 from ..core.control import Command, default_operator
 from ..core.errors import EXIT_FAILED
 
@@ -32,9 +32,14 @@ def status_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
     """Engines: the latest run of each model, its state, current stage and for how long, and its last
     heartbeat (stale after 3 missed beats, dead after 6). Exits 1 when a run is stale or dead."""
     settings = load_settings()
-    rows = run_with_pool(settings, runs.latest_per_model)
+
+    async def body(pool) -> tuple[list[runs.RunRow], dict[str, object]]:
+        return await runs.latest_per_model(pool), simclock.describe(await simclock.current_clock(pool))
+
+    rows, clock = run_with_pool(settings, body)
     if as_json:
-        print_json({"runs": [{**r.model_dump(mode="json"), "liveness": r.liveness.value} for r in rows]})
+        print_json({"runs": [{**r.model_dump(mode="json"), "liveness": r.liveness.value} for r in rows],
+                    "clock": clock})
     elif not rows:
         out.print("No engine has run on this database yet (babylon-console engine, or E in the console).")
     else:
@@ -56,8 +61,16 @@ def status_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
             if r.error and r.liveness is not runs.Liveness.LIVE:
                 line += f"; {r.error}"
             out.print(line, soft_wrap=True)
+    if not as_json and clock["kind"] == "simulated":
+        out.print(_clock_line(clock), soft_wrap=True)
     if any(r.liveness in (runs.Liveness.STALE, runs.Liveness.DEAD) for r in rows):
         raise typer.Exit(EXIT_FAILED)
+
+
+def _clock_line(clock: dict[str, object]) -> str:
+    """A simulated database says so: its "now" is the market's (windows, train and engines agree on it)."""
+    state = f"running, {clock['speed']:g}x" if clock["running"] else "paused: its market is stopped"
+    return f"Clock: simulated market time {str(clock['now'])[:16].replace('T', ' ')} UTC ({state})"
 
 
 @app.command("control")

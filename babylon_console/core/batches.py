@@ -3,6 +3,10 @@
 Game columns are written as the game expects them (`training_batches` status pending -> training
 -> completed|failed; `trained_models` rows with status 'ready'; `aiJudgeReward` & co. on
 trajectories; `usedInTraining`/`trainedInBatch` on exactly the trajectories trained on).
+
+Batches and checkpoints are dated by the wall clock (when they were made: "newest first" is true
+in every database); in a simulated database the market time of a step is kept beside it, as
+`marketTime` in the checkpoint's `evalMetrics`.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .errors import Failed
+from .simclock import is_market_clock
 
 
 class CheckpointConflict(Failed, RuntimeError):
@@ -49,9 +54,9 @@ async def save_judgments(
 async def create_batch(
     conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, *, base_model: str, model_version: str,
     windows: Sequence[str], trajectory_ids: Sequence[str], rewards: dict[str, float],
-    rankings: dict[str, list[str]], clock: Clock,
+    rankings: dict[str, list[str]],
 ) -> None:
-    now = clock.now()
+    now = SystemClock().now()
     await conn.execute(
         'INSERT INTO training_batches (id, "batchId", "scenarioId", "baseModel", "modelVersion", "trajectoryIds", '
         '"rewardsJson", "rankingsJson", status, "createdAt", "startedAt") '
@@ -61,10 +66,10 @@ async def create_batch(
     )
 
 
-async def fail_batch(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, error: str, clock: Clock) -> None:
+async def fail_batch(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, error: str) -> None:
     await conn.execute(
         """UPDATE training_batches SET status = 'failed', error = $2, "completedAt" = $3 WHERE "batchId" = $1""",
-        batch_id, error[:2000], clock.now(),
+        batch_id, error[:2000], SystemClock().now(),
     )
 
 
@@ -77,8 +82,11 @@ async def complete_batch(
 
     `model_name` is the training key (`<backend>:<model>`). A row with the same id is accepted
     only when it is this very checkpoint (same batch and served name: a repaired crash); any other
-    clash raises `CheckpointConflict`, so no checkpoint is ever dropped silently."""
-    now = clock.now()
+    clash raises `CheckpointConflict`, so no checkpoint is ever dropped silently. `clock` is the
+    engine's: when it is a market's (simulated, or fixed in tests), its time is `marketTime`."""
+    now = SystemClock().now()
+    if is_market_clock(clock):
+        metrics = {**metrics, "marketTime": clock.now().isoformat(timespec="seconds")}
     inserted = await conn.fetchval(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"avgReward", "evalMetrics", "wandbRunId", "createdAt", "updatedAt") '

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from . import batches, control, events, runs
 from .backends.empty_step import NothingTrained, check_trained
 from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
-from .clock import Clock, SystemClock
+from .clock import Clock
 from .config import BackendName, JudgeName, Settings
 from .database import is_outage
 from .errors import EXIT_BUSY, Refused, as_console_error
@@ -61,6 +61,7 @@ from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_
 from .registry import Registry, RegistryError
 from .repository import GameStore
 from .runs import LockLost
+from .simclock import DatabaseClock
 from .tracking import OfflineWandbRun
 from .windows import ReadinessCriteria, WindowReadiness, WindowState
 
@@ -185,7 +186,8 @@ class Engine:
         self.config = config
         self.settings = settings or Settings()
         self.store = GameStore(pool)
-        self.clock = clock or SystemClock()
+        # no clock given: the database's (one clock per database), re-read before each selection
+        self.clock: Clock = clock or DatabaseClock(pool)
         self.run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         self._backend = backend
         self._owns_backend = backend is None  # a backend the engine made, it closes
@@ -623,6 +625,8 @@ class Engine:
         if self.stage is not runs.Stage.WAIT:  # while waiting, a look for windows is part of the wait
             await self._stage(runs.Stage.SELECT)
         await self._read_holdout()  # changed by `babylon-console holdout` meanwhile: honoured from this selection
+        if isinstance(self.clock, DatabaseClock):
+            await self.clock.refresh()
         readiness = await self.store.window_readiness(self.config.criteria, self.clock.now(),
                                                       self.config.lookback_hours, self.config.training_key)
         chosen = select_windows(readiness, self.config.windows_per_iteration, self.config.force)
@@ -708,7 +712,7 @@ class Engine:
 
     async def _fail_batch(self, batch_id: str, reason: str) -> None:
         async with self._write() as conn:
-            await batches.fail_batch(conn, batch_id, reason, self.clock)
+            await batches.fail_batch(conn, batch_id, reason)
 
     async def _record_unusable(self, window_id: str, reason: str) -> None:
         async with self._write() as conn:
@@ -783,8 +787,7 @@ class Engine:
         async with self._write() as conn:
             await batches.create_batch(conn, batch_id, base_model=self.base_model,
                                    model_version=f"step-{target_step}", windows=windows,
-                                   trajectory_ids=trajectory_ids, rewards=rewards, rankings=rankings,
-                                   clock=self.clock)
+                                   trajectory_ids=trajectory_ids, rewards=rewards, rankings=rankings)
         await self._stage(runs.Stage.TRAIN)
         art_groups = [g.to_art() for g in groups]
         tokens = trainable_tokens(art_groups)

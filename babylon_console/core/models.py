@@ -217,3 +217,14 @@ class TrainedModel(GameModel):
     total_inferences: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+    @property
+    def market_time(self) -> datetime | None:
+        """The market's time when the step was registered (`evalMetrics.marketTime`, written in a
+        simulated database); None when not recorded. `created_at` is the wall-clock registration."""
+        metrics = self.eval_metrics if isinstance(self.eval_metrics, dict) else {}
+        value = metrics.get("marketTime")
+        try:
+            return datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            return None

@@ -18,6 +18,7 @@ import asyncpg
 
 from . import simclock
 from .bulk import copy_rows, insert_rows
+from .clock import to_naive_utc
 from .schema import USER_COLUMNS
 from .sim.simulation import Simulation, WindowResult
 from .simclock import SimulatedClock
@@ -106,8 +107,10 @@ async def seed_history(
 class LiveSimulation:
     """Keeps writing windows with an accelerated clock: one simulated hour per `seconds_per_window`.
 
-    The clock starts at the current (real) hour, so the live windows follow a seeded history, and it
-    is published for every other process. Each window is simulated and written when it closes.
+    The clock starts at the current (real) time, so the live windows follow a seeded history, or
+    where the database's clock stands (a paused market resumes, time never goes back), and it is
+    published for every other process: the database is a simulated one from then on. Each window is
+    simulated and written when it closes; when the run ends the clock stands still (`simclock.pause`).
     `before_window` lets the caller swap policies (e.g. agents driven by the promoted checkpoint).
     """
 
@@ -117,9 +120,10 @@ class LiveSimulation:
             raise ValueError("seconds_per_window must be positive")
         self.pool = pool
         self.sim = sim
-        sim_epoch = window_start_of(start or datetime.now(UTC))
-        self.clock = SimulatedClock(datetime.now(UTC), sim_epoch, 3600.0 / seconds_per_window)
-        self.next_start = sim_epoch
+        # from the wall clock's time, not its hour's start: a database turning simulated never goes back
+        begin = to_naive_utc(start or datetime.now(UTC))
+        self.clock = SimulatedClock(datetime.now(UTC), begin, 3600.0 / seconds_per_window)
+        self.next_start = window_start_of(begin)
         self.written: list[str] = []
         self.before_window: Callable[[Simulation, str], object] | None = None
         self._stop = asyncio.Event()
@@ -134,9 +138,14 @@ class LiveSimulation:
         latest = await self.pool.fetchval(
             'SELECT max("windowId") FROM market_outcomes WHERE id LIKE $1', f"{self.sim.namespace}-mo-%"
         )
+        epoch = self.clock.sim_epoch
         if latest and parse_window_id(latest) >= self.next_start:
             self.next_start = parse_window_id(latest) + WINDOW_LENGTH
-            self.clock = SimulatedClock(datetime.now(UTC), self.next_start, self.clock.speed)
+            epoch = max(epoch, self.next_start)
+        stored = await simclock.current_clock(self.pool)
+        if isinstance(stored, SimulatedClock):
+            epoch = max(epoch, stored.now())
+        self.clock = SimulatedClock(datetime.now(UTC), epoch, self.clock.speed)
         await simclock.publish(self.pool, self.clock, self.sim.namespace)
         try:
             while not self._stop.is_set() and (max_windows is None or len(self.written) < max_windows):
@@ -159,4 +168,5 @@ class LiveSimulation:
                 if on_window is not None:
                     on_window(result)
         finally:
-            await simclock.retire(self.pool)
+            with contextlib.suppress(Exception):  # the database may be gone: its clock then stands at the last beat
+                await simclock.pause(self.pool)

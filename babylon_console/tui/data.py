@@ -32,7 +32,7 @@ import orjson
 # Only what the first frame needs is imported with this module (the panes' event models, the error
 # vocabulary, settings and clocks); the rest of the core is imported where it is used, after paint.
 from ..core import events as events  # the typed event models, for the panes that fold them
-from ..core.clock import Clock, SystemClock
+from ..core.clock import Clock
 from ..core.config import Settings
 from ..core.errors import ConsoleError, ErrorKind, Refused, as_console_error
 from ..core.events import Event, EventKind
@@ -215,8 +215,9 @@ def _step_of(model: TrainedModel) -> int | None:
 class ConsoleData:
     """Reads and actions for the console, through one pool on the console's event loop.
 
-    `clock`: the "now" for readiness; None means the live simulation's clock while one runs (it
-    is published in the database), else the wall clock. Tests pass a fixed clock.
+    `clock`: the "now" for readiness; None means the database's clock (`core.simclock`: a simulated
+    market's in a simulated database, such as the demo's; else the wall clock). Tests pass a fixed
+    clock.
     """
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, read_only: bool = False,
@@ -516,16 +517,6 @@ class BackgroundLoop:
             self._thread.join(timeout)
 
 
-class ProxyClock:
-    """A clock that reads whichever clock `source()` returns at each call (the live market's)."""
-
-    def __init__(self, source: Callable[[], Clock]) -> None:
-        self.source = source
-
-    def now(self) -> datetime:
-        return self.source().now()
-
-
 ENGINE_FIELDS = ("judge", "backend", "iterations", "windows_per_iteration", "min_agents", "min_steps",
                  "settle_seconds", "lookback_hours", "max_per_group", "learning_rate")
 
@@ -572,7 +563,7 @@ class EngineRunner:
             raise
         try:
             config = EngineConfig.from_settings(self.data.settings, **self.overrides)
-            engine = Engine(pool, config, settings=self.data.settings, clock=self._clock or SystemClock())
+            engine = Engine(pool, config, settings=self.data.settings, clock=self._clock)  # None: the database's
             engine.on_state = self._state_changed
             self._engine, self.run_id = engine, engine.run_id
             if self._stop_requested:
@@ -637,10 +628,6 @@ class DemoRunner:
         self.on_warning = on_warning
         self.market: Any = None
 
-    def clock(self) -> Clock:
-        """The market's accelerated clock (the wall clock before the market starts)."""
-        return self.market.clock if self.market is not None else SystemClock()
-
     async def run(self) -> int:
         """Seed if needed, then run the market until cancelled. Returns the windows seeded."""
         return await self.background.run(self._main())
@@ -656,6 +643,7 @@ class DemoRunner:
         from ..core.seeding import LiveSimulation, seed_history
         from ..core.serving import ServedPolicies
         from ..core.sim.simulation import Simulation
+        from ..core.simclock import current_clock
 
         pool = await create_pool(self.data.target(), max_size=3)
         try:
@@ -671,7 +659,8 @@ class DemoRunner:
                     if self.progress is not None:
                         self.progress(done, total)
 
-                report = await seed_history(pool, sim, total, SystemClock().now(), progress=progress)
+                now = (await current_clock(pool)).now()
+                report = await seed_history(pool, sim, total, now, progress=progress)
                 seeded = report.windows_written
             served = ServedPolicies(pool, self.data.settings.data_dir, self.demo.policy_agents,
                                     on_warning=self.on_warning, settings=self.data.settings)

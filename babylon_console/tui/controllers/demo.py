@@ -1,6 +1,7 @@
 """The demo's bring-up: seed a history if the database has none, run the simulated market, then
-start a continuous offline engine on the market's clock. Progress reaches the status bar and the
-Windows pane through messages posted from the market's thread."""
+start a continuous offline engine, which reads the market's clock from the database as every other
+process does. Progress reaches the status bar and the Windows pane through messages posted from the
+market's thread."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 
 from textual.worker import Worker
 
-from ..data import ConsoleData, DemoRunner, DemoSettings, ProxyClock, engine_overrides_for_demo
+from ..data import ConsoleData, DemoRunner, DemoSettings, engine_overrides_for_demo
 from ..messages import DataChanged, ProblemReported, StatusChanged
 from .engine import EngineControl
 from .host import Host
@@ -53,8 +54,7 @@ class DemoMarket:
             status(f"Market: live, a window every {settings.seconds_per_window:g} s")
             host.post_message(DataChanged("windows"))
             if not self.engine.active:
-                self.engine.start(engine_overrides_for_demo(settings.seconds_per_window),
-                                  clock=ProxyClock(demo.clock))
+                self.engine.start(engine_overrides_for_demo(settings.seconds_per_window))
 
         self._market_worker = host.start_worker(market, name="demo market", group="demo")
         host.start_worker(engine_when_ready, name="demo engine", group="demo-engine")

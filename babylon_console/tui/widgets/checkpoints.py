@@ -82,12 +82,14 @@ class CheckpointsPane(Pane):
 
     def on_mount(self) -> None:
         table = self.query_one("#checkpoints-table", DataTable)
-        # One clock per table, named: checkpoints are dated by the engine's clock (the market's time:
-        # simulated in the demo), audit rows by the database's wall clock.
+        # Every clock named: checkpoints are registered (and ordered) by the wall clock; the market's
+        # time of the step (simulated databases, e.g. the demo's) has its own column; audit rows by
+        # the database's wall clock.
         for label in ("Model", "Step", "Status", "Share", "Avg reward", "Reward", "Loss", "KL", "Entropy",
                       "Grad norm"):
             table.add_column(label, key=label.lower())
-        table.add_column("Created (market time)", key="created (utc)")
+        table.add_column("Registered (UTC)", key="created (utc)")
+        table.add_column("Market time", key="market time")
         table.add_column("Held-out Δ [95% CI]", key="held-out")
         audit = self.query_one("#checkpoints-audit", DataTable)
         audit.add_column("When (UTC, wall clock)", key="when (utc)")
@@ -155,6 +157,7 @@ class CheckpointsPane(Pane):
                 _metric(r, "train/reward", ".3f"), _metric(r, "loss/train"), _metric(r, "loss/kl_div"),
                 _metric(r, "loss/entropy"), _metric(r, "loss/grad_norm"),
                 m.created_at.strftime("%Y-%m-%d %H:%M") if m.created_at else "–",
+                m.market_time.strftime("%Y-%m-%d %H:%M") if m.market_time else "–",
                 r.evaluation_text,
                 key=m.model_id,
             )

@@ -14,6 +14,11 @@ their OpenAI-compatible endpoints (`core/inference.py`) and the settings' judge 
 answers side by side with the window's ground truth; the per-window difference is of mean answer
 scores (0 to 1), with the same paired CI and win rate. Two checkpoints of different kinds (an
 offline one and a served one) are not comparable and are refused.
+
+Which windows are held out is the database's record (`core/holdout.py`), never a setting. A held-out
+window that either model learned from (the checkpoint, an earlier checkpoint of its model, or the model
+it is compared with: `console_trained_windows`), for example one trained before the hold-out was set,
+is never counted: it is left out, with why, in the result's `left_out`.
 """
 
 from __future__ import annotations

@@ -37,9 +37,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "console": LazyCommand("babylon_console.commands.console:app",
                            "Open the operators' console (what `babylon-console` with no subcommand does)."),
     "demo": LazyCommand("babylon_console.commands.console:app",
-                        "The whole loop offline: embedded PostgreSQL, a live simulated market, the outcome judge "
-                        "and the offline backend, with the engine training continuously. Agents driven by the "
-                        "promoted checkpoint trade in the live market."),
+                        "The whole loop offline, in a database of its own (an embedded PostgreSQL under "
+                        "<data dir>/demo, with its checkpoints): a live simulated market, the outcome judge and the "
+                        "offline backend, with the engine training continuously. Agents driven by the promoted "
+                        "checkpoint trade in the live market."),
     "doctor": LazyCommand("babylon_console.commands.doctor:app",
                           "Check configuration and connectivity. Exits 1 if any check fails. Never prints a secret."),
     "inspect": LazyCommand("babylon_console.commands.inspect:app",

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli_support import CliState, err, fail, load_settings
+from ..cli_support import CliState, err, fail, load_settings, run_command
 from ..core.errors import EXIT_UNAVAILABLE
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
@@ -47,23 +47,32 @@ def demo_command(
     steps: Annotated[int, typer.Option(help="Steps per agent per window.", min=1, max=200)] = 12,
     seconds_per_window: Annotated[float, typer.Option(help="Real seconds per simulated hour.", min=1.0)] = 10.0,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated market.")] = 7,
+    reset: Annotated[bool, typer.Option("--reset", help="Start afresh: drop the demo's database (recreated empty) "
+                                        "and remove its checkpoints; refused while a demo runs.")] = False,
 ) -> None:
-    """The whole loop offline: embedded PostgreSQL, a live simulated market, the outcome judge and the
-    offline backend, with the engine training continuously. Agents driven by the promoted checkpoint
-    trade in the live market."""
+    """The whole loop offline, in a database of its own (an embedded PostgreSQL under <data dir>/demo,
+    with its checkpoints): a live simulated market, the outcome judge and the offline backend, with the
+    engine training continuously. Agents driven by the promoted checkpoint trade in the live market."""
+    from ..core.demo import demo_settings, reset_demo, where
     from ..tui.data import DemoSettings
 
     read_only = read_only or CliState.read_only
     if CliState.attach:
         raise fail("demo runs its own engine: --attach does not apply (use `babylon-console --attach`)",
                    EXIT_UNAVAILABLE)
-    settings = load_settings()
-    if settings.database_url is not None:
-        err.print("demo: uses the embedded database; DATABASE_URL is ignored", soft_wrap=True)
-    settings = settings.model_copy(update={"database_url": None})
+    if reset and read_only:
+        raise fail("demo: --reset changes the demo's database; it cannot be read-only", EXIT_UNAVAILABLE)
+    operator_settings = load_settings()
+    settings = demo_settings(operator_settings)
+    err.print(f"demo: runs in its own {where(settings)}, with its checkpoints; "
+              f"{'DATABASE_URL' if operator_settings.database_url else 'your embedded database'} is not used "
+              f"(the CLI reaches the demo with --data-dir {settings.data_dir})", soft_wrap=True)
+    if reset:
+        err.print(run_command(lambda: reset_demo(settings)).summary, soft_wrap=True)
     demo = DemoSettings(windows=windows, agents=agents, steps=steps, seed=seed,
                         seconds_per_window=seconds_per_window, policy_agents=max(2, agents // 2))
     from ..tui.app import ConsoleApp
     from ..tui.data import ConsoleData
 
-    ConsoleApp(ConsoleData(settings, read_only=read_only), read_only=read_only, demo=demo).run()
+    data = ConsoleData(settings, read_only=read_only, preferences_dir=operator_settings.data_dir)
+    ConsoleApp(data, read_only=read_only, demo=demo).run()

@@ -89,7 +89,7 @@ class ConsoleApp(App[None]):
         self.health = DatabaseHealth(self, data, self._main_or_none, self._after_connect, self._after_ping)
         self.demo = DemoMarket(self, data, demo, self.engine_control) if demo is not None else None
         # preferences: themes, keymap, the remembered theme (problems are shown once the screen is up)
-        loaded = load_preferences(data.settings.data_dir, themes_dirs)
+        loaded = load_preferences(data.preferences_dir, themes_dirs)
         for theme in loaded.themes:
             self.register_theme(theme)
         if loaded.preferences.theme in self.available_themes:
@@ -199,7 +199,7 @@ class ConsoleApp(App[None]):
         """Hook: the first frame is on screen (benchmarks override it)."""
 
     def _theme_changed(self, theme: Any) -> None:
-        for problem in remember_theme(self.data.settings.data_dir, theme.name):
+        for problem in remember_theme(self.data.preferences_dir, theme.name):
             self.report_problem("preferences", str(problem), level="warning")
         main = self._main_or_none()
         if main is None or not main.is_mounted:

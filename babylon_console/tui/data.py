@@ -25,6 +25,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -217,13 +218,16 @@ class ConsoleData:
 
     `clock`: the "now" for readiness; None means the database's clock (`core.simclock`: a simulated
     market's in a simulated database, such as the demo's; else the wall clock). Tests pass a fixed
-    clock.
+    clock. `preferences_dir`: where the theme and keymap live (the demo keeps the operator's, though
+    its data dir is its own).
     """
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, read_only: bool = False,
-                 operator: str | None = None, pool_size: int = 4, label: str | None = None) -> None:
+                 operator: str | None = None, pool_size: int = 4, label: str | None = None,
+                 preferences_dir: Path | None = None) -> None:
         self.settings = settings
         self.label = label
+        self.preferences_dir = preferences_dir or settings.data_dir
         self.clock = clock
         self.read_only = read_only
         self._operator = operator
@@ -264,12 +268,33 @@ class ConsoleData:
         return self._target or resolve_target(self.settings)
 
     @property
+    def is_demo(self) -> bool:
+        """The demo's own database (`core.demo`), not the operator's."""
+        from ..core.demo import is_demo
+
+        return is_demo(self.settings)
+
+    @property
+    def database_label(self) -> str:
+        """The database's name and kind, for the header: `babylon (embedded)`, `babylon (demo, embedded
+        in ~/.local/share/babylon-console/demo)`, `game on db.example:5432`."""
+        if self.label:
+            return self.label
+        if self.settings.database_url is None:
+            if self.is_demo:
+                from ..core.demo import where
+
+                return f"{self.settings.embedded_database} (demo, {where(self.settings).split(' in ', 1)[1]})"
+            return f"{self.settings.embedded_database} (embedded)"
+        return self.target_label
+
+    @property
     def target_label(self) -> str:
         """Where the console is connected, without secrets (a socket path is shortened)."""
         if self.label:
             return self.label
         if self.settings.database_url is None:
-            return "embedded PostgreSQL"
+            return "the demo's own embedded PostgreSQL" if self.is_demo else "embedded PostgreSQL"
         from ..core.config import describe_dsn
 
         host, database = describe_dsn(self.settings.database_url.get_secret_value())

@@ -1,7 +1,7 @@
-"""The demo's bring-up: seed a history if the database has none, run the simulated market, then
-start a continuous offline engine, which reads the market's clock from the database as every other
-process does. Progress reaches the status bar and the Windows pane through messages posted from the
-market's thread."""
+"""The demo's bring-up, in the demo's own database (`core.demo`): seed a history if it has none, run
+the simulated market, then start a continuous offline engine, which reads the market's clock from
+that database as every other process does. Progress reaches the status bar and the Windows pane
+through messages posted from the market's thread."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ class DemoMarket:
                           on_window=on_window, on_warning=on_warning)
         self.runner = demo
         status("Market: starting…")
+        host.notify(f"The demo runs in a database of its own: {self.data.database_label}. Your database is not "
+                    "touched.", title="Demo", timeout=8)
 
         async def market() -> None:
             await demo.run()

@@ -129,6 +129,12 @@ async def latest_per_model(pool: asyncpg.Pool | asyncpg.Connection) -> list[RunR
     return sorted((_row(r) for r in rows), key=lambda r: r.started_at or datetime.min, reverse=True)
 
 
+async def latest_of_model(pool: asyncpg.Pool | asyncpg.Connection, model_name: str) -> RunRow | None:
+    """The newest run of this model (any backend, any process): the one a console follows."""
+    row = await pool.fetchrow(f"{_SELECT} WHERE model_name = $1 ORDER BY started_at DESC LIMIT 1", model_name)
+    return _row(row) if row is not None else None
+
+
 async def holder(pool: asyncpg.Pool | asyncpg.Connection, model_name: str, backend: str) -> RunRow | None:
     """The newest run of this model that says it is active (who holds the model, for messages)."""
     row = await pool.fetchrow(f"{_SELECT} WHERE model_name = $1 AND backend = $2 AND state = ANY($3::text[]) "

@@ -285,8 +285,8 @@ class ConsoleApp(App[None]):
             self.health.tick()
 
     async def _after_ping(self) -> None:
-        if self.engine_control.runner is None:  # an engine elsewhere: is it still beating?
-            await self.engine_control.poll_run()
+        # the model's newest run, wherever it runs: is it still beating, has a newer one started elsewhere?
+        await self.engine_control.poll_run()
 
     def _after_connect(self) -> None:
         if self.follow_events_enabled:

@@ -483,10 +483,10 @@ class ConsoleData:
         return await core_control.wait_ack(self.pool, command_id, timeout_s)
 
     async def latest_run(self) -> RunRow | None:
+        """The newest run of this console's model, wherever it runs (`core.runs.latest_of_model`)."""
         from ..core import runs as core_runs
 
-        rows = await core_runs.latest(self.pool)
-        return rows[0] if rows else None
+        return await core_runs.latest_of_model(self.pool, self.settings.model_name)
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:
@@ -560,6 +560,7 @@ class EngineRunner:
         self.state = "starting"
         self.run_id: str | None = None
         self.error: str | None = None
+        self.locked = False  # refused: another engine (another process) already trains this model
         self._engine: Any = None
         self._stop_requested = False
         self._pause_requested = False
@@ -598,8 +599,11 @@ class EngineRunner:
             self.error = summary.error
             return summary
         except BaseException as exc:
+            from ..core.engine import EngineLocked
+
             self.state = "failed" if not isinstance(exc, asyncio.CancelledError) else "stopped"
             self.error = str(exc) or type(exc).__name__
+            self.locked = isinstance(exc, EngineLocked)
             raise
         finally:
             await _close_pool(pool)

@@ -45,10 +45,32 @@ class EngineControl:
 
     def view(self) -> EngineView:
         r = self.runner
-        if r is not None:
+        if r is not None and self.follows_runner():
             return EngineView(here=True, state=r.state, run_id=getattr(r, "run_id", None),
                               stage=getattr(r, "stage", None), error=getattr(r, "error", None), attach=self.attach)
         return EngineView(run=self.remote_run, attach=self.attach)
+
+    def follows_runner(self) -> bool:
+        """Whether the console shows its own engine: while it runs, or while it is still the model's
+        newest run. Otherwise the newest run of the model elsewhere (a console whose engine stopped
+        never shows that run over another that trains), and never an engine refused by the lock."""
+        r = self.runner
+        if r is None or getattr(r, "locked", False):
+            return False
+        if r.active:
+            return True
+        run = self.remote_run
+        return run is None or run.run_id == getattr(r, "run_id", None)
+
+    def context(self) -> tuple[str, str]:
+        """The model this console is about and its backend (the followed run's, else the configured one)."""
+        s = self.data.settings
+        run = self.remote_run
+        if self.runner is not None and self.follows_runner():
+            return s.model_name, str(self.runner.overrides.get("backend") or s.backend)
+        if run is not None:
+            return run.model_name, run.backend
+        return s.model_name, str(self.overrides.get("backend") or s.backend)
 
     def changed(self) -> None:
         """Publish the engine's state to the screen and refresh which keys are enabled."""
@@ -88,17 +110,17 @@ class EngineControl:
 
     def status_text(self, events_state: str | None, events_step: int | None) -> str:
         """The status bar's engine part; `events_*`: what the event feed last said."""
-        if self.runner is not None:
+        if self.runner is not None and self.follows_runner():
             text = f"Engine: {self.runner.state}"
             return text + (f" · step {events_step}" if events_step is not None else "")
         run = self.remote_run
+        where = " (attached)" if self.attach else " (another process)"
         if run is not None and run.liveness in ("stale", "dead"):
-            return (f"Engine: {run.liveness} · last heartbeat {run.heartbeat_age_s or 0:.0f} s ago"
-                    + (" (attached)" if self.attach else " (another process)"))
+            return f"Engine: {run.liveness} · last heartbeat {run.heartbeat_age_s or 0:.0f} s ago{where}"
+        if run is not None and run.active:  # the run's own row, never events of another run
+            return f"Engine: {run.state} · step {run.step}{where}"
         if self.attach:
             return f"Engine: {events_state or 'waiting for events'} (attached)"
-        if events_state in ("running", "paused"):
-            return f"Engine: {events_state} (another process)"
         return "Engine: idle (E starts it)" if not self.host.read_only else "Engine: watching"
 
     # -- the one refusal rule ------------------------------------------------------------------
@@ -152,8 +174,12 @@ class EngineControl:
         async def work() -> None:
             try:
                 summary = await runner.run()
-            except Refused as exc:  # another engine holds this model
-                host.refuse("Engine not started", str(exc))
+            except Refused as exc:
+                if runner.locked:  # another engine already trains this model: follow it instead
+                    await self.poll_run()
+                    self._following(exc)
+                else:
+                    host.refuse("Engine not started", str(exc))
                 return
             finally:
                 self.changed()
@@ -165,8 +191,14 @@ class EngineControl:
         self.changed()
         return runner
 
+    def _following(self, refusal: BaseException) -> None:
+        run = self.remote_run
+        where = f"run {run.run_id} (pid {run.pid} on {run.host})" if run is not None and run.active else str(refusal)
+        self.host.notify(f"An engine already trains {self.data.settings.model_name}: {where}. This console follows "
+                         "it instead of starting another.", title="Engine", timeout=8)
+
     def _toggle_pause(self) -> None:
-        runner = self.runner
+        runner = self.runner if self.follows_runner() else None
         if runner is None:
             run = self.remote_run
             self._command_remote("resume" if run is not None and run.state == "paused" else "pause")
@@ -180,7 +212,7 @@ class EngineControl:
         self.host.set_timer(0.3, self.changed)
 
     def _confirm_stop(self) -> None:
-        runner = self.runner
+        runner = self.runner if self.follows_runner() else None
 
         def stop(ok: bool | None) -> None:
             if not ok:

@@ -32,6 +32,7 @@ from ..data import events as ev
 from ..state import EngineView, Readiness
 from ..widgets.bars import Banner, PaneBar, StatusBar
 from ..widgets.checkpoints import CheckpointsPane
+from ..widgets.context import ContextBar
 from ..widgets.errors import ErrorsPane
 from ..widgets.inspector import InspectorPane
 from ..widgets.keybar import KeyBar
@@ -79,6 +80,7 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         data, shared = self.data, (MainScreen.read_only,)
         yield PaneBar(self.mode, id="pane-bar")
+        yield ContextBar(id="context-bar")
         yield Banner(id="banner")
         with ContentSwitcher(initial="windows", id="panes"):
             yield WindowsPane(data, id="windows").data_bind(
@@ -102,6 +104,7 @@ class MainScreen(Screen[None]):
         for problem in self._early_problems:
             self.pane(ErrorsPane).add(*problem)
         self._early_problems.clear()
+        self.show_context()
         self.post_message(msg.ScreenReady())
 
     # -- panes ---------------------------------------------------------------------------------
@@ -282,6 +285,16 @@ class MainScreen(Screen[None]):
 
     def watch_engine(self) -> None:
         self.update_status()
+        self.show_context()
+
+    def show_context(self) -> None:
+        """The header: the model the panes are about, its backend, the database."""
+        try:
+            bar = self.query_one(ContextBar)
+        except NoMatches:  # not composed yet, or torn down
+            return
+        model, backend = self.engine_control.context()
+        bar.show(model, backend, self.data.database_label)
 
     # -- actions (scope "main") ----------------------------------------------------------------
 

@@ -268,20 +268,19 @@ class TrainingPane(Pane):
     def _draw_status(self) -> None:
         s, view = self.state, self.engine
         here, latest = view.here, view.run
-        engine_state = view.state if here else (s.state or (latest.state if latest else None))
+        # The run followed is the view's (this console's engine, else the model's newest run anywhere);
+        # folded numbers count only when the events folded are that run's: never a stale run id.
+        run_id = view.run_id if here else (latest.run_id if latest else None)
+        engine_state = view.state if here else (latest.state if latest else None)
         if not here and latest is not None and latest.liveness == "dead" and engine_state in (
                 "running", "paused", "starting", "stopping"):
             engine_state = "dead"  # it said running, then stopped beating
-        where = "this console" if here else (
-            "attached" if view.attach else ("another process" if latest and latest.active else ""))
+        ours = run_id is not None and s.run_id == run_id
         line1 = Text.assemble(("Engine ", "bold"), (engine_state or "idle", "bold"))
-        if where and engine_state:
-            line1.append(f" ({where})")
-        run_id = (view.run_id if here else None) or s.run_id or (latest.run_id if latest else None)
         if run_id:
-            line1.append(f" · {run_id}")
-        iteration = s.iteration or (latest.iteration if latest else 0)
-        step = s.step if s.step is not None else (latest.step if latest else None)
+            line1.append(f" · run {run_id} " + (follow_label(latest, view.attach) if not here else "in this console"))
+        iteration = s.iteration if ours else (latest.iteration if latest and not here else 0)
+        step = s.step if ours else (latest.step if latest and not here else None)
         line1.append(f" · iteration {iteration} · step {step if step is not None else '–'}")
         run = latest if not here else None
         if here and engine_state in ("running", "paused") and view.stage:
@@ -291,9 +290,10 @@ class TrainingPane(Pane):
         if run is not None and run.liveness in ("stale", "dead"):
             line1.append(f" · {run.liveness.upper()}: last heartbeat {_secs(run.heartbeat_age_s or 0.0)} ago",
                          style=theme_color(self.app, "error" if run.liveness == "dead" else "warning"))
-        line1.append(f" · windows trained {s.windows_trained}, failed {s.windows_failed}")
-        if s.last_checkpoint:
-            line1.append(f" · last checkpoint {s.last_checkpoint}")
+        if ours:
+            line1.append(f" · windows trained {s.windows_trained}, failed {s.windows_failed}")
+            if s.last_checkpoint:
+                line1.append(f" · last checkpoint {s.last_checkpoint}")
         now = None
         if self.wall_clock and s.last_event_at is not None:
             now = datetime.now(UTC) if s.last_event_at.tzinfo else datetime.now()
@@ -378,6 +378,12 @@ class TrainingPane(Pane):
     def action_clear_charts(self) -> None:
         self.state.clear_charts()
         self.redraw()
+
+
+def follow_label(run: Any, attach: bool) -> str:
+    """Where a run of the model runs, said after its id: `· engine pid 4242 on host trainer-2`."""
+    kind = "headless engine" if attach else "engine"
+    return f"· {kind} pid {run.pid} on host {run.host}" if run is not None and run.pid else "(another process)"
 
 
 def _secs(value: float) -> str:

@@ -1,0 +1,115 @@
+"""Which engine, which model: the header names the model, backend and database; the Training pane
+follows the model's newest run wherever it runs (never a stale run id of this console's stopped
+engine), switches when a newer run starts elsewhere, and a console whose engine is refused by the
+model's lock follows the engine that holds it instead of reporting a failure."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from babylon_console.core.config import Settings, describe_dsn
+from babylon_console.core.engine import Engine, EngineConfig, EngineState
+from babylon_console.tui.data import ConsoleData
+from babylon_console.tui.widgets.context import ContextBar
+
+from .conftest import SIZE, FixedClock, plain, wait_for
+
+
+class StoppedRunner:
+    """This console's engine, stopped long ago (what the console remembers of it)."""
+
+    state = "stopped"
+    run_id = "run-old-here"
+    stage = None
+    error = None
+    locked = False
+    active = False
+    overrides: dict[str, Any] = {}  # noqa: RUF012
+
+    def stop(self) -> None:
+        pass
+
+
+def _engine(pool: asyncpg.Pool, settings: Settings) -> Engine:
+    return Engine(pool, EngineConfig(iterations=None, poll_seconds=0.2, heartbeat_s=0.3), settings=settings,
+                  clock=FixedClock())
+
+
+async def _started(engine: Engine) -> asyncio.Task[Any]:
+    task = asyncio.create_task(engine.run())
+    await wait_for(lambda: engine.state is EngineState.RUNNING, what="the engine running")
+    return task
+
+
+def _status(app: Any) -> str:
+    return plain(app.main.query_one("#training-status"), width=240)
+
+
+async def test_the_header_names_model_backend_and_database(make_app, settings: Settings) -> None:
+    app = make_app(data=ConsoleData(settings, clock=FixedClock(), operator="tester"))
+    _, database = describe_dsn(settings.database_url.get_secret_value())
+    async with app.run_test(size=SIZE):
+        bar = app.main.query_one(ContextBar)
+        text = await wait_for(lambda: bar.text if bar.context[0] else None, what="the header")
+        assert text.startswith("model babylon-agent · backend offline · db ") and database in text, text
+        assert database in plain(bar)  # drawn, not only stored
+
+
+async def test_the_console_follows_the_newest_run_of_its_model_elsewhere(make_app, pool, settings) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.db_ready)
+        app.engine = StoppedRunner()  # type: ignore[assignment]
+        await pilot.press("3")
+        first = _engine(pool, settings)
+        run = await _started(first)
+        try:
+            status = await wait_for(lambda: first.run_id in (t := _status(app)) and t, what="the run elsewhere")
+            assert "run-old-here" not in status and "in this console" not in status
+            assert f"engine pid {first_pid()} on host" in status
+            engine_part = str(app.main.status.parts.get("engine", ""))
+            assert "running" in engine_part and "another process" in engine_part and "stopped" not in engine_part
+        finally:
+            first.stop()
+            await asyncio.wait_for(run, 20)
+        # a newer run of the model starts elsewhere: the pane switches to it
+        second = _engine(pool, settings)
+        run = await _started(second)
+        try:
+            status = await wait_for(lambda: second.run_id in (t := _status(app)) and t, what="the newer run")
+            assert first.run_id not in status and "run-old-here" not in status
+        finally:
+            second.stop()
+            await asyncio.wait_for(run, 20)
+
+
+def first_pid() -> int:
+    import os
+
+    return os.getpid()  # the engines of these tests run in the test's process
+
+
+async def test_a_console_refused_by_the_lock_follows_the_engine_that_holds_it(make_app, pool, settings) -> None:
+    """What the demo does beside a running engine: start one, find the model locked, follow the other."""
+    other = _engine(pool, settings)
+    run = await _started(other)
+    app = make_app()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.db_ready)
+            await pilot.press("3")
+            app.engine_control.start({"backend": "offline", "judge": "outcome", "iterations": None})
+            toast = await wait_for(lambda: next((t for t in app.toasts if "already trains" in t), None),
+                                   limit_s=30, what="the following toast")
+            assert f"run {other.run_id}" in toast and "follows it" in toast
+            assert not any(t.startswith("Engine not started") or "failed" in t for t in app.toasts), app.toasts
+            status = await wait_for(lambda: other.run_id in (t := _status(app)) and t, what="following it")
+            assert status.startswith("Engine running") and "in this console" not in status
+            assert "failed" not in status
+            assert app.main.engine.run is not None and app.main.engine.run.run_id == other.run_id
+    finally:
+        other.stop()
+        await asyncio.wait_for(run, 20)

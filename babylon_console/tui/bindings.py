@@ -8,6 +8,10 @@ command palette, and the ids are what a keymap file overrides (`<data dir>/keyma
 
 `writes=True` marks actions that change something (engine control, promote, rollback): a
 `--read-only` console refuses them with a toast that says why.
+
+A pane's keys (scope = the pane's name) act only while that pane is shown: they are bound on the
+pane itself, which disables them while hidden (`Pane.check_action`); the key bar, the help screen
+and the palette group and offer them by the same scope.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class KeySpec:
     key: str
     action: str
     description: str
-    scope: str  # app, main, windows, outcomes, training, checkpoints, inspector, errors, dialog, help
+    scope: str  # app, main, table, windows, outcomes, training, checkpoints, inspector, errors, dialog
     show: bool = True  # in the footer
     palette: bool = True  # offered in the command palette (when valid)
     writes: bool = False
@@ -44,18 +48,6 @@ class KeySpec:
                        priority=self.priority, id=self.id)
 
 
-SCOPE_TITLES = {
-    "app": "Everywhere",
-    "main": "Panes and engine",
-    "windows": "Windows pane",
-    "outcomes": "Market outcomes pane",
-    "training": "Training pane",
-    "checkpoints": "Checkpoints pane",
-    "inspector": "Trajectory inspector",
-    "errors": "Errors pane",
-    "dialog": "Dialogs",
-}
-
 PANES: tuple[tuple[str, str], ...] = (
     ("windows", "Windows"),
     ("outcomes", "Outcomes"),
@@ -64,6 +56,21 @@ PANES: tuple[tuple[str, str], ...] = (
     ("inspector", "Inspector"),
     ("errors", "Errors"),
 )
+PANE_SCOPES: tuple[str, ...] = tuple(name for name, _ in PANES)
+PANE_TITLES: dict[str, str] = dict(PANES)
+
+SCOPE_TITLES = {
+    "app": "Everywhere",
+    "main": "Panes and engine",
+    "table": "Tables and lists",
+    "windows": "Windows pane (1)",
+    "outcomes": "Outcomes pane (2)",
+    "training": "Training pane (3)",
+    "checkpoints": "Checkpoints pane (4)",
+    "inspector": "Inspector pane (5)",
+    "errors": "Errors pane (6)",
+    "dialog": "Dialogs",
+}
 
 KEYS: tuple[KeySpec, ...] = (
     # Everywhere
@@ -88,6 +95,15 @@ KEYS: tuple[KeySpec, ...] = (
             help="Pause the running engine between stages, or resume it."),
     KeySpec("engine.stop", "X", "stop_engine", "Stop engine", "main", writes=True, key_display="X",
             help="Stop the engine after its current stage (asks first)."),
+    # Tables and lists: the cursor of the focused table (or the inspector's agent list)
+    KeySpec("table.down", "j", "cursor('down')", "Down", "table", show=False, palette=False,
+            help="Move the cursor down (also the arrow key)."),
+    KeySpec("table.up", "k", "cursor('up')", "Up", "table", show=False, palette=False,
+            help="Move the cursor up (also the arrow key)."),
+    KeySpec("table.top", "g,home", "cursor('top')", "First row", "table", show=False, palette=False, priority=True,
+            key_display="g/home", help="Move the cursor to the first row."),
+    KeySpec("table.bottom", "G,end", "cursor('bottom')", "Last row", "table", show=False, palette=False,
+            priority=True, key_display="G/end", help="Move the cursor to the last row."),
     # Windows
     KeySpec("windows.filter", "slash", "filter", "Filter", "windows", key_display="/",
             help="Filter windows by id or state; esc clears."),
@@ -107,7 +123,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("outcomes.inspect", "i", "inspect_window", "Inspect", "outcomes",
             help="Open this window's trajectories in the inspector."),
     # Training
-    KeySpec("training.clear", "c", "clear_charts", "Clear charts", "training", show=False,
+    KeySpec("training.clear", "c", "clear_charts", "Clear charts", "training",
             help="Forget the plotted history (the database keeps it)."),
     # Checkpoints
     KeySpec("checkpoints.promote", "P", "promote", "Promote", "checkpoints", writes=True, key_display="P",

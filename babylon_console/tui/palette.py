@@ -1,6 +1,8 @@
-"""The command palette (`ctrl+p`): the key registry's commands that are valid now, plus theme and
-screenshot. A command whose action is refused right now (read-only, nothing selected, no engine)
-is left out, by the same `check_action` that dims its key."""
+"""The command palette (`ctrl+p`): every action of the key registry that can run now, plus theme
+and screenshot. A pane's action is offered from any pane, named with its pane; choosing it shows
+that pane first, then acts there. A command whose action is refused right now (read-only, nothing
+selected on the pane shown, no engine) is left out, by the same rule (`why_refused`, `check_action`)
+that dims its key; a hidden pane's action that its pane then refuses says why there."""
 
 from __future__ import annotations
 
@@ -16,24 +18,37 @@ from . import bindings as keys
 def commands(app: App[Any], main: Any, keymap: dict[str, str]) -> Iterable[SystemCommand]:
     """`main`: the main screen (None before it is mounted: only theme and screenshot)."""
     for spec in keys.KEYS:
-        if not spec.palette or spec.scope == "dialog" or main is None:
+        if not spec.palette or spec.scope in ("dialog", "table") or main is None:
             continue
-        target = _target(app, spec, main)
-        if target is None:
+        run = _runner(app, spec, main)
+        if run is None:
             continue
-        title = f"Show {spec.description} pane" if spec.id.startswith("pane.") else spec.description
-        yield SystemCommand(f"{title} ({keys.display_key(spec, keymap)})", spec.help or title,
-                            partial(app.call_later, app.run_action, spec.action, target))
+        key = keys.display_key(spec, keymap)
+        if spec.id.startswith("pane."):
+            title = f"Show {spec.description} pane ({key})"
+        elif spec.scope in keys.PANE_TITLES:
+            title = f"{spec.description} ({key}) · {keys.PANE_TITLES[spec.scope]} pane"
+        else:
+            title = f"{spec.description} ({key})"
+        yield SystemCommand(title, spec.help or title, run)
     yield SystemCommand("Theme", "Change the theme (remembered)", app.action_change_theme)
     yield SystemCommand("Screenshot", "Save an SVG screenshot of the console", app.action_screenshot)
 
 
-def _target(app: App[Any], spec: keys.KeySpec, main: Any) -> Any:
+def _runner(app: App[Any], spec: keys.KeySpec, main: Any) -> Any:
+    """What choosing `spec` runs, or None when its action cannot run now."""
     if spec.scope == "app":
-        return app if spec.action_name not in ("command_palette",) else None
+        if spec.action_name == "command_palette":
+            return None
+        return partial(app.call_later, app.run_action, spec.action, app)
     if spec.scope == "main":
-        return main if main.check_action(spec.action_name, ()) else None
-    pane = main.active_pane
-    if spec.scope != pane.scope:
+        if not main.check_action(spec.action_name, ()):
+            return None
+        return partial(app.call_later, app.run_action, spec.action, main)
+    pane = main.pane_named(spec.scope)
+    if pane.shown and pane.why_refused(spec.action_name):
         return None
-    return pane if pane.check_action(spec.action_name, ()) else None
+    if spec.writes and pane.read_only:
+        return None  # refused on every pane, for as long as the console runs
+    # a hidden pane's state may be stale (or not loaded yet): its pane says why, once shown
+    return partial(app.call_later, main.run_pane_action, spec.id)

@@ -152,8 +152,8 @@ async def test_palette_offers_commands_valid_now(seeded, make_app) -> None:
         titles = [c.title for c in app.get_system_commands(app.main)]
         assert any(t.startswith("Start engine") for t in titles)
         assert not any(t.startswith("Pause/resume") for t in titles)  # no engine running
-        assert not any(t.startswith("Promote") for t in titles)  # not on the checkpoints pane
         assert any(t.startswith("Filter") for t in titles)  # the windows pane's own commands
+        assert any(t.startswith("Clear charts") and t.endswith("Training pane") for t in titles)  # another's
 
         await pilot.press("ctrl+p")
         assert isinstance(app.screen, CommandPalette)

@@ -146,10 +146,35 @@ class MainScreen(Screen[None]):
         self.pane_bar.set_active(name)
         pane = self.active_pane
         self._stale.discard(name)
+        self._focus_inside(pane)
         self.app.refresh_bindings()
         # Paint the pane as it was first, then refresh it: the key is answered in the next frame.
         self.call_after_refresh(pane.on_show_pane)
         self.call_after_refresh(self.load_pane, pane, True)
+
+    def _focus_inside(self, pane: Pane) -> None:
+        """Keys follow the focus: it moves into the pane shown at once (its first focusable widget;
+        `on_show_pane` may pick another), never staying in a hidden pane, whose widgets would
+        otherwise still answer keys (a table's cursor) and whose bindings the key bar would show."""
+        focused = self.focused
+        if focused is not None and pane in focused.ancestors:
+            return
+        self.set_focus(next((w for w in self.focus_chain if pane in w.ancestors), None))
+
+    def pane_named(self, scope: str) -> Pane:
+        return next(p for p in self.query(Pane) if p.scope == scope)
+
+    async def run_pane_action(self, spec_id: str) -> None:
+        """A pane's action from the palette: show its pane first, then act there (or say why not)."""
+        spec = keys.BY_ID[spec_id]
+        pane = self.pane_named(spec.scope)
+        if self.switcher.current != pane.id:
+            self.show_pane(pane.id or spec.scope)
+        reason = pane.why_refused(spec.action_name)
+        if reason:
+            self.app.notify(reason, title=spec.description, severity="warning", timeout=4)
+            return
+        await self.app.run_action(spec.action, pane)
 
     def mark_stale(self, *names: str) -> None:
         """Data behind these panes changed: each reloads at its next tick while visible, or when

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from textual.containers import Vertical
 from textual.reactive import reactive
+from textual.widgets import DataTable, OptionList
 from textual.worker import Worker, WorkerState
 
 from .. import bindings as keys
@@ -30,8 +31,13 @@ class Pane(Vertical):
     - `refusal(action)` says why an action cannot run now (None: it can). A refused action is
       disabled (dimmed in the footer, left out of the palette); its key then shows the reason.
     - `back()` closes what the pane has open (filter, search); False when there was nothing.
+    - Its keys (its scope in the registry) act only while it is shown: hidden, every action of the
+      pane is disabled and left out of the key bar (`check_action` returns False), so a key never
+      reaches a pane that is not on screen, wherever the focus was left.
+    - `j`/`k`, `g`/`G`, `home`/`end` move the cursor of its focused table or list (scope "table").
     """
 
+    BINDINGS: ClassVar = keys.bindings("table")  # merged into every pane's own bindings
     scope: ClassVar[str] = ""
     title: ClassVar[str] = ""
     poll_seconds: ClassVar[float] = 0.0
@@ -78,8 +84,37 @@ class Pane(Vertical):
     def refusal(self, action: str) -> str | None:
         return None
 
+    @property
+    def shown(self) -> bool:
+        """The pane the screen shows (the others are hidden by its switcher)."""
+        return self.is_mounted and self.display
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.shown:
+            return False  # hidden: its keys do nothing, and the key bar leaves them out
+        if action == "cursor":
+            return self._cursor_target() is not None  # False: the key goes on (home/end in an input)
         return None if self.why_refused(action) else True
+
+    def _cursor_target(self) -> DataTable[Any] | OptionList | None:
+        focused = self.screen.focused
+        if focused is None or self not in focused.ancestors:
+            return None
+        if isinstance(focused, DataTable) and focused.cursor_type == "row" and focused.show_cursor:
+            return focused
+        return focused if isinstance(focused, OptionList) else None
+
+    def action_cursor(self, where: str) -> None:
+        target = self._cursor_target()
+        if isinstance(target, DataTable):
+            moves = {"down": target.action_cursor_down, "up": target.action_cursor_up,
+                     "top": target.action_scroll_top, "bottom": target.action_scroll_bottom}
+        elif isinstance(target, OptionList):
+            moves = {"down": target.action_cursor_down, "up": target.action_cursor_up,
+                     "top": target.action_first, "bottom": target.action_last}
+        else:
+            return
+        moves[where]()
 
     def why_refused(self, action: str) -> str | None:
         spec = keys.spec_for_action(self.scope, action)

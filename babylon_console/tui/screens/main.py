@@ -86,7 +86,7 @@ class MainScreen(Screen[None]):
             yield WindowsPane(data, id="windows").data_bind(
                 *shared, MainScreen.selected_window, MainScreen.readiness)
             yield OutcomesPane(data, id="outcomes").data_bind(
-                *shared, MainScreen.selected_window, MainScreen.known_windows)
+                *shared, MainScreen.selected_window, MainScreen.known_windows, MainScreen.readiness)
             yield TrainingPane(data, self.training_state, id="training").data_bind(*shared, MainScreen.engine)
             yield CheckpointsPane(data, id="checkpoints").data_bind(*shared, MainScreen.readiness)
             yield InspectorPane(data, id="inspector").data_bind(*shared, MainScreen.selected_window)

@@ -12,7 +12,8 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from .. import bindings as keys
-from ..messages import ShowPane, WindowChosen
+from ..messages import ShowPane, WindowChosen, WindowsSeen
+from ..state import Readiness
 from .pane import Pane, theme_color
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class OutcomesPane(Pane):
 
     selected_window: reactive[str | None] = reactive(None, init=False)
     known_windows: reactive[tuple[str, ...]] = reactive((), init=False)
+    readiness: reactive[Readiness | None] = reactive(None, init=False)  # to read the windows again
 
     def __init__(self, source: Any = None, **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
@@ -135,12 +137,30 @@ class OutcomesPane(Pane):
             self._show_news(str(event.row_key.value))
 
     def action_step_window(self, delta: int) -> None:
-        windows = self.known_windows
+        self.run_worker(self._step_window(delta), name="step window", group="step-window", exit_on_error=False)
+
+    async def _step_window(self, delta: int) -> None:
+        """`[`/`]`: the older or newer window. The list of windows is the Windows pane's as last
+        loaded; past its end (or with none yet) it is read again, so new windows (a live market)
+        are reached; at the true end the pane says so."""
+        windows = list(self.known_windows)
         current = self.selected_window
+        if (current not in windows or not 0 <= windows.index(current) + delta < len(windows)) and \
+                self.source is not None and self.readiness is not None:
+            fresh = await self.source.readiness(self.readiness.criteria, self.readiness.lookback_hours)
+            windows = sorted(w.window_id for w in fresh)
+            self.post_message(WindowsSeen(tuple(windows)))
         if not windows:
+            self.notify("No windows in the lookback yet.", timeout=3)
             return
-        index = windows.index(current) if current in windows else len(windows) - 1
-        index = max(0, min(len(windows) - 1, index + delta))
+        if current not in windows:
+            index = len(windows) - 1  # the newest, from nowhere
+        elif 0 <= windows.index(current) + delta < len(windows):
+            index = windows.index(current) + delta
+        else:
+            edge = "newest" if delta > 0 else "oldest in the lookback"
+            self.notify(f"{current} is the {edge} window.", title="Outcomes", timeout=3)
+            return
         self.selected_window = windows[index]
         self.post_message(WindowChosen(windows[index]))
         self.request_load()

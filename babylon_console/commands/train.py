@@ -166,7 +166,7 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
         config = EngineConfig.from_settings(settings, iterations=iterations, **options)
     except ValueError as exc:
         raise fail(f"invalid option: {exc}", EXIT_UNAVAILABLE) from None
-    if not quiet:  # on screen at once: loading the training libraries takes seconds
+    if not (quiet or as_json):  # on screen at once: loading the training libraries takes seconds
         err.print(f"starting: model {config.model_name}, {config.backend} backend, {config.judge} judge "
                   "(Ctrl+C stops)", soft_wrap=True, highlight=False)
     if not CliState.verbose:

@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,13 @@ def write_reversed(backend: OfflineBackend, good_storage: str, good: LinearSoftm
     return inference_name(project, name, step)
 
 
+class _MarketClock:
+    """The benchmark market's time when the rollout starts: its windows are dated from offline_loop.NOW."""
+
+    def now(self) -> datetime:
+        return offline_loop.NOW
+
+
 async def register(pool: asyncpg.Pool, model_id: str, storage: str) -> None:
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
@@ -109,7 +116,7 @@ async def rollout(seed: int, case: str, live_storage: str, candidate_storage: st
     try:
         await register(pool, "initial", live_storage)
         await register(pool, case, candidate_storage)
-        registry = Registry(pool)
+        registry = Registry(pool, clock=_MarketClock())  # the rollout starts at the market's first window
         await registry.promote("initial", share=1.0, operator="benchmark")
         await registry.promote(case, share=SHARE, operator="benchmark")
         sim = Simulation(seed=ROLLOUT_SEED_OFFSET + seed, n_agents=args.agents, steps_per_window=args.steps,

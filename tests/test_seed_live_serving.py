@@ -67,8 +67,16 @@ async def test_seed_live_serves_a_serverless_rollout_through_the_training_api_an
             'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, '
             '"storagePath", "createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
             f"served-step{step}", "OpenPipe/Qwen3-14B-Instruct", f"batch-{step}", "ready", f"{run}:step{step}")
-    await Registry(pool).promote("served-step1", share=1.0, operator="test")
-    await Registry(pool).promote("served-step2", share=0.5, operator="test")
+    from datetime import UTC, datetime
+
+    from babylon_console.core.windows import window_start_of
+
+    from .test_evidence import _At
+
+    # started before the market: its clock starts at this hour, and the rollout counts windows from its start
+    registry = Registry(pool, clock=_At(window_start_of(datetime.now(UTC))))
+    await registry.promote("served-step1", share=1.0, operator="test")
+    await registry.promote("served-step2", share=0.5, operator="test")
 
     def answer(name: str, messages: list[dict]) -> str:
         obs = Observation.from_prompt(messages[-1]["content"])

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "ActionResult": "registry", "RegistryError": "registry", "DatabaseUnavailable": "database",
     "ReadinessCriteria": "windows", "WindowReadiness": "windows", "WindowGroundTruth": "models",
-    "WindowTrajectories": "repository", "RunRow": "runs",
+    "WindowTrajectories": "repository", "RunRow": "runs", "held_out": "windows",
 }
 
 

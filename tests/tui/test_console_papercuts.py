@@ -29,3 +29,45 @@ async def test_right_bracket_reaches_a_window_newer_than_the_list_then_says_it_i
         await pilot.press("right_square_bracket")
         await wait_for(lambda: any("2025-11-24T12:00 is the newest window" in t for t in app.toasts), what="newest")
         assert app.main.selected_window == "2025-11-24T12:00"
+
+
+async def test_the_inspector_numbers_steps_alike_and_says_why_a_trajectory_has_no_judgment(seeded, make_app) -> None:
+    from textual.widgets import OptionList
+
+    from babylon_console.core.holdout import set_holdout
+    from babylon_console.tui.widgets.inspector import InspectorPane
+
+    pool = seeded
+    await set_holdout(pool, 0.05, operator="tester", reason=None)  # holds out 2025-11-24T11:00 alone
+    judged = await pool.fetch('SELECT "trajectoryId" FROM trajectories WHERE "windowId" = $1 ORDER BY "trajectoryId"',
+                              "2025-11-24T10:00")
+    await pool.execute('UPDATE trajectories SET "aiJudgeReward" = 0.5, "aiJudgeReasoning" = $2 '
+                       'WHERE "trajectoryId" = ANY($1::text[])', [r[0] for r in judged[1:]], "steady")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.main.query_one("#windows-table", DataTable).row_count == 6, what="windows")
+        pane = app.main.pane(InspectorPane)
+        title = lambda: plain(app.main.query_one("#inspector-title"))  # noqa: E731
+        body = lambda: plain(app.main.query_one("#inspector-step"))  # noqa: E731
+
+        async def inspect(window: str) -> None:
+            await pilot.press("1")
+            table = app.main.query_one("#windows-table", DataTable)
+            table.move_cursor(row=table.get_row_index(window))
+            await pilot.press("i")
+            await wait_for(lambda: pane.data is not None and pane.data.window_id == window, what=window)
+
+        await inspect("2025-11-24T11:00")
+        assert "step 1/4" in title() and "Step 1/4 ·" in body()
+        await pilot.press("n", "n")
+        assert "step 3/4" in title() and "Step 3/4 ·" in body()
+        assert "Judge none: the window is held out for evaluation (hold-out 5%)" in body()
+
+        await inspect("2025-11-24T10:00")
+        unjudged = next(i for i, t in enumerate(pane.data.trajectories) if t.ai_judge_reward is None)
+        pane.query_one(OptionList).highlighted = unjudged
+        await wait_for(lambda: pane.agent_index == unjudged, what="the unjudged agent")
+        assert "Judge none: not in the judged group (the engine judged 5 of the window's 6 trajectories" in body()
+
+        await inspect("2025-11-24T09:00")
+        assert "Judge none: not judged yet" in body()

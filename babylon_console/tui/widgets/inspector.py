@@ -73,6 +73,7 @@ class InspectorPane(Pane):
         self.query_text = ""
         self.matches: list[int] = []
         self._search_cache: dict[str, list[str]] = {}
+        self.holdout_share = 0.0  # the database's hold-out, as read with the trajectories
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static("Select a window in the Windows pane (1), then press i.", id="inspector-title",
@@ -96,6 +97,7 @@ class InspectorPane(Pane):
         window = self.selected_window
         if window is None or self.source is None:
             return None
+        self.holdout_share = await self.source.read_holdout()  # why a trajectory has no judgment
         return await self.source.window_trajectories(window)
 
     def is_stale_after(self, events: list[Event]) -> bool:
@@ -161,6 +163,23 @@ class InspectorPane(Pane):
         body.update(self._step_view(t))
         self.query_one("#inspector-scroll", VerticalScroll).scroll_home(animate=False)
 
+    def unjudged_reason(self) -> str:
+        """Why the current trajectory has no judge score: its window is held out, the engine judged
+        other trajectories of the window (a group is a sample), or the window was not judged yet."""
+        from ..data import held_out  # the core's hold-out rule, through the data layer
+
+        data = self.data
+        if data is None:
+            return "not judged yet"
+        if held_out(data.window_id, self.holdout_share):
+            return (f"the window is held out for evaluation (hold-out {self.holdout_share:.0%}): "
+                    "it is never judged nor trained")
+        judged = sum(1 for other in data.trajectories if other.ai_judge_reward is not None)
+        if judged:
+            return (f"not in the judged group (the engine judged {judged} of the window's {len(data.trajectories)} "
+                    "trajectories: a group is a sample of at most its size)")
+        return "not judged yet (the engine has not trained on this window)"
+
     def _section(self, name: str) -> Rule:
         return Rule(Text(name, style="bold"), align="left", style=theme_color(self.app, "panel", "grey37"))
 
@@ -178,7 +197,7 @@ class InspectorPane(Pane):
             judge.append(f"{t.ai_judge_reward:.3f}", style=f"bold {score_color}")
             judge.append(f"  {t.ai_judge_reasoning or ''}")
         else:
-            judge.append("not judged yet", style="dim")
+            judge.append(f"none: {self.unjudged_reason()}", style="dim")
         parts.append(Text.assemble((t.trajectory_id, "bold"), f"  agent {t.agent_id} · total reward "
                                    f"{t.total_reward:.3f} · final P&L "
                                    f"{'–' if t.final_pnl is None else f'{t.final_pnl:+.2f}'} · "
@@ -188,7 +207,8 @@ class InspectorPane(Pane):
             parts.append(Text("This trajectory has no steps.", style="dim"))
             return Group(*parts)
         step = t.steps[self.step_index]
-        parts.append(self._section(f" Step {step.step_number} · reward {step.reward:+.4f} "))
+        # numbered as in the header (1..n), whatever the recorder's own numbering
+        parts.append(self._section(f" Step {self.step_index + 1}/{len(t.steps)} · reward {step.reward:+.4f} "))
         env = step.environment_state
         if env is not None:
             values = env.model_dump(by_alias=True, exclude_none=True)

@@ -102,6 +102,10 @@ async def test_a_re_promoted_candidate_starts_collecting_at_zero(pool: asyncpg.P
     assert readout.reasons == [f"0 of 3 paired windows since rollout {again.rollout_id} started"]
     shown = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "ab", "--json")
     assert orjson.loads(shown.stdout)["rollout_id"] == again.rollout_id
+    listed = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "list", "--json")
+    assert orjson.loads(listed.stdout)["rollout"]["id"] == again.rollout_id
+    listed = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "list")
+    assert f"candidate {CAND[0]} at 50% (rollout {again.rollout_id})" in listed.output
     text = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "ab")
     assert f"A/B rollout {again.rollout_id}:" in text.output and "verdict: collecting" in text.output
     assert "counting windows from" in text.output and "rollback" not in text.output.split("verdict")[1]

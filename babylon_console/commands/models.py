@@ -73,8 +73,9 @@ def list_command(
     out.print(table)
     if narrow:
         out.print("[dim](storage paths hidden at this width: widen the terminal or use --json)[/]")
-    out.print(f"Live: {live_id or 'none'}" + (f"; candidate {rollout.candidate_model_id} at "
-                                              f"{rollout.candidate_share:.0%}" if rollout else ""))
+    candidate = (f"; candidate {rollout.candidate_model_id} at {rollout.candidate_share:.0%} (rollout {rollout.id})"
+                 if rollout else "")
+    out.print(f"Live: {live_id or 'none'}{candidate}", markup=False)
     if trail:
         out.print("Audit trail (newest first):")
         for a in trail:

@@ -53,7 +53,8 @@ def list_command(
     narrow = out.width < 110  # the storage path gives way first; the id is never cut
     # two clocks, each named: when a checkpoint was registered (wall clock, the order of the list) and,
     # in a simulated database, the market's time of its step
-    market = ["market time"] if any(m.market_time for m in models) else []
+    has_market = any(m.market_time for m in models)
+    market = ["market time"] if has_market and not narrow else []  # gives way with the storage path
     columns = ["model id", "status", "avg reward", "loss", *([] if narrow else ["storage path"]), "registered (UTC)",
                *market]
     for col in columns:
@@ -72,7 +73,8 @@ def list_command(
         table.add_row(*cells)
     out.print(table)
     if narrow:
-        out.print("[dim](storage paths hidden at this width: widen the terminal or use --json)[/]")
+        hidden = "storage paths and market times" if has_market else "storage paths"
+        out.print(f"[dim]({hidden} hidden at this width: widen the terminal or use --json)[/]")
     candidate = (f"; candidate {rollout.candidate_model_id} at {rollout.candidate_share:.0%} (rollout {rollout.id})"
                  if rollout else "")
     out.print(f"Live: {live_id or 'none'}{candidate}", markup=False)

@@ -55,6 +55,7 @@ class DemoInUse(Refused, RuntimeError):
 class DemoReset:
     database: str
     data_dir: Path
+    dropped: bool = False  # False: the demo had no database yet
     trajectories: int = 0  # rows the dropped database held
     checkpoints: int = 0
     removed: list[str] = field(default_factory=list)  # entries removed from the demo's data dir
@@ -62,9 +63,10 @@ class DemoReset:
     @property
     def summary(self) -> str:
         removed = ", ".join(self.removed) if self.removed else "no files"
-        return (f"demo reset: dropped database {self.database} ({self.trajectories:,} trajectories, "
-                f"{self.checkpoints} checkpoint(s)) and recreated it empty; removed {removed} "
-                f"from {_short(self.data_dir)}")
+        dropped = (f"dropped database {self.database} ({self.trajectories:,} trajectories, {self.checkpoints} "
+                   "checkpoint(s)) and recreated it empty" if self.dropped
+                   else f"created database {self.database} (there was none)")
+        return f"demo reset: {dropped}; removed {removed} from {_short(self.data_dir)}"
 
 
 async def _counts(dsn: str) -> tuple[int, int]:
@@ -103,6 +105,7 @@ async def reset_demo(demo: Settings) -> DemoReset:
             report.trajectories, report.checkpoints = await _counts(target.dsn)
             try:
                 await admin.execute(f'DROP DATABASE "{database}"')  # never WITH (FORCE): a running demo is refused
+                report.dropped = True
             except asyncpg.ObjectInUseError:
                 raise in_use from None
     finally:

@@ -233,3 +233,17 @@ async def test_the_audit_trail_in_text_says_the_reason_and_the_evidence(pool: as
     promoted = next(i for i, line in enumerate(lines) if "promote " in line and "-> m-cand" in line)
     assert lines[promoted + 1].strip() == "reason: second look after the fix"
     assert lines[promoted + 2].strip().startswith("evidence: no evidence")
+
+
+async def test_a_rollout_running_before_the_migration_gets_a_record(pool: asyncpg.Pool) -> None:
+    from importlib import resources
+
+    await _ab_models(pool, hours_ago=1)
+    await pool.execute("UPDATE console_rollout SET rollout_id = NULL")  # as a rollout started before 0014
+    sql = (resources.files("babylon_console.core") / "migrations" / "0014_rollouts.sql").read_text()
+    await pool.execute(sql)
+    await pool.execute(sql)  # idempotent: one record, not two
+    rollout = await Registry(pool).rollout()
+    assert rollout is not None and rollout.id is not None and rollout.candidate_model_id == CAND[0]
+    assert rollout.live_model_id == LIVE[0] and rollout.started_market_at is not None
+    assert await pool.fetchval("SELECT count(*) FROM console_rollouts") == 2  # the registry's, and the backfill

@@ -3,14 +3,29 @@ the inspector's step numbers and why a trajectory has no judgment."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
+from typing import Any
 
+from rich.console import Console
 from textual.widgets import DataTable
 
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
 
-from .conftest import FIXED_NOW, SIZE, plain, wait_for
+from .conftest import FIXED_NOW, SIZE, insert_model, plain, wait_for
+
+SMALL = (80, 24)
+
+
+def screen_text(app: Any) -> str:
+    """The screen as a person reads it (what an SVG snapshot shows, as text)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+                      legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens,
+                                                       simplify=True))
+    return console.export_text()
 
 
 async def test_right_bracket_reaches_a_window_newer_than_the_list_then_says_it_is_the_newest(seeded, make_app) -> None:
@@ -71,3 +86,41 @@ async def test_the_inspector_numbers_steps_alike_and_says_why_a_trajectory_has_n
 
         await inspect("2025-11-24T09:00")
         assert "Judge none: not judged yet" in body()
+
+
+async def test_at_80x24_the_checkpoints_pane_keeps_five_rows_and_names_the_columns_it_hides(seeded, make_app) -> None:
+    from babylon_console.tui.widgets.checkpoints import CheckpointsPane
+
+    for step in range(1, 9):
+        await insert_model(seeded, step)
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(lambda: app.db_ready, what="connection")
+        await app.data.promote("babylon-agent-step0001", 1.0)
+        await app.data.promote("babylon-agent-step0002", 0.25)  # an A/B readout above the table
+        await pilot.press("4")
+        pane = app.main.pane(CheckpointsPane)
+        await wait_for(lambda: pane.view is not None and pane.view.ab is not None, what="A/B readout")
+        await pilot.pause()
+        table = pane.query_one("#checkpoints-table", DataTable)
+        assert table.scrollable_content_region.height - 1 >= 5  # rows under the header
+        screen = screen_text(app)
+        assert sum(f"babylon-agent-step000{i}" in screen for i in range(1, 9)) >= 5, screen
+        summary = plain(pane.query_one("#checkpoints-summary"), width=78)
+        assert "narrow: Reward, Loss, KL, Entropy, Grad norm, Registered (UTC), Market time hidden" in " ".join(
+            summary.split()), summary
+        await pilot.resize_terminal(*SIZE)
+        await wait_for(lambda: "narrow" not in plain(pane.query_one("#checkpoints-summary")), what="every column")
+        assert [str(c.label) for c in table.columns.values()][-3:] == ["Registered (UTC)", "Market time",
+                                                                      "Held-out Δ [95% CI]"]
+
+
+async def test_at_80x24_the_key_bar_keeps_help_and_quit_on_every_pane(seeded, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(lambda: app.db_ready, what="connection")
+        for number in "123456":
+            await pilot.press(number)
+            await pilot.pause()
+            bar = screen_text(app).splitlines()[-1]
+            assert "? Help" in bar and "q Quit" in bar and "^p Commands" in bar, (number, bar)

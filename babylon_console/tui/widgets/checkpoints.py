@@ -19,6 +19,20 @@ ROLE_COLORS = {"live": "success", "candidate": "accent", "ready": "primary", "ar
                "failed": "error", "training": "warning"}
 
 
+# (label, key, shown when narrow): at 80 columns the narrow set fits; the pane says what it hides
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("Model", "model", True), ("Step", "step", True), ("Status", "status", True), ("Share", "share", True),
+    ("Avg reward", "avg reward", True), ("Reward", "reward", False), ("Loss", "loss", False), ("KL", "kl", False),
+    ("Entropy", "entropy", False), ("Grad norm", "grad norm", False),
+    # every clock named: checkpoints are registered (and ordered) by the wall clock; the market's time of
+    # the step (simulated databases, e.g. the demo's) has its own column
+    ("Registered (UTC)", "created (utc)", False), ("Market time", "market time", False),
+    ("Held-out Δ [95% CI]", "held-out", True),
+)
+WIDE_FROM = 150  # pane width (cells) from which every column fits
+SHORT_BELOW = 30  # pane height (rows) below which the spacing goes, so the table keeps its rows
+
+
 def _metric(row: CheckpointRow, key: str, fmt: str = ".4f") -> str:
     value = row.metrics.get(key)
     return "–" if value is None else format(value, fmt)
@@ -71,6 +85,8 @@ class CheckpointsPane(Pane):
         self.selected_id: str | None = None
         self._signature: Any = None
         self._audit_signature: Any = None
+        self.wide = True
+        self.columns: list[str] = []
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static("Loading checkpoints…", id="checkpoints-summary", classes="pane-title")
@@ -81,16 +97,8 @@ class CheckpointsPane(Pane):
         yield DataTable(id="checkpoints-audit", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#checkpoints-table", DataTable)
-        # Every clock named: checkpoints are registered (and ordered) by the wall clock; the market's
-        # time of the step (simulated databases, e.g. the demo's) has its own column; audit rows by
-        # the database's wall clock.
-        for label in ("Model", "Step", "Status", "Share", "Avg reward", "Reward", "Loss", "KL", "Entropy",
-                      "Grad norm"):
-            table.add_column(label, key=label.lower())
-        table.add_column("Registered (UTC)", key="created (utc)")
-        table.add_column("Market time", key="market time")
-        table.add_column("Held-out Δ [95% CI]", key="held-out")
+        self._set_columns(wide=True)
+        # audit rows are dated by the database's wall clock
         audit = self.query_one("#checkpoints-audit", DataTable)
         audit.add_column("When (UTC, wall clock)", key="when (utc)")
         for label in ("Action", "Operator", "From", "To", "Share", "Rollout", "Reason", "Evidence"):
@@ -98,6 +106,30 @@ class CheckpointsPane(Pane):
 
     def on_show_pane(self) -> None:
         self.query_one("#checkpoints-table", DataTable).focus()
+
+    def on_resize(self) -> None:
+        """Narrow: fewer columns, named in the summary; short: no spacing, so the table keeps its rows."""
+        self.set_class(self.size.height < SHORT_BELOW, "-short")
+        wide = self.size.width >= WIDE_FROM
+        if wide != self.wide:
+            self._set_columns(wide)
+            self._signature = None
+            if self.view is not None:
+                self._summary()
+                self._rows()
+
+    def _set_columns(self, wide: bool) -> None:
+        self.wide = wide
+        table = self.query_one("#checkpoints-table", DataTable)
+        table.clear(columns=True)
+        self.columns = [key for _, key, narrow in COLUMNS if wide or narrow]
+        for label, key, narrow in COLUMNS:
+            if wide or narrow:
+                table.add_column(label, key=key)
+
+    @property
+    def hidden_columns(self) -> list[str]:
+        return [label for label, key, _ in COLUMNS if key not in self.columns]
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -128,6 +160,8 @@ class CheckpointsPane(Pane):
             text.append(" · A/B: ")
             text.append(view.rollout.candidate_model_id, style=f"bold {theme_color(self.app, 'accent')}")
             text.append(f" serves {view.rollout.candidate_share:.0%} of agents")
+        if self.hidden_columns:
+            text.append(f" · narrow: {', '.join(self.hidden_columns)} hidden", style="dim")
         self.query_one("#checkpoints-summary", Static).update(text)
         ab = self.query_one("#checkpoints-ab", Static)
         ab.display = view.ab is not None
@@ -150,17 +184,18 @@ class CheckpointsPane(Pane):
             role = Text(r.role, style=theme_color(self.app, ROLE_COLORS.get(r.role, "foreground")))
             if r.role in ("live", "candidate"):
                 role.stylize("bold")
-            table.add_row(
-                m.model_id, "–" if r.step is None else str(r.step), role,
-                "–" if r.share is None else f"{r.share:.0%}",
-                "–" if m.avg_reward is None else f"{m.avg_reward:.3f}",
-                _metric(r, "train/reward", ".3f"), _metric(r, "loss/train"), _metric(r, "loss/kl_div"),
-                _metric(r, "loss/entropy"), _metric(r, "loss/grad_norm"),
-                m.created_at.strftime("%Y-%m-%d %H:%M") if m.created_at else "–",
-                m.market_time.strftime("%Y-%m-%d %H:%M") if m.market_time else "–",
-                r.evaluation_text,
-                key=m.model_id,
-            )
+            cells = {
+                "model": m.model_id, "step": "–" if r.step is None else str(r.step), "status": role,
+                "share": "–" if r.share is None else f"{r.share:.0%}",
+                "avg reward": "–" if m.avg_reward is None else f"{m.avg_reward:.3f}",
+                "reward": _metric(r, "train/reward", ".3f"), "loss": _metric(r, "loss/train"),
+                "kl": _metric(r, "loss/kl_div"), "entropy": _metric(r, "loss/entropy"),
+                "grad norm": _metric(r, "loss/grad_norm"),
+                "created (utc)": m.created_at.strftime("%Y-%m-%d %H:%M") if m.created_at else "–",
+                "market time": m.market_time.strftime("%Y-%m-%d %H:%M") if m.market_time else "–",
+                "held-out": r.evaluation_text,
+            }
+            table.add_row(*(cells[key] for key in self.columns), key=m.model_id)
         ids = [r.model.model_id for r in view.rows]
         if keep in ids:
             table.move_cursor(row=ids.index(keep), animate=False, scroll=True)

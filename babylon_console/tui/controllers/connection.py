@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..data import ConsoleData, one_line
+from ..data import ConsoleData, ConsoleError, ErrorKind, one_line
 from .host import Host
 
 
@@ -31,15 +31,37 @@ class DatabaseHealth:
         self.outage: str | None = None
         self._connected_once = False
         self._connect_worker: Any = None
+        self.misconfigured: str | None = None  # the console may not open this database as configured
 
     def connect(self) -> None:
         self._connect_worker = self.host.start_worker(self._connect, name="connect", group="connect")
 
     async def _connect(self) -> None:
-        await self.data.connect()
+        try:
+            await self.data.connect()
+        except ConsoleError as exc:
+            if exc.kind is not ErrorKind.INVALID_INPUT:
+                raise
+            self.refused_configuration(exc)  # not an outage: asking again will not help
+            return
         self.recovered()
 
+    def refused_configuration(self, exc: ConsoleError) -> None:
+        """The database answered but the configuration may not be used with it (a hold-out setting that
+        disagrees with the database's record): said once, with what to change; no pings follow."""
+        self.misconfigured = exc.message
+        self._set_ready(False)
+        screen = self.screen()
+        if screen is None or not screen.is_mounted:
+            return
+        screen.banner.show_message(exc.message)
+        screen.status.set_part("db", Text("DB: not opened (configuration)", style="bold"))
+        screen.add_problem("error", "configuration", exc.message)
+        self.host.notify(exc.message, title=exc.title, severity="error", timeout=12)
+
     def tick(self) -> None:
+        if self.misconfigured is not None:
+            return
         if self._connect_worker is not None and not self._connect_worker.is_finished:
             return
         self.host.start_worker(self._health, name="health check", group="health")

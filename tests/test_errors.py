@@ -21,6 +21,7 @@ from babylon_console.core.backends.empty_step import NothingTrained
 from babylon_console.core.backends.factory import BackendUnavailable
 from babylon_console.core.batches import CheckpointConflict
 from babylon_console.core.database import DatabaseUnavailable
+from babylon_console.core.demo import DemoInUse
 from babylon_console.core.embedded import EmbeddedServerError
 from babylon_console.core.engine import EngineLocked, LockLost
 from babylon_console.core.errors import (
@@ -37,6 +38,7 @@ from babylon_console.core.errors import (
     as_console_error,
 )
 from babylon_console.core.groups import DropoutError
+from babylon_console.core.holdout import HoldoutMismatch, HoldoutReasonNeeded, InvalidHoldout
 from babylon_console.core.judges.base import JudgeError
 from babylon_console.core.parsing import RowProblem
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
@@ -66,6 +68,10 @@ PUBLIC_ERRORS: dict[type[ConsoleError], tuple[ErrorKind, int, type[Exception]]] 
     TokenizerUnavailable: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, RuntimeError),
     EndpointUnavailable: (ErrorKind.FAILED, EXIT_UNAVAILABLE, RuntimeError),
     EndpointRefused: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, ValueError),
+    HoldoutMismatch: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, ValueError),
+    InvalidHoldout: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, ValueError),
+    HoldoutReasonNeeded: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
+    DemoInUse: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
 }
 VOCABULARY = {ConsoleError, Outage, Refused, InvalidInput, Failed}
 # Public classes whose names read like errors but are no exceptions.

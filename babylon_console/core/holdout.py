@@ -43,17 +43,17 @@ class HoldoutRecord(BaseModel):
         return f"{percent(self.share)} (set by {self.set_by} on {self.set_at:%Y-%m-%d %H:%M} UTC)"
 
 
-class HoldoutMismatch(InvalidInput):
+class HoldoutMismatch(InvalidInput, ValueError):
     """A hold-out given by the environment or a flag disagrees with the database's record."""
 
     title = "Hold-out disagrees with the database"
 
 
-class InvalidHoldout(InvalidInput):
+class InvalidHoldout(InvalidInput, ValueError):
     title = "Invalid hold-out"
 
 
-class HoldoutReasonNeeded(Refused):
+class HoldoutReasonNeeded(Refused, RuntimeError):
     title = "Reason needed"
 
 

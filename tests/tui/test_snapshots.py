@@ -51,7 +51,16 @@ async def _training_drawn(pilot: Any) -> None:
     await pilot.pause(0.1)
 
 
-def test_snapshot_training(make_app, snap_compare) -> None:
+def _fixed_run_recorded(pool: Any) -> None:
+    """The run the fixed events come from, as the database records it (a headless engine that has
+    stopped): the Training pane follows the model's newest run, and shows its numbers only for it."""
+    _run_on_fixture_loop(pool, pool.execute(
+        "INSERT INTO console_runs (id, model_name, backend, judge, state, host, pid, iteration, step, stopped_at) "
+        "VALUES ('run-fixed', 'babylon-agent', 'offline', 'outcome', 'stopped', 'trainer-1', 4242, 12, 12, now())"))
+
+
+def test_snapshot_training(pool, make_app, snap_compare) -> None:
+    _fixed_run_recorded(pool)
     assert snap_compare(make_app(), terminal_size=SNAP_SIZE, run_before=_training_drawn)
 
 
@@ -125,7 +134,8 @@ def test_layout_inspector(seeded, make_app, snap_compare, size: str) -> None:
 
 
 @pytest.mark.parametrize("size", LAYOUT_SIZES)
-def test_layout_training(make_app, snap_compare, size: str) -> None:
+def test_layout_training(pool, make_app, snap_compare, size: str) -> None:
+    _fixed_run_recorded(pool)
     assert snap_compare(make_app(), terminal_size=LAYOUT_SIZES[size], run_before=_training_drawn)
 
 

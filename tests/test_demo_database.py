@@ -20,7 +20,9 @@ from babylon_console.core.embedded import stop_embedded_server
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.tui.app import ConsoleApp
-from babylon_console.tui.data import BackgroundLoop, ConsoleData, DemoRunner, DemoSettings
+from babylon_console.tui.data import ConsoleData
+
+from .demo_market import run_demo_until_a_window
 
 runner = CliRunner()
 TABLES = ("trajectories", "llm_call_logs", "market_outcomes", "trained_models", "console_sim_clock", "console_events")
@@ -62,21 +64,8 @@ async def test_the_demo_leaves_the_operators_database_untouched(
     assert data.settings.database_url is None and data.settings.data_dir == demo_dir
     assert data.is_demo and "demo" in data.database_label
     await data.connect()  # the console connects first; then its bring-up seeds and runs the market
-    background = BackgroundLoop()
-    written: list[str] = []
-    demo = DemoRunner(data, background, DemoSettings(windows=2, agents=5, steps=2, seconds_per_window=1.0,
-                                                     policy_agents=2), on_window=lambda w, _n: written.append(w))
-    market = asyncio.ensure_future(demo.run())
-    try:
-        for _ in range(300):
-            if written or market.done():
-                break
-            await asyncio.sleep(0.1)
-        assert written, "the demo's market wrote no window"
-    finally:
-        demo.stop()
-        await asyncio.wait_for(market, 30)
-        background.close()
+    written = await run_demo_until_a_window(data)
+    assert written, "the demo's market wrote no window"
     in_demo = await _counts(data.pool)
     await data.close()
     assert in_demo["trajectories"] > 0 and in_demo["console_sim_clock"] == 1

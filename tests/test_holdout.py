@@ -217,32 +217,17 @@ def test_the_detail_line_names_the_windows_left_out() -> None:
 
 async def test_the_demo_sets_its_own_hold_out_in_the_database_it_runs_in(database_url: str, tmp_path: Path,
                                                                          pool: asyncpg.Pool) -> None:
-    from babylon_console.tui.data import (
-        BackgroundLoop,
-        ConsoleData,
-        DemoRunner,
-        DemoSettings,
-        engine_overrides_for_demo,
-    )
+    from babylon_console.tui.data import ConsoleData, engine_overrides_for_demo
+
+    from .demo_market import run_demo_until_a_window
 
     assert "holdout_share" not in engine_overrides_for_demo(10.0)  # the engine reads the record, as every engine
     settings = Settings(BABYLON_DATA_DIR=str(tmp_path), DATABASE_URL=database_url)  # type: ignore[call-arg]
     data = ConsoleData(settings)
     await data.connect()
-    background = BackgroundLoop()
-    written: list[str] = []
-    demo = DemoRunner(data, background, DemoSettings(windows=2, agents=5, steps=2, seconds_per_window=1.0,
-                                                     policy_agents=2), on_window=lambda w, _n: written.append(w))
-    market = asyncio.ensure_future(demo.run())
     try:
-        for _ in range(300):
-            if written or market.done():
-                break
-            await asyncio.sleep(0.1)
+        await run_demo_until_a_window(data)
     finally:
-        demo.stop()
-        await asyncio.wait_for(market, 30)
-        background.close()
         await data.close()
     record = await current_holdout(pool)
     assert record is not None and (record.share, record.set_by) == (0.15, "demo")

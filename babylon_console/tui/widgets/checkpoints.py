@@ -13,6 +13,7 @@ from .. import bindings as keys
 from .. import refusals
 from ..data import CheckpointRow, CheckpointsView, EventKind
 from ..messages import EvaluateRequested, LiveModelSeen, PromoteRequested, RollbackRequested
+from .columns import Column, hidden_labels, show_columns
 from .pane import Pane, theme_color
 
 ROLE_COLORS = {"live": "success", "candidate": "accent", "ready": "primary", "archived": "foreground",
@@ -20,7 +21,7 @@ ROLE_COLORS = {"live": "success", "candidate": "accent", "ready": "primary", "ar
 
 
 # (label, key, shown when narrow): at 80 columns the narrow set fits; the pane says what it hides
-COLUMNS: tuple[tuple[str, str, bool], ...] = (
+COLUMNS: tuple[Column, ...] = (
     ("Model", "model", True), ("Step", "step", True), ("Status", "status", True), ("Share", "share", True),
     ("Avg reward", "avg reward", True), ("Reward", "reward", False), ("Loss", "loss", False), ("KL", "kl", False),
     ("Entropy", "entropy", False), ("Grad norm", "grad norm", False),
@@ -120,16 +121,11 @@ class CheckpointsPane(Pane):
 
     def _set_columns(self, wide: bool) -> None:
         self.wide = wide
-        table = self.query_one("#checkpoints-table", DataTable)
-        table.clear(columns=True)
-        self.columns = [key for _, key, narrow in COLUMNS if wide or narrow]
-        for label, key, narrow in COLUMNS:
-            if wide or narrow:
-                table.add_column(label, key=key)
+        self.columns = show_columns(self.query_one("#checkpoints-table", DataTable), COLUMNS, wide)
 
     @property
     def hidden_columns(self) -> list[str]:
-        return [label for label, key, _ in COLUMNS if key not in self.columns]
+        return hidden_labels(COLUMNS, self.columns)
 
     # -- data ----------------------------------------------------------------------------------
 

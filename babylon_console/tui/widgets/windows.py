@@ -14,6 +14,7 @@ from .. import bindings as keys
 from ..data import EventKind
 from ..messages import ShowPane, WindowChosen, WindowsSeen
 from ..state import Readiness
+from .columns import Column, hidden_labels, show_columns
 from .pane import Pane, theme_color
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ SORTS: tuple[tuple[str, Any], ...] = (
 
 
 # (label, key, shown when narrow): at 80 columns the narrow set fits; the pane says what it hides
-COLUMNS: tuple[tuple[str, str, bool], ...] = (
+COLUMNS: tuple[Column, ...] = (
     ("Window (UTC)", "window", True), ("State", "state", True), ("Agents", "agents", True),
     ("Qualified", "qualified", False), ("Trajectories", "trajectories", True), ("Steps", "steps", False),
     ("P&L min", "pnl_min", False), ("P&L avg", "pnl_avg", True), ("P&L max", "pnl_max", False),
@@ -99,16 +100,11 @@ class WindowsPane(Pane):
 
     def _set_columns(self, wide: bool) -> None:
         self.wide = wide
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
-        self.columns = [key for _, key, narrow in COLUMNS if wide or narrow]
-        for label, key, narrow in COLUMNS:
-            if wide or narrow:
-                table.add_column(label, key=key)
+        self.columns = show_columns(self.query_one(DataTable), COLUMNS, wide)
 
     @property
     def hidden_columns(self) -> list[str]:
-        return [label for label, key, _ in COLUMNS if key not in self.columns]
+        return hidden_labels(COLUMNS, self.columns)
 
     def on_show_pane(self) -> None:
         self.query_one(DataTable).focus()

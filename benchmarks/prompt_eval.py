@@ -136,7 +136,7 @@ async def one_seed(seed: int, args: argparse.Namespace, ruler: bool) -> dict[str
             await pool.execute(
                 'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, '
                 '"storagePath", "createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
-                name, BASE, f"batch-{name}", "ready", storage(name))
+                name, BASE, f"batch-{name}", "registered", storage(name))
         out: dict[str, Any] = {"seed": seed}
         async with FakeOpenAI(answerer(truth, args.skills), latency=args.latency) as server:
             settings = Settings(BABYLON_DATA_DIR=str(BENCH_DATA), BABYLON_LOCAL_INFERENCE_URL=server.base_url,  # type: ignore[call-arg]

@@ -106,7 +106,7 @@ async def register(pool: asyncpg.Pool, model_id: str, storage: str) -> None:
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
-        model_id, "bench", "offline/linear-softmax-policy", f"batch-{model_id}", "ready", storage)
+        model_id, "bench", "offline/linear-softmax-policy", f"batch-{model_id}", "registered", storage)
 
 
 async def rollout(seed: int, case: str, live_storage: str, candidate_storage: str, settings: Settings,

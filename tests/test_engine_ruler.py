@@ -56,9 +56,8 @@ async def test_ruler_engine_path(pool: asyncpg.Pool, tmp_path: Path) -> None:
     judged = [r for r in requests if f"Window {good_window}" in str(r["messages"])]
     assert judged, "the judge saw the good window's ground truth"
     assert len([r for r in requests if f"Window {bad_window}" in str(r["messages"])]) == 2  # retried once
-    # Scores and explanations persisted and written to the game's columns.
-    rows = await pool.fetch('SELECT "aiJudgeReward", "aiJudgeReasoning" FROM trajectories WHERE "windowId" = $1',
-                            good_window)
+    # Scores and explanations persisted in our table (the game's judge columns are its own).
+    rows = await pool.fetch("SELECT score, explanation FROM console_judgments WHERE window_id = $1", good_window)
     assert sorted(r[0] for r in rows) == [0.25, 0.4, 0.55, 0.7, 0.85]
     assert all("traded sensibly" in r[1] for r in rows)
     judgments = await pool.fetchval("SELECT count(*) FROM console_judgments WHERE judge = 'ruler'")

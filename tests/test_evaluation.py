@@ -55,7 +55,7 @@ async def _checkpoints(pool: asyncpg.Pool, data_dir: Path) -> tuple[str, str]:
         await pool.execute(
             'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
             '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
-            f"m-step{step}", f"step-{step}", "offline/linear-softmax-policy", f"batch-{step}", "ready",
+            f"m-step{step}", f"step-{step}", "offline/linear-softmax-policy", f"batch-{step}", "registered",
             inference_name(project, run, step))
     return "m-step0", "m-step1"
 
@@ -94,7 +94,7 @@ async def test_bad_evaluations_say_why_and_record_nothing(pool: asyncpg.Pool, tm
         await evaluate(pool, tmp_path, base, against=trained)
     await pool.execute("""UPDATE trained_models SET "storagePath" = 'wandb-artifact:///e/p/m:step1'
                           WHERE "modelId" = $1""", trained)
-    await pool.execute("""UPDATE trained_models SET status = 'ready' WHERE "modelId" = $1""", base)
+    await pool.execute("""UPDATE trained_models SET status = 'registered' WHERE "modelId" = $1""", base)
     with pytest.raises(Refused, match=r"m-step1 \(wandb-artifact\) and m-step0 \(offline\) cannot be compared"):
         await evaluate(pool, tmp_path, trained, against=base)
     assert await pool.fetchval("SELECT count(*) FROM console_evaluations") == 0

@@ -117,7 +117,7 @@ async def _models(pool: asyncpg.Pool, started: datetime = ROLLOUT_START) -> None
         await pool.execute(
             'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
             '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
-            model_id, "v", "base", f"batch-{model_id}", "ready", path)
+            model_id, "v", "base", f"batch-{model_id}", "registered", path)
     registry = Registry(pool, clock=_At(started))
     await registry.promote(LIVE[0], share=1.0, operator="test")
     await registry.promote(CAND[0], share=0.5, operator="test")
@@ -209,3 +209,16 @@ async def test_the_cached_readout_reads_again_only_when_a_window_arrives(pool: a
     assert again is not first and again.difference is not None and again.difference.windows == 4
     await Registry(pool).rollback(operator="test")
     assert (await cache.get(pool)).verdict == "none"  # the rollout ended: read again at once
+
+
+async def test_the_readouts_judge_score_is_ours_never_the_games_own_judge(pool: asyncpg.Pool) -> None:
+    await _models(pool)
+    await _harmful_history(pool)
+    # the game's judge pre-filled its columns; our judge scored the candidate's trajectories only
+    await pool.execute('UPDATE trajectories SET "aiJudgeReward" = 0.9, "aiJudgeReasoning" = \'game judge\'')
+    await pool.execute(
+        "INSERT INTO console_judgments (trajectory_id, window_id, judge, score, explanation) "
+        """SELECT "trajectoryId", "windowId", 'outcome', 0.2, 'ours' FROM trajectories WHERE "agentId" IN """
+        "('agent-c', 'agent-d')")
+    arms = {a.arm: a for a in (await ab_readout(pool, GATE)).arms}
+    assert arms["candidate"].judge_score == 0.2 and arms["live"].judge_score is None

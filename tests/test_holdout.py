@@ -160,7 +160,7 @@ async def test_an_evaluation_never_counts_a_window_a_compared_model_was_trained_
     await _trained_before_the_holdout(pool, trained, 1, held[:3])
     await pool.execute('INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, '
                        '"storagePath", "createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
-                       "m-step2", "step-2", "offline/linear-softmax-policy", "offline:m:b2", "ready", "offline://x/y/2")
+                       "m-step2", "step-2", "offline/linear-softmax-policy", "offline:m:b2", "registered", "offline://x/y/2")
     await pool.execute("INSERT INTO console_trained_windows (window_id, model_name, batch_id) VALUES ($1, $2, $3)",
                        held[3], "offline:m", "offline:m:b2")
     await set_holdout(pool, 0.3, operator="ana", reason=None)

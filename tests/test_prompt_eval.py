@@ -137,7 +137,7 @@ def trader(truth: dict[str, WindowGroundTruth], right: bool):  # type: ignore[no
     return answer
 
 
-async def _register(pool: asyncpg.Pool, model_id: str, storage: str, status: str = "ready") -> None:
+async def _register(pool: asyncpg.Pool, model_id: str, storage: str, status: str = "registered") -> None:
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',

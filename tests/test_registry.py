@@ -9,7 +9,7 @@ import pytest
 from babylon_console.core.registry import Registry, RegistryError
 
 
-async def _add_model(pool: asyncpg.Pool, model_id: str, status: str = "ready") -> None:
+async def _add_model(pool: asyncpg.Pool, model_id: str, status: str = "registered") -> None:
     now = datetime(2026, 11, 24)
     await pool.execute(
         """INSERT INTO trained_models (id, "modelId", version, "baseModel", status, "storagePath", "avgReward",

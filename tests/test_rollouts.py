@@ -170,7 +170,7 @@ async def test_an_ab_share_with_nothing_live_is_refused(pool: asyncpg.Pool, data
                                                         tmp_path: Path) -> None:
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", status, "storagePath", "createdAt", '
-        '"updatedAt") VALUES ($1, $1, \'v\', \'base\', \'ready\', $2, now(), now())', CAND[0], CAND[1])
+        '"updatedAt") VALUES ($1, $1, \'v\', \'base\', \'registered\', $2, now(), now())', CAND[0], CAND[1])
     with pytest.raises(RegistryError, match=NOTHING_LIVE):
         await Registry(pool).promote(CAND[0], share=0.5, operator="op")
     # refused before any question: no input is given, none is asked for

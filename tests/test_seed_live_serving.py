@@ -31,7 +31,7 @@ async def test_seed_live_drives_agents_with_the_live_checkpoint(database_url: st
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
-        "served-step0000", "step-0", "sim/linear-softmax", "batch-0", "ready", storage)
+        "served-step0000", "step-0", "sim/linear-softmax", "batch-0", "registered", storage)
     await Registry(pool).promote("served-step0000", share=1.0, operator="test")
 
     result = await asyncio.to_thread(
@@ -66,7 +66,7 @@ async def test_seed_live_serves_a_serverless_rollout_through_the_training_api_an
         await pool.execute(
             'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, '
             '"storagePath", "createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
-            f"served-step{step}", "OpenPipe/Qwen3-14B-Instruct", f"batch-{step}", "ready", f"{run}:step{step}")
+            f"served-step{step}", "OpenPipe/Qwen3-14B-Instruct", f"batch-{step}", "registered", f"{run}:step{step}")
     from datetime import UTC, datetime
 
     from babylon_console.core.windows import window_start_of
@@ -132,7 +132,7 @@ async def test_a_served_endpoint_that_never_answers_cannot_stall_the_live_market
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
-        "served-step1", "OpenPipe/Qwen3-14B-Instruct", "batch-1", "ready", storage)
+        "served-step1", "OpenPipe/Qwen3-14B-Instruct", "batch-1", "registered", storage)
     await Registry(pool).promote("served-step1", share=1.0, operator="test")
     try:
         started = time.monotonic()

@@ -1,8 +1,11 @@
 """The engine's writes: judgments, training batches, checkpoints, trained windows.
 
 Game columns are written as the game expects them (`training_batches` status pending -> training
--> completed|failed; `trained_models` rows with status 'ready'; `aiJudgeReward` & co. on
-trajectories; `usedInTraining`/`trainedInBatch` on exactly the trajectories trained on).
+-> completed|failed; `usedInTraining`/`trainedInBatch` on exactly the trajectories trained on).
+A checkpoint is registered with status 'registered', which the game's own query never serves
+(`core.registry`: only a promotion makes it 'deployed'). Our judgments stay in `console_judgments`:
+the game's judge columns (`aiJudgeReward`, `aiJudgeReasoning`, `judgedAt`) are its own judge's,
+never overwritten.
 
 Batches and checkpoints are dated by the wall clock (when they were made: "newest first" is true
 in every database); in a simulated database the market time of a step is kept beside it, as
@@ -12,7 +15,6 @@ in every database); in a simulated database the market time of a step is kept be
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -35,19 +37,14 @@ def _json(value: Any) -> str:
 
 async def save_judgments(
     conn: asyncpg.Connection, window_id: str, judge: str, judge_model: str | None, run_id: str | None,
-    scores: Sequence[tuple[str, float, str]], cost_usd: float | None, now: datetime,
+    scores: Sequence[tuple[str, float, str]], cost_usd: float | None,
 ) -> None:
-    """Persist every score and explanation, and fill the game's judge columns."""
+    """Persist every score and explanation in `console_judgments` (never in the game's judge columns)."""
     per_item_cost = cost_usd / len(scores) if cost_usd is not None and scores else None
     await conn.executemany(
         "INSERT INTO console_judgments (trajectory_id, window_id, judge, judge_model, run_id, score, "
         "explanation, cost_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [(tid, window_id, judge, judge_model, run_id, score, text, per_item_cost) for tid, score, text in scores],
-    )
-    await conn.executemany(
-        'UPDATE trajectories SET "aiJudgeReward" = $2, "aiJudgeReasoning" = $3, "judgedAt" = $4, '
-        '"updatedAt" = $4 WHERE "trajectoryId" = $1',
-        [(tid, score, text, now) for tid, score, text in scores],
     )
 
 
@@ -84,13 +81,15 @@ async def complete_batch(
     only when it is this very checkpoint (same batch and served name: a repaired crash); any other
     clash raises `CheckpointConflict`, so no checkpoint is ever dropped silently. `clock` is the
     engine's: when it is a market's (simulated, or fixed in tests), its time is `marketTime`."""
+    if not base_model.strip():  # the game names a checkpoint's base model; an empty one is a bug upstream
+        raise ValueError(f"checkpoint {model_id} has no base model: every trained_models row names one")
     now = SystemClock().now()
     if is_market_clock(clock):
         metrics = {**metrics, "marketTime": clock.now().isoformat(timespec="seconds")}
     inserted = await conn.fetchval(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"avgReward", "evalMetrics", "wandbRunId", "createdAt", "updatedAt") '
-        "VALUES ($1, $1, $2, $3, $4, 'ready', $5, $6, $7::jsonb, $8, $9, $9) ON CONFLICT DO NOTHING RETURNING id",
+        "VALUES ($1, $1, $2, $3, $4, 'registered', $5, $6, $7::jsonb, $8, $9, $9) ON CONFLICT DO NOTHING RETURNING id",
         model_id, f"step-{step}", base_model, batch_id, storage_path, avg_reward, _json(metrics),
         wandb_run_id, now,
     )

@@ -93,7 +93,7 @@ class EngineConfig(BaseModel):
     model_name: str = Field(default="babylon-agent", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
     project: str = "babylon-console"
     backend: BackendName = "offline"
-    base_model: str = "OpenPipe/Qwen3-14B-Instruct"
+    base_model: str = Field(default="OpenPipe/Qwen3-14B-Instruct", pattern=r"\S")  # every row names it
     judge: JudgeName = "outcome"
     iterations: int | None = Field(default=1, ge=1, description="None: run until stopped")
     windows_per_iteration: int = Field(default=4, ge=1)
@@ -751,8 +751,7 @@ class Engine:
             async with self._write() as conn:
                 await batches.save_judgments(
                     conn, result.window_id, result.judge, result.judge_model, self.run_id,
-                    [(s.trajectory_id, s.score, s.explanation) for s in result.scores], result.cost_usd,
-                    self.clock.now())
+                    [(s.trajectory_id, s.score, s.explanation) for s in result.scores], result.cost_usd)
                 await self._emit(WindowJudged(
                     window_id=result.window_id, judge=result.judge, n=len(scores),
                     mean=statistics.fmean(scores), std=statistics.pstdev(scores),

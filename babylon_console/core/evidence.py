@@ -133,7 +133,9 @@ WITH recent AS (
   GROUP BY l."trajectoryId", l.model
 )
 SELECT t."windowId" AS window_id, t."agentId" AS agent_id, s.model, t."finalPnL" AS pnl,
-       t."aiJudgeReward" AS judge, t."metadataJson" AS metadata
+       -- our judge's latest score (never the game's own judge columns)
+       (SELECT j.score FROM console_judgments j WHERE j.trajectory_id = t."trajectoryId" ORDER BY j.id DESC LIMIT 1)
+         AS judge, t."metadataJson" AS metadata
 FROM trajectories t LEFT JOIN served s ON s.trajectory_id = t."trajectoryId" AND s.rank = 1
 WHERE t."windowId" IN (SELECT "windowId" FROM recent)
 """

@@ -11,6 +11,12 @@ the windows that opened at or after it started (`core.evidence`). Every promotio
 served-share truth compares with one asked share, and a changed rollout is judged afresh); making
 a model live, or a rollback, ends the rollout. Audit rows and events name the rollout they started
 or ended. A rollout needs a live model to compare with: with nothing live it is refused.
+
+The status contract (DESIGN section 4): the Prisma-era game serves the row its own query
+(`GAME_QUERY`) returns, so a new checkpoint is `registered` (outside 'ready'/'deployed') and only
+the live model is `deployed`: at every instant that query returns the live model, or no row while
+nothing is live. Rows the game wrote (recognised by a storagePath outside our schemes) are shown as
+they are and never promoted, rolled back to or changed.
 """
 
 from __future__ import annotations
@@ -24,13 +30,20 @@ import orjson
 from pydantic import BaseModel, field_validator
 
 from . import events, simclock
+from .backends.factory import LOCAL_SCHEME
 from .clock import Clock, SystemClock, to_naive_utc
 from .errors import ErrorKind, Refused
 from .events import Promoted, RolledBack
+from .inference import OFFLINE_SCHEME, WANDB_SCHEME
 from .models import TrainedModel
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
-PROMOTABLE = ("ready", "archived")
+REGISTERED = "registered"  # a checkpoint this project registered and the game does not serve
+PROMOTABLE = (REGISTERED, "archived")
+# storagePath schemes of the checkpoints this project registers; any other row was written by the game
+OUR_SCHEMES = (OFFLINE_SCHEME, WANDB_SCHEME, LOCAL_SCHEME)
+# The Prisma-era game's `getLatestRLModel()`, verbatim: the row it serves ('deployed' has no priority)
+GAME_QUERY = """SELECT * FROM trained_models WHERE status IN ('ready','deployed') ORDER BY "createdAt" DESC LIMIT 1"""
 NOTHING_LIVE = "nothing is live: promote a checkpoint to 100% first"
 
 
@@ -100,13 +113,40 @@ class ActionResult:
     rollout_id: int | None = None  # the rollout started (A/B) or ended by the action
 
 
+def is_ours(model: TrainedModel) -> bool:
+    """Whether this project registered the row: its storagePath has one of our schemes. The game's own
+    rows (a blob URL, a provider's model name) are never ours, whatever their status."""
+    return model.storage_path.startswith(OUR_SCHEMES)
+
+
 def eligibility(model: TrainedModel, live_id: str | None, rollout: Rollout | None) -> str | None:
     """None when `model` may be promoted, else the reason it may not (shown by the console)."""
     if model.model_id == live_id:
         return "already live"
+    if not is_ours(model):
+        return f"written by the game (storagePath {model.storage_path!r}): shown as it is, never promoted"
     if model.status not in PROMOTABLE:
-        return f"status is {model.status!r}; only ready or archived checkpoints can be promoted"
+        return f"status is {model.status!r}; only registered or archived checkpoints can be promoted"
     return None
+
+
+async def game_serves(pool: asyncpg.Pool | asyncpg.Connection) -> TrainedModel | None:
+    """What the Prisma-era game serves now: the row its own query returns (None: no row)."""
+    row = await pool.fetchrow(GAME_QUERY)
+    return TrainedModel.model_validate(dict(row)) if row else None
+
+
+def serving_mismatch(live: TrainedModel | None, served: TrainedModel | None) -> str | None:
+    """None when the game's query returns the live model (or nothing while nothing is live), else a
+    warning that says what the game serves instead."""
+    if (live.model_id if live else None) == (served.model_id if served else None):
+        return None
+    if served is None:
+        return f"the game's query returns no row although {live.model_id if live else '?'} is live"
+    who = "this project" if is_ours(served) else "the game"
+    return (f"the game's query returns {served.model_id} (status {served.status!r}, written by {who}), "
+            + (f"not the live model {live.model_id}" if live else "while nothing is live")
+            + ": the Prisma-era game serves that row")
 
 
 def share_refusal(live_id: str | None, share: float) -> str | None:
@@ -286,10 +326,11 @@ class Registry:
             if target is None:
                 raise RegistryError("nothing to roll back to: no earlier live model is recorded")
             model = await self._model(conn, target)
-            if model.status == "failed":
-                raise RegistryError(f"cannot roll back to {target}: its status is 'failed'")
             if target == live_id:
                 raise RegistryError(f"{target} is already live")
+            reason = eligibility(model, live_id, rollout)
+            if reason:  # a game-written row, a failed one: never served by our hand
+                raise RegistryError(f"cannot roll back to {target}: {reason}")
             await self._make_live(conn, live_id, target, rollout, f"rolled back to {target} by {operator}")
             ended = rollout.id if rollout is not None else None
             message = f"rolled back from {live_id or 'none'} to {target}"

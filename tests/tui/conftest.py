@@ -56,7 +56,7 @@ async def seeded(pool: asyncpg.Pool) -> asyncpg.Pool:
     return pool
 
 
-async def insert_model(pool: asyncpg.Pool, step: int, status: str = "ready", avg_reward: float = 0.5,
+async def insert_model(pool: asyncpg.Pool, step: int, status: str = "registered", avg_reward: float = 0.5,
                        model_name: str = "babylon-agent") -> str:
     model_id = f"{model_name}-step{step:04d}"
     metrics = {"loss/train": -0.01 * step, "loss/kl_div": 0.1 * step, "loss/entropy": 3.0 - 0.1 * step,

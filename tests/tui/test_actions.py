@@ -355,7 +355,7 @@ async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one
     await pool.execute(
         'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
         '"createdAt", "updatedAt") VALUES ($1, $1, $1, $2, $3, $4, $5, now(), now())',
-        "served-step2", "OpenPipe/Qwen3-14B-Instruct", "batch-2", "ready", f"{run}:step2")
+        "served-step2", "OpenPipe/Qwen3-14B-Instruct", "batch-2", "registered", f"{run}:step2")
     await insert_model(pool, 1, status="deployed")  # an offline live model: not comparable, so V takes the base
     async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
         fake.add_model("acme", "babylon-console", "babylon-agent", [0, 2])

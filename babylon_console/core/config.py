@@ -98,6 +98,21 @@ class Settings(BaseSettings):
         default=None, validation_alias="BABYLON_LOCAL_INFERENCE_URL",
         description="OpenAI-compatible server (vLLM) serving the local LoRA checkpoints under their storagePath.")
     local_inference_api_key: SecretStr | None = Field(default=None, validation_alias="BABYLON_LOCAL_INFERENCE_API_KEY")
+    # the model gateway (`babylon-console gateway`, core/gateway)
+    gateway_host: str = Field(default="127.0.0.1", validation_alias="BABYLON_GATEWAY_HOST",
+                              description="Address the gateway binds; anything but loopback needs gateway keys.")
+    gateway_port: int = Field(default=8787, ge=0, le=65535, validation_alias="BABYLON_GATEWAY_PORT")
+    gateway_model: str = Field(default="babylon-agent", min_length=1, validation_alias="BABYLON_GATEWAY_MODEL",
+                               description="The alias agents ask for: the live model, or the candidate for its "
+                                           "share of agents during an A/B rollout.")
+    gateway_keys: SecretStr | None = Field(
+        default=None, validation_alias="BABYLON_GATEWAY_KEYS",
+        description="Comma-separated keys clients send as `Authorization: Bearer <key>`.")
+    gateway_timeout_s: float = Field(default=120.0, gt=0, validation_alias="BABYLON_GATEWAY_TIMEOUT_S",
+                                     description="One upstream call (a stream: between two chunks).")
+    gateway_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
+                                        validation_alias="BABYLON_GATEWAY_MAX_BODY_BYTES")
+    gateway_log_retention_days: float = Field(default=30.0, gt=0, validation_alias="BABYLON_GATEWAY_LOG_RETENTION_DAYS")
 
     min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
     min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")
@@ -113,6 +128,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("gateway_keys", mode="before")
+    @classmethod
+    def _no_keys_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.replace(",", "").strip() else value
 
     @field_validator("database_url")
     @classmethod

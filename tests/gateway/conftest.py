@@ -38,8 +38,9 @@ async def start_gateway(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[
     served by aiohttp's TestServer; all stopped at the end of the test."""
     started: list[tuple[GatewayServer, TestClient]] = []
 
-    async def start(refresh_s: float = 2.0, flush_s: float = 0.05, **values: Any) -> tuple[GatewayServer, TestClient]:
-        server = GatewayServer(gateway_settings(**values), pool, database_url, refresh_s=refresh_s)
+    async def start(refresh_s: float = 2.0, flush_s: float = 0.05, gateway_pool: asyncpg.Pool | None = None,
+                    **values: Any) -> tuple[GatewayServer, TestClient]:
+        server = GatewayServer(gateway_settings(**values), gateway_pool or pool, database_url, refresh_s=refresh_s)
         server.calllog.flush_s = flush_s
         await server.follower.start()
         server.calllog.start()

@@ -47,7 +47,7 @@ class RoutingFollower:
         try:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 self.table = await read_table(self.pool)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # whatever the database did (a dropped connection in any state): keep serving
             if self.memory_since is None:
                 self.memory_since = datetime.now(UTC)
                 log.warning("the registry cannot be read (%s): routing from memory", _first_line(exc))
@@ -89,7 +89,7 @@ class RoutingFollower:
                 await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
                 self._wake.set()  # notifications may have been missed while not listening
                 await lost.wait()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # the LISTEN task must outlive any outage
                 log.info("routing notifications unavailable: %s", _first_line(exc))
             finally:
                 if conn is not None:

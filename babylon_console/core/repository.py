@@ -66,11 +66,23 @@ TRAJECTORY_READ_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ConsoleJudgment:
+    """Our judge's verdict on a trajectory (`console_judgments`); the game's own judge writes its
+    verdict in the trajectory's `aiJudgeReward`/`aiJudgeReasoning`, which we never overwrite."""
+
+    judge: str
+    judge_model: str | None
+    score: float
+    explanation: str
+
+
 @dataclass(slots=True)
 class WindowTrajectories:
     window_id: str
     trajectories: list[Trajectory] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    judgments: dict[str, ConsoleJudgment] = field(default_factory=dict)  # ours, by trajectoryId (when read)
 
 
 class GameStore:
@@ -123,6 +135,14 @@ class GameStore:
         )
         parsed, rejected = parse_rows(rows)
         return WindowTrajectories(window_id, parsed, rejected)
+
+    async def window_judgments(self, window_id: str) -> dict[str, ConsoleJudgment]:
+        """Our judge's latest verdict on each judged trajectory of the window, by trajectoryId."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (trajectory_id) trajectory_id, judge, judge_model, score, explanation "
+            "FROM console_judgments WHERE window_id = $1 ORDER BY trajectory_id, id DESC", window_id)
+        return {r["trajectory_id"]: ConsoleJudgment(r["judge"], r["judge_model"], r["score"], r["explanation"])
+                for r in rows}
 
     async def logged_calls(self, trajectory_ids: Sequence[str]) -> dict[str, dict[int, list[RecordedCall]]]:
         """`llm_call_logs` rows of these trajectories: trajectoryId -> step number -> calls in time

@@ -376,9 +376,13 @@ class ConsoleData:
         return await GameStore(self.pool).ground_truth(window_id)
 
     async def window_trajectories(self, window_id: str) -> WindowTrajectories:
+        """The window's trajectories with our judgments (the game's own judgment is on each row)."""
         from ..core.repository import GameStore
 
-        return await GameStore(self.pool).window_trajectories(window_id)
+        store = GameStore(self.pool)
+        loaded = await store.window_trajectories(window_id)
+        loaded.judgments = await store.window_judgments(window_id)
+        return loaded
 
     async def has_history(self) -> bool:
         from ..core.repository import GameStore

@@ -56,8 +56,8 @@ async def test_the_inspector_numbers_steps_alike_and_says_why_a_trajectory_has_n
     await set_holdout(pool, 0.05, operator="tester", reason=None)  # holds out 2025-11-24T11:00 alone
     judged = await pool.fetch('SELECT "trajectoryId" FROM trajectories WHERE "windowId" = $1 ORDER BY "trajectoryId"',
                               "2025-11-24T10:00")
-    await pool.execute('UPDATE trajectories SET "aiJudgeReward" = 0.5, "aiJudgeReasoning" = $2 '
-                       'WHERE "trajectoryId" = ANY($1::text[])', [r[0] for r in judged[1:]], "steady")
+    await pool.executemany("INSERT INTO console_judgments (trajectory_id, window_id, judge, score, explanation) "
+                           "VALUES ($1, '2025-11-24T10:00', 'outcome', 0.5, 'steady')", [(r[0],) for r in judged[1:]])
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: app.main.query_one("#windows-table", DataTable).row_count == 6, what="windows")
@@ -79,13 +79,42 @@ async def test_the_inspector_numbers_steps_alike_and_says_why_a_trajectory_has_n
         assert "Judge none: the window is held out for evaluation (hold-out 5%)" in body()
 
         await inspect("2025-11-24T10:00")
-        unjudged = next(i for i, t in enumerate(pane.data.trajectories) if t.ai_judge_reward is None)
+        unjudged = next(i for i, t in enumerate(pane.data.trajectories) if t.trajectory_id not in pane.data.judgments)
         pane.query_one(OptionList).highlighted = unjudged
         await wait_for(lambda: pane.agent_index == unjudged, what="the unjudged agent")
         assert "Judge none: not in the judged group (the engine judged 5 of the window's 6 trajectories" in body()
 
         await inspect("2025-11-24T09:00")
         assert "Judge none: not judged yet" in body()
+
+
+async def test_the_inspector_shows_the_games_judgment_beside_ours(seeded, make_app) -> None:
+    from babylon_console.tui.widgets.inspector import InspectorPane
+
+    pool = seeded
+    window = "2025-11-24T10:00"
+    first = await pool.fetchval('SELECT "trajectoryId" FROM trajectories WHERE "windowId" = $1 '
+                                'ORDER BY "agentId", "startTime" LIMIT 1', window)
+    # the game's own judge pre-filled its columns; ours is in console_judgments
+    await pool.execute('UPDATE trajectories SET "aiJudgeReward" = 0.125, "aiJudgeReasoning" = \'game: cautious\' '
+                       'WHERE "trajectoryId" = $1', first)
+    await pool.execute("INSERT INTO console_judgments (trajectory_id, window_id, judge, score, explanation) "
+                       "VALUES ($1, $2, 'outcome', 0.75, 'ours: beat the median')", first, window)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.main.query_one("#windows-table", DataTable).row_count == 6, what="windows")
+        pane = app.main.pane(InspectorPane)
+        await pilot.press("1")
+        table = app.main.query_one("#windows-table", DataTable)
+        table.move_cursor(row=table.get_row_index(window))
+        await pilot.press("i")
+        await wait_for(lambda: pane.data is not None and pane.data.window_id == window, what=window)
+        assert pane.current().trajectory_id == first
+        body = plain(app.main.query_one("#inspector-step"))
+        assert "Judge 0.750 (outcome)  ours: beat the median" in body
+        assert "Game's judge 0.125  game: cautious" in body
+        agents = str(pane.query_one("#inspector-agents").get_option_at_index(0).prompt)
+        assert "judge 0.75" in agents  # the list shows our score, not the game's
 
 
 async def test_at_80x24_the_checkpoints_pane_keeps_five_rows_and_names_the_columns_it_hides(seeded, make_app) -> None:

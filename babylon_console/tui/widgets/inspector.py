@@ -1,8 +1,10 @@
 """Trajectory inspector: window -> agent -> trajectory, step by step.
 
 Each step shows the environment state, every LLM call (system prompt, user prompt, response,
-reasoning), the action and its result, and the reward; the trajectory's judge score and written
-explanation stay on top. `n`/`p` move by step, `[`/`]` by agent, `/` searches the trajectory (then
+reasoning), the action and its result, and the reward; our judge's score and written explanation
+(`console_judgments`) stay on top, with the game's own judgment (its `aiJudgeReward` and
+`aiJudgeReasoning`, never overwritten) beside it when the game judged the trajectory. `n`/`p`
+move by step, `[`/`]` by agent, `/` searches the trajectory (then
 `n`/`p` jump between matching steps).
 """
 
@@ -124,7 +126,8 @@ class InspectorPane(Pane):
             if policy and policy != strategy:  # driven by a checkpoint (the demo's live model)
                 strategy = "model " + policy.rsplit(":", 1)[-1]
             label = Text.assemble((t.agent_id.rsplit("-", 1)[-1], "bold"), f" {strategy}"[:14].ljust(14))
-            score = f"{t.ai_judge_reward:.2f}" if t.ai_judge_reward is not None else " –  "
+            ours = payload.judgments.get(t.trajectory_id)
+            score = f"{ours.score:.2f}" if ours is not None else " –  "
             pnl = f"{t.final_pnl:+.1f}" if t.final_pnl is not None else "–"
             label.append(f" judge {score} P&L {pnl}", style="dim")
             agents.add_option(Option(label, id=t.trajectory_id))
@@ -174,7 +177,7 @@ class InspectorPane(Pane):
         if held_out(data.window_id, self.holdout_share):
             return (f"the window is held out for evaluation (hold-out {self.holdout_share:.0%}): "
                     "it is never judged nor trained")
-        judged = sum(1 for other in data.trajectories if other.ai_judge_reward is not None)
+        judged = sum(1 for other in data.trajectories if other.trajectory_id in data.judgments)
         if judged:
             return (f"not in the judged group (the engine judged {judged} of the window's {len(data.trajectories)} "
                     "trajectories: a group is a sample of at most its size)")
@@ -192,10 +195,12 @@ class InspectorPane(Pane):
     def _step_view(self, t: Any) -> RenderableType:
         parts: list[RenderableType] = []
         score_color = theme_color(self.app, "primary")
+        ours = self.data.judgments.get(t.trajectory_id) if self.data is not None else None
         judge = Text.assemble(("Judge ", "bold"))
-        if t.ai_judge_reward is not None:
-            judge.append(f"{t.ai_judge_reward:.3f}", style=f"bold {score_color}")
-            judge.append(f"  {t.ai_judge_reasoning or ''}")
+        if ours is not None:
+            judge.append(f"{ours.score:.3f}", style=f"bold {score_color}")
+            judge.append(f" ({ours.judge})", style="dim")
+            judge.append(f"  {ours.explanation}")
         else:
             judge.append(f"none: {self.unjudged_reason()}", style="dim")
         parts.append(Text.assemble((t.trajectory_id, "bold"), f"  agent {t.agent_id} · total reward "
@@ -203,6 +208,11 @@ class InspectorPane(Pane):
                                    f"{'–' if t.final_pnl is None else f'{t.final_pnl:+.2f}'} · "
                                    f"{t.episode_length} steps · {t.final_status or ''}"))
         parts.append(judge)
+        if t.ai_judge_reward is not None or t.ai_judge_reasoning:  # the game's own judge, labelled as such
+            game = Text.assemble(("Game's judge ", "bold"))
+            game.append("–" if t.ai_judge_reward is None else f"{t.ai_judge_reward:.3f}", style="bold")
+            game.append(f"  {t.ai_judge_reasoning or ''}")
+            parts.append(game)
         if not t.steps:
             parts.append(Text("This trajectory has no steps.", style="dim"))
             return Group(*parts)

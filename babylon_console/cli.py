@@ -75,6 +75,10 @@ COMMANDS: dict[str, LazyCommand] = {
                            "that every engine, `train`, `windows`, evaluation and console honours the same one. "
                            "Without --share: show it (who set it, when, why) and its history; with --share: set or "
                            "change it (audited)."),
+    "gateway": LazyCommand("babylon_console.commands.gateway:app",
+                           "An OpenAI-compatible endpoint for the game's agents, serving the model the registry says: "
+                           "the alias (BABYLON_GATEWAY_MODEL) is the live model, or the candidate for its share of "
+                           "agents during an A/B rollout; every call is logged. Runs until Ctrl-C / SIGTERM."),
 }
 
 

@@ -3,13 +3,17 @@ model at every instant, or no row while nothing is live; rows the game wrote are
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
+from typer.testing import CliRunner
 
+from babylon_console.cli import app
 from babylon_console.core import batches
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.engine import Engine, EngineConfig
@@ -174,3 +178,38 @@ async def test_training_keeps_the_games_own_judgments(pool: asyncpg.Pool, tmp_pa
                                'WHERE "usedInTraining"')
     assert len(trained) == ours
     assert {tuple(r) for r in trained} == {(0.123, "game judge", judged_at)}
+
+
+def _cli(database_url: str, tmp_path: Path, *args: str):
+    return CliRunner().invoke(app, ["--database-url", database_url, "--data-dir", str(tmp_path), *args],
+                              env={"COLUMNS": "200"}, catch_exceptions=False)
+
+
+async def test_doctor_and_models_list_show_what_the_games_query_serves(pool: asyncpg.Pool, database_url: str,
+                                                                       tmp_path: Path) -> None:
+    live = await _register(pool, 1)
+    await Registry(pool).promote(live, operator="op")
+
+    async def shown() -> tuple[dict, dict, str]:
+        doctor = await asyncio.to_thread(_cli, database_url, tmp_path, "doctor", "--json")
+        check = next(c for c in orjson.loads(doctor.stdout)["checks"] if c["name"] == "game serves")
+        listed = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "list", "--json")
+        text = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "list")
+        assert listed.exit_code == 0 and text.exit_code == 0, text.output
+        return check, orjson.loads(listed.stdout), text.output
+
+    check, listed, text = await shown()
+    assert check["verdict"] == "ok" and live in check["detail"]
+    assert listed["game_serves"]["model_id"] == live and listed["serving_warning"] is None
+    assert f"Game's query serves: {live}" in text and "warning" not in text
+    # the game itself writes a newer 'ready' row: its query now serves that one, not our live model
+    await _row(pool, "game-newer", "ready", "https://blob.example/v2", datetime.now() + timedelta(days=1))
+    check, listed, text = await shown()
+    assert check["verdict"] == "warn" and "game-newer" in check["detail"] and f"not the live model {live}" in \
+        check["detail"]
+    assert listed["live"] == live and listed["game_serves"] == {
+        "model_id": "game-newer", "status": "ready", "storage_path": "https://blob.example/v2", "written_by": "game"}
+    assert "game-newer" in listed["serving_warning"]
+    game = next(m for m in listed["models"] if m["model_id"] == "game-newer")
+    assert game["promotable"] is False and game["written_by"] == "game" and game["status"] == "ready"
+    assert "Game's query serves: game-newer" in text and "warning: the game's query returns game-newer" in text

@@ -7,7 +7,7 @@ import platform
 import sys
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from ..core import migrations
 from ..core.config import Settings
 from ..core.database import DatabaseUnavailable, connect_unmigrated
 from ..core.errors import EXIT_FAILED
+
+if TYPE_CHECKING:
+    import asyncpg
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
@@ -167,9 +170,24 @@ async def _database_checks(settings: Settings) -> list[Check]:
                 checks.append(Check(f"table {table}", Verdict.FAIL, f"missing columns: {', '.join(missing)}"))
             else:
                 checks.append(Check(f"table {table}", Verdict.OK, "columns present"))
+        if set(REQUIRED_GAME_COLUMNS["trained_models"]) <= present.get("trained_models", set()):
+            checks.append(await _serving_check(conn))
     finally:
         await conn.close()
     return checks
+
+
+async def _serving_check(conn: asyncpg.Connection) -> Check:
+    """What the Prisma-era game's own query serves, next to the live model; a warning when they differ."""
+    from ..core.registry import game_serves, live_model, serving_mismatch
+
+    live, served = await live_model(conn), await game_serves(conn)
+    warning = serving_mismatch(live, served)
+    if warning:
+        return Check("game serves", Verdict.WARN, warning)
+    if served is None:
+        return Check("game serves", Verdict.OK, "no row (nothing is live: the game uses its base model)")
+    return Check("game serves", Verdict.OK, f"{served.model_id}, the live model ({served.storage_path})")
 
 
 @app.command("doctor")

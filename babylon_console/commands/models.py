@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
 from ..core.errors import EXIT_FAILED
-from ..core.registry import ActionResult, Registry, eligibility
+from ..core.registry import ActionResult, Registry, eligibility, game_serves, is_ours, serving_mismatch
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back, A/B readout.",
@@ -36,14 +36,20 @@ def list_command(
     async def body(pool):
         registry = Registry(pool)
         return (await registry.models(limit), await registry.live(), await registry.rollout(),
-                await registry.audit(20) if audit or as_json else [])
+                await registry.audit(20) if audit or as_json else [], await game_serves(pool))
 
-    models, live, rollout, trail = run_with_pool(settings, body)
+    models, live, rollout, trail, served = run_with_pool(settings, body)
     live_id = live.model_id if live else None
+    warning = serving_mismatch(live, served)  # what the Prisma-era game's own query serves, if not the live model
     if as_json:
         print_json({
             "live": live_id, "rollout": rollout.model_dump() if rollout else None,
+            "game_serves": None if served is None else {
+                "model_id": served.model_id, "status": served.status, "storage_path": served.storage_path,
+                "written_by": "console" if is_ours(served) else "game"},
+            "serving_warning": warning,
             "models": [m.model_dump(mode="json") | {"promotable": eligibility(m, live_id, rollout) is None,
+                                                     "written_by": "console" if is_ours(m) else "game",
                                                      "market_time": m.market_time and m.market_time.isoformat()}
                        for m in models],
             "audit": [a.model_dump(mode="json") for a in trail],
@@ -78,6 +84,10 @@ def list_command(
     candidate = (f"; candidate {rollout.candidate_model_id} at {rollout.candidate_share:.0%} (rollout {rollout.id})"
                  if rollout else "")
     out.print(f"Live: {live_id or 'none'}{candidate}", markup=False)
+    out.print(f"Game's query serves: {served.model_id if served else 'no row (the game uses its base model)'}",
+              markup=False)
+    if warning:
+        out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if trail:
         out.print("Audit trail (newest first):")
         for a in trail:

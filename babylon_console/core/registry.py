@@ -130,6 +130,12 @@ def eligibility(model: TrainedModel, live_id: str | None, rollout: Rollout | Non
     return None
 
 
+async def live_model(pool: asyncpg.Pool | asyncpg.Connection) -> TrainedModel | None:
+    """The live model (the one 'deployed' row); None while nothing is live."""
+    row = await pool.fetchrow("""SELECT * FROM trained_models WHERE status = 'deployed' LIMIT 1""")
+    return TrainedModel.model_validate(dict(row)) if row else None
+
+
 async def game_serves(pool: asyncpg.Pool | asyncpg.Connection) -> TrainedModel | None:
     """What the Prisma-era game serves now: the row its own query returns (None: no row)."""
     row = await pool.fetchrow(GAME_QUERY)
@@ -174,8 +180,7 @@ class Registry:
         return [TrainedModel.model_validate(dict(r)) for r in rows]
 
     async def live(self) -> TrainedModel | None:
-        row = await self.pool.fetchrow("""SELECT * FROM trained_models WHERE status = 'deployed' LIMIT 1""")
-        return TrainedModel.model_validate(dict(row)) if row else None
+        return await live_model(self.pool)
 
     async def rollout(self) -> Rollout | None:
         row = await self.pool.fetchrow(_ROLLOUT_SQL)

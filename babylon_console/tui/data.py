@@ -191,6 +191,8 @@ class CheckpointsView:
     audit: list[AuditEntry]
     ab: Any = None  # core.evidence.ABReadout while a rollout runs
     holdout_share: float = 0.0  # the database's hold-out (V evaluates on it)
+    game_serves: TrainedModel | None = None  # what the Prisma-era game's own query returns
+    serving_warning: str | None = None  # set when that is not the live model
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
@@ -393,9 +395,10 @@ class ConsoleData:
 
     async def checkpoints(self, limit: int = 200) -> CheckpointsView:
         from ..core.evaluation import latest_per_model
-        from ..core.registry import Registry, eligibility
+        from ..core.registry import Registry, eligibility, game_serves, serving_mismatch
 
         registry = Registry(self.pool)
+        served = await game_serves(self.pool)
         evaluations = await latest_per_model(self.pool)
         models = await registry.models(limit)
         live = next((m for m in models if m.status == "deployed"), None) or await registry.live()
@@ -421,7 +424,7 @@ class ConsoleData:
 
                 self._readouts = CachedReadout(self.settings.gate())
             ab = await self._readouts.get(self.pool)
-        return CheckpointsView(rows, live, rollout, audit, ab, holdout_share)
+        return CheckpointsView(rows, live, rollout, audit, ab, holdout_share, served, serving_mismatch(live, served))
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:

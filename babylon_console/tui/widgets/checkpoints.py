@@ -16,7 +16,7 @@ from ..messages import EvaluateRequested, LiveModelSeen, PromoteRequested, Rollb
 from .columns import Column, hidden_labels, show_columns
 from .pane import Pane, theme_color
 
-ROLE_COLORS = {"live": "success", "candidate": "accent", "ready": "primary", "archived": "foreground",
+ROLE_COLORS = {"live": "success", "candidate": "accent", "registered": "primary", "archived": "foreground",
                "failed": "error", "training": "warning"}
 
 
@@ -152,12 +152,21 @@ class CheckpointsPane(Pane):
             text.append(f" ({view.live.storage_path})")
         else:
             text.append("none", style="bold")
+        # what the Prisma-era game's own query serves, next to "live"
+        text.append(" · game's query: ")
+        served = view.game_serves
+        if view.serving_warning:
+            text.append(served.model_id if served else "no row", style=f"bold {theme_color(self.app, 'warning')}")
+        else:
+            text.append("the live model" if served else "no row (base model)")
         if view.rollout is not None and view.rollout.candidate_model_id:
             text.append(" · A/B: ")
             text.append(view.rollout.candidate_model_id, style=f"bold {theme_color(self.app, 'accent')}")
             text.append(f" serves {view.rollout.candidate_share:.0%} of agents")
         if self.hidden_columns:
             text.append(f" · narrow: {', '.join(self.hidden_columns)} hidden", style="dim")
+        if view.serving_warning:
+            text.append(f"\nwarning: {view.serving_warning}", style=theme_color(self.app, "warning"))
         self.query_one("#checkpoints-summary", Static).update(text)
         ab = self.query_one("#checkpoints-ab", Static)
         ab.display = view.ab is not None

@@ -111,3 +111,13 @@ async def test_demo_reset_starts_afresh_and_is_refused_while_the_demo_is_open(
         assert await fresh.pool.fetchval("SELECT count(*) FROM trajectories") == 0
     finally:
         await fresh.close()
+
+
+def test_the_operators_holdout_setting_does_not_reach_the_demo(tmp_path: Path) -> None:
+    """BABYLON_HOLDOUT_SHARE is checked against the operator's database; the demo's database records
+    15% of its own, so carrying the operator's value into the demo made it refuse itself."""
+    from babylon_console.core.demo import demo_settings
+
+    operator = Settings(BABYLON_DATA_DIR=str(tmp_path), BABYLON_HOLDOUT_SHARE="0.0")  # type: ignore[call-arg]
+    assert operator.holdout_share == 0.0
+    assert demo_settings(operator).holdout_share is None

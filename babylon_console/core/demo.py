@@ -26,8 +26,11 @@ _KEPT = {"pgdata"}  # the cluster itself: `--reset` drops and recreates its data
 
 def demo_settings(settings: Settings) -> Settings:
     """The settings the demo runs with: everything the operator configured, but the embedded server
-    and the checkpoints under `<data dir>/demo/` (DATABASE_URL is ignored)."""
-    return settings.model_copy(update={"database_url": None, "data_dir": settings.data_dir / DEMO_FOLDER})
+    and the checkpoints under `<data dir>/demo/` (DATABASE_URL is ignored), and no hold-out of the
+    operator's (BABYLON_HOLDOUT_SHARE is checked against the operator's database; the demo's database
+    records a hold-out of its own)."""
+    return settings.model_copy(update={"database_url": None, "data_dir": settings.data_dir / DEMO_FOLDER,
+                                       "holdout_share": None})
 
 
 def is_demo(settings: Settings) -> bool:

@@ -214,3 +214,33 @@ async def test_pause_resume_stop(pool: asyncpg.Pool, tmp_path: Path) -> None:
     assert summary.state is EngineState.STOPPED and summary.steps == [1, 2]
     kinds = await _kinds(pool)
     assert "run_paused" in kinds and "run_resumed" in kinds
+
+
+async def test_an_interrupted_run_is_recorded_stopped_before_its_backend_closes(
+        pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing a LocalBackend (vLLM, trainer) or W&B can outlast what an interrupted process has left
+    before it exits: the run row and its run_stopped event come first, so it is never left 'running'."""
+    await _seed(pool, windows=2)
+    closing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_close(self: Engine) -> None:
+        closing.set()
+        await release.wait()
+
+    monkeypatch.setattr(Engine, "_close_backend", slow_close)
+    engine = _engine(pool, tmp_path, config=_config(iterations=None, poll_seconds=0.1))
+    task = asyncio.create_task(engine.run())
+    for _ in range(200):
+        if engine.state is EngineState.RUNNING:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()  # Ctrl+C
+    try:
+        await asyncio.wait_for(closing.wait(), 10)
+        state = await pool.fetchval("SELECT state FROM console_runs WHERE id = $1", engine.run_id)
+        last_event = (await _kinds(pool))[-1]
+    finally:
+        release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert (state, last_event) == ("stopped", "run_stopped")

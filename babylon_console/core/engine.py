@@ -466,9 +466,8 @@ class Engine:
         finally:
             beat.cancel()
             listener.cancel()
-            if self._wandb is not None:
-                await asyncio.to_thread(self._wandb.finish)
-            await self._close_backend()
+            # recorded first: closing W&B or a LocalBackend (vLLM, trainer) can take longer than an
+            # interrupted process has left before it exits, and the run must not be left looking alive
             try:
                 await runs.finish(self.pool, self.run_id, self.state.value, self.summary.error,
                                   self.summary.iterations)
@@ -480,6 +479,10 @@ class Engine:
                 if not is_outage(exc):
                     raise
                 log.warning("engine %s stopped (%s) but could not record it: %s", self.run_id, reason, exc)
+            finally:
+                if self._wandb is not None:
+                    await asyncio.to_thread(self._wandb.finish)
+                await self._close_backend()
         return self.summary
 
     async def watch_rollout(self) -> None:

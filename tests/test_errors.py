@@ -44,6 +44,7 @@ from babylon_console.core.parsing import RowProblem
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
 from babylon_console.core.registry import RegistryError, UnknownModel
 from babylon_console.core.sim.policy import CheckpointError
+from babylon_console.core.simclock import MarketRunning
 from babylon_console.core.tokenization import TokenizerUnavailable
 from babylon_console.core.windows import InvalidWindowId
 
@@ -72,6 +73,7 @@ PUBLIC_ERRORS: dict[type[ConsoleError], tuple[ErrorKind, int, type[Exception]]] 
     InvalidHoldout: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, ValueError),
     HoldoutReasonNeeded: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
     DemoInUse: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
+    MarketRunning: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
 }
 VOCABULARY = {ConsoleError, Outage, Refused, InvalidInput, Failed}
 # Public classes whose names read like errors but are no exceptions.

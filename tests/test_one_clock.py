@@ -126,3 +126,32 @@ async def test_a_clock_an_earlier_version_left_behind_is_retired_by_the_migratio
     await pool.execute("UPDATE console_sim_clock SET heartbeat_at = now() - interval '1 hour'")
     await pool.execute(sql)  # a paused market of this version: still the database's clock
     assert isinstance(await simclock.current_clock(pool), SimulatedClock)
+
+
+async def test_seed_live_does_not_give_the_operators_database_a_market_clock_by_accident(
+        pool: asyncpg.Pool, database_url: str) -> None:
+    """A live market's clock becomes its database's for good: refused (nothing written) unless accepted,
+    and `db wall-clock` returns the database to the wall clock once the market has stopped."""
+    env = {"DATABASE_URL": database_url}
+    live = ("seed", "--windows", "1", "--agents", "3", "--steps", "1", "--live", "--live-windows", "1",
+            "--seconds-per-window", "0.5", "--policy-agents", "0")
+    refused = await asyncio.to_thread(invoke, *live, env=env)
+    assert refused.exit_code == 2 and "--simulated-database" in refused.output
+    assert await pool.fetchval("SELECT count(*) FROM trajectories") == 0
+    assert isinstance(await simclock.current_clock(pool), SystemClock)
+
+    accepted = await asyncio.to_thread(invoke, *live, "--simulated-database", env=env)
+    assert accepted.exit_code == 0, accepted.output
+    assert isinstance(await simclock.current_clock(pool), SimulatedClock)  # standing still: the market stopped
+    back = await asyncio.to_thread(invoke, "db", "wall-clock", "--yes", env=env)
+    assert back.exit_code == 0 and "Wall clock restored" in back.output
+    assert isinstance(await simclock.current_clock(pool), SystemClock)
+    again = await asyncio.to_thread(invoke, "db", "wall-clock", "--yes", env=env)
+    assert again.exit_code == 0 and "already uses the wall clock" in again.output
+
+
+async def test_the_wall_clock_is_not_taken_from_a_running_market(pool: asyncpg.Pool, database_url: str) -> None:
+    await _publish_ahead(pool)  # a market beating now
+    refused = await asyncio.to_thread(invoke, "db", "wall-clock", "--yes", env={"DATABASE_URL": database_url})
+    assert refused.exit_code == 1 and "running" in refused.output
+    assert isinstance(await simclock.current_clock(pool), SimulatedClock)

@@ -1,4 +1,4 @@
-"""`babylon-console db migrate|status`."""
+"""`babylon-console db migrate|status|wall-clock`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..core.database import connect_unmigrated
 from ..core.errors import EXIT_FAILED
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
-db_app = typer.Typer(help="Database schema: apply and inspect migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: apply and inspect migrations; return a simulated database to the wall clock.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
@@ -93,3 +93,32 @@ def status_command(
         out.print(f"Schema {verdict}.")
     if pending or drifted:
         raise typer.Exit(EXIT_FAILED)
+
+
+@db_app.command("wall-clock")
+def wall_clock_command(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Return this database to the wall clock: a simulated market (`seed --live`) made its clock this
+    database's, and it stands still once the market stops. Refused while the market runs."""
+    from ..core import simclock
+    from ..core.database import open_pool
+
+    settings = load_settings()
+    if not yes and not typer.confirm("Every process on this database will read the wall clock from now on "
+                                     "(windows dated after it show as open). Go on?", default=False):
+        out.print("Nothing changed.")
+        raise typer.Exit(EXIT_FAILED)
+
+    async def body():
+        pool = await open_pool(settings)
+        try:
+            return await simclock.return_to_wall_clock(pool)
+        finally:
+            await pool.close()
+
+    previous = run_command(body)
+    if previous is None:
+        out.print("This database already uses the wall clock.")
+        return
+    out.print(f"Wall clock restored; the simulated market's clock stood at {previous.now():%Y-%m-%d %H:%M} UTC.")

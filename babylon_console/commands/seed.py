@@ -12,11 +12,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..cli_support import err, load_settings, out, print_json, run_command
 from ..core import simclock
 from ..core.database import open_pool
+from ..core.demo import is_demo
+from ..core.errors import InvalidInput
 from ..core.seeding import LiveSimulation, SeedReport, seed_history
 from ..core.serving import ServedPolicies
 from ..core.sim.simulation import Simulation
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
+
+
+# A live market's clock becomes its database's clock for every process (one clock per database):
+# never by accident on the operator's database.
+LIVE_CLOCK_REFUSAL = (
+    "seed --live would make this database's clock the simulated market's, for every process that reads it "
+    "(engines, `train`, `windows`, consoles) and after the market stops: run it on the demo's database "
+    "(`babylon-console --data-dir <data dir>/demo seed --live`) or a scratch one, or pass --simulated-database "
+    "to accept (`babylon-console db wall-clock` returns a database to the wall clock)")
 
 
 @app.command("seed")
@@ -38,6 +49,10 @@ def seed_command(
         int, typer.Option(help="With --live: agents that trade with the served checkpoints (the live model, and "
                                "the candidate's share of them during an A/B rollout); 0: none.", min=0)
     ] = 6,
+    simulated_database: Annotated[bool, typer.Option(
+        "--simulated-database", help="With --live on a database without a market clock yet: accept that the "
+        "market's accelerated clock becomes this database's clock for every process (until `db wall-clock`)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Fill the database with a simulated Babylon market: agents, trajectories, LLM call logs and
@@ -50,6 +65,8 @@ def seed_command(
         pool = await open_pool(settings)
         started = time.perf_counter()
         try:
+            if live and not simulated_database and not is_demo(settings) and not await simclock.has_market_clock(pool):
+                raise InvalidInput(LIVE_CLOCK_REFUSAL)
             now = (await simclock.current_clock(pool)).now()  # a simulated database's history ends at its time
             with Progress(
                 TextColumn("[bold]seeding[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),

@@ -17,6 +17,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from .clock import Clock, SystemClock
+from .errors import Refused
+
+
+class MarketRunning(Refused, RuntimeError):
+    """The database's simulated market is running: its clock cannot be taken away under it."""
+
+    title = "Market running"
+
 
 STALE_AFTER = timedelta(seconds=30)  # a heartbeat lets the clock run this long (the market beats every 5 s)
 
@@ -72,6 +80,24 @@ async def current_clock(conn: asyncpg.Connection | asyncpg.Pool) -> Clock:
     if row is None:
         return SystemClock()
     return SimulatedClock(row["real_epoch"], row["sim_epoch"], row["speed"], row["runs_until"])
+
+
+async def has_market_clock(conn: asyncpg.Connection | asyncpg.Pool) -> bool:
+    """Whether a simulated market's clock is this database's clock (one was published here)."""
+    return bool(await conn.fetchval("SELECT count(*) FROM console_sim_clock"))
+
+
+async def return_to_wall_clock(conn: asyncpg.Connection | asyncpg.Pool) -> SimulatedClock | None:
+    """Make the wall clock this database's clock again (its market's record deleted); the clock that
+    was in force, or None when there was none. Refused while the market runs (its heartbeat is fresh)."""
+    clock = await current_clock(conn)
+    if not isinstance(clock, SimulatedClock):
+        return None
+    if clock.running:
+        raise MarketRunning("a simulated market is running on this database: stop it first (Ctrl-C in its "
+                            "`seed --live`, or quit the demo), then return to the wall clock")
+    await conn.execute("DELETE FROM console_sim_clock")
+    return clock
 
 
 def describe(clock: Clock) -> dict[str, object]:

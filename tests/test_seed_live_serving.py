@@ -37,8 +37,8 @@ async def test_seed_live_drives_agents_with_the_live_checkpoint(database_url: st
     result = await asyncio.to_thread(
         CliRunner().invoke, app,
         ["--database-url", database_url, "--data-dir", str(data_dir), "seed", "--windows", "1", "--agents", "6",
-         "--steps", "2", "--live", "--simulated-database", "--live-windows", "1", "--seconds-per-window", "0.5", "--policy-agents", "2",
-         "--json"],
+         "--steps", "2", "--live", "--simulated-database", "--live-windows", "1", "--seconds-per-window", "0.5",
+         "--policy-agents", "2", "--json"],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output
     live_window = orjson.loads(result.stdout)["live_windows"][0]
@@ -90,8 +90,9 @@ async def test_seed_live_serves_a_serverless_rollout_through_the_training_api_an
         env = {"WANDB_API_KEY": "k" * 40, "BABYLON_SERVERLESS_BASE_URL": fake.base_url}
         base = ["--database-url", database_url, "--data-dir", str(tmp_path / "data")]
         result = await asyncio.to_thread(CliRunner().invoke, app, [
-            *base, "seed", "--windows", "1", "--agents", "8", "--steps", "2", "--live", "--simulated-database", "--live-windows", "3",
-            "--seconds-per-window", "0.5", "--policy-agents", "6", "--json"], env=env, catch_exceptions=False)
+            *base, "seed", "--windows", "1", "--agents", "8", "--steps", "2", "--live", "--simulated-database",
+            "--live-windows", "3", "--seconds-per-window", "0.5", "--policy-agents", "6", "--json"], env=env,
+            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     live_windows = orjson.loads(result.stdout)["live_windows"]
     rows = await pool.fetch(
@@ -138,8 +139,8 @@ async def test_a_served_endpoint_that_never_answers_cannot_stall_the_live_market
         started = time.monotonic()
         result = await asyncio.to_thread(CliRunner().invoke, app, [
             "--database-url", database_url, "--data-dir", str(tmp_path / "data"), "seed", "--windows", "1",
-            "--agents", "4", "--steps", "4", "--live", "--simulated-database", "--live-windows", "2", "--seconds-per-window", "0.5",
-            "--policy-agents", "2", "--json"],
+            "--agents", "4", "--steps", "4", "--live", "--simulated-database", "--live-windows", "2",
+            "--seconds-per-window", "0.5", "--policy-agents", "2", "--json"],
             env={"WANDB_API_KEY": "k" * 40, "BABYLON_SERVERLESS_BASE_URL": url, "BABYLON_EVAL_TIMEOUT_S": "0.5"},
             catch_exceptions=False)
         elapsed = time.monotonic() - started

@@ -13,7 +13,8 @@ from ..core.database import connect_unmigrated
 from ..core.errors import EXIT_FAILED
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
-db_app = typer.Typer(help="Database: apply and inspect migrations; return a simulated database to the wall clock.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: apply and inspect migrations; return a simulated database to the wall clock.",
+                     no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 

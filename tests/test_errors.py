@@ -37,6 +37,7 @@ from babylon_console.core.errors import (
     Refused,
     as_console_error,
 )
+from babylon_console.core.gateway.upstreams import NoUpstream
 from babylon_console.core.groups import DropoutError
 from babylon_console.core.holdout import HoldoutMismatch, HoldoutReasonNeeded, InvalidHoldout
 from babylon_console.core.judges.base import JudgeError
@@ -74,6 +75,7 @@ PUBLIC_ERRORS: dict[type[ConsoleError], tuple[ErrorKind, int, type[Exception]]] 
     HoldoutReasonNeeded: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
     DemoInUse: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
     MarketRunning: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
+    NoUpstream: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, RuntimeError),
 }
 VOCABULARY = {ConsoleError, Outage, Refused, InvalidInput, Failed}
 # Public classes whose names read like errors but are no exceptions.

@@ -18,15 +18,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConsoleError
+from ..errors import ConsoleError, InvalidInput
 from ..inference import endpoint_for, is_offline
 from .routing import Target
 
 STANDIN_FINGERPRINT = "babylon-offline-standin"
 
 
-class NoUpstream(Exception):
+class NoUpstream(InvalidInput, RuntimeError):
     """The checkpoint's upstream is not configured or cannot be loaded; the message says what to set."""
+
+    title = "No upstream for the checkpoint"
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,3 +213,13 @@ async def test_doctor_and_models_list_show_what_the_games_query_serves(pool: asy
     game = next(m for m in listed["models"] if m["model_id"] == "game-newer")
     assert game["promotable"] is False and game["written_by"] == "game" and game["status"] == "ready"
     assert "Game's query serves: game-newer" in text and "warning: the game's query returns game-newer" in text
+
+
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["train", "--base-model", " "], {}, "invalid option: --base-model: Value error, must name the base model"),
+    (["train"], {"BABYLON_BASE_MODEL": " "}, "invalid configuration: BABYLON_BASE_MODEL: Value error, must name"),
+])
+def test_an_empty_base_model_is_refused_before_anything_is_written(tmp_path: Path, args: list[str],
+                                                                   env: dict[str, str], said: str) -> None:
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), *args], env=env, catch_exceptions=False)
+    assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output, result.output

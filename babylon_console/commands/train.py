@@ -165,7 +165,10 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
     try:
         config = EngineConfig.from_settings(settings, iterations=iterations, **options)
     except ValueError as exc:
-        raise fail(f"invalid option: {exc}", EXIT_UNAVAILABLE) from None
+        errors = exc.errors(include_url=False) if hasattr(exc, "errors") else None  # pydantic: option: what
+        detail = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in errors) \
+            if errors else str(exc)
+        raise fail(f"invalid option: {detail}", EXIT_UNAVAILABLE) from None
     if not (quiet or as_json):  # on screen at once: loading the training libraries takes seconds
         err.print(f"starting: model {config.model_name}, {config.backend} backend, {config.judge} judge "
                   "(Ctrl+C stops)", soft_wrap=True, highlight=False)

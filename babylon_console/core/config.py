@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_named(cls, value: str) -> str:
+        if not value.strip():  # every trained_models row names its base model
+            raise ValueError("must name the base model, e.g. OpenPipe/Qwen3-14B-Instruct")
+        return value
+
     @field_validator("gateway_keys", mode="before")
     @classmethod
     def _no_keys_is_unset(cls, value: Any) -> Any:

@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from . import batches, control, events, runs
 from .backends.empty_step import NothingTrained, check_trained
@@ -93,7 +93,7 @@ class EngineConfig(BaseModel):
     model_name: str = Field(default="babylon-agent", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
     project: str = "babylon-console"
     backend: BackendName = "offline"
-    base_model: str = Field(default="OpenPipe/Qwen3-14B-Instruct", pattern=r"\S")  # every row names it
+    base_model: str = "OpenPipe/Qwen3-14B-Instruct"
     judge: JudgeName = "outcome"
     iterations: int | None = Field(default=1, ge=1, description="None: run until stopped")
     windows_per_iteration: int = Field(default=4, ge=1)
@@ -121,6 +121,13 @@ class EngineConfig(BaseModel):
     force: bool = False
     poll_seconds: float = Field(default=5.0, gt=0)
     seed: int = 0
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_named(cls, value: str) -> str:
+        if not value.strip():  # every trained_models row names its base model
+            raise ValueError("must name the base model, e.g. OpenPipe/Qwen3-14B-Instruct")
+        return value
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> EngineConfig:

@@ -215,19 +215,21 @@ def test_the_detail_line_names_the_windows_left_out() -> None:
                                    "1 trained on before the hold-out was set")
 
 
-async def test_the_demo_sets_its_own_hold_out_in_the_database_it_runs_in(database_url: str, tmp_path: Path,
-                                                                         pool: asyncpg.Pool) -> None:
+async def test_the_demo_sets_its_own_hold_out_in_the_database_it_runs_in(tmp_path: Path) -> None:
+    from babylon_console.core.demo import demo_settings
+    from babylon_console.core.embedded import stop_embedded_server
     from babylon_console.tui.data import ConsoleData, engine_overrides_for_demo
 
     from .demo_market import run_demo_until_a_window
 
     assert "holdout_share" not in engine_overrides_for_demo(10.0)  # the engine reads the record, as every engine
-    settings = Settings(BABYLON_DATA_DIR=str(tmp_path), DATABASE_URL=database_url)  # type: ignore[call-arg]
+    settings = demo_settings(Settings(BABYLON_DATA_DIR=str(tmp_path)))  # type: ignore[call-arg]
     data = ConsoleData(settings)
     await data.connect()
     try:
         await run_demo_until_a_window(data)
+        record = await current_holdout(data.pool)
     finally:
         await data.close()
-    record = await current_holdout(pool)
+        stop_embedded_server(settings.data_dir / "pgdata")
     assert record is not None and (record.share, record.set_by) == (0.15, "demo")

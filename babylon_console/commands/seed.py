@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -11,11 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..cli_support import err, load_settings, out, print_json, run_command
 from ..core import simclock
-from ..core.database import open_pool
+from ..core.database import open_database
 from ..core.demo import is_demo
 from ..core.errors import InvalidInput
 from ..core.seeding import LiveSimulation, SeedReport, seed_history
-from ..core.serving import ServedPolicies
+from ..core.serving import GatewayAgents
 from ..core.sim.simulation import Simulation
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
@@ -46,8 +45,8 @@ def seed_command(
                                  min=1)
     ] = None,
     policy_agents: Annotated[
-        int, typer.Option(help="With --live: agents that trade with the served checkpoints (the live model, and "
-                               "the candidate's share of them during an A/B rollout); 0: none.", min=0)
+        int, typer.Option(help="With --live: agents that call the market's own gateway, which serves them the live "
+                               "model (the candidate for its share of them during an A/B rollout); 0: none.", min=0)
     ] = 6,
     simulated_database: Annotated[bool, typer.Option(
         "--simulated-database", help="With --live on a database without a market clock yet: accept that the "
@@ -62,7 +61,7 @@ def seed_command(
     sim = Simulation(seed=seed, n_agents=agents, steps_per_window=steps)
 
     async def body() -> tuple[SeedReport, list[str]]:
-        pool = await open_pool(settings)
+        target, pool = await open_database(settings)
         started = time.perf_counter()
         try:
             if live and not simulated_database and not is_demo(settings) and not await simclock.has_market_clock(pool):
@@ -86,15 +85,16 @@ def seed_command(
             live_written: list[str] = []
             if live:
                 runner = LiveSimulation(pool, sim, seconds_per_window)
-                # the same serving rule as the demo console: promoted checkpoints drive some agents
-                served = ServedPolicies(pool, settings.data_dir, policy_agents, settings=settings,
-                                        on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
-                await served.refresh()
+                # the same serving path as the demo console: the driven agents call a gateway started
+                # here, as the game's agents would, and it serves them the live model or the candidate
+                served = GatewayAgents(pool, target.dsn, settings, policy_agents,
+                                       on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
+                await served.start()
                 runner.before_window = served.before_window
-                refresher = asyncio.ensure_future(served.keep_fresh())
                 if not as_json:
                     out.print(f"Live market: one simulated hour every {seconds_per_window:g} s "
-                              f"(Ctrl-C to stop); {policy_agents} agent(s) trade with the served checkpoints.")
+                              f"(Ctrl-C to stop); {policy_agents} agent(s) call the gateway at "
+                              f"{served.server.base_url} for {served.alias!r}.", soft_wrap=True)
                 try:
                     await runner.run(
                         max_windows=live_windows,
@@ -103,7 +103,6 @@ def seed_command(
                             + _served_note(served)),
                     )
                 finally:
-                    refresher.cancel()
                     await served.aclose()
                 live_written = runner.written
             return report, live_written
@@ -121,6 +120,6 @@ def seed_command(
         })
 
 
-def _served_note(served: ServedPolicies) -> str:
+def _served_note(served: GatewayAgents) -> str:
     roles = [f"{s.role} {s.model_id} ({s.share:.0%})" for s in served.served]
     return f"; serving {', '.join(roles)}" if roles else ""

@@ -649,13 +649,22 @@ class DemoSettings:
 
 class DemoRunner:
     """The demo's simulated market: seed a short history if the database has none, then write a
-    window every `seconds_per_window`, with a few agents driven by the served checkpoints (the
-    core's serving rule, `core.serving`, which `seed --live` uses too)."""
+    window every `seconds_per_window`, with a few agents calling a model gateway the market starts
+    (`core.serving.GatewayAgents`, which `seed --live` uses too), as the game's agents would.
+
+    It writes a hold-out record and a simulated market into its database: only into the demo's own
+    (`core.demo.demo_settings`), never an operator's database."""
 
     def __init__(self, data: ConsoleData, background: BackgroundLoop, demo: DemoSettings | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  on_window: Callable[[str, int], None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
+        from ..core.demo import is_demo
+        from ..core.errors import Refused
+
+        if not is_demo(data.settings):
+            raise Refused(f"the demo's market runs only in the demo's own database (<data dir>/demo), not in "
+                          f"{data.target_label}: it would write a hold-out record and a simulated market there")
         self.data = data
         self.background = background
         self.demo = demo or DemoSettings()
@@ -677,11 +686,12 @@ class DemoRunner:
         from ..core.holdout import ensure_holdout
         from ..core.repository import GameStore
         from ..core.seeding import LiveSimulation, seed_history
-        from ..core.serving import ServedPolicies
+        from ..core.serving import GatewayAgents
         from ..core.sim.simulation import Simulation
         from ..core.simclock import current_clock
 
-        pool = await create_pool(self.data.target(), max_size=3)
+        target = self.data.target()
+        pool = await create_pool(target, max_size=4)  # the market, and the gateway's log and heartbeat
         try:
             # the demo's database keeps its own hold-out (a record, as every database): set it once
             await ensure_holdout(pool, self.demo.holdout_share, operator="demo",
@@ -698,17 +708,13 @@ class DemoRunner:
                 now = (await current_clock(pool)).now()
                 report = await seed_history(pool, sim, total, now, progress=progress)
                 seeded = report.windows_written
-            served = ServedPolicies(pool, self.data.settings.data_dir, self.demo.policy_agents,
-                                    on_warning=self.on_warning, settings=self.data.settings)
+            served = GatewayAgents(pool, target.dsn, self.data.settings, self.demo.policy_agents,
+                                   on_warning=self.on_warning)
             self.market = LiveSimulation(pool, sim, self.demo.seconds_per_window)
             self.market.before_window = served.before_window
-            refresher = asyncio.ensure_future(served.keep_fresh())
-            try:
+            async with served:  # the market's own gateway: up before the first window, down after the last
                 await self.market.run(on_window=lambda r: self.on_window and self.on_window(
                     r.window_id, len(r.trajectories)))
-            finally:
-                refresher.cancel()
-                await served.aclose()
             return seeded
         finally:
             await _close_pool(pool)

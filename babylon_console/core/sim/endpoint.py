@@ -43,14 +43,20 @@ class EndpointPolicy:
         name: str | None = None,
         persona: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        extra_headers: dict[str, str] | None = None,
+        log_model: str | None = None,
         client: Any | None = None,
     ) -> None:
-        self.model = model
+        """`log_model`: the name its calls are logged under, when not the one asked for (the game logs
+        its provider's name, e.g. `huggingface`, whatever the provider serves)."""
+        self.model = log_model or model  # what the recorder writes to llm_call_logs.model
+        self.request_model = model  # what is asked of the endpoint
         self.name = name or f"endpoint:{model}"
         self.persona = persona  # None: the agent keeps its own persona
         self.temperature = float(temperature)
         self.max_tokens = int(max_tokens)
         self.extra_body = extra_body
+        self.extra_headers = extra_headers
         if client is None:
             from openai import AsyncOpenAI  # imported lazily: the scripted path never needs it
 
@@ -75,7 +81,7 @@ class EndpointPolicy:
         t0 = time.perf_counter()
         try:
             resp = await self._client.chat.completions.create(
-                model=self.model,
+                model=self.request_model,
                 messages=[
                     {"role": "system", "content": system_prompt},
                     {"role": "user", "content": user_prompt},
@@ -83,6 +89,7 @@ class EndpointPolicy:
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
                 extra_body=self.extra_body,
+                extra_headers=self.extra_headers,
             )
         except Exception as e:
             latency = int((time.perf_counter() - t0) * 1000)

@@ -113,3 +113,36 @@ async def test_a_console_refused_by_the_lock_follows_the_engine_that_holds_it(ma
     finally:
         other.stop()
         await asyncio.wait_for(run, 20)
+
+
+async def test_the_charts_are_those_of_the_run_followed_not_of_every_run(make_app, pool) -> None:
+    """An older run of this model (and another model's run) folded into the same charts showed their
+    steps under the followed run's name: only the followed run's steps are charted, and following
+    another run charts that one's, from the events already read."""
+    from datetime import timedelta
+
+    from babylon_console.tui.widgets.training import TrainingPane
+
+    from .conftest import training_events
+
+    for run_id, model, started in (("run-older", "babylon-agent", timedelta(hours=1)),
+                                   ("run-other-model", "other", timedelta(minutes=1)),
+                                   ("run-newest", "babylon-agent", timedelta(minutes=2))):
+        await pool.execute(
+            "INSERT INTO console_runs (id, model_name, backend, judge, state, host, pid, stopped_at, started_at) "
+            "VALUES ($1, $2, 'offline', 'outcome', 'stopped', 'trainer-1', 4242, now(), now() - $3::interval)",
+            run_id, model, started)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.db_ready)
+        pane = app.main.pane(TrainingPane)
+        events = [*training_events(7, run_id="run-older"), *training_events(5, run_id="run-other-model"),
+                  *training_events(3, run_id="run-newest")]
+        for n, event in enumerate(events, start=1):
+            event.id = n
+        app.add_events(events)
+        await pilot.press("3")
+        await wait_for(lambda: "run-newest" in _status(app), what="the newest run of the model followed")
+        assert [step for step, _ in pane.state.series["loss/train"]] == [1, 2, 3]
+        assert pane.state.step == 3 and pane.state.windows_trained == 3
+        assert pane.state.follow("run-older") and [s for s, _ in pane.state.series["loss/train"]] == list(range(1, 8))

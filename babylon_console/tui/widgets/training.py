@@ -30,6 +30,7 @@ from .pane import Pane, theme_color
 
 CHART_POINTS = 2000
 TAIL_LINES = 500
+FOLD_MEMORY = 20_000  # recent events kept to fold again when the pane follows another run
 TAIL_CATCH_UP = 100  # lines written at once when the pane is shown after a burst
 JUDGING_WINDOWS = 24
 CHART_MIN_INTERVAL_S = 1.0  # charts redraw at most once a second
@@ -59,15 +60,25 @@ class JudgingRow:
 
 
 class TrainingState:
-    """Everything the pane shows, folded from events; bounded in memory."""
+    """Everything the pane shows, folded from events; bounded in memory.
+
+    Charts, judging progress and counters are those of one run, the one the pane follows (`follow`):
+    events of other runs (another model's, an older engine's) reach only the event tail. The recent
+    events are kept, so following another run folds its own events again."""
 
     def __init__(self) -> None:
-        self.series: dict[str, deque[tuple[int, float]]] = {k: deque(maxlen=CHART_POINTS) for k in METRICS}
-        self.chart_version = 0
-        self.judging: OrderedDict[str, JudgingRow] = OrderedDict()
-        self.judging_version = 0
         self.tail: deque[tuple[int, Text]] = deque(maxlen=TAIL_LINES)
         self.tail_seq = 0
+        self.followed: str | None = None  # None: no run known yet, every event folds
+        self._recent: deque[Event] = deque(maxlen=FOLD_MEMORY)
+        self.chart_version = self.judging_version = self.version = 0
+        self._reset_folded()
+
+    def _reset_folded(self) -> None:
+        self.series: dict[str, deque[tuple[int, float]]] = {k: deque(maxlen=CHART_POINTS) for k in METRICS}
+        self.chart_version += 1
+        self.judging: OrderedDict[str, JudgingRow] = OrderedDict()
+        self.judging_version += 1
         self.run_id: str | None = None
         self.state: str | None = None
         self.iteration = 0
@@ -79,7 +90,21 @@ class TrainingState:
         self.windows_failed = 0
         self.last_checkpoint: str | None = None
         self.last_event_at: datetime | None = None
-        self.version = 0
+        self.version += 1
+
+    def _folds(self, event: Event) -> bool:
+        return self.followed is None or event.run_id in (None, self.followed)
+
+    def follow(self, run_id: str | None) -> bool:
+        """Chart `run_id` (the run the pane follows); True when that changed what is folded."""
+        if run_id is None or run_id == self.followed:
+            return False
+        self.followed = run_id
+        self._reset_folded()
+        for event in self._recent:
+            if self._folds(event):
+                self._fold(event)
+        return True
 
     def _judging(self, window_id: str, status: str, detail: str = "") -> None:
         row = self.judging.get(window_id)
@@ -94,7 +119,9 @@ class TrainingState:
 
     def ingest(self, events: Iterable[Event], colors: dict[str, str]) -> None:
         for event in events:
-            self._fold(event)
+            self._recent.append(event)
+            if self._folds(event):
+                self._fold(event)
             self.tail_seq += 1
             self.tail.append((self.tail_seq, self._line(event, colors)))
             self.version += 1
@@ -258,6 +285,8 @@ class TrainingPane(Pane):
     # -- drawing -------------------------------------------------------------------------------
 
     def redraw(self) -> None:
+        view = self.engine
+        self.state.follow(view.run_id if view.here else (view.run.run_id if view.run is not None else None))
         if not self.visible_now:
             return
         self._draw_status()

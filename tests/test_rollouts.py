@@ -219,8 +219,13 @@ async def test_the_audit_trail_in_text_says_the_reason_and_the_evidence(pool: as
     await _harmful(pool, await _hours_from_now(pool, -5, -4, -3))
     rollout = (await Registry(pool).rollout()).id
     await _engine(pool, tmp_path, auto_rollback=True).watch_rollout()
+    # no rollout runs now, but the rollback of the last one is evidence against promoting it again
+    refused = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "promote", CAND[0], "--yes")
+    assert refused.exit_code == 1, refused.output
+    assert f"against the evidence (rollout {rollout} was rolled back: candidate - live P&L" in refused.output
+    assert "no evidence" not in refused.output and await Registry(pool).rollout() is None
     done = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "promote", CAND[0], "--yes",
-                                   "--note", "second look after the fix")
+                                   "--reason", "second look after the fix")
     assert done.exit_code == 0, done.output
     text = await asyncio.to_thread(_cli, database_url, tmp_path, "models", "list", "--audit")
     assert text.exit_code == 0, text.output
@@ -231,8 +236,9 @@ async def test_the_audit_trail_in_text_says_the_reason_and_the_evidence(pool: as
     assert lines[start + 2].strip().startswith(f"evidence: A/B rollout {rollout} rollback: candidate − live")
     assert "over 3 paired windows" in lines[start + 2]
     promoted = next(i for i, line in enumerate(lines) if "promote " in line and "-> m-cand" in line)
-    assert lines[promoted + 1].strip() == "reason: second look after the fix"
-    assert lines[promoted + 2].strip().startswith("evidence: no evidence")
+    assert lines[promoted + 1].strip().startswith(f"reason: against the evidence (rollout {rollout} was rolled back:")
+    assert lines[promoted + 1].strip().endswith("): second look after the fix")
+    assert lines[promoted + 2].strip().startswith(f"evidence: rollout {rollout} was rolled back: candidate - live")
 
 
 async def test_a_rollout_running_before_the_migration_gets_a_record(pool: asyncpg.Pool) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich import box
@@ -173,8 +173,10 @@ def rollback_command(
 def ab_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The live A/B readout of the rollout in progress: per arm (attributed by the model that served
-    each trajectory's LLM calls) agents, windows, mean P&L, win rate, judge score, drawdown; the
+    """The live A/B readout of the rollout in progress: per arm (attributed by the checkpoint that
+    served each trajectory's LLM calls: through the gateway's call log by the hash of each recorded
+    response, else by the model the call names) agents, windows, mean P&L, win rate, judge score,
+    drawdown, and the gateway's requests, error rate and p50/p99 latency; the
     candidate-minus-live P&L difference with a 95% CI paired by window; served vs asked share; the
     gate's verdict (collecting, hold, promote, rollback)."""
     from ..core.evidence import ab_readout
@@ -201,6 +203,9 @@ def ab_command(
                       _num(a.mean_pnl, "+.2f"), _num(a.win_rate, ".0%"), _num(a.judge_score, ".3f"),
                       _num(a.drawdown, ".1%"))
     out.print(table)
+    traffic = [_traffic(a) for a in readout.arms if a.requests]
+    if traffic:
+        out.print("gateway: " + "; ".join(traffic), soft_wrap=True)
     d = readout.difference
     if d is not None:
         ci = "(one window)" if d.ci_low is None or d.ci_high is None else f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
@@ -216,6 +221,12 @@ def ab_command(
 
 def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _traffic(arm: Any) -> str:  # core.evidence.ArmStats (imported lazily)
+    """One arm's calls through the gateway during the rollout."""
+    return (f"{arm.arm} {arm.requests} requests, {_num(arm.error_rate, '.1%')} errors, "
+            f"p50 {_num(arm.p50_ms, '.0f')} ms, p99 {_num(arm.p99_ms, '.0f')} ms")
 
 
 @models_app.command("eval")

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     gate_min_windows: int = Field(default=3, ge=2, validation_alias="BABYLON_GATE_MIN_WINDOWS")
     gate_promote_after: int = Field(default=3, ge=1, validation_alias="BABYLON_GATE_PROMOTE_AFTER")
     gate_max_drawdown: float = Field(default=0.5, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_DRAWDOWN")
+    gate_max_error_rate: float = Field(
+        default=0.05, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_ERROR_RATE",
+        description="The candidate's share of 5xx answers through the gateway that rolls it back.")
+    gate_min_requests: int = Field(default=50, ge=1, validation_alias="BABYLON_GATE_MIN_REQUESTS",
+                                   description="Gateway requests of the candidate before its error rate counts.")
     holdout_share: float | None = Field(
         default=None, ge=0, lt=1, validation_alias="BABYLON_HOLDOUT_SHARE",
         description="Only checked: the hold-out is the database's record (`babylon-console holdout`); a value "
@@ -168,7 +173,8 @@ class Settings(BaseSettings):
         from .evidence import GateSettings
 
         return GateSettings(min_windows=self.gate_min_windows, promote_after=self.gate_promote_after,
-                            max_drawdown=self.gate_max_drawdown)
+                            max_drawdown=self.gate_max_drawdown, max_error_rate=self.gate_max_error_rate,
+                            min_requests=self.gate_min_requests)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with command-line flags applied (None means 'flag not given'), re-validated."""

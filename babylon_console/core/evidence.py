@@ -1,11 +1,20 @@
 """Live A/B evidence during a rollout, from the game's own rows, and the gate that reads it.
 
-Arms are attributed by what actually served each trajectory: the model named in its LLM calls
-(`llm_call_logs.model`) matched to `trained_models."storagePath"` of the live model and of the
-rollout's candidate. Windows where both arms traded are paired: per window, the candidate's mean
-P&L minus the live arm's; the readout is the mean of those differences with a 95% confidence
-interval (Student's t over windows), the share of windows the candidate won, and per arm the
-agents, windows, mean P&L, win rate (trajectories with P&L > 0), judge score and drawdown.
+Arms are attributed by what actually served each trajectory. First by the gateway's call log
+(`console_gateway_calls`, `babylon-console gateway`): the sha256 of each recorded response
+(`llm_call_logs.response`) matched to the `response_sha256` of a call the gateway served during this
+rollout names the checkpoint that answered it; this works when the game logs its provider's name
+(e.g. `huggingface`) as `llm_call_logs.model`. A hash that two checkpoints answered is ambiguous and
+names none. Otherwise by the model named in the call (`llm_call_logs.model`) matched to
+`trained_models."storagePath"` of the live model and of the rollout's candidate. A trajectory's arm
+is the checkpoint that served most of its calls. Windows where both arms traded are paired: per
+window, the candidate's mean P&L minus the live arm's; the readout is the mean of those
+differences with a 95% confidence interval (Student's t over windows), the share of windows the
+candidate won, and per arm the agents, windows, mean P&L, win rate (trajectories with P&L > 0),
+judge score and drawdown.
+
+Traffic: per arm, the gateway's requests of this rollout, their error rate (5xx: the upstream
+refused, failed or timed out; 4xx are the client's) and p50/p99 latency.
 
 Served-model truth: per window, the candidate's share of the served trajectories next to the share
 the rollout asked for, and the checkpoint-like model names (`scheme://...`) the registry does not
@@ -17,7 +26,8 @@ opened at or after it started by the database's clock count (every counted windo
 started, and none mixes the previous serving): a re-promotion starts at 0 paired windows.
 
 The gate: "promote" once the CI has stayed above zero for `promote_after` consecutive windows,
-"rollback" when the CI is below zero or the candidate's mean drawdown passes `max_drawdown`;
+"rollback" when the CI is below zero, the candidate's mean drawdown passes `max_drawdown`, or its
+error rate through the gateway passes `max_error_rate` over at least `min_requests` requests;
 "collecting" before `min_windows` paired windows, "hold" otherwise.
 """
 
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -54,6 +65,8 @@ class GateSettings(BaseModel):
     max_drawdown: float = 0.5  # the candidate's mean max drawdown (fraction of its peak) that rolls it back
     share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning
     lookback_windows: int = 168  # only the latest windows are read
+    max_error_rate: float = 0.05  # the candidate's share of 5xx answers through the gateway that rolls it back
+    min_requests: int = 50  # gateway requests of the candidate before its error rate counts
 
 
 class ArmStats(BaseModel):
@@ -67,6 +80,29 @@ class ArmStats(BaseModel):
     win_rate: float | None = None  # trajectories with P&L > 0
     judge_score: float | None = None  # mean of the judged ones; None: none judged yet
     drawdown: float | None = None  # mean max drawdown (fraction), where the rows record it
+    by_gateway: int = 0  # trajectories attributed through the gateway's call log (the rest: by model name)
+    # the gateway's log of this rollout, this arm's calls
+    requests: int = 0
+    errors: int = 0  # 5xx answers (upstream refused, failed, timed out)
+    error_rate: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class ArmTraffic(BaseModel):
+    """One arm's calls through the gateway during a rollout."""
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+class RolledBack(BaseModel):
+    """A candidate's latest ended rollout, rolled back on the gate's evidence."""
+    rollout_id: int
+    candidate_model_id: str
+    operator: str
+    reasons: list[str]
 
 
 class PairedDifference(BaseModel):
@@ -99,6 +135,8 @@ class ABReadout(BaseModel):
     verdict: Verdict = "none"
     reasons: list[str] = []
     warnings: list[str] = []
+    # per candidate, its latest ended rollout when that was rolled back on evidence (a promotion reads it)
+    rolled_back: list[RolledBack] = []
 
     @property
     def served_share(self) -> float | None:
@@ -114,6 +152,7 @@ class _Row:
     pnl: float | None
     judge: float | None
     drawdown: float | None
+    via_gateway: bool = False  # its model came from the gateway's call log
 
 
 @dataclass
@@ -125,20 +164,83 @@ _ROWS_SQL = """
 WITH recent AS (
   SELECT DISTINCT "windowId" FROM trajectories WHERE "windowId" IS NOT NULL AND "windowId" >= $2
   ORDER BY "windowId" DESC LIMIT $1
-), served AS (
-  SELECT l."trajectoryId" AS trajectory_id, l.model, count(*) AS calls,
-         row_number() OVER (PARTITION BY l."trajectoryId" ORDER BY count(*) DESC, l.model) AS rank
+), calls AS (
+  -- the checkpoint that served each call: the gateway's log of this rollout by the response's hash
+  -- (the gateway hashes the UTF-8 text the same way), else the model the game named
+  SELECT l."trajectoryId" AS trajectory_id, coalesce(m."storagePath", l.model) AS model,
+         m."storagePath" IS NOT NULL AS via_gateway
   FROM llm_call_logs l JOIN trajectories t ON t."trajectoryId" = l."trajectoryId"
+  LEFT JOIN LATERAL (
+    SELECT min(g.model_id) AS model_id FROM console_gateway_calls g
+    WHERE g.response_sha256 = encode(sha256(convert_to(l.response, 'UTF8')), 'hex') AND g.rollout_id = $3
+      AND g.model_id IS NOT NULL
+    HAVING count(DISTINCT g.model_id) = 1  -- the same text from both arms names neither
+  ) g ON true
+  LEFT JOIN trained_models m ON m."modelId" = g.model_id
   WHERE t."windowId" IN (SELECT "windowId" FROM recent)
-  GROUP BY l."trajectoryId", l.model
+), served AS (
+  SELECT trajectory_id, model, bool_or(via_gateway) AS via_gateway,
+         row_number() OVER (PARTITION BY trajectory_id ORDER BY count(*) DESC, model) AS rank
+  FROM calls GROUP BY trajectory_id, model
 )
-SELECT t."windowId" AS window_id, t."agentId" AS agent_id, s.model, t."finalPnL" AS pnl,
+SELECT t."windowId" AS window_id, t."agentId" AS agent_id, s.model, coalesce(s.via_gateway, false) AS via_gateway,
+       t."finalPnL" AS pnl,
        -- our judge's latest score (never the game's own judge columns)
        (SELECT j.score FROM console_judgments j WHERE j.trajectory_id = t."trajectoryId" ORDER BY j.id DESC LIMIT 1)
          AS judge, t."metadataJson" AS metadata
 FROM trajectories t LEFT JOIN served s ON s.trajectory_id = t."trajectoryId" AND s.rank = 1
 WHERE t."windowId" IN (SELECT "windowId" FROM recent)
 """
+
+
+# per arm of one rollout: 5xx are errors (the upstream refused, failed or timed out); 4xx are the client's
+_TRAFFIC_SQL = """
+SELECT arm, count(*) AS requests, count(*) FILTER (WHERE status >= 500) AS errors,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99
+FROM console_gateway_calls WHERE rollout_id = $1 AND arm IN ('live', 'candidate') GROUP BY arm
+"""
+
+# per candidate, its latest ended rollout and the audit row that rolled it back, if one did
+_ROLLED_BACK_SQL = """
+SELECT DISTINCT ON (r.candidate_model_id) r.id, r.candidate_model_id, r.end_reason, p.operator, p.note, p.evidence
+FROM console_rollouts r
+LEFT JOIN LATERAL (SELECT operator, note, evidence FROM console_promotions p
+                   WHERE p.rollout_id = r.id AND p.action = 'rollback' ORDER BY p.id DESC LIMIT 1) p ON true
+WHERE r.ended_at IS NOT NULL
+ORDER BY r.candidate_model_id, r.ended_at DESC, r.id DESC
+"""
+
+
+async def gateway_traffic(pool: asyncpg.Pool | asyncpg.Connection, rollout_id: int | None) -> dict[str, ArmTraffic]:
+    """Per arm ("live", "candidate"), the gateway's calls of rollout `rollout_id`."""
+    if rollout_id is None:
+        return {}
+    return {r["arm"]: ArmTraffic(requests=r["requests"], errors=r["errors"], p50_ms=r["p50"], p99_ms=r["p99"])
+            for r in await pool.fetch(_TRAFFIC_SQL, rollout_id)}
+
+
+async def rolled_back(pool: asyncpg.Pool | asyncpg.Connection) -> list[RolledBack]:
+    """The candidates whose latest ended rollout was rolled back on the gate's evidence (the audit
+    row records a readout whose verdict was "rollback"); a rollback recorded without evidence is none."""
+    found = []
+    for r in await pool.fetch(_ROLLED_BACK_SQL):
+        evidence = _json(r["evidence"])
+        if not (r["end_reason"] or "").startswith("rolled back") or evidence.get("verdict") != "rollback":
+            continue
+        reasons = [str(x) for x in evidence.get("reasons") or []] or [r["note"] or "no reason recorded"]
+        found.append(RolledBack(rollout_id=r["id"], candidate_model_id=r["candidate_model_id"],
+                                operator=r["operator"] or "?", reasons=reasons))
+    return found
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _drawdown(metadata: Any) -> float | None:
@@ -185,31 +287,36 @@ async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings
     served = {s.role: s for s in (serving_now if serving_now is not None else await serving(pool))}
     candidate, live = served.get("candidate"), served.get("live")
     if candidate is None:
-        return ABReadout(live_model_id=live.model_id if live else None)
+        return ABReadout(live_model_id=live.model_id if live else None, rolled_back=await rolled_back(pool))
     started = None if candidate.rollout_id is None else await pool.fetchval(
         "SELECT started_market_at FROM console_rollouts WHERE id = $1", candidate.rollout_id)
     known = {r["storagePath"] for r in await pool.fetch('SELECT "storagePath" FROM trained_models')}
     # a rollout without a record (written around the registry) has no start: no window counts
     rows = [] if started is None else [
         _Row(r["window_id"], r["agent_id"], r["model"], _finite(r["pnl"]), _finite(r["judge"]),
-             _drawdown(r["metadata"]))
-        for r in await pool.fetch(_ROWS_SQL, gate.lookback_windows, first_window_of(started))]
-    return readout_from_rows(rows, candidate=(candidate.model_id, candidate.storage_path),
-                             live=(live.model_id, live.storage_path) if live else None,
-                             asked=candidate.share, known=known, gate=gate, rollout_id=candidate.rollout_id,
-                             started_at=started)
+             _drawdown(r["metadata"]), r["via_gateway"])
+        for r in await pool.fetch(_ROWS_SQL, gate.lookback_windows, first_window_of(started), candidate.rollout_id)]
+    readout = readout_from_rows(rows, candidate=(candidate.model_id, candidate.storage_path),
+                                live=(live.model_id, live.storage_path) if live else None,
+                                asked=candidate.share, known=known, gate=gate, rollout_id=candidate.rollout_id,
+                                started_at=started, traffic=await gateway_traffic(pool, candidate.rollout_id))
+    readout.rolled_back = await rolled_back(pool)
+    return readout
 
 
 class CachedReadout:
     """`ab_readout`, read again only when the rollout or the newest window changed since the last
     read: it reads every served trajectory of the recent windows, and the engine and the console
     look every few seconds while windows close once an hour (late rows of an older window wait for
-    the next window)."""
+    the next window). The gateway's traffic moves by the second: it is read again every
+    `traffic_every_s` and judged with the rows already read."""
 
-    def __init__(self, gate: GateSettings | None = None) -> None:
+    def __init__(self, gate: GateSettings | None = None, traffic_every_s: float = 10.0) -> None:
         self.gate = gate or GateSettings()
+        self.traffic_every_s = traffic_every_s
         self._key: tuple[Any, ...] | None = None
         self._readout: ABReadout | None = None
+        self._traffic_at = 0.0
 
     async def get(self, pool: asyncpg.Pool) -> ABReadout:
         serving_now = await serving(pool)
@@ -218,15 +325,36 @@ class CachedReadout:
         key = (tuple(serving_now), latest, rows)
         if key != self._key or self._readout is None:
             self._readout = await ab_readout(pool, self.gate, serving_now)
-            self._key = key
+            self._key, self._traffic_at = key, time.monotonic()
+        elif self._readout.rollout_id is not None and time.monotonic() - self._traffic_at >= self.traffic_every_s:
+            self._traffic_at = time.monotonic()
+            traffic = await gateway_traffic(pool, self._readout.rollout_id)
+            if traffic != self._traffic(self._readout):
+                self._readout = rejudged(self._readout, traffic, self.gate)
         return self._readout
+
+    @staticmethod
+    def _traffic(readout: ABReadout) -> dict[str, ArmTraffic]:
+        return {a.arm: ArmTraffic(requests=a.requests, errors=a.errors, p50_ms=a.p50_ms, p99_ms=a.p99_ms)
+                for a in readout.arms if a.requests}
+
+
+def rejudged(readout: ABReadout, traffic: dict[str, ArmTraffic], gate: GateSettings) -> ABReadout:
+    """`readout` with new gateway traffic, its verdict, reasons and warnings judged again."""
+    again = readout.model_copy(deep=True)
+    for arm in again.arms:
+        _set_traffic(arm, traffic.get(arm.arm))
+    again.verdict, again.reasons, again.warnings = "none", [], []
+    _judge(again, gate)
+    return again
 
 
 def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tuple[str, str] | None,
                       asked: float, known: set[str], gate: GateSettings, rollout_id: int | None = None,
-                      started_at: datetime | None = None) -> ABReadout:
-    """The readout of rollout `rollout_id` from its rows; with `started_at`, rows of windows that
-    opened before it started are left out (they belong to an earlier serving)."""
+                      started_at: datetime | None = None, traffic: dict[str, ArmTraffic] | None = None) -> ABReadout:
+    """The readout of rollout `rollout_id` from its rows and its gateway `traffic` per arm; with
+    `started_at`, rows of windows that opened before it started are left out (they belong to an
+    earlier serving)."""
     cand_path, live_path = candidate[1], live[1] if live else None
     first = first_window_of(started_at) if started_at is not None else None
     arms = {"candidate": _Arm(), "live": _Arm()}
@@ -263,6 +391,8 @@ def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tup
         streak = streak + 1 if above else 0
     stats = [_arm_stats(name, arms[name].rows, windows, ids) for name, ids in
              (("live", live), ("candidate", candidate))]
+    for arm in stats:
+        _set_traffic(arm, (traffic or {}).get(arm.arm))
     readout = ABReadout(rollout_id=rollout_id, started_at=started_at, first_window=first,
                         candidate_model_id=candidate[0], live_model_id=live[0] if live else None, asked_share=asked,
                         arms=stats, difference=paired_difference(diffs), streak_above_zero=streak, served=served,
@@ -281,7 +411,14 @@ def _arm_stats(name: str, rows: list[_Row], windows: list[str], ids: tuple[str, 
         win_rate=(sum(p > 0 for p in pnls) / len(pnls)) if pnls else None,
         judge_score=_mean([r.judge for r in in_windows if r.judge is not None]),
         drawdown=_mean([r.drawdown for r in in_windows if r.drawdown is not None]),
+        by_gateway=sum(r.via_gateway for r in in_windows),
     )
+
+
+def _set_traffic(arm: ArmStats, traffic: ArmTraffic | None) -> None:
+    t = traffic or ArmTraffic(requests=0, errors=0, p50_ms=None, p99_ms=None)
+    arm.requests, arm.errors, arm.p50_ms, arm.p99_ms = t.requests, t.errors, t.p50_ms, t.p99_ms
+    arm.error_rate = t.errors / t.requests if t.requests else None
 
 
 def _judge(readout: ABReadout, gate: GateSettings) -> None:
@@ -296,6 +433,11 @@ def _judge(readout: ABReadout, gate: GateSettings) -> None:
                                 "first)")
     if readout.unknown_models:
         readout.warnings.append("calls from models the registry does not know: " + ", ".join(readout.unknown_models))
+    if cand.error_rate is not None and cand.requests >= gate.min_requests and cand.error_rate > gate.max_error_rate:
+        readout.verdict = "rollback"
+        readout.reasons.append(f"candidate error rate {cand.error_rate:.1%} ({cand.errors} of {cand.requests} "
+                               f"requests through the gateway) passes the limit {gate.max_error_rate:.1%}")
+        return
     if cand.drawdown is not None and cand.drawdown > gate.max_drawdown and cand.windows >= 1:
         readout.verdict = "rollback"
         readout.reasons.append(f"candidate drawdown {cand.drawdown:.0%} passes the limit {gate.max_drawdown:.0%}")
@@ -324,8 +466,9 @@ async def contrary_evidence(pool: asyncpg.Pool, model_id: str, gate: GateSetting
                             ) -> tuple[str, dict[str, Any]] | None:
     """What speaks against promoting `model_id` now, with the evidence as JSON (None: nothing does).
 
-    Against the evidence: its newest held-out evaluation's 95% CI is entirely below zero, or it is
-    the rollout's candidate and the live readout's verdict is "rollback". Promoting then needs a
+    Against the evidence: its newest held-out evaluation's 95% CI is entirely below zero, it is the
+    rollout's candidate and the live readout's verdict is "rollback", or its latest ended rollout
+    was rolled back on the gate's evidence (unless a rollout of it running now says "promote"). Promoting then needs a
     typed confirmation and a reason, both recorded (the CLI: `--reason`)."""
     return contrary(model_id, *await evidence_for(pool, model_id, gate))
 
@@ -340,7 +483,7 @@ async def evidence_for(pool: asyncpg.Pool, model_id: str, gate: GateSettings | N
 def no_evidence(model_id: str, evaluation: Any, readout: ABReadout | None) -> str | None:
     """The sentence that says a promotion of `model_id` rests on no evidence at all (None: some)."""
     paired = (readout is not None and readout.candidate_model_id == model_id and readout.difference is not None)
-    if evaluation is not None or paired:
+    if evaluation is not None or paired or _rolled_back(model_id, readout) is not None:
         return None
     return f"no evidence for {model_id}: never evaluated on held-out windows, and no paired A/B windows"
 
@@ -383,6 +526,10 @@ def summarize_evidence(evidence: dict[str, Any] | None) -> str:
                          f"over {d.get('windows', '?')} paired windows")
         else:
             parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: no paired windows")
+    previous = evidence.get("rolled_back")
+    if isinstance(previous, dict):
+        parts.append(f"rollout {previous.get('rollout_id', '?')} was rolled back: "
+                     + "; ".join(str(r) for r in previous.get("reasons") or []))
     if "none" in evidence:
         parts.insert(0, "no evidence")
     return "; ".join(parts) if parts else "no evidence"
@@ -396,7 +543,19 @@ def contrary(model_id: str, evaluation: Any, readout: ABReadout | None) -> tuple
                 {"evaluation": evaluation.model_dump(mode="json")})
     if readout is not None and readout.candidate_model_id == model_id and readout.verdict == "rollback":
         return "live A/B readout says roll back: " + "; ".join(readout.reasons), {"ab": readout.model_dump(mode="json")}
+    previous = _rolled_back(model_id, readout)
+    if previous is not None:
+        return (f"rollout {previous.rollout_id} was rolled back: " + "; ".join(previous.reasons),
+                {"rolled_back": previous.model_dump(mode="json")})
     return None
+
+
+def _rolled_back(model_id: str, readout: ABReadout | None) -> RolledBack | None:
+    """`model_id`'s latest ended rollout if it was rolled back on evidence, unless a rollout of it
+    running now has since earned a "promote" verdict."""
+    if readout is None or (readout.candidate_model_id == model_id and readout.verdict == "promote"):
+        return None
+    return next((r for r in readout.rolled_back if r.candidate_model_id == model_id), None)
 
 
 async def promote_on_evidence(pool: asyncpg.Pool, model_id: str, *, share: float, operator: str,

@@ -234,6 +234,47 @@ async def rolled_back(pool: asyncpg.Pool | asyncpg.Connection) -> list[RolledBac
     return found
 
 
+class GatewaysUp(BaseModel):
+    """The gateways whose heartbeat is fresh: their counts per arm since they started (summed), and
+    the rate of the calls they logged over the last minute."""
+    up: int = 0
+    seen: int = 0  # gateways ever recorded (0: none was ever run against this database)
+    from_memory: int = 0  # routing from memory: their database was away
+    per_minute: int = 0  # calls logged by them over the last minute
+    arms: dict[str, dict[str, int]] = {}  # arm -> requests, errors (4xx/5xx), upstream_errors
+    log_dropped: int = 0
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.per_minute / 60
+
+
+_GATEWAYS_SQL = """
+SELECT id, routing_source, stats, heartbeat_at > now() - make_interval(secs => $1) AND stopped_at IS NULL AS up
+FROM console_gateways
+"""
+
+
+async def gateways_up(pool: asyncpg.Pool | asyncpg.Connection, fresh_s: float = 15.0) -> GatewaysUp:
+    """The gateways that beat within `fresh_s` seconds, by the database's wall clock."""
+    rows = await pool.fetch(_GATEWAYS_SQL, fresh_s)
+    up = [r for r in rows if r["up"]]
+    found = GatewaysUp(up=len(up), seen=len(rows), from_memory=sum(r["routing_source"] != "database" for r in up))
+    for r in up:
+        stats = _json(r["stats"])
+        found.log_dropped += int(stats.get("log_dropped") or 0)
+        for arm, counts in _json(stats.get("arms")).items():
+            into = found.arms.setdefault(arm, {"requests": 0, "errors": 0, "upstream_errors": 0})
+            for key in into:
+                value = counts.get(key) if isinstance(counts, dict) else None
+                into[key] += value if isinstance(value, int) else 0
+    if up:
+        found.per_minute = await pool.fetchval(
+            "SELECT count(*) FROM console_gateway_calls WHERE at > now() - interval '60 seconds' "
+            "AND gateway_id = ANY($1::text[])", [r["id"] for r in up])
+    return found
+
+
 def _json(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:

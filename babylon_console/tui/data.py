@@ -193,6 +193,7 @@ class CheckpointsView:
     holdout_share: float = 0.0  # the database's hold-out (V evaluates on it)
     game_serves: TrainedModel | None = None  # what the Prisma-era game's own query returns
     serving_warning: str | None = None  # set when that is not the live model
+    gateways: Any = None  # core.evidence.GatewaysUp: the model gateways that are up
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
@@ -424,7 +425,11 @@ class ConsoleData:
 
                 self._readouts = CachedReadout(self.settings.gate())
             ab = await self._readouts.get(self.pool)
-        return CheckpointsView(rows, live, rollout, audit, ab, holdout_share, served, serving_mismatch(live, served))
+        from ..core.evidence import gateways_up
+
+        gateways = await gateways_up(self.pool, fresh_s=max(15.0, 3 * self.settings.heartbeat_s))
+        return CheckpointsView(rows, live, rollout, audit, ab, holdout_share, served, serving_mismatch(live, served),
+                               gateways)
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:

@@ -69,6 +69,27 @@ def ab_text(ab: Any, app: object) -> Text:
     return text
 
 
+def gateways_text(gateways: Any) -> str | None:
+    """One line: the model gateways that are up, their request rate and counts per arm (None: no
+    gateway was ever run against this database)."""
+    if gateways is None or not gateways.seen:
+        return None
+    if not gateways.up:
+        return "gateways: none up (no fresh heartbeat)"
+    parts = [f"gateways: {gateways.up} up" + (f" ({gateways.from_memory} routing from memory)"
+                                              if gateways.from_memory else ""),
+             f"{gateways.rate_per_s:.1f} req/s (last minute)"]
+    for arm in ("live", "candidate", "pinned", "base", "none"):
+        counts = gateways.arms.get(arm)
+        if counts and counts.get("requests"):
+            errors = counts.get("errors", 0)
+            parts.append(f"{arm} {counts['requests']} requests, {errors} error{'s' if errors != 1 else ''} "
+                         f"({errors / counts['requests']:.1%})")
+    if gateways.log_dropped:
+        parts.append(f"{gateways.log_dropped} log rows dropped")
+    return " · ".join(parts)
+
+
 class CheckpointsPane(Pane):
     scope = "checkpoints"
     title = "Checkpoints"
@@ -167,6 +188,9 @@ class CheckpointsPane(Pane):
             text.append(f" · narrow: {', '.join(self.hidden_columns)} hidden", style="dim")
         if view.serving_warning:
             text.append(f"\nwarning: {view.serving_warning}", style=theme_color(self.app, "warning"))
+        gateways = gateways_text(view.gateways)
+        if gateways is not None:
+            text.append("\n" + gateways, style="" if view.gateways.up else theme_color(self.app, "warning"))
         self.query_one("#checkpoints-summary", Static).update(text)
         ab = self.query_one("#checkpoints-ab", Static)
         ab.display = view.ab is not None

@@ -272,3 +272,24 @@ async def test_help_groups_keys_by_the_pane_they_work_on(seeded, make_app) -> No
         assert isinstance(app.screen, HelpScreen)
         shown = plain(app.screen.query_one("#help-table"), width=140)
         assert "the pane shown now" in next(line for line in shown.splitlines() if line.startswith("Training pane"))
+
+
+async def test_a_palette_action_acts_on_its_panes_fresh_data_not_what_it_showed_minutes_ago(
+        seeded, make_app) -> None:
+    """Promote from the palette on another pane: the Checkpoints pane is read again before acting, so a
+    checkpoint that failed since it was last shown is refused with the reason, not offered a dialog."""
+    from babylon_console.tui.dialogs.promote import PromoteDialog
+
+    await insert_model(seeded, 1)
+    await insert_model(seeded, 2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await every_pane_busy(seeded, app, pilot)  # the Checkpoints pane showed step 2 eligible, then was hidden
+        await seeded.execute(
+            """UPDATE trained_models SET status = 'failed' WHERE "modelId" = 'babylon-agent-step0002'""")
+        await pilot.press("ctrl+p", *"Promote")
+        await wait_for(lambda: app.screen.query("CommandList").first().option_count > 0, what="palette hits")
+        await pilot.press("enter")
+        await wait_for(lambda: any("failed" in t for t in app.toasts), what="the refusal")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, PromoteDialog) and app.main.switcher.current == "checkpoints"

@@ -170,6 +170,11 @@ class MainScreen(Screen[None]):
         pane = self.pane_named(spec.scope)
         if self.switcher.current != pane.id:
             self.show_pane(pane.id or spec.scope)
+            if self.db_ready and pane.source is not None:  # a hidden pane's data may be minutes old: act on fresh
+                try:
+                    pane.show(await pane.load())
+                except Exception as exc:  # a failed read is said as any failed load; the action checks again
+                    self.app.report_failure(f"load {pane.title}", exc)  # type: ignore[attr-defined]
         reason = pane.why_refused(spec.action_name)
         if reason:
             self.app.notify(reason, title=spec.description, severity="warning", timeout=4)

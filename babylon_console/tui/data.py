@@ -425,6 +425,11 @@ class ConsoleData:
 
                 self._readouts = CachedReadout(self.settings.gate())
             ab = await self._readouts.get(self.pool)
+        else:  # no rollout: a rollback the gate decided is still evidence against promoting that candidate again
+            from ..core.evidence import ABReadout, rolled_back
+
+            previous = await rolled_back(self.pool)
+            ab = ABReadout(live_model_id=live_id, rolled_back=previous) if previous else None
         from ..core.evidence import gateways_up
 
         gateways = await gateways_up(self.pool, fresh_s=max(15.0, 3 * self.settings.heartbeat_s))

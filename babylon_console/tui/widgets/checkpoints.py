@@ -43,8 +43,9 @@ VERDICT_COLORS = {"promote": "success", "rollback": "error", "hold": "warning", 
 
 
 def ab_text(ab: Any, app: object) -> Text:
-    """The live A/B readout in two lines: per-arm P&L and the paired difference, then the verdict;
-    it names its rollout and counts only the windows since that rollout started."""
+    """The live A/B readout in two lines: per-arm P&L (and its calls through the gateway) and the
+    paired difference, then the verdict; it names its rollout and counts only the windows since that
+    rollout started."""
     text = Text.assemble(("A/B evidence ", "bold"))
     if ab.rollout_id is not None:
         text.append(f"rollout {ab.rollout_id}" + (f", windows from {ab.first_window}" if ab.first_window else "")
@@ -52,7 +53,9 @@ def ab_text(ab: Any, app: object) -> Text:
     for arm in ab.arms:
         pnl = "–" if arm.mean_pnl is None else f"{arm.mean_pnl:+.2f}"
         text.append(f"{arm.arm} {arm.agents} agents, {arm.windows} windows, P&L {pnl}"
-                    + (f", drawdown {arm.drawdown:.0%}" if arm.drawdown is not None else "") + " · ")
+                    + (f", drawdown {arm.drawdown:.0%}" if arm.drawdown is not None else "")
+                    + (f", {arm.requests} requests via gateway, {arm.error_rate:.1%} errors, p99 {arm.p99_ms:.0f} ms"
+                       if arm.requests and arm.error_rate is not None and arm.p99_ms is not None else "") + " · ")
     d = ab.difference
     if d is not None and d.ci_low is not None and d.ci_high is not None:
         text.append(f"candidate − live {d.mean:+.2f}, 95% CI [{d.ci_low:+.2f}, {d.ci_high:+.2f}] over {d.windows} "
@@ -193,8 +196,8 @@ class CheckpointsPane(Pane):
             text.append("\n" + gateways, style="" if view.gateways.up else theme_color(self.app, "warning"))
         self.query_one("#checkpoints-summary", Static).update(text)
         ab = self.query_one("#checkpoints-ab", Static)
-        ab.display = view.ab is not None
-        if view.ab is not None:
+        ab.display = view.ab is not None and view.ab.candidate_model_id is not None  # else: no rollout runs
+        if ab.display:
             ab.update(ab_text(view.ab, self.app))
 
     def _rows(self) -> None:

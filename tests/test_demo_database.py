@@ -67,8 +67,11 @@ async def test_the_demo_leaves_the_operators_database_untouched(
     written = await run_demo_until_a_window(data)
     assert written, "the demo's market wrote no window"
     in_demo = await _counts(data.pool)
+    gateways = await data.pool.fetch("SELECT listen, stopped_at FROM console_gateways")
     await data.close()
     assert in_demo["trajectories"] > 0 and in_demo["console_sim_clock"] == 1
+    # the market's own gateway came up on loopback and went down with the market
+    assert len(gateways) == 1 and gateways[0]["listen"].startswith("127.0.0.1:") and gateways[0]["stopped_at"]
 
     assert await _counts(pool) == before  # nothing the demo wrote reached the operator's database
     real = orjson.loads((await asyncio.to_thread(invoke, "windows", "--json", "--all", env=env)).stdout)
@@ -121,3 +124,22 @@ def test_the_operators_holdout_setting_does_not_reach_the_demo(tmp_path: Path) -
     operator = Settings(BABYLON_DATA_DIR=str(tmp_path), BABYLON_HOLDOUT_SHARE="0.0")  # type: ignore[call-arg]
     assert operator.holdout_share == 0.0
     assert demo_settings(operator).holdout_share is None
+
+
+def test_the_demos_market_refuses_a_database_that_is_not_the_demos(tmp_path: Path) -> None:
+    """It writes a hold-out record and a simulated market: never into the operator's database."""
+    from babylon_console.core.demo import demo_settings
+    from babylon_console.core.errors import Refused
+    from babylon_console.tui.data import BackgroundLoop, DemoRunner
+
+    background = BackgroundLoop()
+    try:
+        operator = Settings(BABYLON_DATA_DIR=str(tmp_path), DATABASE_URL="postgresql://u@db.example/game")  # type: ignore[call-arg]
+        with pytest.raises(Refused, match=r"only in the demo.s own database.*game on db\.example"):
+            DemoRunner(ConsoleData(operator), background)
+        embedded = Settings(BABYLON_DATA_DIR=str(tmp_path))  # type: ignore[call-arg]  # the operator's embedded one
+        with pytest.raises(Refused, match="hold-out record"):
+            DemoRunner(ConsoleData(embedded.model_copy(update={"database_url": None})), background)
+        assert DemoRunner(ConsoleData(demo_settings(operator)), background).data.is_demo
+    finally:
+        background.close()

@@ -1,20 +1,19 @@
-"""Which simulated agents trade with which checkpoint: the serving rule of the simulated market.
+"""Which simulated agents trade with which checkpoint.
 
-The game reads `console_serving` (the live model and, during an A/B rollout, the candidate with its
-share). The simulator stands in for the game here: the last `policy_agents` agents of the market
-trade with the live checkpoint, and the candidate's share of those agents with the candidate during
-a rollout; with no live model they keep their scripted strategies. The demo console and headless
-`seed --live` both use this one rule, so a promotion changes what agents do in either.
+`ServedPolicies` applies the serving rows (`console_serving`: the live model and, during an A/B
+rollout, the candidate with its share) to a simulation directly, with no gateway: the last
+`policy_agents` agents trade with the live checkpoint, the first `round(share * k)` of them with the
+candidate; with no live model they keep their scripted strategies. The rollout benchmark uses it.
 
 Offline checkpoints (`offline://...`) are loaded and drive their agents in process. Given the
 settings, a served checkpoint (`wandb-artifact://`, `local-lora://`) drives its agents through its
-OpenAI-compatible endpoint (`core.inference`), as the game's agents would call it: their LLM calls
-are logged under its `storagePath`, so the live A/B readout attributes them. A name that cannot
+OpenAI-compatible endpoint (`core.inference`): their LLM calls are logged under its `storagePath`,
+which the A/B readout attributes by name. A name that cannot
 drive agents (no settings, no endpoint configured, an unreadable checkpoint) is reported once
 through `on_warning` and those agents keep their scripted strategy; an endpoint that fails is
 reported once too, and its agents hold while it is down (`GuardedEndpointPolicy`).
 
-The demo and `seed --live` go further (`GatewayAgents`): the market starts a model gateway in process
+The demo and `seed --live` use `GatewayAgents` instead: the market starts a model gateway in process
 (`core.gateway`) and the driven agents call it as the newest game's agents do: the alias, their agent
 id in `X-Agent-Id`, their calls logged under the provider's name (`GAME_PROVIDER`). The gateway, not
 the market, decides live or candidate, so the A/B readout is read from the gateway's call log.

@@ -194,7 +194,7 @@ class GatewayAgents:
         self.server: Any = None
         self._client: Any = None
         self._agents: dict[str, GuardedEndpointPolicy] = {}
-        self._outage = Outage()
+        self._outage = EndpointPause()
         self._warned: set[str] = set()
 
     @property
@@ -301,7 +301,7 @@ async def _close(policy: Any) -> None:
 
 
 @dataclass(slots=True)
-class Outage:
+class EndpointPause:
     """When an endpoint may be asked again, shared by every agent that asks it (so an endpoint that is
     down costs one timeout, not one per agent)."""
 
@@ -318,7 +318,7 @@ class GuardedEndpointPolicy:
     nothing it can serve) is not a failure: the agent trades with its strategy, said once."""
 
     def __init__(self, inner: Any, deadline_s: float, warn: Callable[[str, str], None], *,
-                 fallback: Any = None, outage: Outage | None = None, label: str | None = None) -> None:
+                 fallback: Any = None, outage: EndpointPause | None = None, label: str | None = None) -> None:
         self.inner = inner
         self.name = inner.name
         self.model = inner.model
@@ -326,7 +326,7 @@ class GuardedEndpointPolicy:
         self.deadline_s = deadline_s
         self.warn = warn
         self.fallback = fallback
-        self.outage = outage or Outage()
+        self.outage = outage or EndpointPause()
         self.label = label or f"{self.name} ({self.model})"
         self._scripted = False  # the last answer was a 503: the strategy trades until the pause ends
 

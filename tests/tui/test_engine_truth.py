@@ -144,7 +144,7 @@ async def test_the_charts_are_those_of_the_run_followed_not_of_every_run(make_ap
         await pilot.press("3")
         await wait_for(lambda: "run-newest" in _status(app), what="the newest run of the model followed")
         # the feed delivers queued events on its own beat: wait for them, then only the followed run's count
-        await wait_for(lambda: len(pane.state._recent) == len(events), what="the events delivered")
+        await wait_for(lambda: pane.state.tail_seq == len(events), what="the events delivered")
         assert [step for step, _ in pane.state.series["loss/train"]] == [1, 2, 3]
         assert pane.state.step == 3 and pane.state.windows_trained == 3
         assert pane.state.follow("run-older") and [s for s, _ in pane.state.series["loss/train"]] == list(range(1, 8))

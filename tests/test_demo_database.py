@@ -143,3 +143,46 @@ def test_the_demos_market_refuses_a_database_that_is_not_the_demos(tmp_path: Pat
         assert DemoRunner(ConsoleData(demo_settings(operator)), background).data.is_demo
     finally:
         background.close()
+
+
+async def test_the_demos_engine_may_start_only_once_the_markets_gateway_is_up(
+        demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's imports (ART imports the OpenAI client) ran while the gateway's start imported that
+    client in the market's thread: "partially initialized module 'openai.types.chat'" failed both the
+    market and the engine. The bring-up says `live` only once the gateway is up."""
+    from babylon_console.core.demo import demo_settings
+    from babylon_console.core.serving import GatewayAgents
+    from babylon_console.tui.data import BackgroundLoop, DemoRunner, DemoSettings
+
+    real_start, release = GatewayAgents.start, asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def held_start(self: GatewayAgents) -> GatewayAgents:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(release.wait(), loop))
+        return await real_start(self)
+
+    monkeypatch.setattr(GatewayAgents, "start", held_start)
+    data = ConsoleData(demo_settings(Settings(BABYLON_DATA_DIR=str(demo_dir.parent))))  # type: ignore[call-arg]
+    await data.connect()
+    background = BackgroundLoop()
+    demo = DemoRunner(data, background, DemoSettings(windows=1, agents=5, steps=2, seconds_per_window=1.0,
+                                                     policy_agents=2))
+    market = asyncio.ensure_future(demo.run())
+    try:
+        for _ in range(300):
+            if demo.market is not None or market.done():
+                break
+            await asyncio.sleep(0.1)
+        assert demo.market is not None and not demo.live  # the market exists, its gateway is still starting
+        release.set()
+        for _ in range(300):
+            if demo.live or market.done():
+                break
+            await asyncio.sleep(0.1)
+        assert demo.live
+    finally:
+        release.set()
+        demo.stop()
+        await asyncio.wait_for(market, 30)
+        background.close()
+        await data.close()

@@ -682,6 +682,7 @@ class DemoRunner:
         self.on_window = on_window
         self.on_warning = on_warning
         self.market: Any = None
+        self.live = False  # the market and its gateway are up: the demo's engine may start
 
     async def run(self) -> int:
         """Seed if needed, then run the market until cancelled. Returns the windows seeded."""
@@ -723,6 +724,10 @@ class DemoRunner:
             self.market = LiveSimulation(pool, sim, self.demo.seconds_per_window)
             self.market.before_window = served.before_window
             async with served:  # the market's own gateway: up before the first window, down after the last
+                # only now may the engine start (`live`): its imports (ART imports the OpenAI client) must
+                # not run while the gateway's import of that client is half done in this thread
+                # ("partially initialized module 'openai.types.chat'", seen in the demo)
+                self.live = True
                 await self.market.run(on_window=lambda r: self.on_window and self.on_window(
                     r.window_id, len(r.trajectories)))
             return seeded

@@ -49,7 +49,7 @@ class DemoMarket:
             await demo.run()
 
         async def engine_when_ready() -> None:
-            while demo.market is None:  # set by the background thread
+            while not demo.live:  # set by the background thread once the market and its gateway are up
                 if not self.market_running():
                     return  # the market failed before it started (reported by its worker)
                 await asyncio.sleep(0.2)

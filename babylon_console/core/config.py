@@ -137,9 +137,7 @@ class Settings(BaseSettings):
     @field_validator("base_model")
     @classmethod
     def _base_model_named(cls, value: str) -> str:
-        if not value.strip():  # every trained_models row names its base model
-            raise ValueError("must name the base model, e.g. OpenPipe/Qwen3-14B-Instruct")
-        return value
+        return require_base_model(value)
 
     @field_validator("gateway_keys", mode="before")
     @classmethod
@@ -196,6 +194,13 @@ class Settings(BaseSettings):
             else:
                 view[name] = str(value) if isinstance(value, Path) else value
         return view
+
+
+def require_base_model(value: str) -> str:
+    """The base model's name, refused when blank: every trained_models row names its base model."""
+    if not value.strip():
+        raise ValueError("must name the base model, e.g. OpenPipe/Qwen3-14B-Instruct")
+    return value
 
 
 def masked_dsn(dsn: str) -> str:

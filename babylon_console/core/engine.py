@@ -38,7 +38,7 @@ from . import batches, control, events, runs
 from .backends.empty_step import NothingTrained, check_trained
 from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
 from .clock import Clock
-from .config import BackendName, JudgeName, Settings
+from .config import BackendName, JudgeName, Settings, require_base_model
 from .database import is_outage
 from .errors import EXIT_BUSY, Refused, as_console_error
 from .events import (
@@ -125,9 +125,7 @@ class EngineConfig(BaseModel):
     @field_validator("base_model")
     @classmethod
     def _base_model_named(cls, value: str) -> str:
-        if not value.strip():  # every trained_models row names its base model
-            raise ValueError("must name the base model, e.g. OpenPipe/Qwen3-14B-Instruct")
-        return value
+        return require_base_model(value)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> EngineConfig:

@@ -45,6 +45,20 @@ GAME_PROVIDER = "huggingface"
 GATEWAY_HOST = "127.0.0.1"  # the market's own gateway: loopback only, with a key of its own
 
 
+class WarnOnce:
+    """Says each warning once, by key, to `on_warning` (the console, the CLI) or else to the log."""
+
+    def __init__(self, on_warning: Callable[[str], None] | None) -> None:
+        self.on_warning = on_warning
+        self.said: set[str] = set()
+
+    def __call__(self, key: str, message: str) -> None:
+        if key in self.said:
+            return
+        self.said.add(key)
+        (self.on_warning or log.warning)(message)
+
+
 @dataclass(frozen=True, slots=True)
 class Served:
     model_id: str
@@ -86,7 +100,7 @@ class ServedPolicies:
         self._policies: dict[str, Any] = {}  # least recently used first
         self._retired: list[Any] = []  # endpoint policies out of the cache, closed before the next window
         self._closing: set[asyncio.Task[None]] = set()
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(on_warning)
 
     async def refresh(self) -> None:
         self.served = await serving(self.pool)
@@ -132,13 +146,7 @@ class ServedPolicies:
             else:
                 policy = self._endpoint_policy(served)
         except Exception as exc:  # any unreadable checkpoint: agents keep their strategy, said once
-            if storage_path not in self._warned:
-                self._warned.add(storage_path)
-                message = f"live model {storage_path} cannot drive simulated agents: {exc}"
-                if self.on_warning is not None:
-                    self.on_warning(message)
-                else:
-                    log.warning(message)
+            self._warn_once(storage_path, f"live model {storage_path} cannot drive simulated agents: {exc}")
         self._policies[storage_path] = policy
         if len(self._policies) > POLICY_CACHE:
             self._retired.append(self._policies.pop(next(iter(self._policies))))
@@ -154,15 +162,6 @@ class ServedPolicies:
         inner = EndpointPolicy(endpoint.model, endpoint.base_url, key, name=served.model_id, timeout=timeout,
                                max_retries=0)
         return GuardedEndpointPolicy(inner, timeout + 1.0, self._warn_once)
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key in self._warned:
-            return
-        self._warned.add(key)
-        if self.on_warning is not None:
-            self.on_warning(message)
-        else:
-            log.warning(message)
 
     async def aclose(self) -> None:
         """Close the endpoint clients (each one, whatever the others do)."""
@@ -195,7 +194,7 @@ class GatewayAgents:
         self._client: Any = None
         self._agents: dict[str, GuardedEndpointPolicy] = {}
         self._outage = EndpointPause()
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(on_warning)
 
     @property
     def alias(self) -> str:
@@ -261,15 +260,6 @@ class GatewayAgents:
                                            outage=self._outage, label=f"the market's gateway ({self.alias})")
             self._agents[agent.agent_id] = policy
         return policy
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key in self._warned:
-            return
-        self._warned.add(key)
-        if self.on_warning is not None:
-            self.on_warning(message)
-        else:
-            log.warning(message)
 
     async def aclose(self) -> None:
         """Close the client, then stop the gateway (its calls in flight finish, its log is written)."""

@@ -184,3 +184,49 @@ async def test_an_offline_checkpoint_is_answered_by_its_stand_in_policy_labelled
     assert "stand-in" in plain.headers["X-Babylon-Upstream"]
     assert body["model"] == "off1" and body["system_fingerprint"] == "babylon-offline-standin"
     assert streamed.status == 200 and lines[-1] == b"data: [DONE]\n"
+
+
+async def test_an_upstream_that_echoes_its_key_in_a_refusal_never_gets_it_into_the_answer_or_the_log(
+        pool: asyncpg.Pool, start_gateway: StartGateway) -> None:
+    """A 4xx is passed on as the upstream said it, and its words are logged: the key it echoes is
+    scrubbed from both, plain and streamed (the log kept it)."""
+    await _live(pool)
+    key = "sk-upstream-secret-echoed"
+
+    async def refuses(request: web.Request) -> web.Response:
+        sent = request.headers["Authorization"].removeprefix("Bearer ")
+        return web.json_response({"error": {"message": f"Incorrect API key provided: {sent}"}}, status=401)
+
+    runner, url = await serve_chat_route(refuses)
+    try:
+        server, client = await start_gateway(local_inference_url=url, local_inference_api_key=key)
+        for stream in (False, True):
+            answer = await client.post("/v1/chat/completions", json={**ASK, "stream": stream})
+            text = await answer.text()
+            assert answer.status == 401 and "Incorrect API key provided" in text and key not in text
+    finally:
+        await runner.cleanup()
+    await server.calllog.stop()
+    logged = [r["error"] for r in await pool.fetch("SELECT error FROM console_gateway_calls")]
+    assert len(logged) == 2 and all("Incorrect API key provided" in e and key not in e for e in logged), logged
+
+
+async def test_an_odd_event_in_a_stream_is_passed_on_without_breaking_it(
+        pool: asyncpg.Pool, start_gateway: StartGateway) -> None:
+    await _live(pool)
+
+    async def odd(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b'data: {"model": "x", "choices": 3}\n\n')  # not a list
+        await resp.write(b'data: {"model": "x", "choices": [{"delta": {"content": "HOLD"}}]}\n\ndata: [DONE]\n\n')
+        return resp
+
+    runner, url = await serve_chat_route(odd)
+    try:
+        _, client = await start_gateway(local_inference_url=url)
+        answer = await client.post("/v1/chat/completions", json={**ASK, "stream": True})
+        events = [line async for line in answer.content if line.strip()]
+    finally:
+        await runner.cleanup()
+    assert answer.status == 200 and events[-1] == b"data: [DONE]\n" and len(events) == 3

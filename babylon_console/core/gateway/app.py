@@ -246,7 +246,7 @@ class Gateway:
         if status >= 500:
             return self._upstream_failed(call, upstream, None, status, _server_words(content))
         if status >= 400:  # the upstream's own refusal (a bad parameter): passed on as it said it
-            call.status, call.error = status, _server_words(content)
+            call.status, call.error = status, upstream.scrub(_server_words(content))  # the log never holds its key
             return web.Response(body=upstream.scrub(content.decode(errors="replace")).encode(), status=status,
                                 content_type="application/json", headers=self._headers(call))
         try:
@@ -279,7 +279,7 @@ class Gateway:
                     return self._upstream_failed(call, upstream, exc)
                 if resp.status >= 500:
                     return self._upstream_failed(call, upstream, None, resp.status, _server_words(content))
-                call.status, call.error = resp.status, _server_words(content)
+                call.status, call.error = resp.status, upstream.scrub(_server_words(content))
                 return web.Response(body=upstream.scrub(content.decode(errors="replace")).encode(),
                                     status=resp.status, content_type="application/json", headers=self._headers(call))
             out = web.StreamResponse(headers={**self._headers(call), "Content-Type": "text/event-stream",
@@ -386,7 +386,8 @@ class _SseRewriter:
             return line
         if "model" in event:
             event["model"] = self.model_id
-        for choice in event.get("choices") or ():
+        choices = event.get("choices")
+        for choice in choices if isinstance(choices, list) else ():  # an odd event must not break the stream
             delta = choice.get("delta") if isinstance(choice, dict) else None
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str):

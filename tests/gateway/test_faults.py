@@ -230,3 +230,32 @@ async def test_an_odd_event_in_a_stream_is_passed_on_without_breaking_it(
     finally:
         await runner.cleanup()
     assert answer.status == 200 and events[-1] == b"data: [DONE]\n" and len(events) == 3
+
+
+async def test_stopping_the_call_log_mid_write_loses_no_row_and_writes_none_twice(pool: asyncpg.Pool) -> None:
+    """The writer was cancelled in the middle of its COPY: the batch it had taken from the buffer was
+    neither written nor put back nor counted (the last calls of a demo or `seed --live`)."""
+    from datetime import datetime
+
+    from babylon_console.core.gateway.calllog import CallLog, CallRow
+
+    class SlowCopies:
+        def __init__(self, real: asyncpg.Pool) -> None:
+            self.real, self.copying = real, asyncio.Event()
+
+        async def copy_records_to_table(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.copying.set()
+            await asyncio.sleep(0.3)
+            return await self.real.copy_records_to_table(*args, **kwargs)
+
+    slow = SlowCopies(pool)
+    calllog = CallLog(slow, retention_days=1, flush_s=0.01)  # type: ignore[arg-type]
+    calllog._last_purge = asyncio.get_running_loop().time()  # no purge in this test
+    for n in range(5):
+        calllog.add(CallRow(at=datetime.now().astimezone(), gateway_id="g", agent=f"a{n}", rollout_id=None,
+                            arm="live", model_id="m1", upstream="u", status=200, latency_ms=1.0))
+    calllog.start()
+    await asyncio.wait_for(slow.copying.wait(), 5)
+    await calllog.stop()
+    assert await pool.fetchval("SELECT count(*) FROM console_gateway_calls") == 5
+    assert (calllog.written, calllog.dropped, len(calllog.buffer)) == (5, 0, 0)

@@ -60,6 +60,7 @@ class CallLog:
         self.failing_since: datetime | None = None
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_purge = 0.0
 
     def add(self, row: CallRow) -> None:
@@ -77,9 +78,15 @@ class CallLog:
     async def stop(self, drain_s: float = 2.0) -> None:
         """Stop the writer, writing what is buffered (within `drain_s`, if the database answers)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # the writer finishes the batch it is writing (a cancelled COPY may or may not have been
+            # written: its rows would be lost or written twice), then returns; cancelled only if it hangs
+            self._stopping = True
+            self._full.set()
+            done, _ = await asyncio.wait({self._task}, timeout=drain_s)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_s):
@@ -116,10 +123,12 @@ class CallLog:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.flush_s)
             self._full.clear()
+            if self._stopping:
+                return  # `stop` drains what is buffered
             while self.buffer and await self.flush():
                 if len(self.buffer) < BATCH:
                     break

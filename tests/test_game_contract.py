@@ -223,3 +223,23 @@ def test_an_empty_base_model_is_refused_before_anything_is_written(tmp_path: Pat
                                                                    env: dict[str, str], said: str) -> None:
     result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), *args], env=env, catch_exceptions=False)
     assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output, result.output
+
+
+async def test_a_deployed_row_the_game_wrote_is_never_our_live_model_nor_archived(pool: asyncpg.Pool) -> None:
+    """"Live" took any 'deployed' row: a promotion archived the game's own row, and the serving view
+    (which the gateway routes by) could name it as the live model."""
+    from babylon_console.core.serving import serving
+
+    await _row(pool, "game-deployed", "deployed", "https://blob.example/models/v3.safetensors", datetime(2020, 1, 1))
+    before = await pool.fetch(f'SELECT {COLUMNS} FROM trained_models WHERE "modelId" = \'game-deployed\'')
+    registry = Registry(pool)
+    assert await registry.live() is None and await serving(pool) == []
+    first, second = await _register(pool, 1), await _register(pool, 2)
+    await registry.promote(first, operator="op")
+    await registry.promote(second, operator="op")
+    assert (await registry.live()).model_id == second  # type: ignore[union-attr]
+    assert [(s.model_id, s.role) for s in await serving(pool)] == [(second, "live")]
+    assert await pool.fetchval("SELECT status FROM trained_models WHERE \"modelId\" = $1", first) == "archived"
+    await registry.rollback(operator="op")
+    assert (await registry.live()).model_id == first  # type: ignore[union-attr]
+    assert await pool.fetch(f'SELECT {COLUMNS} FROM trained_models WHERE "modelId" = \'game-deployed\'') == before

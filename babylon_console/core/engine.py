@@ -58,7 +58,7 @@ from .events import (
 )
 from .groups import TokenStats, WindowGroup, build_window_group, dropout_rate, trainable_tokens
 from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
-from .registry import Registry, RegistryError
+from .registry import LIVE_WHERE, Registry, RegistryError
 from .repository import GameStore
 from .runs import LockLost
 from .simclock import DatabaseClock
@@ -880,7 +880,7 @@ class Engine:
         is live). A checkpoint that cannot be evaluated here is a warning, never a failed step."""
         from .evaluation import evaluate
 
-        live = await self.pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
+        live = await self.pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE}')
         against = "live" if live is not None and live != model_id else "base"
         await self._stage(runs.Stage.EVALUATE)
         # the judge this engine trains with; bounded by BABYLON_EVAL_DEADLINE_S and by a stop request

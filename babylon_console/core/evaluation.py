@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from .errors import InvalidInput, Refused
 from .evidence import paired_difference
+from .registry import LIVE_WHERE
 from .windows import held_out, parse_window_id
 
 MIN_WINDOWS = 3
@@ -196,7 +197,7 @@ async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str
     from .inference import base_name, is_offline
 
     if against == "live":
-        live = await pool.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed'""")
+        live = await pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE}')
         if live is None:
             return *(await _against(pool, model_id, storage, "base"))[:2], NOTHING_LIVE
         return live, (await _model(pool, live))["storagePath"], None

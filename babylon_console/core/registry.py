@@ -130,9 +130,15 @@ def eligibility(model: TrainedModel, live_id: str | None, rollout: Rollout | Non
     return None
 
 
+# This project's 'deployed' row is the live model; a 'deployed' row the game wrote is the game's
+# (shown by `game_serves`, never served, archived or counted as ours).
+LIVE_WHERE = ("""status = 'deployed' AND ("storagePath" LIKE 'offline://%' """
+              """OR "storagePath" LIKE 'wandb-artifact://%' OR "storagePath" LIKE 'local-lora://%')""")
+
+
 async def live_model(pool: asyncpg.Pool | asyncpg.Connection) -> TrainedModel | None:
-    """The live model (the one 'deployed' row); None while nothing is live."""
-    row = await pool.fetchrow("""SELECT * FROM trained_models WHERE status = 'deployed' LIMIT 1""")
+    """The live model (this project's one 'deployed' row); None while nothing is live."""
+    row = await pool.fetchrow(f"SELECT * FROM trained_models WHERE {LIVE_WHERE} LIMIT 1")
     return TrainedModel.model_validate(dict(row)) if row else None
 
 
@@ -210,7 +216,7 @@ class Registry:
 
     async def _lock(self, conn: asyncpg.Connection) -> tuple[str | None, Rollout | None]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTRY_LOCK)
-        live = await conn.fetchval("""SELECT "modelId" FROM trained_models WHERE status = 'deployed' FOR UPDATE""")
+        live = await conn.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE} FOR UPDATE')
         row = await conn.fetchrow(_ROLLOUT_SQL)
         return live, (Rollout(**dict(row)) if row else None)
 

@@ -34,6 +34,10 @@ _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_outage(exc: BaseException) -> bool:
     """True when `exc` means "the database cannot be reached" (a restart, a network cut), not a bug."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        # a pooled connection left mid-operation when the server went away ("cannot switch to state 15;
+        # another operation (2) is in progress", seen across a restart): the outage, not a bug of ours
+        return "another operation" in str(exc)
     return isinstance(exc, (DatabaseUnavailable, *_OUTAGE_ERRORS))
 
 

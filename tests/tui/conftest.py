@@ -150,3 +150,17 @@ def plain(widget: Any, width: int = 140) -> str:
     console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
     console.print(content)
     return console.export_text()
+
+
+async def open_checkpoints_pane(app: Any, pilot: Any) -> Any:
+    """Connected, the Checkpoints pane shown; the pane."""
+    from babylon_console.tui.widgets.checkpoints import CheckpointsPane
+
+    await wait_for(lambda: app.db_ready, what="connection")
+    await pilot.press("4")
+    return app.main.pane(CheckpointsPane)
+
+
+def summary_text(pane: Any) -> str:
+    """The Checkpoints pane's summary lines as one line of plain text."""
+    return " ".join(plain(pane.query_one("#checkpoints-summary")).split())

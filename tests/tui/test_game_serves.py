@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from babylon_console.tui.widgets.checkpoints import CheckpointsPane
-
-from .conftest import SIZE, insert_model, plain, wait_for
+from .conftest import SIZE, insert_model, open_checkpoints_pane, summary_text, wait_for
 
 
 async def test_the_pane_shows_the_games_query_and_warns_when_it_is_not_the_live_model(seeded, make_app) -> None:
     live = await insert_model(seeded, 1)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: app.db_ready, what="connection")
-        await pilot.press("4")
-        pane = app.main.pane(CheckpointsPane)
-        summary = lambda: " ".join(plain(pane.query_one("#checkpoints-summary")).split())  # noqa: E731
+        pane = await open_checkpoints_pane(app, pilot)
+
+        def summary() -> str:
+            return summary_text(pane)
         await wait_for(lambda: pane.view is not None, what="checkpoints")
         assert "live: none · game's query: no row (base model)" in summary()
         await app.data.promote(live, 1.0)

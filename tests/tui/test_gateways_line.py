@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from babylon_console.tui.widgets.checkpoints import CheckpointsPane
-
-from .conftest import SIZE, plain, wait_for
+from .conftest import SIZE, open_checkpoints_pane, summary_text, wait_for
 
 STATS = {"arms": {"live": {"requests": 120, "errors": 1, "upstream_errors": 1},
                   "candidate": {"requests": 40, "errors": 4, "upstream_errors": 4}}, "log_dropped": 0}
@@ -32,10 +30,10 @@ async def test_the_pane_shows_the_gateways_that_are_up_with_rate_and_errors_per_
         "SELECT now() - interval '5 minutes', 'gw-1', 'a', 'live', 200, 5 FROM generate_series(1, 30)")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: app.db_ready, what="connection")
-        await pilot.press("4")
-        pane = app.main.pane(CheckpointsPane)
-        summary = lambda: " ".join(plain(pane.query_one("#checkpoints-summary")).split())  # noqa: E731
+        pane = await open_checkpoints_pane(app, pilot)
+
+        def summary() -> str:
+            return summary_text(pane)
         await wait_for(lambda: "gateways:" in summary(), what="the gateways line")
         assert ("gateways: 2 up (1 routing from memory) · 1.5 req/s (last minute) · live 240 requests, 2 errors "
                 "(0.8%) · candidate 80 requests, 8 errors (10.0%)") in summary()

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 from babylon_console.cli import app
 from babylon_console.cli_support import run_command
 from babylon_console.core import errors
-from babylon_console.core.database import DatabaseUnavailable
-from babylon_console.core.errors import ConsoleError, Failed, InvalidInput, Outage, Refused
+from babylon_console.core.errors import ConsoleError, DatabaseUnavailable, Failed, InvalidInput, Outage, Refused
 
 runner = CliRunner()
 UNREACHABLE = ["--database-url", "postgresql://x@127.0.0.1:1/db"]

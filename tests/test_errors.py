@@ -20,7 +20,6 @@ import babylon_console.core as core
 from babylon_console.core.backends.empty_step import NothingTrained
 from babylon_console.core.backends.factory import BackendUnavailable
 from babylon_console.core.batches import CheckpointConflict
-from babylon_console.core.database import DatabaseUnavailable
 from babylon_console.core.demo import DemoInUse
 from babylon_console.core.embedded import EmbeddedServerError
 from babylon_console.core.engine import EngineLocked, LockLost
@@ -30,6 +29,7 @@ from babylon_console.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
     ConsoleError,
+    DatabaseUnavailable,
     ErrorKind,
     Failed,
     InvalidInput,

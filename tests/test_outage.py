@@ -176,7 +176,7 @@ async def test_writes_are_fenced_on_the_lock_token(pool: asyncpg.Pool, tmp_path:
 def test_a_connection_left_mid_operation_by_a_restart_is_an_outage_not_a_failure() -> None:
     """Across a database restart a pooled connection raised asyncpg's InternalClientError "another
     operation is in progress": the engine took it for a bug and failed instead of riding the outage out."""
-    from babylon_console.core.database import is_outage
+    from babylon_console.core.errors import is_outage
 
     assert is_outage(asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress"))
     assert not is_outage(asyncpg.InternalClientError("an unexpected client state"))  # anything else stays a bug

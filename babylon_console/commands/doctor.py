@@ -16,8 +16,8 @@ from .. import __version__
 from ..cli_support import load_settings, out, print_json, run_command
 from ..core import migrations
 from ..core.config import Settings
-from ..core.database import DatabaseUnavailable, connect_unmigrated
-from ..core.errors import EXIT_FAILED
+from ..core.database import connect_unmigrated
+from ..core.errors import EXIT_FAILED, DatabaseUnavailable
 
 if TYPE_CHECKING:
     import asyncpg

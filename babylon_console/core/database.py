@@ -16,35 +16,9 @@ import asyncpg
 
 from .config import Settings, describe_dsn, masked_dsn
 from .embedded import EmbeddedServerError, start_embedded_server
-from .errors import Outage
+from .errors import DatabaseUnavailable
 
 CONNECT_TIMEOUT_S = 10.0
-
-
-_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    ConnectionError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """True when `exc` means "the database cannot be reached" (a restart, a network cut), not a bug."""
-    if isinstance(exc, asyncpg.InternalClientError):
-        # a pooled connection left mid-operation when the server went away ("cannot switch to state 15;
-        # another operation (2) is in progress", seen across a restart): the outage, not a bug of ours
-        return "another operation" in str(exc)
-    return isinstance(exc, (DatabaseUnavailable, *_OUTAGE_ERRORS))
-
-
-class DatabaseUnavailable(Outage, RuntimeError):
-    """The database could not be reached; str() is a one-line, secret-free explanation."""
-
-    title = "Database unavailable"
 
 
 @dataclass(frozen=True, slots=True)

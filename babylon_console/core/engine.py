@@ -39,8 +39,7 @@ from .backends.empty_step import NothingTrained, check_trained
 from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
 from .clock import Clock
 from .config import BackendName, JudgeName, Settings, require_base_model
-from .database import is_outage
-from .errors import EXIT_BUSY, Refused, as_console_error
+from .errors import EXIT_BUSY, Refused, as_console_error, is_outage
 from .events import (
     CheckpointEvaluated,
     CheckpointRegistered,

@@ -80,6 +80,12 @@ class Outage(ConsoleError):
     title = "Unavailable"
 
 
+class DatabaseUnavailable(Outage, RuntimeError):
+    """The database could not be reached; str() is a one-line, secret-free explanation."""
+
+    title = "Database unavailable"
+
+
 class Refused(ConsoleError):
     kind = ErrorKind.REFUSED
     title = "Refused"
@@ -113,12 +119,22 @@ def _from_module(exc: BaseException, *roots: str) -> bool:
     return any(getattr(c, "__module__", "").split(".")[0] in roots for c in type(exc).__mro__)
 
 
-def _is_outage(exc: BaseException) -> bool:
-    try:  # the database module imports asyncpg and the settings: only when an error is mapped
-        from .database import is_outage
-    except ImportError:
-        return isinstance(exc, OSError | TimeoutError)
-    return is_outage(exc)
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` means "the database cannot be reached" (a restart, a network cut), not a bug.
+
+    asyncpg is read from `sys.modules`: if it was never imported, none of its errors can be raised,
+    and this module stays free of heavy imports (the console paints before asyncpg loads)."""
+    if isinstance(exc, DatabaseUnavailable | OSError | TimeoutError | ConnectionError):
+        return True
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return False
+    if isinstance(exc, asyncpg.InternalClientError):
+        # a pooled connection left mid-operation when the server went away ("cannot switch to state 15;
+        # another operation (2) is in progress", seen across a restart): the outage, not a bug of ours
+        return "another operation" in str(exc)
+    return isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError
+                      | asyncpg.exceptions.CannotConnectNowError | asyncpg.exceptions.AdminShutdownError)
 
 
 def _validation_message(exc: BaseException) -> str:
@@ -146,7 +162,7 @@ def as_console_error(exc: BaseException) -> ConsoleError:
         # A path that is wrong is no outage; a socket's FileNotFoundError (the embedded server's
         # socket gone with its server) names no file and is one.
         mapped = Failed(_first_line(exc), title="File error")
-    elif _is_outage(exc):
+    elif is_outage(exc):
         mapped = Outage(_first_line(exc))
     elif (pydantic := sys.modules.get("pydantic")) is not None and isinstance(exc, pydantic.ValidationError):
         mapped = InvalidInput(_validation_message(exc))

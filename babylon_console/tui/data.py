@@ -102,8 +102,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """The database (or the network to it) is gone (`core.database.is_outage`)."""
-    from ..core.database import is_outage as outage
+    """The database (or the network to it) is gone (`core.errors.is_outage`)."""
+    from ..core.errors import is_outage as outage
 
     return outage(exc)
 
@@ -259,7 +259,7 @@ class ConsoleData:
     @property
     def dsn(self) -> str:
         if self._target is None:
-            from ..core.database import DatabaseUnavailable
+            from ..core.errors import DatabaseUnavailable
 
             raise DatabaseUnavailable("not connected yet")
         return self._target.dsn
@@ -340,7 +340,7 @@ class ConsoleData:
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            from ..core.database import DatabaseUnavailable
+            from ..core.errors import DatabaseUnavailable
 
             raise DatabaseUnavailable("the database is not connected")
         return self._pool

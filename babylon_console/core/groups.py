@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
-from .models import Trajectory
+from .judges.base import JudgeInput
+from .models import Trajectory, WindowGroundTruth
 from .parsing import paused_gc
 from .tokenization import DEFAULT_MAX_SEQ_LENGTH, CallTokens, RecordedCall, encode_calls
 
@@ -174,6 +175,11 @@ class WindowGroup:
     @property
     def messages(self) -> list[list[Message]]:
         return [judge_messages(c) for c in self.calls]
+
+    def judge_input(self, ground_truth: WindowGroundTruth) -> JudgeInput:
+        """What a judge reads of this group: its members, the text of every call, the window's truth."""
+        return JudgeInput(window_id=self.window_id, ground_truth=ground_truth, trajectories=self.trajectories,
+                          messages=self.messages)
 
     def tokenize(self, tokenizer: Any, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH) -> TokenStats:
         """Token ids for every call; trajectories left with no trainable call leave the group."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from babylon_console.core.groups import build_window_group
 from babylon_console.core.judges import JudgeInput
 from babylon_console.core.models import MarketOutcome, Trajectory, WindowGroundTruth
 from babylon_console.core.parsing import parse_rows
@@ -18,7 +19,9 @@ _ids = itertools.count(1)
 
 
 def simulated_window(seed: int = 3, n_agents: int = 8, hour: int = 11, steps: int = 12) -> JudgeInput:
-    """A real simulated window: trajectories, ground truth and the agents' training messages."""
+    """A real simulated window, as the engine hands it to a judge (`WindowGroup.judge_input`): every
+    agent in the group, no dropout. Tokenization, which only drops trajectories without a trainable
+    call, is left out."""
     sim = Simulation(seed=seed, n_agents=n_agents, steps_per_window=steps)
     result = sim.simulate_window(datetime(2026, 1, 1, hour))
     trajectories, rejected = parse_rows([dict(zip(TRAJECTORY_COLUMNS, r, strict=True)) for r in result.trajectories])
@@ -31,24 +34,9 @@ def simulated_window(seed: int = 3, n_agents: int = 8, hour: int = 11, steps: in
         stocks=[o for o in outcomes if o.is_stock],
         predictions=[o for o in outcomes if not o.is_stock],
     )
-    return JudgeInput(
-        window_id=result.window_id, ground_truth=gt, trajectories=trajectories,
-        messages=[training_messages(t) for t in trajectories],
-    )
-
-
-def training_messages(t: Trajectory) -> list[dict[str, Any]]:
-    """What the engine builds: the agent's system prompt, then its user prompts and responses."""
-    out: list[dict[str, Any]] = []
-    for step in t.steps:
-        for call in step.llm_calls:
-            if call.purpose != "action":
-                continue
-            if not out and call.system_prompt:
-                out.append({"role": "system", "content": call.system_prompt})
-            out.append({"role": "user", "content": call.user_prompt or ""})
-            out.append({"role": "assistant", "content": call.response or ""})
-    return out
+    group = build_window_group(result.window_id, trajectories, max_per_group=len(trajectories), dropout=0.0, seed=0)
+    assert len(group.trajectories) == len(trajectories)
+    return group.judge_input(gt)
 
 
 def ground_truth(window_id: str = WINDOW, *, stocks: bool = True, predictions: bool = True) -> WindowGroundTruth:

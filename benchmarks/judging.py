@@ -27,6 +27,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the remote price list
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from babylon_console.core.groups import build_window_group
 from babylon_console.core.judges import (
     JudgeError,
     JudgeInput,
@@ -34,26 +35,13 @@ from babylon_console.core.judges import (
     RulerJudge,
     judge_windows,
 )
-from babylon_console.core.models import MarketOutcome, Trajectory, WindowGroundTruth
+from babylon_console.core.models import MarketOutcome, WindowGroundTruth
 from babylon_console.core.parsing import parse_rows
 from babylon_console.core.schema import MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS
 from babylon_console.core.sim.simulation import Simulation
 from tests.fake_openai import FakeOpenAI
 
 _TRAJECTORY_ID = re.compile(r'<trajectory id="(\d+)">')
-
-
-def training_messages(t: Trajectory) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for step in t.steps:
-        for call in step.llm_calls:
-            if call.purpose != "action":
-                continue
-            if not out and call.system_prompt:
-                out.append({"role": "system", "content": call.system_prompt})
-            out.append({"role": "user", "content": call.user_prompt or ""})
-            out.append({"role": "assistant", "content": call.response or ""})
-    return out
 
 
 def build_windows(n_windows: int, group: int, steps: int) -> list[JudgeInput]:
@@ -73,10 +61,8 @@ def build_windows(n_windows: int, group: int, steps: int) -> list[JudgeInput]:
             stocks=[o for o in outcomes if o.is_stock],
             predictions=[o for o in outcomes if not o.is_stock],
         )
-        items.append(JudgeInput(
-            window_id=res.window_id, ground_truth=gt, trajectories=trajectories,
-            messages=[training_messages(t) for t in trajectories],
-        ))
+        window = build_window_group(res.window_id, trajectories, max_per_group=len(trajectories), dropout=0.0, seed=0)
+        items.append(window.judge_input(gt))  # as the engine judges it: every call of every agent
     return items
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from babylon_console.tui.data import BackgroundLoop, ConsoleData, DemoRunner, DemoSettings
+from babylon_console.tui.data import ConsoleData
+from babylon_console.tui.runners.background import BackgroundLoop
+from babylon_console.tui.runners.demo import DemoRunner, DemoSettings
 
 
 async def run_demo_until_a_window(data: ConsoleData, limit_s: float = 30.0) -> list[str]:

@@ -130,7 +130,8 @@ def test_the_demos_market_refuses_a_database_that_is_not_the_demos(tmp_path: Pat
     """It writes a hold-out record and a simulated market: never into the operator's database."""
     from babylon_console.core.demo import demo_settings
     from babylon_console.core.errors import Refused
-    from babylon_console.tui.data import BackgroundLoop, DemoRunner
+    from babylon_console.tui.runners.background import BackgroundLoop
+    from babylon_console.tui.runners.demo import DemoRunner
 
     background = BackgroundLoop()
     try:
@@ -152,7 +153,8 @@ async def test_the_demos_engine_may_start_only_once_the_markets_gateway_is_up(
     market and the engine. The bring-up says `live` only once the gateway is up."""
     from babylon_console.core.demo import demo_settings
     from babylon_console.core.serving import GatewayAgents
-    from babylon_console.tui.data import BackgroundLoop, DemoRunner, DemoSettings
+    from babylon_console.tui.runners.background import BackgroundLoop
+    from babylon_console.tui.runners.demo import DemoRunner, DemoSettings
 
     real_start, release = GatewayAgents.start, asyncio.Event()
     loop = asyncio.get_running_loop()

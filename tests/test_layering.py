@@ -54,7 +54,7 @@ def test_importing_every_core_module_loads_no_textual() -> None:
 
 def test_import_contracts_hold() -> None:
     """The layering of pyproject.toml's [tool.importlinter] contracts: core headless, widgets and
-    dialogs never import the app, screens or controllers, only the console's data layer imports the
+    dialogs never import the app, screens or controllers, only the console's data layer and runners import the
     core, commands never import cli.py."""
     lint = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run([str(lint), "--no-cache"], capture_output=True, text=True, timeout=300,

@@ -54,7 +54,7 @@ def demo_command(
     with its checkpoints): a live simulated market, the outcome judge and the offline backend, with the
     engine training continuously. Agents driven by the promoted checkpoint trade in the live market."""
     from ..core.demo import demo_settings, reset_demo, where
-    from ..tui.data import DemoSettings
+    from ..tui.runners.demo import DemoSettings
 
     read_only = read_only or CliState.read_only
     if CliState.attach:

@@ -9,7 +9,7 @@ Principles (the app paints first and never blocks input):
 - every database call runs in a named worker; polls never overlap themselves; only the visible pane
   polls; events are buffered and folded into the panes a few times a second;
 - the engine and the demo's simulated market run on a background thread with their own event loop
-  (`data.BackgroundLoop`); they reach the UI only by posting messages;
+  (`runners.background.BackgroundLoop`); they reach the UI only by posting messages;
 - every failure of background work reaches `report_failure`: a database outage becomes the banner
   (cleared when the database answers again), a refusal a warning toast, anything else a toast and a
   line in the Errors pane, and a failed operator action an error dialog;
@@ -40,15 +40,14 @@ from .controllers.registry import RegistryActions
 from .data import (
     ConsoleData,
     ConsoleError,
-    DemoSettings,
     ErrorKind,
     Event,
     as_console_error,
-    engine_overrides_for_demo,
     one_line,
 )
 from .dialogs.confirm import ConfirmDialog, ErrorDialog
 from .preferences import load_preferences, remember_theme
+from .runners.demo import DemoSettings, engine_overrides_for_demo
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
 from .widgets.keybar import KeyBar

@@ -1,28 +1,22 @@
-"""The console's data layer: the only module of the TUI that talks to the core.
+"""The console's data layer: its door to the core for reads and operator actions.
 
 Everything here is async and returns core models or small plain records; nothing here knows about
-widgets. Two kinds of work:
+widgets. `ConsoleData` reads and acts on the main event loop through one small asyncpg pool
+(readiness, outcomes, trajectories, checkpoints, promote/rollback, events); every call is short.
+The work that is not short (the training engine, the demo's simulated market) runs off the
+console's loop, in `runners/`.
 
-- `ConsoleData`: reads and operator actions on the main event loop through one small asyncpg pool
-  (readiness, outcomes, trajectories, checkpoints, promote/rollback, events). Every call is short.
-- `BackgroundLoop` + `EngineRunner` / `DemoRunner`: the training engine and the simulated market
-  run on their own thread and event loop with their own pool, so nothing they do (imports of ART,
-  CPU-bound judging and training, bulk writes) can ever stall the console's input loop. The console
-  awaits their futures from named workers and steers them with thread-safe calls.
-
-Heavy modules (`core.engine`, judges, backends, `art`) are imported inside the functions that need
+Heavy modules (backends, evaluation, evidence) are imported inside the functions that need
 them, never at import of this module: the console paints first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import importlib
 import logging
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -111,18 +105,16 @@ def is_outage(exc: BaseException) -> bool:
 log = logging.getLogger(__name__)
 
 __all__ = [  # and, imported on first use: the names of `_LAZY`
-    "BackgroundLoop",
     "CheckpointRow",
     "CheckpointsView",
     "ConsoleData",
     "ConsoleError",
-    "DemoRunner",
-    "EngineRunner",
     "ErrorKind",
     "Event",
     "EventKind",
     "Refused",
     "as_console_error",
+    "close_pool",
     "events",
     "evidence_against",
     "is_outage",
@@ -133,7 +125,6 @@ __all__ = [  # and, imported on first use: the names of `_LAZY`
 
 PING_TIMEOUT_S = 2.0
 FOLLOW_COALESCE_S = 0.1  # a burst of events is read in one query, at most ~10 times a second
-ACTIVE_RUN_STATES = ("starting", "running", "paused", "stopping")
 COMMAND_TIMEOUT_S = 10.0  # how long the console waits for an engine elsewhere to acknowledge
 
 
@@ -316,7 +307,7 @@ class ConsoleData:
 
                 self.holdout = await read_checked(pool, self.settings.holdout_share)
             except BaseException:
-                await _close_pool(pool)
+                await close_pool(pool)
                 raise
             self._target, self._pool = target, pool
 
@@ -335,7 +326,7 @@ class ConsoleData:
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            await _close_pool(pool)
+            await close_pool(pool)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -506,242 +497,9 @@ class ConsoleData:
         return await core_runs.latest_of_model(self.pool, self.settings.model_name)
 
 
-async def _close_pool(pool: asyncpg.Pool) -> None:
+async def close_pool(pool: asyncpg.Pool) -> None:
     """Close a pool at shutdown: a database that is already gone (or slow) must not block quitting."""
     import asyncpg
 
     with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         await asyncio.wait_for(pool.close(), 5)
-
-
-# -- work off the console's loop -------------------------------------------------------------------
-
-
-class BackgroundLoop:
-    """A daemon thread running its own event loop, for the engine and the simulated market."""
-
-    def __init__(self, name: str = "babylon-background") -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._started = False
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-        with contextlib.suppress(RuntimeError):  # the loop is being torn down: nothing left to report to
-            pending = asyncio.all_tasks(self.loop)
-            for task in pending:
-                task.cancel()
-            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
-
-    def start(self) -> None:
-        if not self._started:
-            self._started = True
-            self._thread.start()
-
-    def submit[T](self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-        self.start()
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-
-    async def run[T](self, coro: Awaitable[T]) -> T:
-        """Await `coro` on the background loop from another loop (cancelling one cancels the other)."""
-        return await asyncio.wrap_future(self.submit(coro))
-
-    def call(self, fn: Callable[..., object], *args: object) -> None:
-        if self._started and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def close(self, timeout: float = 5.0) -> None:
-        if self._started and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout)
-
-
-ENGINE_FIELDS = ("judge", "backend", "iterations", "windows_per_iteration", "min_agents", "min_steps",
-                 "settle_seconds", "lookback_hours", "max_per_group", "learning_rate")
-
-
-class EngineRunner:
-    """One training engine on the background loop, with its own pool. Steer it from any thread."""
-
-    def __init__(self, data: ConsoleData, background: BackgroundLoop, overrides: dict[str, Any],
-                 clock: Clock | None = None, on_change: Callable[[], None] | None = None) -> None:
-        """`on_change` is called (from the engine's thread) whenever the engine's state changes."""
-        self.data = data
-        self.on_change = on_change
-        self.background = background
-        self.overrides = dict(overrides)
-        self._clock = clock
-        self.state = "starting"
-        self.run_id: str | None = None
-        self.error: str | None = None
-        self.locked = False  # refused: another engine (another process) already trains this model
-        self._engine: Any = None
-        self._stop_requested = False
-        self._pause_requested = False
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_RUN_STATES
-
-    @property
-    def stage(self) -> str:
-        """The engine's current stage (select, read, judge, train, register, waiting ...)."""
-        return str(getattr(self._engine, "stage", "starting"))
-
-    async def run(self) -> Any:
-        """Run the engine to its end (awaited from the console's loop); returns its summary."""
-        return await self.background.run(self._main())
-
-    async def _main(self) -> Any:
-        try:
-            from ..core.database import create_pool
-            from ..core.engine import Engine, EngineConfig  # imported here: keeps it off the paint path
-
-            pool = await create_pool(self.data.target(), max_size=6)
-        except BaseException as exc:
-            self.state, self.error = "failed", str(exc)
-            raise
-        try:
-            config = EngineConfig.from_settings(self.data.settings, **self.overrides)
-            engine = Engine(pool, config, settings=self.data.settings, clock=self._clock)  # None: the database's
-            engine.on_state = self._state_changed
-            self._engine, self.run_id = engine, engine.run_id
-            if self._stop_requested:
-                engine.stop()
-            summary = await engine.run()
-            self.state = engine.state.value
-            self.error = summary.error
-            return summary
-        except BaseException as exc:
-            from ..core.engine import EngineLocked
-
-            self.state = "failed" if not isinstance(exc, asyncio.CancelledError) else "stopped"
-            self.error = str(exc) or type(exc).__name__
-            self.locked = isinstance(exc, EngineLocked)
-            raise
-        finally:
-            await _close_pool(pool)
-
-    def _state_changed(self, state: Any) -> None:
-        self.state = state.value
-        if self.on_change is not None:
-            self.on_change()
-
-    def pause(self) -> None:
-        if self._engine is not None:
-            self.background.call(self._engine.pause)
-
-    def resume(self) -> None:
-        if self._engine is not None:
-            self.background.call(self._engine.resume)
-
-    def stop(self) -> None:
-        self._stop_requested = True
-        if self._engine is not None:
-            self.background.call(self._engine.stop)
-        elif self.state == "starting":
-            self.state = "stopping"
-
-
-@dataclass(slots=True)
-class DemoSettings:
-    windows: int = 24
-    agents: int = 12
-    steps: int = 12
-    seed: int = 7
-    seconds_per_window: float = 10.0
-    policy_agents: int = 6  # agents served by the live (or candidate) checkpoint: an A/B split has both arms
-    holdout_share: float = 0.15  # set as the demo database's hold-out record when it has none
-
-
-class DemoRunner:
-    """The demo's simulated market: seed a short history if the database has none, then write a
-    window every `seconds_per_window`, with a few agents calling a model gateway the market starts
-    (`core.serving.GatewayAgents`, which `seed --live` uses too), as the game's agents would.
-
-    It writes a hold-out record and a simulated market into its database: only into the demo's own
-    (`core.demo.demo_settings`), never an operator's database."""
-
-    def __init__(self, data: ConsoleData, background: BackgroundLoop, demo: DemoSettings | None = None,
-                 progress: Callable[[int, int], None] | None = None,
-                 on_window: Callable[[str, int], None] | None = None,
-                 on_warning: Callable[[str], None] | None = None) -> None:
-        from ..core.demo import is_demo
-        from ..core.errors import Refused
-
-        if not is_demo(data.settings):
-            raise Refused(f"the demo's market runs only in the demo's own database (<data dir>/demo), not in "
-                          f"{data.target_label}: it would write a hold-out record and a simulated market there")
-        self.data = data
-        self.background = background
-        self.demo = demo or DemoSettings()
-        self.progress = progress
-        self.on_window = on_window
-        self.on_warning = on_warning
-        self.market: Any = None
-        self.live = False  # the market and its gateway are up: the demo's engine may start
-
-    async def run(self) -> int:
-        """Seed if needed, then run the market until cancelled. Returns the windows seeded."""
-        return await self.background.run(self._main())
-
-    def stop(self) -> None:
-        if self.market is not None:
-            self.background.call(self.market.stop)
-
-    async def _main(self) -> int:
-        from ..core.database import create_pool
-        from ..core.holdout import ensure_holdout
-        from ..core.repository import GameStore
-        from ..core.seeding import LiveSimulation, seed_history
-        from ..core.serving import GatewayAgents
-        from ..core.sim.simulation import Simulation
-        from ..core.simclock import current_clock
-
-        target = self.data.target()
-        pool = await create_pool(target, max_size=4)  # the market, and the gateway's log and heartbeat
-        try:
-            # the demo's database keeps its own hold-out (a record, as every database): set it once
-            await ensure_holdout(pool, self.demo.holdout_share, operator="demo",
-                                 reason="the demo keeps a share of its windows for held-out evaluation")
-            sim = Simulation(seed=self.demo.seed, n_agents=self.demo.agents, steps_per_window=self.demo.steps)
-            seeded = 0
-            if not await GameStore(pool).has_trajectories():
-                total = self.demo.windows
-
-                def progress(done: int, _result: object) -> None:
-                    if self.progress is not None:
-                        self.progress(done, total)
-
-                now = (await current_clock(pool)).now()
-                report = await seed_history(pool, sim, total, now, progress=progress)
-                seeded = report.windows_written
-            served = GatewayAgents(pool, target.dsn, self.data.settings, self.demo.policy_agents,
-                                   on_warning=self.on_warning)
-            self.market = LiveSimulation(pool, sim, self.demo.seconds_per_window)
-            self.market.before_window = served.before_window
-            async with served:  # the market's own gateway: up before the first window, down after the last
-                # only now may the engine start (`live`): its imports (ART imports the OpenAI client) must
-                # not run while the gateway's import of that client is half done in this thread
-                # ("partially initialized module 'openai.types.chat'", seen in the demo)
-                self.live = True
-                await self.market.run(on_window=lambda r: self.on_window and self.on_window(
-                    r.window_id, len(r.trajectories)))
-            return seeded
-        finally:
-            await _close_pool(pool)
-
-
-def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:
-    """Engine settings for the demo: continuous, offline, outcome judge, thresholds for 12 agents."""
-    return {
-        "judge": "outcome", "backend": "offline", "iterations": None, "windows_per_iteration": 4, "auto_rollback": True,
-        "eval_every": 5,
-        "min_agents": 5, "min_steps": 1, "settle_seconds": 60, "poll_seconds": max(1.0, seconds_per_window / 4),
-    }
-
-
-ProgressFn = Callable[[int, int], None]

@@ -9,8 +9,9 @@ import asyncio
 
 from textual.worker import Worker
 
-from ..data import ConsoleData, DemoRunner, DemoSettings, engine_overrides_for_demo
+from ..data import ConsoleData
 from ..messages import DataChanged, ProblemReported, StatusChanged
+from ..runners.demo import DemoRunner, DemoSettings, engine_overrides_for_demo
 from .engine import EngineControl
 from .host import Host
 

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import bindings as keys
 from .. import refusals
-from ..data import COMMAND_TIMEOUT_S, BackgroundLoop, ConsoleData, EngineRunner, Refused
+from ..data import COMMAND_TIMEOUT_S, ConsoleData, Refused
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.engine import EngineSettingsDialog
 from ..messages import EngineChanged
+from ..runners.background import BackgroundLoop
+from ..runners.engine import EngineRunner
 from ..state import EngineView, Readiness
 from .host import Host
 

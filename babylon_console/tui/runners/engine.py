@@ -1,0 +1,99 @@
+"""The training engine this console runs, on the background loop with a pool of its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..data import close_pool
+
+if TYPE_CHECKING:
+    from ...core.clock import Clock
+    from ..data import ConsoleData
+    from .background import BackgroundLoop
+
+ACTIVE_RUN_STATES = ("starting", "running", "paused", "stopping")
+
+
+class EngineRunner:
+    """One training engine on the background loop, with its own pool. Steer it from any thread."""
+
+    def __init__(self, data: ConsoleData, background: BackgroundLoop, overrides: dict[str, Any],
+                 clock: Clock | None = None, on_change: Callable[[], None] | None = None) -> None:
+        """`on_change` is called (from the engine's thread) whenever the engine's state changes."""
+        self.data = data
+        self.on_change = on_change
+        self.background = background
+        self.overrides = dict(overrides)
+        self._clock = clock
+        self.state = "starting"
+        self.run_id: str | None = None
+        self.error: str | None = None
+        self.locked = False  # refused: another engine (another process) already trains this model
+        self._engine: Any = None
+        self._stop_requested = False
+        self._pause_requested = False
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_RUN_STATES
+
+    @property
+    def stage(self) -> str:
+        """The engine's current stage (select, read, judge, train, register, waiting ...)."""
+        return str(getattr(self._engine, "stage", "starting"))
+
+    async def run(self) -> Any:
+        """Run the engine to its end (awaited from the console's loop); returns its summary."""
+        return await self.background.run(self._main())
+
+    async def _main(self) -> Any:
+        try:
+            from ...core.database import create_pool
+            from ...core.engine import Engine, EngineConfig  # imported here: keeps it off the paint path
+
+            pool = await create_pool(self.data.target(), max_size=6)
+        except BaseException as exc:
+            self.state, self.error = "failed", str(exc)
+            raise
+        try:
+            config = EngineConfig.from_settings(self.data.settings, **self.overrides)
+            engine = Engine(pool, config, settings=self.data.settings, clock=self._clock)  # None: the database's
+            engine.on_state = self._state_changed
+            self._engine, self.run_id = engine, engine.run_id
+            if self._stop_requested:
+                engine.stop()
+            summary = await engine.run()
+            self.state = engine.state.value
+            self.error = summary.error
+            return summary
+        except BaseException as exc:
+            from ...core.engine import EngineLocked
+
+            self.state = "failed" if not isinstance(exc, asyncio.CancelledError) else "stopped"
+            self.error = str(exc) or type(exc).__name__
+            self.locked = isinstance(exc, EngineLocked)
+            raise
+        finally:
+            await close_pool(pool)
+
+    def _state_changed(self, state: Any) -> None:
+        self.state = state.value
+        if self.on_change is not None:
+            self.on_change()
+
+    def pause(self) -> None:
+        if self._engine is not None:
+            self.background.call(self._engine.pause)
+
+    def resume(self) -> None:
+        if self._engine is not None:
+            self.background.call(self._engine.resume)
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        if self._engine is not None:
+            self.background.call(self._engine.stop)
+        elif self.state == "starting":
+            self.state = "stopping"

@@ -40,10 +40,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babylon_console.core.backends.factory import checkpoint_root
-from babylon_console.core.backends.offline import OfflineBackend, inference_name, parse_inference_name
+from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import Settings
 from babylon_console.core.engine import Engine, EngineConfig
 from babylon_console.core.evidence import ab_readout
+from babylon_console.core.names import offline_name, parse_offline_name
 from babylon_console.core.registry import Registry
 from babylon_console.core.seeding import ensure_agents, prepare_bulk_session, write_window
 from babylon_console.core.serving import ServedPolicies
@@ -81,18 +82,18 @@ async def train_good(pool: asyncpg.Pool, settings: Settings, backend: OfflineBac
     policies = [backend.load_policy(ref, step=s) for s in range(k + 1)]
     means = offline_loop.validate(policies, args).mean(axis=0)
     best = 1 + int(np.argmax(means[1:]))
-    project, run, _ = parse_inference_name(ref)
+    project, run, _ = parse_offline_name(ref)
     print(f"  validation mean P&L: step 0 {means[0]:+.1f}, best step {best} {means[best]:+.1f}")
-    return inference_name(project, run, 0), inference_name(project, run, best), policies[best]
+    return offline_name(project, run, 0), offline_name(project, run, best), policies[best]
 
 
 def write_reversed(backend: OfflineBackend, good_storage: str, good: LinearSoftmaxPolicy) -> str:
     """The good policy with its preferences reversed, as an offline checkpoint of its own."""
-    project, run, step = parse_inference_name(good_storage)
+    project, run, step = parse_offline_name(good_storage)
     name = f"{run}-reversed"
     path = backend.run_dir(project, name) / "checkpoints" / f"{step:04d}" / "policy.json"
     LinearSoftmaxPolicy(-good.weights, temperature=good.temperature, name=f"{name}:step{step}").save(path)
-    return inference_name(project, name, step)
+    return offline_name(project, name, step)
 
 
 class _MarketClock:

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from babylon_console.cli import app
 from babylon_console.core.backends.factory import checkpoint_root
-from babylon_console.core.backends.offline import OfflineBackend, inference_name
+from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.errors import InvalidInput, Refused
 from babylon_console.core.evaluation import evaluate, latest_per_model
 from babylon_console.core.holdout import set_holdout
+from babylon_console.core.names import offline_name
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
@@ -56,7 +57,7 @@ async def _checkpoints(pool: asyncpg.Pool, data_dir: Path) -> tuple[str, str]:
             'INSERT INTO trained_models (id, "modelId", version, "baseModel", "trainingBatch", status, "storagePath", '
             '"createdAt", "updatedAt") VALUES ($1, $1, $2, $3, $4, $5, $6, now(), now())',
             f"m-step{step}", f"step-{step}", "offline/linear-softmax-policy", f"batch-{step}", "registered",
-            inference_name(project, run, step))
+            offline_name(project, run, step))
     return "m-step0", "m-step1"
 
 

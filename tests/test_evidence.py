@@ -16,9 +16,10 @@ from babylon_console.cli import app
 from babylon_console.core.bulk import insert_rows
 from babylon_console.core.config import Settings
 from babylon_console.core.engine import Engine, EngineConfig
-from babylon_console.core.evidence import GateSettings, _Row, ab_readout, paired_difference, readout_from_rows, t95
+from babylon_console.core.evidence import GateSettings, _Row, ab_readout, readout_from_rows
 from babylon_console.core.registry import Registry
 from babylon_console.core.schema import LLM_CALL_COLUMNS
+from babylon_console.core.stats import paired_difference, t95
 
 from .factories import trajectory_row, user_row
 

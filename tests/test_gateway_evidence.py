@@ -18,8 +18,9 @@ from babylon_console.cli import app
 from babylon_console.core.bulk import insert_rows
 from babylon_console.core.config import Settings
 from babylon_console.core.engine import Engine, EngineConfig
-from babylon_console.core.evidence import GateSettings, ab_readout, promote_on_evidence
+from babylon_console.core.evidence import GateSettings, ab_readout
 from babylon_console.core.gateway.upstreams import response_hash
+from babylon_console.core.promotion import promote_on_evidence
 from babylon_console.core.registry import Registry, RegistryError
 from babylon_console.core.schema import LLM_CALL_COLUMNS
 

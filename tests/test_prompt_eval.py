@@ -22,9 +22,10 @@ from babylon_console.core.config import Settings
 from babylon_console.core.errors import InvalidInput, Refused
 from babylon_console.core.evaluation import evaluate, latest_per_model
 from babylon_console.core.holdout import set_holdout
-from babylon_console.core.inference import base_name, endpoint_for
+from babylon_console.core.inference import endpoint_for
 from babylon_console.core.judges.outcome import score_answer
 from babylon_console.core.models import MarketOutcome, WindowGroundTruth
+from babylon_console.core.names import base_name
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable, held_out_prompts
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import Action, format_response

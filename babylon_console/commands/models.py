@@ -119,7 +119,7 @@ def promote_command(
 ) -> None:
     """Promote a checkpoint: make it live (share 1.0) or serve it to a share of agents (A/B; it
     needs a live model, and starts a new rollout whose readout counts windows from then on)."""
-    from ..core.evidence import contrary, evidence_for, no_evidence
+    from ..core.promotion import contrary, evidence_for, no_evidence
 
     settings = load_settings()
 
@@ -143,7 +143,7 @@ def promote_command(
     what = "make it live" if share >= 1 else f"serve it to {share:.0%} of agents"
     if against is None and not yes and not typer.confirm(f"Promote {model_id} and {what}?"):
         raise typer.Exit(EXIT_FAILED)
-    from ..core.evidence import promote_on_evidence
+    from ..core.promotion import promote_on_evidence
 
     who = operator or getpass.getuser()
     result = run_with_pool(settings, lambda pool: promote_on_evidence(

@@ -16,8 +16,8 @@ from rich.text import Text
 
 from ..cli_support import load_settings, out, print_json, run_with_pool
 from ..core import simclock
-from ..core.backends.factory import training_key
 from ..core.holdout import read_checked, share_of
+from ..core.names import training_key
 from ..core.repository import GameStore
 from ..core.windows import ReadinessCriteria, WindowReadiness, WindowState
 

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from . import batches, control, events, runs
 from .backends.empty_step import NothingTrained, check_trained
-from .backends.factory import checkpoint_id, checkpoint_root, serverless_warnings, training_key
+from .backends.factory import checkpoint_root, serverless_warnings
 from .clock import Clock
 from .config import BackendName, JudgeName, Settings, require_base_model
 from .errors import EXIT_BUSY, Refused, as_console_error, is_outage
@@ -57,6 +57,7 @@ from .events import (
 )
 from .groups import TokenStats, WindowGroup, build_window_group, dropout_rate, trainable_tokens
 from .judges import JudgeError, JudgeInput, WindowJudgment, judge_windows, make_judge
+from .names import checkpoint_id, training_key
 from .registry import LIVE_WHERE, Registry, RegistryError
 from .repository import GameStore
 from .runs import LockLost
@@ -917,7 +918,7 @@ class Engine:
         if self.config.backend == "local":
             from art.utils.output_dirs import get_model_dir, get_step_checkpoint_dir
 
-            from .backends.factory import local_storage_path
+            from .names import local_storage_path
 
             model_dir = get_model_dir(self._model, str(checkpoint_root(self.settings.data_dir, "local")))
             return local_storage_path(Path(get_step_checkpoint_dir(model_dir, step)), self.base_model)

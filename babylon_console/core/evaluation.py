@@ -36,13 +36,12 @@ import orjson
 from pydantic import BaseModel
 
 from .errors import InvalidInput, Refused
-from .evidence import paired_difference
+from .holdout import NO_HOLDOUT
 from .registry import LIVE_WHERE
+from .stats import paired_difference
 from .windows import held_out, parse_window_id
 
 MIN_WINDOWS = 3
-NO_HOLDOUT = ("no windows are held out: this database has no hold-out; set one with `babylon-console holdout "
-              "--share 0.15 --reason WHY` so training leaves some windows for evaluation")
 LARGER = "more history, or a larger hold-out: `babylon-console holdout`"
 BEFORE_HOLDOUT = "trained on before the hold-out was set"
 WHILE_HELD_OUT = "trained on while held out"
@@ -193,8 +192,7 @@ async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str
                    ) -> tuple[str | None, str, str | None]:
     """(model id or None for the base, served name, a note when it is not what was asked) of what
     `model_id` is compared with. "live" with nothing live is the base model, said in the note."""
-    from .backends.offline import inference_name, parse_inference_name
-    from .inference import base_name, is_offline
+    from .names import base_name, is_offline, offline_name, parse_offline_name
 
     if against == "live":
         live = await pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE}')
@@ -203,8 +201,8 @@ async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str
         return live, (await _model(pool, live))["storagePath"], None
     if against == "base":
         if is_offline(storage):
-            project, run, _ = parse_inference_name(storage)
-            return None, inference_name(project, run, 0), None
+            project, run, _ = parse_offline_name(storage)
+            return None, offline_name(project, run, 0), None
         return None, base_name(storage), None
     return against, (await _model(pool, against))["storagePath"], None
 
@@ -291,8 +289,9 @@ async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout
                       labels: tuple[str, str], storage_a: str, storage_b: str, windows: int, per_window: int,
                       progress: Callable[[int, int], None] | None, skip: Mapping[str, str],
                       left_out: dict[str, str]) -> _Measured:
-    from .inference import endpoint_for, is_offline
+    from .inference import endpoint_for
     from .judges import OutcomeJudge, judge_unavailable, make_judge
+    from .names import is_offline
     from .prompt_eval import EndpointClient, PolicyClient, compare_on_prompts, held_out_prompts
 
     offline = is_offline(storage_a)
@@ -345,7 +344,7 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, model_id: str, against: s
     endpoints the settings name, judged by the settings' judge. `method="prompts"` evaluates offline
     checkpoints on recorded prompts too (answered in process), with the same code and judges."""
     from .holdout import current_holdout, share_of
-    from .inference import is_offline, scheme_of
+    from .names import is_offline, scheme_of
 
     if windows < MIN_WINDOWS:
         raise InvalidInput(f"--windows must be at least {MIN_WINDOWS}, got {windows}")

@@ -44,30 +44,12 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
+from .config import GateSettings
 from .serving import Served, serving
+from .stats import PairedDifference, paired_difference
 from .windows import WINDOW_LENGTH, window_id_for, window_start_of
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
-
-# two-sided 95% Student's t quantiles by degrees of freedom (1..30); beyond: the normal's 1.96
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042)
-
-
-def t95(df: int) -> float:
-    return _T95[df - 1] if 1 <= df <= len(_T95) else 1.96
-
-
-class GateSettings(BaseModel):
-    min_windows: int = 3  # paired windows before any verdict
-    promote_after: int = 3  # consecutive windows with the CI above zero before "promote"
-    max_drawdown: float = 0.5  # the candidate's mean max drawdown (fraction of its peak) that rolls it back
-    share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning
-    lookback_windows: int = 168  # only the latest windows are read
-    max_error_rate: float = 0.05  # the candidate's share of 5xx answers through the gateway that rolls it back
-    min_requests: int = 50  # gateway requests of the candidate before its error rate counts
-
 
 class ArmStats(BaseModel):
     arm: Literal["live", "candidate"]
@@ -103,14 +85,6 @@ class RolledBack(BaseModel):
     candidate_model_id: str
     operator: str
     reasons: list[str]
-
-
-class PairedDifference(BaseModel):
-    windows: int
-    mean: float
-    ci_low: float | None  # None with a single window: no interval yet
-    ci_high: float | None
-    win_rate: float  # windows where the candidate's mean P&L beat the live arm's
 
 
 class ServedWindow(BaseModel):
@@ -308,18 +282,6 @@ def first_window_of(started: datetime) -> str:
     return window_id_for(start if start >= started else start + WINDOW_LENGTH)
 
 
-def paired_difference(diffs: list[float]) -> PairedDifference | None:
-    """Mean of per-window differences with a 95% t interval (None: no window)."""
-    if not diffs:
-        return None
-    mean = statistics.fmean(diffs)
-    if len(diffs) == 1:
-        return PairedDifference(windows=1, mean=mean, ci_low=None, ci_high=None, win_rate=float(diffs[0] > 0))
-    half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return PairedDifference(windows=len(diffs), mean=mean, ci_low=mean - half, ci_high=mean + half,
-                            win_rate=sum(d > 0 for d in diffs) / len(diffs))
-
-
 async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings | None = None,
                      serving_now: list[Served] | None = None) -> ABReadout:
     """The readout of the rollout in progress (verdict "none" when no rollout runs), counting only
@@ -503,115 +465,3 @@ def _judge(readout: ABReadout, gate: GateSettings) -> None:
                                f"CI above zero for {readout.streak_above_zero} of {gate.promote_after} windows")
 
 
-async def contrary_evidence(pool: asyncpg.Pool, model_id: str, gate: GateSettings | None = None
-                            ) -> tuple[str, dict[str, Any]] | None:
-    """What speaks against promoting `model_id` now, with the evidence as JSON (None: nothing does).
-
-    Against the evidence: its newest held-out evaluation's 95% CI is entirely below zero, it is the
-    rollout's candidate and the live readout's verdict is "rollback", or its latest ended rollout
-    was rolled back on the gate's evidence (unless a rollout of it running now says "promote"). Promoting then needs a
-    typed confirmation and a reason, both recorded (the CLI: `--reason`)."""
-    return contrary(model_id, *await evidence_for(pool, model_id, gate))
-
-
-async def evidence_for(pool: asyncpg.Pool, model_id: str, gate: GateSettings | None = None) -> tuple[Any, ABReadout]:
-    """(its newest held-out evaluation or None, the A/B readout of the rollout in progress)."""
-    from .evaluation import latest_per_model
-
-    return (await latest_per_model(pool)).get(model_id), await ab_readout(pool, gate)
-
-
-def no_evidence(model_id: str, evaluation: Any, readout: ABReadout | None) -> str | None:
-    """The sentence that says a promotion of `model_id` rests on no evidence at all (None: some)."""
-    paired = (readout is not None and readout.candidate_model_id == model_id and readout.difference is not None)
-    if evaluation is not None or paired or _rolled_back(model_id, readout) is not None:
-        return None
-    return f"no evidence for {model_id}: never evaluated on held-out windows, and no paired A/B windows"
-
-
-def evidence_record(model_id: str, evaluation: Any, readout: ABReadout | None) -> dict[str, Any]:
-    """What was known about `model_id` when it was promoted, as JSON for the audit row."""
-    record: dict[str, Any] = {}
-    if evaluation is not None:
-        record["evaluation"] = evaluation.model_dump(mode="json")
-    if readout is not None and readout.candidate_model_id == model_id:
-        record["ab"] = readout.model_dump(mode="json")
-    if no_evidence(model_id, evaluation, readout):
-        record["none"] = "never evaluated on held-out windows, no paired A/B windows"
-    return record
-
-
-def summarize_evidence(evidence: dict[str, Any] | None) -> str:
-    """An audit row's evidence in one line of text ("–": none was recorded with it)."""
-    if evidence is None:
-        return "–"
-    parts = []
-    evaluation = evidence.get("evaluation")
-    if isinstance(evaluation, dict):
-        unit = "P&L" if evaluation.get("method", "simulator") == "simulator" else "score"
-        low, high = evaluation.get("ci_low"), evaluation.get("ci_high")
-        ci = f", 95% CI [{low:+.2f}, {high:+.2f}]" if isinstance(low, int | float) and isinstance(high, int | float) \
-            else ""
-        mean = evaluation.get("mean_diff")
-        parts.append(f"held-out vs {evaluation.get('against_model_id') or 'base'} "
-                     + (f"{mean:+.2f} {unit}" if isinstance(mean, int | float) else unit)
-                     + f"{ci} over {evaluation.get('n', '?')} windows")
-    ab = evidence.get("ab", evidence if "verdict" in evidence else None)  # an automatic rollback records the readout
-    if isinstance(ab, dict):
-        d = ab.get("difference")
-        rollout = f"rollout {ab['rollout_id']}" if ab.get("rollout_id") is not None else "rollout"
-        if isinstance(d, dict) and isinstance(d.get("mean"), int | float):
-            ci = (f", 95% CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
-                  if isinstance(d.get("ci_low"), int | float) and isinstance(d.get("ci_high"), int | float) else "")
-            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: candidate − live {d['mean']:+.2f} P&L{ci} "
-                         f"over {d.get('windows', '?')} paired windows")
-        else:
-            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: no paired windows")
-    previous = evidence.get("rolled_back")
-    if isinstance(previous, dict):
-        parts.append(f"rollout {previous.get('rollout_id', '?')} was rolled back: "
-                     + "; ".join(str(r) for r in previous.get("reasons") or []))
-    if "none" in evidence:
-        parts.insert(0, "no evidence")
-    return "; ".join(parts) if parts else "no evidence"
-
-
-def contrary(model_id: str, evaluation: Any, readout: ABReadout | None) -> tuple[str, dict[str, Any]] | None:
-    """The rule of `contrary_evidence` on evidence already read (the console has it on screen)."""
-    if evaluation is not None and evaluation.ci_high is not None and evaluation.ci_high < 0:
-        return (f"held-out evaluation vs {evaluation.against_model_id or 'base'}: {evaluation.mean_diff:+.2f} "
-                f"{evaluation.unit}, 95% CI {evaluation.ci_text()} over {evaluation.n} windows, below zero",
-                {"evaluation": evaluation.model_dump(mode="json")})
-    if readout is not None and readout.candidate_model_id == model_id and readout.verdict == "rollback":
-        return "live A/B readout says roll back: " + "; ".join(readout.reasons), {"ab": readout.model_dump(mode="json")}
-    previous = _rolled_back(model_id, readout)
-    if previous is not None:
-        return (f"rollout {previous.rollout_id} was rolled back: " + "; ".join(previous.reasons),
-                {"rolled_back": previous.model_dump(mode="json")})
-    return None
-
-
-def _rolled_back(model_id: str, readout: ABReadout | None) -> RolledBack | None:
-    """`model_id`'s latest ended rollout if it was rolled back on evidence, unless a rollout of it
-    running now has since earned a "promote" verdict."""
-    if readout is None or (readout.candidate_model_id == model_id and readout.verdict == "promote"):
-        return None
-    return next((r for r in readout.rolled_back if r.candidate_model_id == model_id), None)
-
-
-async def promote_on_evidence(pool: asyncpg.Pool, model_id: str, *, share: float, operator: str,
-                              reason: str | None = None, note: str | None = None,
-                              gate: GateSettings | None = None) -> Any:
-    """`Registry.promote`, refused against the evidence unless a `reason` is given; then the reason
-    and the evidence are recorded in the audit row. The one rule the CLI and the console share."""
-    from .registry import Registry, RegistryError
-
-    evaluation, readout = await evidence_for(pool, model_id, gate)
-    against = contrary(model_id, evaluation, readout)
-    evidence = evidence_record(model_id, evaluation, readout)  # what it was promoted on, also when nothing
-    if against is not None:
-        if not reason:
-            raise RegistryError(f"promoting {model_id} is against the evidence ({against[0]}): a reason is needed")
-        note = f"against the evidence ({against[0]}): {reason}" + (f"; {note}" if note else "")
-        evidence = against[1]
-    return await Registry(pool).promote(model_id, share=share, operator=operator, note=note, evidence=evidence)

@@ -27,6 +27,8 @@ RULE_VERSION = "sha256-v1"
 SETTING = "BABYLON_HOLDOUT_SHARE"
 COMMAND = "babylon-console holdout --share X --reason WHY"
 _LOCK = 0x686F_6C64_6F75_74  # "holdout": one change at a time
+NO_HOLDOUT = ("no windows are held out: this database has no hold-out; set one with `babylon-console holdout "
+              "--share 0.15 --reason WHY` so training leaves some windows for evaluation")
 
 
 class HoldoutRecord(BaseModel):

@@ -17,19 +17,15 @@ Offline checkpoints (`offline://`) have no endpoint: they are evaluated in the s
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
-from .backends.factory import LOCAL_SCHEME, wandb_offline
+from .backends.factory import wandb_offline
 from .errors import InvalidInput, Refused
+from .names import LOCAL_SCHEME, OFFLINE_SCHEME, WANDB_SCHEME, scheme_of
 
-WANDB_SCHEME = "wandb-artifact://"
-OFFLINE_SCHEME = "offline://"
 DEFAULT_SERVERLESS_BASE_URL = "https://api.training.wandb.ai/v1"  # ART 0.5's serverless client default
-_STEP = re.compile(r":step\d+$")
 
 
 class Endpoint(BaseModel):
@@ -41,28 +37,6 @@ class Endpoint(BaseModel):
 
     def describe(self) -> str:
         return f"{self.model} at {self.base_url}"
-
-
-def scheme_of(storage_path: str) -> str:
-    return storage_path.split("://", 1)[0] if "://" in storage_path else "unknown"
-
-
-def is_offline(storage_path: str) -> bool:
-    return storage_path.startswith(OFFLINE_SCHEME)
-
-
-def base_name(storage_path: str) -> str:
-    """The served name of the untrained base model of a checkpoint's run."""
-    if storage_path.startswith(WANDB_SCHEME):
-        if not _STEP.search(storage_path):
-            raise InvalidInput(f"cannot tell the step of {storage_path!r}: a serverless name ends in ':step<N>'")
-        return _STEP.sub(":step0", storage_path)
-    if storage_path.startswith(LOCAL_SCHEME):
-        base = parse_qs(urlsplit(storage_path).query).get("base", [""])[0]
-        if not base:
-            raise InvalidInput(f"{storage_path!r} does not name its base model (…?base=<model>)")
-        return base
-    raise InvalidInput(f"{storage_path!r} is not a serverless or local checkpoint name")
 
 
 def endpoint_for(storage_path: str, settings: Any) -> Endpoint:

@@ -33,6 +33,7 @@ import asyncpg
 
 from .errors import EXIT_UNAVAILABLE, ConsoleError, Failed, InvalidInput
 from .groups import trajectory_calls
+from .holdout import NO_HOLDOUT
 from .inference import Endpoint
 from .judges.outcome import AnswerScore
 from .models import WindowGroundTruth
@@ -114,8 +115,6 @@ async def held_out_prompts(pool: asyncpg.Pool, share: float, windows: int, per_w
                            left_out: dict[str, str] | None = None) -> list[HeldOutWindow]:
     """The newest `windows` held-out windows that have ground truth and recorded prompts. Windows in
     `skip` (window -> why: a model compared trained on it) are passed over; those met go into `left_out`."""
-    from .evaluation import NO_HOLDOUT
-
     if share <= 0:
         raise InvalidInput(NO_HOLDOUT)
     store = GameStore(pool)

@@ -30,18 +30,15 @@ import orjson
 from pydantic import BaseModel, field_validator
 
 from . import events, simclock
-from .backends.factory import LOCAL_SCHEME
 from .clock import Clock, SystemClock, to_naive_utc
 from .errors import ErrorKind, Refused
 from .events import Promoted, RolledBack
-from .inference import OFFLINE_SCHEME, WANDB_SCHEME
 from .models import TrainedModel
+from .names import is_our_name
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
 REGISTERED = "registered"  # a checkpoint this project registered and the game does not serve
 PROMOTABLE = (REGISTERED, "archived")
-# storagePath schemes of the checkpoints this project registers; any other row was written by the game
-OUR_SCHEMES = (OFFLINE_SCHEME, WANDB_SCHEME, LOCAL_SCHEME)
 # The Prisma-era game's `getLatestRLModel()`, verbatim: the row it serves ('deployed' has no priority)
 GAME_QUERY = """SELECT * FROM trained_models WHERE status IN ('ready','deployed') ORDER BY "createdAt" DESC LIMIT 1"""
 NOTHING_LIVE = "nothing is live: promote a checkpoint to 100% first"
@@ -74,15 +71,48 @@ class AuditEntry(BaseModel):
 
     @property
     def evidence_summary(self) -> str:
-        """The evidence in one line (`core.evidence.summarize_evidence`)."""
-        from .evidence import summarize_evidence
-
+        """The evidence in one line (`summarize_evidence`)."""
         return summarize_evidence(self.evidence)
 
     @field_validator("evidence", mode="before")
     @classmethod
     def _json(cls, value: Any) -> Any:
         return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def summarize_evidence(evidence: dict[str, Any] | None) -> str:
+    """An audit row's evidence in one line of text ("–": none was recorded with it)."""
+    if evidence is None:
+        return "–"
+    parts = []
+    evaluation = evidence.get("evaluation")
+    if isinstance(evaluation, dict):
+        unit = "P&L" if evaluation.get("method", "simulator") == "simulator" else "score"
+        low, high = evaluation.get("ci_low"), evaluation.get("ci_high")
+        ci = f", 95% CI [{low:+.2f}, {high:+.2f}]" if isinstance(low, int | float) and isinstance(high, int | float) \
+            else ""
+        mean = evaluation.get("mean_diff")
+        parts.append(f"held-out vs {evaluation.get('against_model_id') or 'base'} "
+                     + (f"{mean:+.2f} {unit}" if isinstance(mean, int | float) else unit)
+                     + f"{ci} over {evaluation.get('n', '?')} windows")
+    ab = evidence.get("ab", evidence if "verdict" in evidence else None)  # an automatic rollback records the readout
+    if isinstance(ab, dict):
+        d = ab.get("difference")
+        rollout = f"rollout {ab['rollout_id']}" if ab.get("rollout_id") is not None else "rollout"
+        if isinstance(d, dict) and isinstance(d.get("mean"), int | float):
+            ci = (f", 95% CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+                  if isinstance(d.get("ci_low"), int | float) and isinstance(d.get("ci_high"), int | float) else "")
+            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: candidate − live {d['mean']:+.2f} P&L{ci} "
+                         f"over {d.get('windows', '?')} paired windows")
+        else:
+            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: no paired windows")
+    previous = evidence.get("rolled_back")
+    if isinstance(previous, dict):
+        parts.append(f"rollout {previous.get('rollout_id', '?')} was rolled back: "
+                     + "; ".join(str(r) for r in previous.get("reasons") or []))
+    if "none" in evidence:
+        parts.insert(0, "no evidence")
+    return "; ".join(parts) if parts else "no evidence"
 
 
 class Rollout(BaseModel):
@@ -116,7 +146,7 @@ class ActionResult:
 def is_ours(model: TrainedModel) -> bool:
     """Whether this project registered the row: its storagePath has one of our schemes. The game's own
     rows (a blob URL, a provider's model name) are never ours, whatever their status."""
-    return model.storage_path.startswith(OUR_SCHEMES)
+    return is_our_name(model.storage_path)
 
 
 def eligibility(model: TrainedModel, live_id: str | None, rollout: Rollout | None) -> str | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from .inference import is_offline
+from .names import is_offline
 
 log = logging.getLogger(__name__)
 

@@ -59,15 +59,15 @@ def __getattr__(name: str) -> Any:
 
 
 def evidence_against(model_id: str, evaluation: Any, readout: Any) -> tuple[str, dict[str, Any]] | None:
-    """What speaks against promoting `model_id`, from evidence already loaded (`core.evidence.contrary`)."""
-    from ..core.evidence import contrary
+    """What speaks against promoting `model_id`, from evidence already loaded (`core.promotion.contrary`)."""
+    from ..core.promotion import contrary
 
     return contrary(model_id, evaluation, readout)
 
 
 def no_evidence(model_id: str, evaluation: Any, readout: Any) -> str | None:
-    """The sentence saying a promotion would rest on no evidence at all (`core.evidence.no_evidence`)."""
-    from ..core.evidence import no_evidence as nothing
+    """The sentence saying a promotion would rest on no evidence at all (`core.promotion.no_evidence`)."""
+    from ..core.promotion import no_evidence as nothing
 
     return nothing(model_id, evaluation, readout)
 
@@ -83,8 +83,8 @@ def share_refusal(model_id: str, live_id: str | None, share: float) -> str | Non
 
 
 def is_offline(storage_path: str) -> bool:
-    """An offline checkpoint's served name (`core.inference.is_offline`)."""
-    from ..core.inference import is_offline as offline
+    """An offline checkpoint's served name (`core.names.is_offline`)."""
+    from ..core.names import is_offline as offline
 
     return offline(storage_path)
 
@@ -355,7 +355,7 @@ class ConsoleData:
     # -- windows and outcomes ------------------------------------------------------------------
 
     async def readiness(self, criteria: ReadinessCriteria, lookback_hours: int | None) -> list[WindowReadiness]:
-        from ..core.backends.factory import training_key
+        from ..core.names import training_key
         from ..core.repository import GameStore
 
         now = await self.now()
@@ -445,14 +445,14 @@ class ConsoleData:
                               settings=self.settings)
 
     async def contrary_evidence(self, model_id: str) -> tuple[str, dict[str, Any]] | None:
-        """What speaks against promoting `model_id` (`core.evidence.contrary_evidence`)."""
-        from ..core.evidence import contrary_evidence
+        """What speaks against promoting `model_id` (`core.promotion.contrary_evidence`)."""
+        from ..core.promotion import contrary_evidence
 
         return await contrary_evidence(self.pool, model_id, self.settings.gate())
 
     async def promote(self, model_id: str, share: float, reason: str | None = None) -> ActionResult:
         """Promote; against the evidence only with a `reason`, recorded with the evidence."""
-        from ..core.evidence import promote_on_evidence
+        from ..core.promotion import promote_on_evidence
 
         self._refuse_if_read_only("promote")
         return await promote_on_evidence(self.pool, model_id, share=share, operator=self.operator, reason=reason,

@@ -16,12 +16,8 @@ import pytest
 
 from babylon_console.core.backends import offline as offline_mod
 from babylon_console.core.backends.empty_step import NothingTrained
-from babylon_console.core.backends.offline import (
-    LABEL,
-    OfflineBackend,
-    inference_name,
-    parse_inference_name,
-)
+from babylon_console.core.backends.offline import LABEL, OfflineBackend
+from babylon_console.core.names import offline_name, parse_offline_name
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import CheckpointError, LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
@@ -230,8 +226,8 @@ async def test_bad_names_give_clear_errors(tmp_path: Path, art_model: Any) -> No
 
 
 def test_inference_names_round_trip() -> None:
-    assert parse_inference_name(inference_name("p", "r.1", 12)) == ("p", "r.1", 12)
-    assert parse_inference_name("offline://p/r") == ("p", "r", None)
+    assert parse_offline_name(offline_name("p", "r.1", 12)) == ("p", "r.1", 12)
+    assert parse_offline_name("offline://p/r") == ("p", "r", None)
 
 
 async def test_protocol_odds_and_ends(tmp_path: Path, art_model: Any) -> None:

@@ -291,7 +291,7 @@ async def _bad_evaluation(pool: Any, model_id: str) -> None:
 async def test_promoting_against_the_evidence_needs_the_typed_id_and_a_reason(seeded, make_app) -> None:
     from textual.widgets import Button, Input
 
-    from babylon_console.core.evidence import promote_on_evidence
+    from babylon_console.core.promotion import promote_on_evidence
     from babylon_console.tui.dialogs.confirm import TypedConfirmDialog
 
     pool = seeded

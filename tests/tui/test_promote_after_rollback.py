@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from babylon_console.core.evidence import promote_on_evidence
+from babylon_console.core.promotion import promote_on_evidence
 from babylon_console.core.registry import Registry
 from babylon_console.tui.dialogs.confirm import TypedConfirmDialog
 

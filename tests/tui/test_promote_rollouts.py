@@ -8,7 +8,7 @@ from typing import Any
 
 from textual.widgets import DataTable, Static
 
-from babylon_console.core.evidence import promote_on_evidence
+from babylon_console.core.promotion import promote_on_evidence
 from babylon_console.core.registry import NOTHING_LIVE
 from babylon_console.tui.dialogs.confirm import ConfirmDialog
 from babylon_console.tui.dialogs.promote import PromoteDialog

@@ -14,7 +14,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from ..errors import InvalidInput
 
@@ -27,7 +26,6 @@ DOCUMENTED_SERVERLESS_BASE_MODELS = (
     "meta-llama/Llama-3.1-8B-Instruct",
 )
 OFFLINE_BASE_MODEL = "offline/linear-softmax-policy"
-LOCAL_SCHEME = "local-lora://"
 OFFLINE_WANDB_MODES = ("offline", "disabled", "dryrun")
 
 
@@ -35,16 +33,6 @@ class BackendUnavailable(InvalidInput, RuntimeError):
     """The configured backend cannot run here; the message says what to do."""
 
     title = "Backend unavailable"
-
-
-def training_key(backend: str, model_name: str) -> str:
-    """The identity of one trained model: its batches, lock, checkpoint ids and trained windows."""
-    return f"{backend}:{model_name}"
-
-
-def checkpoint_id(backend: str, model_name: str, step: int) -> str:
-    """`trained_models."modelId"` of a step: `<model>-<backend>-step0007`."""
-    return f"{model_name}-{backend}-step{int(step):04d}"
 
 
 def checkpoint_root(data_dir: Path, backend: str) -> Path:
@@ -109,14 +97,6 @@ def check_local() -> None:
     missing = local_requirements().missing()
     if missing:
         raise BackendUnavailable("the local backend cannot start here; missing: " + "; ".join(missing))
-
-
-def local_storage_path(checkpoint_dir: Path, base_model: str) -> str:
-    """A served name that outlives the training process: the LoRA directory plus its base model
-    (`local-lora://<abs dir>?base=<model>`, the model name URL-quoted); vLLM serves it under that
-    name with the JSON form of `--lora-modules` (`{"name": "<storagePath>", "path": "<dir>"}`): the
-    `name=<dir>` form cannot carry a name holding `=`."""
-    return f"{LOCAL_SCHEME}{Path(checkpoint_dir).resolve()}?base={quote(base_model, safe='/')}"
 
 
 def make_backend(name: str, *, data_dir: Path, base_model: str, wandb_api_key: str | None = None,

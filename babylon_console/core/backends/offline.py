@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import time
 import uuid
@@ -59,12 +58,11 @@ import orjson
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import CheckpointError, LinearSoftmaxPolicy
 
-from ..inference import OFFLINE_SCHEME
+from ..names import OFFLINE_SCHEME, checked_offline_part, offline_name, parse_offline_name
 from .empty_step import OFFLINE_TRAINED_KEY, NothingTrained
 from .grpo import BatchStats, build_batch, train_grpo
 
 LABEL = "offline CPU stand-in"
-SCHEME = OFFLINE_SCHEME
 POLICY_FILE = "policy.json"
 META_FILE = "meta.json"
 DEFAULT_LR_SCALE = 5000.0
@@ -72,8 +70,6 @@ DEFAULT_LR_SCALE = 5000.0
 # backend serves no inference endpoint; its checkpoints drive simulator agents directly.
 NO_SERVER_BASE_URL = "http://offline.invalid/v1"
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
-_NAME_RE = re.compile(r"^offline://(?P<project>[^/:]+)/(?P<run>[^/:]+?)(?::step(?P<step>\d+))?$")
 
 
 def describe_untrained(stats: BatchStats) -> str:
@@ -95,15 +91,6 @@ def initial_weights() -> np.ndarray:
     return np.zeros(FEATURE_DIM)
 
 
-def _check_name(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ".." in value:
-        raise ValueError(
-            f"{kind} {value!r} cannot name an offline checkpoint directory: use letters, digits, '_', '-', '.' "
-            "(no '/', no leading '.')"
-        )
-    return value
-
-
 def _names_of(model: Any) -> tuple[str, str]:
     """(project, run name) of an ART model; the run name is its storage name, as ART uses it."""
     project = getattr(model, "project", None)
@@ -111,25 +98,7 @@ def _names_of(model: Any) -> tuple[str, str]:
     run = storage() if callable(storage) else (getattr(model, "run_name", None) or getattr(model, "name", None))
     if not project or not run:
         raise ValueError(f"{model!r} has no project/run name")
-    return _check_name("project", str(project)), _check_name("run name", str(run))
-
-
-def parse_inference_name(name: str) -> tuple[str, str, int | None]:
-    """`offline://<project>/<run_name>[:step<N>]` -> (project, run_name, step or None)."""
-    m = _NAME_RE.match(name.strip()) if isinstance(name, str) else None
-    if m is None:
-        raise ValueError(
-            f"{name!r} is not an offline checkpoint name; expected 'offline://<project>/<run_name>:step<N>'"
-        )
-    step = m.group("step")
-    return _check_name("project", m.group("project")), _check_name("run name", m.group("run")), (
-        None if step is None else int(step)
-    )
-
-
-def inference_name(project: str, run_name: str, step: int | None = None) -> str:
-    base = f"{SCHEME}{project}/{run_name}"
-    return base if step is None else f"{base}:step{int(step)}"
+    return checked_offline_part("project", str(project)), checked_offline_part("run name", str(run))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -194,7 +163,8 @@ class OfflineBackend:
     # -- paths ----------------------------------------------------------------------------------
 
     def run_dir(self, project: str, run_name: str) -> Path:
-        return self.path / _check_name("project", project) / "models" / _check_name("run name", run_name)
+        project_dir = self.path / checked_offline_part("project", project)
+        return project_dir / "models" / checked_offline_part("run name", run_name)
 
     def checkpoints_dir(self, model_or_names: Any) -> Path:
         project, run = self._resolve_names(model_or_names)
@@ -202,10 +172,10 @@ class OfflineBackend:
 
     def _resolve_names(self, ref: Any) -> tuple[str, str]:
         if isinstance(ref, str):
-            project, run, _ = parse_inference_name(ref)
+            project, run, _ = parse_offline_name(ref)
             return project, run
         if isinstance(ref, tuple) and len(ref) == 2:
-            return _check_name("project", str(ref[0])), _check_name("run name", str(ref[1]))
+            return checked_offline_part("project", str(ref[0])), checked_offline_part("run name", str(ref[1]))
         return _names_of(ref)
 
     def steps(self, model_or_names: Any) -> list[int]:
@@ -224,13 +194,13 @@ class OfflineBackend:
         pair, or an `offline://` name (whose `:stepN` is used when `step` is None). Step None = latest.
         Raises `CheckpointError` when it does not exist."""
         if isinstance(model_or_names, str) and step is None:
-            step = parse_inference_name(model_or_names)[2]
+            step = parse_offline_name(model_or_names)[2]
         project, run = self._resolve_names(model_or_names)
         if step is None:
             have = self.steps((project, run))
             if not have:
                 raise CheckpointError(
-                    f"no offline checkpoints for {inference_name(project, run)} under {self.path} "
+                    f"no offline checkpoints for {offline_name(project, run)} under {self.path} "
                     "(register the model with this backend first)"
                 )
             step = have[-1]
@@ -240,7 +210,7 @@ class OfflineBackend:
         if not p.is_file():
             have = self.steps((project, run))
             raise CheckpointError(
-                f"checkpoint {inference_name(project, run, step)} does not exist under {self.path}"
+                f"checkpoint {offline_name(project, run, step)} does not exist under {self.path}"
                 + (f" (available steps: {have[0]}..{have[-1]}, {len(have)} in all)" if have else " (no checkpoints)")
             )
         return p
@@ -249,7 +219,7 @@ class OfflineBackend:
         """A checkpoint as a simulator policy. `ref`: an `offline://project/run[:stepN]` name (e.g. a
         promoted `trained_models.storagePath`), an ART model or a `(project, run_name)` pair, with
         `step` (None = latest). The policy's model name is the checkpoint's inference name."""
-        if isinstance(ref, str) and not ref.startswith(SCHEME):
+        if isinstance(ref, str) and not ref.startswith(OFFLINE_SCHEME):
             raise ValueError(
                 f"{ref!r} is not an offline checkpoint name (expected 'offline://<project>/<run_name>:step<N>'); "
                 "names from other backends (wandb-artifact://, LocalBackend) cannot drive simulator agents"
@@ -257,7 +227,7 @@ class OfflineBackend:
         path = self.checkpoint_path(ref, step)
         project, run = self._resolve_names(ref)
         actual = int(path.parent.name)
-        kw: dict[str, Any] = {"name": f"{run}:step{actual}", "model": inference_name(project, run, actual)}
+        kw: dict[str, Any] = {"name": f"{run}:step{actual}", "model": offline_name(project, run, actual)}
         kw.update(overrides)
         return LinearSoftmaxPolicy.load(path, **kw)
 
@@ -274,13 +244,13 @@ class OfflineBackend:
             # Not a checkpoint (no policy file: nothing this backend writes looks like that); move it aside.
             os.rename(final, ckdir / f".trash-{step:04d}-{uuid.uuid4().hex}")
         if final.exists():
-            raise RuntimeError(f"checkpoint {inference_name(project, run, step)} already exists at {final}")
+            raise RuntimeError(f"checkpoint {offline_name(project, run, step)} already exists at {final}")
         tmp = ckdir / f".tmp-{step:04d}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
             policy = LinearSoftmaxPolicy(
                 weights, temperature=self.temperature, name=f"{run}:step{step}",
-                model=inference_name(project, run, step),
+                model=offline_name(project, run, step),
                 metadata={"step": step, "label": LABEL, "project": project, "run_name": run},
             )
             policy.save(tmp / POLICY_FILE)
@@ -301,7 +271,7 @@ class OfflineBackend:
             "project": project,
             "run_name": run,
             "base_model": getattr(model, "base_model", None),
-            "inference_name": inference_name(project, run, step),
+            "inference_name": offline_name(project, run, step),
             "feature_dim": FEATURE_DIM,
             "temperature": self.temperature,
             "metrics": _json_safe(metrics),
@@ -345,7 +315,7 @@ class OfflineBackend:
 
     def _model_inference_name(self, model: Any, step: int | None = None) -> str:
         project, run = _names_of(model)
-        return inference_name(project, run, step)
+        return offline_name(project, run, step)
 
     async def _get_step(self, model: Any) -> int:
         return await asyncio.to_thread(self.latest_step, model)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConsoleError, InvalidInput
-from ..inference import endpoint_for, is_offline
+from ..inference import endpoint_for
+from ..names import is_offline
 from .routing import Target
 
 STANDIN_FINGERPRINT = "babylon-offline-standin"

@@ -2,6 +2,11 @@
 
 Secrets are `SecretStr`, so they print as `**********` in every repr, log line and CLI output;
 `masked_dsn` renders a database URL with its password hidden.
+
+The training engine's tunables are declared once, in `EngineSettings`: `Settings` reads them from
+the environment (their `BABYLON_*` names), the engine's per-run `EngineConfig` takes them by field
+name. The rollout gate's settings (`GateSettings`) and a window's readiness criteria
+(`ReadinessCriteria`) are declared here too. This module imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -11,19 +16,83 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 JudgeName = Literal["ruler", "outcome"]
 BackendName = Literal["serverless", "local", "offline"]
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"  # a path component of checkpoint trees and W&B runs
 
 
 def default_data_dir() -> Path:
     return platformdirs.user_data_path("babylon-console", appauthor=False)
 
 
-class Settings(BaseSettings):
-    """Every key is listed with a comment in `.env.example`."""
+class EngineSettings(BaseModel):
+    """The training engine's tunables, each declared once with its default, its bounds and its
+    environment name (`Settings` reads that name; `EngineConfig` validates by field name only)."""
+
+    model_name: str = Field(default="babylon-agent", pattern=MODEL_NAME_PATTERN, validation_alias="BABYLON_MODEL_NAME")
+    backend: BackendName = Field(default="offline", validation_alias="BABYLON_BACKEND")
+    base_model: str = Field(default="OpenPipe/Qwen3-14B-Instruct", validation_alias="BABYLON_BASE_MODEL")
+    allow_unlisted_base_model: bool = Field(default=False, validation_alias="BABYLON_ALLOW_UNLISTED_BASE_MODEL")
+    judge: JudgeName = Field(default="outcome", validation_alias="BABYLON_JUDGE")
+    judge_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="BABYLON_JUDGE_CONCURRENCY")
+    learning_rate: float = Field(default=1e-5, gt=0, lt=1, validation_alias="BABYLON_LEARNING_RATE")
+    max_seq_length: int = Field(default=32_768, ge=64, validation_alias="BABYLON_MAX_SEQ_LENGTH")
+    # which windows are ready (`ReadinessCriteria`), how far back to look, what one step takes
+    min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
+    min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")
+    settle_seconds: int = Field(default=300, ge=0, validation_alias="BABYLON_SETTLE_SECONDS")
+    lookback_hours: int = Field(default=168, ge=1, validation_alias="BABYLON_LOOKBACK_HOURS")
+    windows_per_iteration: int = Field(default=4, ge=1, validation_alias="BABYLON_WINDOWS_PER_ITERATION")
+    max_per_group: int = Field(default=8, ge=2, validation_alias="BABYLON_MAX_PER_GROUP")
+    target_trajectories: int = Field(default=2000, ge=1, validation_alias="BABYLON_TARGET_TRAJECTORIES")
+    max_dropout: float = Field(default=0.5, ge=0, lt=1, validation_alias="BABYLON_MAX_DROPOUT")
+    # each stage's deadline, and the run's heartbeat
+    read_timeout_s: float = Field(default=300.0, gt=0, validation_alias="BABYLON_READ_TIMEOUT_S")
+    judge_timeout_s: float = Field(default=600.0, gt=0, validation_alias="BABYLON_JUDGE_TIMEOUT_S")
+    train_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="BABYLON_TRAIN_TIMEOUT_S")
+    register_timeout_s: float = Field(default=120.0, gt=0, validation_alias="BABYLON_REGISTER_TIMEOUT_S")
+    heartbeat_s: float = Field(default=5.0, gt=0, validation_alias="BABYLON_HEARTBEAT_S")
+    holdout_share: float | None = Field(
+        default=None, ge=0, lt=1, validation_alias="BABYLON_HOLDOUT_SHARE",
+        description="Only checked: the hold-out is the database's record (`babylon-console holdout`); a value "
+                    "given here that disagrees with it is refused at start. Unset: not checked.")
+    eval_every: int = Field(default=0, ge=0, validation_alias="BABYLON_EVAL_EVERY",
+                            description="The engine evaluates every k-th checkpoint on held-out windows (0: never).")
+    auto_rollback: bool = Field(default=False, validation_alias="BABYLON_AUTO_ROLLBACK",
+                                description="The engine rolls a rollout back when the gate says so.")
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_named(cls, value: str) -> str:
+        return require_base_model(value)
+
+
+class GateSettings(BaseModel):
+    """The rollout gate (`core.evidence`): when the live A/B readout says promote or roll back."""
+
+    min_windows: int = 3  # paired windows before any verdict
+    promote_after: int = 3  # consecutive windows with the CI above zero before "promote"
+    max_drawdown: float = 0.5  # the candidate's mean max drawdown (fraction of its peak) that rolls it back
+    share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning
+    lookback_windows: int = 168  # only the latest windows are read
+    max_error_rate: float = 0.05  # the candidate's share of 5xx answers through the gateway that rolls it back
+    min_requests: int = 50  # gateway requests of the candidate before its error rate counts
+
+
+class ReadinessCriteria(BaseModel):
+    """What a window needs to be ready to train on (`core.windows.assess`)."""
+
+    min_agents: int = Field(default=5, ge=1)
+    min_steps: int = Field(default=1, ge=1)
+    settle_seconds: int = Field(default=300, ge=0)
+    holdout_share: float = Field(default=0.0, ge=0, lt=1)  # windows reserved for evaluation (`held_out`)
+
+
+class Settings(EngineSettings, BaseSettings):
+    """Every key is listed with a comment in `.env.example`; the engine's keys are `EngineSettings`'."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -52,28 +121,15 @@ class Settings(BaseSettings):
     wandb_project: str = "babylon-console"
     openai_api_key: SecretStr | None = None
 
-    judge: JudgeName = Field(default="outcome", validation_alias="BABYLON_JUDGE")
     judge_model: str = Field(default="openai/o4-mini", validation_alias="BABYLON_JUDGE_MODEL")
     judge_base_url: str | None = Field(default=None, validation_alias="BABYLON_JUDGE_BASE_URL")
-    judge_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="BABYLON_JUDGE_CONCURRENCY")
 
-    backend: BackendName = Field(default="offline", validation_alias="BABYLON_BACKEND")
-    base_model: str = Field(default="OpenPipe/Qwen3-14B-Instruct", validation_alias="BABYLON_BASE_MODEL")
-    model_name: str = Field(default="babylon-agent", validation_alias="BABYLON_MODEL_NAME")
-    learning_rate: float = Field(default=1e-5, gt=0, lt=1, validation_alias="BABYLON_LEARNING_RATE")
     tokenizer: str | None = Field(
         default=None, validation_alias="BABYLON_TOKENIZER",
         description="Tokenizer for trainable turns: a Hugging Face id or a local directory (default: the base "
                     "model's; on the offline backend, a stand-in built under data_dir).",
     )
-    max_seq_length: int = Field(default=32_768, ge=64, validation_alias="BABYLON_MAX_SEQ_LENGTH")
     serverless_base_url: str | None = Field(default=None, validation_alias="BABYLON_SERVERLESS_BASE_URL")
-    allow_unlisted_base_model: bool = Field(default=False, validation_alias="BABYLON_ALLOW_UNLISTED_BASE_MODEL")
-    read_timeout_s: float = Field(default=300.0, gt=0, validation_alias="BABYLON_READ_TIMEOUT_S")
-    judge_timeout_s: float = Field(default=600.0, gt=0, validation_alias="BABYLON_JUDGE_TIMEOUT_S")
-    train_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="BABYLON_TRAIN_TIMEOUT_S")
-    register_timeout_s: float = Field(default=120.0, gt=0, validation_alias="BABYLON_REGISTER_TIMEOUT_S")
-    heartbeat_s: float = Field(default=5.0, gt=0, validation_alias="BABYLON_HEARTBEAT_S")
     # the rollout gate (core/evidence.py): verdicts from the live A/B readout
     gate_min_windows: int = Field(default=3, ge=2, validation_alias="BABYLON_GATE_MIN_WINDOWS")
     gate_promote_after: int = Field(default=3, ge=1, validation_alias="BABYLON_GATE_PROMOTE_AFTER")
@@ -83,14 +139,6 @@ class Settings(BaseSettings):
         description="The candidate's share of 5xx answers through the gateway that rolls it back.")
     gate_min_requests: int = Field(default=50, ge=1, validation_alias="BABYLON_GATE_MIN_REQUESTS",
                                    description="Gateway requests of the candidate before its error rate counts.")
-    holdout_share: float | None = Field(
-        default=None, ge=0, lt=1, validation_alias="BABYLON_HOLDOUT_SHARE",
-        description="Only checked: the hold-out is the database's record (`babylon-console holdout`); a value "
-                    "given here that disagrees with it is refused at start. Unset: not checked.")
-    eval_every: int = Field(default=0, ge=0, validation_alias="BABYLON_EVAL_EVERY",
-                            description="The engine evaluates every k-th checkpoint on held-out windows (0: never).")
-    auto_rollback: bool = Field(default=False, validation_alias="BABYLON_AUTO_ROLLBACK",
-                                description="The engine rolls a rollout back when the gate says so.")
     # held-out evaluation of serverless / local checkpoints (core/prompt_eval.py)
     eval_prompts: int = Field(default=8, ge=1, le=200, validation_alias="BABYLON_EVAL_PROMPTS",
                               description="Recorded prompts replayed per held-out window (serverless / local).")
@@ -119,25 +167,11 @@ class Settings(BaseSettings):
                                         validation_alias="BABYLON_GATEWAY_MAX_BODY_BYTES")
     gateway_log_retention_days: float = Field(default=30.0, gt=0, validation_alias="BABYLON_GATEWAY_LOG_RETENTION_DAYS")
 
-    min_agents: int = Field(default=5, ge=1, validation_alias="BABYLON_MIN_AGENTS")
-    min_steps: int = Field(default=1, ge=1, validation_alias="BABYLON_MIN_STEPS")
-    settle_seconds: int = Field(default=300, ge=0, validation_alias="BABYLON_SETTLE_SECONDS")
-    lookback_hours: int = Field(default=168, ge=1, validation_alias="BABYLON_LOOKBACK_HOURS")
-    max_per_group: int = Field(default=8, ge=2, validation_alias="BABYLON_MAX_PER_GROUP")
-    windows_per_iteration: int = Field(default=4, ge=1, validation_alias="BABYLON_WINDOWS_PER_ITERATION")
-    target_trajectories: int = Field(default=2000, ge=1, validation_alias="BABYLON_TARGET_TRAJECTORIES")
-    max_dropout: float = Field(default=0.5, ge=0, lt=1, validation_alias="BABYLON_MAX_DROPOUT")
-
     @field_validator("database_url", "tokenizer", "serverless_base_url", "local_inference_url",
                      "local_inference_api_key", "holdout_share", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("base_model")
-    @classmethod
-    def _base_model_named(cls, value: str) -> str:
-        return require_base_model(value)
 
     @field_validator("gateway_keys", mode="before")
     @classmethod
@@ -166,10 +200,8 @@ class Settings(BaseSettings):
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"
 
-    def gate(self) -> Any:
-        """The rollout gate's settings (`core.evidence.GateSettings`)."""
-        from .evidence import GateSettings
-
+    def gate(self) -> GateSettings:
+        """The rollout gate's settings."""
         return GateSettings(min_windows=self.gate_min_windows, promote_after=self.gate_promote_after,
                             max_drawdown=self.gate_max_drawdown, max_error_rate=self.gate_max_error_rate,
                             min_requests=self.gate_min_requests)

@@ -32,13 +32,13 @@ from typing import Any
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import batches, control, events, runs
 from .backends.empty_step import NothingTrained, check_trained
 from .backends.factory import checkpoint_root, serverless_warnings
 from .clock import Clock
-from .config import BackendName, JudgeName, Settings, require_base_model
+from .config import EngineSettings, ReadinessCriteria, Settings
 from .errors import EXIT_BUSY, Refused, as_console_error, is_outage
 from .events import (
     CheckpointEvaluated,
@@ -63,7 +63,7 @@ from .repository import GameStore
 from .runs import LockLost
 from .simclock import DatabaseClock
 from .tracking import OfflineWandbRun
-from .windows import ReadinessCriteria, WindowReadiness, WindowState
+from .windows import WindowReadiness, WindowState
 
 log = logging.getLogger(__name__)
 _ENGINE_LOCK_NS = runs.LOCK_NAMESPACE  # kept for callers that name it here
@@ -89,61 +89,21 @@ class _StopRequested(Exception):
     pass
 
 
-class EngineConfig(BaseModel):
-    model_name: str = Field(default="babylon-agent", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
-    project: str = "babylon-console"
-    backend: BackendName = "offline"
-    base_model: str = "OpenPipe/Qwen3-14B-Instruct"
-    judge: JudgeName = "outcome"
+class EngineConfig(EngineSettings):
+    """One run's settings: the engine's tunables (`EngineSettings`, by field name only: the
+    environment is `Settings`' business) and what only a run sets."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=False)
+
+    project: str = "babylon-console"  # the W&B project (`Settings.wandb_project`)
     iterations: int | None = Field(default=1, ge=1, description="None: run until stopped")
-    windows_per_iteration: int = Field(default=4, ge=1)
-    lookback_hours: int = Field(default=168, ge=1)
-    min_agents: int = Field(default=5, ge=1)
-    min_steps: int = Field(default=1, ge=1)
-    settle_seconds: int = Field(default=300, ge=0)
-    max_per_group: int = Field(default=8, ge=2)
-    target_trajectories: int = Field(default=2000, ge=1)
-    max_dropout: float = Field(default=0.5, ge=0, lt=1)
-    learning_rate: float = Field(default=1e-5, gt=0, lt=1)
-    judge_concurrency: int = Field(default=4, ge=1)
-    max_seq_length: int = Field(default=32_768, ge=64)
-    read_timeout_s: float = Field(default=300.0, gt=0)
-    judge_timeout_s: float = Field(default=600.0, gt=0)
-    train_timeout_s: float = Field(default=3600.0, gt=0)
-    register_timeout_s: float = Field(default=120.0, gt=0)
-    heartbeat_s: float = Field(default=5.0, gt=0)
-    allow_unlisted_base_model: bool = False
-    auto_rollback: bool = False  # roll a rollout back when the gate's verdict is "rollback"
-    # the database's hold-out (core/holdout.py), read at run start and before each selection; a value
-    # given here is only checked against that record (None: not given)
-    holdout_share: float | None = Field(default=None, ge=0, lt=1)
-    eval_every: int = Field(default=0, ge=0)  # evaluate every k-th checkpoint on held-out windows (0: never)
     force: bool = False
     poll_seconds: float = Field(default=5.0, gt=0)
     seed: int = 0
 
-    @field_validator("base_model")
-    @classmethod
-    def _base_model_named(cls, value: str) -> str:
-        return require_base_model(value)
-
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> EngineConfig:
-        values = {
-            "model_name": settings.model_name, "project": settings.wandb_project, "backend": settings.backend,
-            "base_model": settings.base_model, "judge": settings.judge,
-            "windows_per_iteration": settings.windows_per_iteration, "lookback_hours": settings.lookback_hours,
-            "min_agents": settings.min_agents, "min_steps": settings.min_steps,
-            "settle_seconds": settings.settle_seconds, "max_per_group": settings.max_per_group,
-            "target_trajectories": settings.target_trajectories, "max_dropout": settings.max_dropout,
-            "learning_rate": settings.learning_rate, "judge_concurrency": settings.judge_concurrency,
-            "max_seq_length": settings.max_seq_length, "train_timeout_s": settings.train_timeout_s,
-            "read_timeout_s": settings.read_timeout_s, "judge_timeout_s": settings.judge_timeout_s,
-            "register_timeout_s": settings.register_timeout_s, "heartbeat_s": settings.heartbeat_s,
-            "allow_unlisted_base_model": settings.allow_unlisted_base_model,
-            "auto_rollback": settings.auto_rollback, "holdout_share": settings.holdout_share,
-            "eval_every": settings.eval_every,
-        }
+        values = settings.model_dump(include=set(EngineSettings.model_fields)) | {"project": settings.wandb_project}
         values.update({k: v for k, v in overrides.items() if v is not None or k == "iterations"})
         return cls.model_validate(values)
 

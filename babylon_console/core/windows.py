@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from .bounds import MAX_ABS_PNL, MAX_EPISODE_LENGTH
 from .clock import to_naive_utc
+from .config import ReadinessCriteria
 from .errors import InvalidInput
 
 WINDOW_LENGTH = timedelta(hours=1)
@@ -53,13 +54,6 @@ def parse_window_id(window_id: str) -> datetime:
 def lookback_start_id(now: datetime, lookback_hours: int) -> str:
     """The id of the oldest window inside the lookback (ids sort in time order)."""
     return window_id_for(window_start_of(now) - timedelta(hours=lookback_hours))
-
-
-class ReadinessCriteria(BaseModel):
-    min_agents: int = Field(default=5, ge=1)
-    min_steps: int = Field(default=1, ge=1)
-    settle_seconds: int = Field(default=300, ge=0)
-    holdout_share: float = Field(default=0.0, ge=0, lt=1)  # windows reserved for evaluation (`held_out`)
 
 
 def held_out(window_id: str, share: float) -> bool:

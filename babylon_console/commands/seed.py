@@ -13,7 +13,8 @@ from ..core import simclock
 from ..core.database import open_database
 from ..core.demo import is_demo
 from ..core.errors import InvalidInput
-from ..core.seeding import LiveSimulation, SeedReport, seed_history
+from ..core.live_market import LiveMarket
+from ..core.seeding import SeedReport, seed_history
 from ..core.serving import GatewayAgents
 from ..core.sim.simulation import Simulation
 
@@ -84,27 +85,23 @@ def seed_command(
                 )
             live_written: list[str] = []
             if live:
-                runner = LiveSimulation(pool, sim, seconds_per_window)
-                # the same serving path as the demo console: the driven agents call a gateway started
+                # the same market as the demo console's: the driven agents call a gateway started
                 # here, as the game's agents would, and it serves them the live model or the candidate
-                served = GatewayAgents(pool, target.dsn, settings, policy_agents,
-                                       on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
-                await served.start()
-                runner.before_window = served.before_window
-                if not as_json:
-                    out.print(f"Live market: one simulated hour every {seconds_per_window:g} s "
-                              f"(Ctrl-C to stop); {policy_agents} agent(s) call the gateway at "
-                              f"{served.server.base_url} for {served.alias!r}.", soft_wrap=True)
-                try:
-                    await runner.run(
-                        max_windows=live_windows,
-                        on_window=None if as_json else lambda r: out.print(
-                            f"  window {r.window_id}: {len(r.trajectories)} trajectories written"
-                            + _served_note(served)),
-                    )
-                finally:
-                    await served.aclose()
-                live_written = runner.written
+                market = LiveMarket(pool, target.dsn, settings, sim, seconds_per_window, policy_agents,
+                                    on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
+
+                def announce(served: GatewayAgents) -> None:
+                    if not as_json:
+                        out.print(f"Live market: one simulated hour every {seconds_per_window:g} s "
+                                  f"(Ctrl-C to stop); {policy_agents} agent(s) call the gateway at "
+                                  f"{served.server.base_url} for {served.alias!r}.", soft_wrap=True)
+
+                live_written = await market.run(
+                    max_windows=live_windows, on_live=announce,
+                    on_window=None if as_json else lambda r: out.print(
+                        f"  window {r.window_id}: {len(r.trajectories)} trajectories written"
+                        + _served_note(market.gateway)),
+                )
             return report, live_written
         finally:
             await pool.close()

@@ -28,7 +28,7 @@ class DemoSettings:
 class DemoRunner:
     """The demo's simulated market: seed a short history if the database has none, then write a
     window every `seconds_per_window`, with a few agents calling a model gateway the market starts
-    (`core.serving.GatewayAgents`, which `seed --live` uses too), as the game's agents would.
+    (`core.live_market.LiveMarket`, which `seed --live` runs too), as the game's agents would.
 
     It writes a hold-out record and a simulated market into its database: only into the demo's own
     (`core.demo.demo_settings`), never an operator's database."""
@@ -63,9 +63,9 @@ class DemoRunner:
     async def _main(self) -> int:
         from ...core.database import create_pool
         from ...core.holdout import ensure_holdout
+        from ...core.live_market import LiveMarket
         from ...core.repository import GameStore
-        from ...core.seeding import LiveSimulation, seed_history
-        from ...core.serving import GatewayAgents
+        from ...core.seeding import seed_history
         from ...core.sim.simulation import Simulation
         from ...core.simclock import current_clock
 
@@ -87,17 +87,18 @@ class DemoRunner:
                 now = (await current_clock(pool)).now()
                 report = await seed_history(pool, sim, total, now, progress=progress)
                 seeded = report.windows_written
-            served = GatewayAgents(pool, target.dsn, self.data.settings, self.demo.policy_agents,
-                                   on_warning=self.on_warning)
-            self.market = LiveSimulation(pool, sim, self.demo.seconds_per_window)
-            self.market.before_window = served.before_window
-            async with served:  # the market's own gateway: up before the first window, down after the last
+            self.market = LiveMarket(pool, target.dsn, self.data.settings, sim, self.demo.seconds_per_window,
+                                     self.demo.policy_agents, on_warning=self.on_warning)
+
+            def gateway_up(_gateway: object) -> None:
                 # only now may the engine start (`live`): its imports (ART imports the OpenAI client) must
                 # not run while the gateway's import of that client is half done in this thread
                 # ("partially initialized module 'openai.types.chat'", seen in the demo)
                 self.live = True
-                await self.market.run(on_window=lambda r: self.on_window and self.on_window(
-                    r.window_id, len(r.trajectories)))
+
+            # the market's own gateway: up before the first window, down after the last
+            await self.market.run(on_live=gateway_up, on_window=lambda r: self.on_window and self.on_window(
+                r.window_id, len(r.trajectories)))
             return seeded
         finally:
             await close_pool(pool)

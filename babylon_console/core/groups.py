@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,16 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
 from .judges.base import JudgeInput
-from .models import Trajectory, WindowGroundTruth
+from .models import RecordedCall, Trajectory, WindowGroundTruth
 from .parsing import paused_gc
-from .tokenization import DEFAULT_MAX_SEQ_LENGTH, CallTokens, RecordedCall, encode_calls
+from .tokenization import DEFAULT_MAX_SEQ_LENGTH, CallTokens, encode_calls
 
 if TYPE_CHECKING:  # art costs ~3 s to import: only where groups are really built
     import art
 
 Message = dict[str, str]
 LoggedCalls = Mapping[str, Mapping[int, list[RecordedCall]]]  # trajectoryId -> step number -> calls
-_TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
 class DropoutError(InvalidInput, ValueError):
@@ -51,12 +49,6 @@ class TrajectoryCalls:
     calls: list[RecordedCall]
     steps_without_calls: int
     from_logs: int = 0
-
-
-def step_number_of(step_id: str) -> int | None:
-    """The step number at the end of an `llm_call_logs."stepId"` (`<trajectoryId>-step-3` -> 3)."""
-    m = _TRAILING_NUMBER.search(step_id or "")
-    return int(m.group(1)) if m else None
 
 
 def trajectory_calls(trajectory: Trajectory, logged: Mapping[int, list[RecordedCall]] | None = None

@@ -8,6 +8,7 @@ cannot be used at all (wrong types, non-finite rewards) fails validation and is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -228,3 +229,15 @@ class TrainedModel(GameModel):
             return datetime.fromisoformat(value) if isinstance(value, str) else None
         except ValueError:
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """One LLM request the agent made, as recorded (texts only)."""
+
+    step_number: int
+    system_prompt: str
+    user_prompt: str
+    response: str
+    purpose: str | None = None
+    action_type: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ from .bounds import (
 from .clock import to_naive_utc
 from .errors import InvalidInput
 from .models import Rejection, Step, Trajectory
+
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 MAX_STEPS_JSON_BYTES = 16 * 1024 * 1024
 MAX_STEPS = 2_000
@@ -181,3 +184,9 @@ def _parse_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Trajectory], li
                 )
             )
     return parsed, rejected
+
+
+def step_number_of(step_id: str) -> int | None:
+    """The step number at the end of an `llm_call_logs."stepId"` (`<trajectoryId>-step-3` -> 3)."""
+    m = _TRAILING_NUMBER.search(step_id or "")
+    return int(m.group(1)) if m else None

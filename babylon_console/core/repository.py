@@ -13,10 +13,16 @@ from datetime import datetime
 import asyncpg
 
 from .bounds import SQL_LENGTH_OK, SQL_PNL_OK
-from .groups import step_number_of
-from .models import MarketOutcome, Rejection, TrainedModel, TrainingBatch, Trajectory, WindowGroundTruth
-from .parsing import parse_rows
-from .tokenization import RecordedCall
+from .models import (
+    MarketOutcome,
+    RecordedCall,
+    Rejection,
+    TrainedModel,
+    TrainingBatch,
+    Trajectory,
+    WindowGroundTruth,
+)
+from .parsing import parse_rows, step_number_of
 from .windows import ReadinessCriteria, WindowFigures, WindowReadiness, assess, lookback_start_id
 
 # The figures per window. $1: first window id to include ('' for all), $2: min steps per agent,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput
+from .models import RecordedCall
 
 DEFAULT_MAX_SEQ_LENGTH = 32_768
 
@@ -35,18 +36,6 @@ class TokenizerUnavailable(InvalidInput, RuntimeError):
     """The configured tokenizer cannot be loaded; the message says which and why."""
 
     title = "Tokenizer unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedCall:
-    """One LLM request the agent made, as recorded (texts only)."""
-
-    step_number: int
-    system_prompt: str
-    user_prompt: str
-    response: str
-    purpose: str | None = None
-    action_type: str | None = None
 
 
 @dataclass(slots=True)

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from babylon_console.core.groups import art_trajectory
+from babylon_console.core.models import RecordedCall
 from babylon_console.core.sim.simulation import Simulation, WindowResult
-from babylon_console.core.tokenization import RecordedCall, encode_calls
+from babylon_console.core.tokenization import encode_calls
 
 START = datetime(2025, 3, 1)
 

@@ -228,7 +228,7 @@ def test_an_empty_base_model_is_refused_before_anything_is_written(tmp_path: Pat
 async def test_a_deployed_row_the_game_wrote_is_never_our_live_model_nor_archived(pool: asyncpg.Pool) -> None:
     """"Live" took any 'deployed' row: a promotion archived the game's own row, and the serving view
     (which the gateway routes by) could name it as the live model."""
-    from babylon_console.core.serving import serving
+    from babylon_console.core.registry import serving
 
     await _row(pool, "game-deployed", "deployed", "https://blob.example/models/v3.safetensors", datetime(2020, 1, 1))
     before = await pool.fetch(f'SELECT {COLUMNS} FROM trained_models WHERE "modelId" = \'game-deployed\'')

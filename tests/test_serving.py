@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from babylon_console.core.registry import Registry
-from babylon_console.core.serving import Served, ServedPolicies, assignment, serving
+from babylon_console.core.registry import Registry, Served, serving
+from babylon_console.core.serving import ServedPolicies, assignment
 
 from .tui.conftest import insert_model
 

@@ -45,7 +45,7 @@ import orjson
 from pydantic import BaseModel
 
 from .config import GateSettings
-from .serving import Served, serving
+from .registry import Served, serving
 from .stats import PairedDifference, paired_difference
 from .windows import WINDOW_LENGTH, window_id_for, window_start_of
 

@@ -143,6 +143,22 @@ class ActionResult:
     rollout_id: int | None = None  # the rollout started (A/B) or ended by the action
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    model_id: str
+    storage_path: str
+    role: str  # live or candidate
+    share: float
+    rollout_id: int | None = None  # the A/B rollout in progress (core.registry), if any
+
+
+async def serving(pool: asyncpg.Pool | asyncpg.Connection) -> list[Served]:
+    """What the game serves now (the `console_serving` view)."""
+    rows = await pool.fetch("SELECT model_id, storage_path, role, share, rollout_id FROM console_serving")
+    return [Served(r["model_id"], r["storage_path"], r["role"], float(r["share"] or 0), r["rollout_id"])
+            for r in rows]
+
+
 def is_ours(model: TrainedModel) -> bool:
     """Whether this project registered the row: its storagePath has one of our schemes. The game's own
     rows (a blob URL, a provider's model name) are never ours, whatever their status."""

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from .names import is_offline
+from .registry import Served, serving
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +58,6 @@ class WarnOnce:
             return
         self.said.add(key)
         (self.on_warning or log.warning)(message)
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    model_id: str
-    storage_path: str
-    role: str  # live or candidate
-    share: float
-    rollout_id: int | None = None  # the A/B rollout in progress (core.registry), if any
-
-
-async def serving(pool: asyncpg.Pool | asyncpg.Connection) -> list[Served]:
-    """What the game serves now (the `console_serving` view)."""
-    rows = await pool.fetch("SELECT model_id, storage_path, role, share, rollout_id FROM console_serving")
-    return [Served(r["model_id"], r["storage_path"], r["role"], float(r["share"] or 0), r["rollout_id"])
-            for r in rows]
 
 
 def assignment(n_agents: int, policy_agents: int, served: list[Served]) -> list[tuple[int, Served | None]]:

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from babylon_console.core.schema import MARKET_OUTCOME_COLUMNS
+from babylon_console.core.sim.game_rows import market_outcome_rows
 from babylon_console.core.sim.market import Market, window_id, window_start_of
-from babylon_console.core.sim.recorder import market_outcome_rows
 
 START = datetime(2026, 11, 23, 14)
 

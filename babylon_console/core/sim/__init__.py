@@ -23,6 +23,8 @@ from .actions import (
     parse_response,
 )
 from .endpoint import EndpointPolicy
+from .episode_context import AgentSpec
+from .game_rows import EpisodeStats, market_outcome_rows, user_row
 from .market import (
     DEFAULT_TICKERS,
     Market,
@@ -35,7 +37,6 @@ from .market import (
 from .observation import HoldingView, Observation, PositionView, build_system_prompt, render_user_prompt
 from .policy import AsyncPolicy, CheckpointError, Decision, LinearSoftmaxPolicy, Policy
 from .portfolio import Portfolio
-from .recorder import AgentSpec, EpisodeStats, market_outcome_rows, user_row
 from .simulation import Simulation, WindowResult
 from .strategies import DEFAULT_STRATEGY_ORDER, STRATEGIES, ScriptedStrategy, make_strategy
 

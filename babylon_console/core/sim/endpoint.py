@@ -49,7 +49,7 @@ class EndpointPolicy:
     ) -> None:
         """`log_model`: the name its calls are logged under, when not the one asked for (the game logs
         its provider's name, e.g. `huggingface`, whatever the provider serves)."""
-        self.model = log_model or model  # what the recorder writes to llm_call_logs.model
+        self.model = log_model or model  # what the episode writes to llm_call_logs.model
         self.request_model = model  # what is asked of the endpoint
         self.name = name or f"endpoint:{model}"
         self.persona = persona  # None: the agent keeps its own persona

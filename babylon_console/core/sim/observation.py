@@ -179,7 +179,7 @@ def render_user_prompt(obs: Observation, frag: TickFragments | None = None) -> s
 
 
 def render_parts(obs: Observation, frag: TickFragments | None = None) -> tuple[str, str, str]:
-    """(prompt, balance text, P&L text): the recorder reuses the formatted numbers in the step JSON.
+    """(prompt, balance text, P&L text): the episode reuses the formatted numbers in the step JSON.
 
     Balance and P&L are written with 2 decimals (the simulator keeps them in cents)."""
     if frag is None:

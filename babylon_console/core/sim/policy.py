@@ -31,10 +31,10 @@ class Decision:
     response: str  # the raw response text recorded in llmCalls / llm_call_logs
     thought: str | None = None  # response of a preceding "reasoning" call (two-call step)
     # Pre-serialized JSON of action.parameters() and of `reasoning`, when the policy already built
-    # them for the response; the recorder reuses them instead of encoding twice.
+    # them for the response; the episode reuses them instead of encoding twice.
     params_json: str | None = None
     reasoning_json: str | None = None
-    response_json: str | None = None  # `response` as a JSON string literal (filled by the recorder)
+    response_json: str | None = None  # `response` as a JSON string literal (filled by the episode)
     error: str | None = None  # unusable output (parse or network failure): recorded as a failed action
     attempted_type: str | None = None  # the action type an unusable response tried, if any
     attempted_parameters: dict[str, Any] | None = None

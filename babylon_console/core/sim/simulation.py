@@ -15,17 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .episode import Episode
+from .episode_context import AgentSpec, Row, WindowContext, window_context
+from .game_rows import EpisodeStats, episode_rows, market_outcome_rows, user_row
 from .market import DEFAULT_TICKERS, Market, WindowMarket
-from .recorder import (
-    AgentSpec,
-    Episode,
-    EpisodeStats,
-    Row,
-    WindowContext,
-    market_outcome_rows,
-    user_row,
-    window_context,
-)
 from .strategies import DEFAULT_STRATEGY_ORDER, STRATEGIES, ScriptedStrategy, make_strategy
 
 AgentKey = int | str
@@ -160,13 +153,13 @@ class Simulation:
             decide_u = policy.decide_u
             u = ep.uniforms
             ep.run(lambda obs, s: decide_u(obs, u[s]))
-            return ep.finish()
+            return episode_rows(ep)
         decide = getattr(policy, "decide", None)
         if decide is None:
             raise TypeError(f"agent {a.agent_id} has an async policy; use simulate_window_async")
         rng = ep.rng
         ep.run(lambda obs, s: decide(obs, rng))
-        return ep.finish()
+        return episode_rows(ep)
 
     async def run_agent_async(self, a: AgentSpec, ctx: WindowContext) -> tuple[Row, list[Row], EpisodeStats]:
         adecide = getattr(a.policy, "adecide", None)
@@ -182,7 +175,7 @@ class Simulation:
                 obs = loop.send(await adecide(obs, rng, system, ep.prompt))
         except StopIteration:
             pass
-        return ep.finish()
+        return episode_rows(ep)
 
     def _sync_agents(self, agents: Iterable[AgentKey] | None) -> list[AgentSpec]:
         chosen = self._agents(agents)

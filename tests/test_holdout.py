@@ -223,7 +223,8 @@ async def test_the_demo_sets_its_own_hold_out_in_the_database_it_runs_in(tmp_pat
 
     from .demo_market import run_demo_until_a_window
 
-    assert "holdout_share" not in engine_overrides_for_demo(10.0)  # the engine reads the record, as every engine
+    # the engine reads the record, as every engine
+    assert "holdout_share" not in engine_overrides_for_demo(10.0).given()
     settings = demo_settings(Settings(BABYLON_DATA_DIR=str(tmp_path)))  # type: ignore[call-arg]
     data = ConsoleData(settings)
     await data.connect()

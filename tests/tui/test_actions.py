@@ -11,6 +11,7 @@ from textual.widgets import DataTable, RadioSet
 from babylon_console.tui.dialogs.confirm import ConfirmDialog
 from babylon_console.tui.dialogs.engine import EngineSettingsDialog
 from babylon_console.tui.dialogs.promote import PromoteDialog
+from babylon_console.tui.runners.engine import EngineOverrides
 from babylon_console.tui.widgets.checkpoints import CheckpointsPane
 from babylon_console.tui.widgets.training import TrainingPane
 
@@ -136,7 +137,7 @@ class StubEngine:
         self.run_id = "run-stub"
         self.error = None
         self.calls: list[str] = []
-        self.overrides: dict[str, Any] = {}
+        self.overrides = EngineOverrides()
 
     @property
     def active(self) -> bool:

@@ -13,6 +13,7 @@ import asyncpg
 from babylon_console.core.config import Settings, describe_dsn
 from babylon_console.core.engine import Engine, EngineConfig, EngineState
 from babylon_console.tui.data import ConsoleData
+from babylon_console.tui.runners.engine import EngineOverrides
 from babylon_console.tui.widgets.context import ContextBar
 
 from .conftest import SIZE, FixedClock, plain, wait_for
@@ -27,7 +28,7 @@ class StoppedRunner:
     error = None
     locked = False
     active = False
-    overrides: dict[str, Any] = {}  # noqa: RUF012
+    overrides = EngineOverrides()
 
     def stop(self) -> None:
         pass
@@ -101,7 +102,7 @@ async def test_a_console_refused_by_the_lock_follows_the_engine_that_holds_it(ma
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: app.db_ready)
             await pilot.press("3")
-            app.engine_control.start({"backend": "offline", "judge": "outcome", "iterations": None})
+            app.engine_control.start(EngineOverrides(backend="offline", judge="outcome", iterations=None))
             toast = await wait_for(lambda: next((t for t in app.toasts if "already trains" in t), None),
                                    limit_s=30, what="the following toast")
             assert f"run {other.run_id}" in toast and "follows it" in toast

@@ -19,7 +19,7 @@ from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.engine import EngineSettingsDialog
 from ..messages import EngineChanged
 from ..runners.background import BackgroundLoop
-from ..runners.engine import EngineRunner
+from ..runners.engine import EngineOverrides, EngineRunner
 from ..state import EngineView, Readiness
 from .host import Host
 
@@ -39,7 +39,7 @@ class EngineControl:
         self.runner: EngineRunner | None = None
         self.background: BackgroundLoop | None = None
         self.remote_run: RunRow | None = None  # the latest run in the database
-        self.overrides: dict[str, Any] = {}
+        self.overrides = EngineOverrides()
         self.attached_config: dict[str, Any] = {}
         self.command_timeout_s = COMMAND_TIMEOUT_S
 
@@ -69,10 +69,10 @@ class EngineControl:
         s = self.data.settings
         run = self.remote_run
         if self.runner is not None and self.follows_runner():
-            return s.model_name, str(self.runner.overrides.get("backend") or s.backend)
+            return s.model_name, str(self.runner.overrides.backend or s.backend)
         if run is not None:
             return run.model_name, run.backend
-        return s.model_name, str(self.overrides.get("backend") or s.backend)
+        return s.model_name, str(self.overrides.backend or s.backend)
 
     def changed(self) -> None:
         """Publish the engine's state to the screen and refresh which keys are enabled."""
@@ -101,7 +101,7 @@ class EngineControl:
         from ..data import ReadinessCriteria
 
         s = self.data.settings
-        o = self.overrides or self.attached_config or {}
+        o = self.overrides.given() or self.attached_config or {}
         criteria = ReadinessCriteria(
             min_agents=o.get("min_agents") or s.min_agents,
             min_steps=o.get("min_steps") or s.min_steps,
@@ -151,12 +151,11 @@ class EngineControl:
 
     def _ask_settings(self) -> None:
         s = self.data.settings
-        defaults: dict[str, Any] = {
-            "judge": s.judge, "backend": s.backend, "iterations": 1, "windows_per_iteration": s.windows_per_iteration,
-            "min_agents": s.min_agents, "min_steps": s.min_steps, "settle_seconds": s.settle_seconds,
-            "lookback_hours": s.lookback_hours, "learning_rate": s.learning_rate,
-        }
-        defaults.update({k: v for k, v in self.overrides.items() if k in defaults})
+        defaults = EngineOverrides(
+            judge=s.judge, backend=s.backend, iterations=1, windows_per_iteration=s.windows_per_iteration,
+            min_agents=s.min_agents, min_steps=s.min_steps, settle_seconds=s.settle_seconds,
+            lookback_hours=s.lookback_hours, learning_rate=s.learning_rate,
+        ).merged(self.overrides)
         self.host.push_screen(EngineSettingsDialog(defaults), lambda values: values and self.start(values))
 
     def ensure_background(self) -> BackgroundLoop:
@@ -164,14 +163,14 @@ class EngineControl:
             self.background = BackgroundLoop()
         return self.background
 
-    def start(self, overrides: dict[str, Any], clock: Any = None) -> EngineRunner:
+    def start(self, overrides: EngineOverrides, clock: Any = None) -> EngineRunner:
         host = self.host
         runner = EngineRunner(self.data, self.ensure_background(), overrides, clock=clock,
                               on_change=lambda: host.post_message(EngineChanged()))
         self.runner = runner
-        self.overrides = {**self.overrides, **overrides}
-        host.notify(f"Engine starting: {overrides.get('backend', 'offline')} backend, "
-                    f"{overrides.get('judge', 'outcome')} judge.", timeout=3)
+        self.overrides = self.overrides.merged(overrides)
+        host.notify(f"Engine starting: {overrides.backend or 'offline'} backend, "
+                    f"{overrides.judge or 'outcome'} judge.", timeout=3)
 
         async def work() -> None:
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from .. import bindings as keys
+from ..runners.engine import EngineOverrides
 
 INT_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("windows_per_iteration", "Windows per iteration", 1),
@@ -20,12 +21,12 @@ INT_FIELDS: tuple[tuple[str, str, int], ...] = (
 )
 
 
-class EngineSettingsDialog(ModalScreen[dict[str, Any] | None]):
-    """Returns engine overrides (EngineConfig field names), or None when cancelled."""
+class EngineSettingsDialog(ModalScreen[EngineOverrides | None]):
+    """Returns the engine overrides the operator chose, or None when cancelled."""
 
     BINDINGS: ClassVar = [b for b in keys.bindings("dialog") if b.action == "cancel" and b.key == "escape"]
 
-    def __init__(self, defaults: dict[str, Any]) -> None:
+    def __init__(self, defaults: EngineOverrides) -> None:
         super().__init__()
         self.defaults = defaults
 
@@ -36,20 +37,21 @@ class EngineSettingsDialog(ModalScreen[dict[str, Any] | None]):
             with Grid(id="engine-form"):
                 yield Label("Judge")
                 yield Select([("outcome (offline, deterministic)", "outcome"), ("ruler (LLM judge, RULER)", "ruler")],
-                             value=d.get("judge", "outcome"), allow_blank=False, id="engine-judge")
+                             value=d.judge or "outcome", allow_blank=False, id="engine-judge")
                 yield Label("Backend")
                 yield Select([("offline (CPU stand-in)", "offline"), ("serverless (W&B)", "serverless"),
                               ("local (ART on a CUDA GPU)", "local")],
-                             value=d.get("backend", "offline"), allow_blank=False, id="engine-backend")
+                             value=d.backend or "offline", allow_blank=False, id="engine-backend")
                 yield Label("Iterations (blank: continuous)")
-                iterations = d.get("iterations")
-                yield Input("" if iterations is None else str(iterations), id="engine-iterations",
+                yield Input("" if d.iterations is None else str(d.iterations), id="engine-iterations",
                             type="integer", placeholder="continuous")
                 for name, label, _minimum in INT_FIELDS:
                     yield Label(label)
-                    yield Input(str(d.get(name, "")), id=f"engine-{name}", type="integer")
+                    value = getattr(d, name)
+                    yield Input("" if value is None else str(value), id=f"engine-{name}", type="integer")
                 yield Label("Learning rate")
-                yield Input(str(d.get("learning_rate", 1e-5)), id="engine-learning_rate", type="number")
+                rate = 1e-5 if d.learning_rate is None else d.learning_rate
+                yield Input(str(rate), id="engine-learning_rate", type="number")
             yield Static("", id="engine-error", classes="dialog-error-text")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Start", id="start", variant="primary")
@@ -58,24 +60,18 @@ class EngineSettingsDialog(ModalScreen[dict[str, Any] | None]):
     def on_mount(self) -> None:
         self.query_one("#engine-judge", Select).focus()
 
-    def values(self) -> dict[str, Any]:
+    def values(self) -> EngineOverrides:
         """The overrides, or raise ValueError naming the field that is wrong."""
-        out: dict[str, Any] = {
-            "judge": self.query_one("#engine-judge", Select).value,
-            "backend": self.query_one("#engine-backend", Select).value,
-        }
         raw = self.query_one("#engine-iterations", Input).value.strip()
-        if raw:
-            if not raw.isdigit() or int(raw) < 1:
-                raise ValueError("iterations must be a whole number >= 1, or blank for continuous")
-            out["iterations"] = int(raw)
-        else:
-            out["iterations"] = None
+        if raw and (not raw.isdigit() or int(raw) < 1):
+            raise ValueError("iterations must be a whole number >= 1, or blank for continuous")
+        iterations = int(raw) if raw else None
+        counts: dict[str, int] = {}
         for name, label, minimum in INT_FIELDS:
             raw = self.query_one(f"#engine-{name}", Input).value.strip()
             if not raw.lstrip("-").isdigit() or int(raw) < minimum:
                 raise ValueError(f"{label.lower()} must be a whole number >= {minimum}")
-            out[name] = int(raw)
+            counts[name] = int(raw)
         raw = self.query_one("#engine-learning_rate", Input).value.strip()
         try:
             rate = float(raw)
@@ -83,8 +79,9 @@ class EngineSettingsDialog(ModalScreen[dict[str, Any] | None]):
             rate = -1.0
         if not 0 < rate < 1:
             raise ValueError("learning rate must be a number in (0, 1)")
-        out["learning_rate"] = rate
-        return out
+        return EngineOverrides(judge=self.query_one("#engine-judge", Select).value,
+                               backend=self.query_one("#engine-backend", Select).value,
+                               iterations=iterations, learning_rate=rate, **counts)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "start":

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..data import close_pool
+from .engine import EngineOverrides
 
 if TYPE_CHECKING:
+    from ...core.live_market import LiveMarket
     from ..data import ConsoleData
     from .background import BackgroundLoop
 
@@ -49,7 +51,7 @@ class DemoRunner:
         self.progress = progress
         self.on_window = on_window
         self.on_warning = on_warning
-        self.market: Any = None
+        self.market: LiveMarket | None = None
         self.live = False  # the market and its gateway are up: the demo's engine may start
 
     async def run(self) -> int:
@@ -104,10 +106,10 @@ class DemoRunner:
             await close_pool(pool)
 
 
-def engine_overrides_for_demo(seconds_per_window: float) -> dict[str, Any]:
+def engine_overrides_for_demo(seconds_per_window: float) -> EngineOverrides:
     """Engine settings for the demo: continuous, offline, outcome judge, thresholds for 12 agents."""
-    return {
-        "judge": "outcome", "backend": "offline", "iterations": None, "windows_per_iteration": 4, "auto_rollback": True,
-        "eval_every": 5,
-        "min_agents": 5, "min_steps": 1, "settle_seconds": 60, "poll_seconds": max(1.0, seconds_per_window / 4),
-    }
+    return EngineOverrides(
+        judge="outcome", backend="offline", iterations=None, windows_per_iteration=4, auto_rollback=True,
+        eval_every=5,
+        min_agents=5, min_steps=1, settle_seconds=60, poll_seconds=max(1.0, seconds_per_window / 4),
+    )

@@ -1,4 +1,5 @@
-"""The training engine this console runs, on the background loop with a pool of its own."""
+"""The training engine this console runs, on the background loop with a pool of its own, and the
+engine settings the console may choose for it (`EngineOverrides`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
+from ...core.config import BackendName, JudgeName
 from ..data import close_pool
 
 if TYPE_CHECKING:
@@ -16,16 +20,48 @@ if TYPE_CHECKING:
 ACTIVE_RUN_STATES = ("starting", "running", "paused", "stopping")
 
 
+class EngineOverrides(BaseModel):
+    """The engine settings the console sets for a run, by their `EngineConfig` field names: the
+    settings dialog's and the demo's. A field left unset is the configured one
+    (`EngineConfig.from_settings`); `iterations` set to None means continuous.
+
+    Names and types are checked where the overrides are written (a misspelt field fails there); the
+    bounds are `EngineConfig`'s, checked when the engine starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    judge: JudgeName | None = None
+    backend: BackendName | None = None
+    iterations: int | None = None
+    windows_per_iteration: int | None = None
+    min_agents: int | None = None
+    min_steps: int | None = None
+    settle_seconds: int | None = None
+    lookback_hours: int | None = None
+    learning_rate: float | None = None
+    eval_every: int | None = None
+    auto_rollback: bool | None = None
+    poll_seconds: float | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The fields set, as `EngineConfig.from_settings` takes them."""
+        return self.model_dump(exclude_unset=True)
+
+    def merged(self, later: EngineOverrides) -> EngineOverrides:
+        """These overrides with the fields `later` sets on top."""
+        return EngineOverrides(**(self.given() | later.given()))
+
+
 class EngineRunner:
     """One training engine on the background loop, with its own pool. Steer it from any thread."""
 
-    def __init__(self, data: ConsoleData, background: BackgroundLoop, overrides: dict[str, Any],
+    def __init__(self, data: ConsoleData, background: BackgroundLoop, overrides: EngineOverrides,
                  clock: Clock | None = None, on_change: Callable[[], None] | None = None) -> None:
         """`on_change` is called (from the engine's thread) whenever the engine's state changes."""
         self.data = data
         self.on_change = on_change
         self.background = background
-        self.overrides = dict(overrides)
+        self.overrides = overrides
         self._clock = clock
         self.state = "starting"
         self.run_id: str | None = None
@@ -58,7 +94,7 @@ class EngineRunner:
             self.state, self.error = "failed", str(exc)
             raise
         try:
-            config = EngineConfig.from_settings(self.data.settings, **self.overrides)
+            config = EngineConfig.from_settings(self.data.settings, **self.overrides.given())
             engine = Engine(pool, config, settings=self.data.settings, clock=self._clock)  # None: the database's
             engine.on_state = self._state_changed
             self._engine, self.run_id = engine, engine.run_id

@@ -52,7 +52,8 @@ class Clock:
 
 async def worker(dsn: str, data_dir: Path, seed: int) -> None:
     from babylon_console.core.config import Settings
-    from babylon_console.core.engine import Engine, EngineConfig
+    from babylon_console.core.engine.loop import Engine
+    from babylon_console.core.engine.run_config import EngineConfig
     from babylon_console.core.judges import JudgeError, OutcomeJudge
 
     class FlakyJudge(OutcomeJudge):

@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from babylon_console.core.backends.factory import checkpoint_root
 from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import Settings
-from babylon_console.core.engine import Engine, EngineConfig
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.evidence import ab_readout
 from babylon_console.core.names import offline_name, parse_offline_name
 from babylon_console.core.registry import Registry

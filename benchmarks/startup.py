@@ -49,7 +49,7 @@ CHILD = textwrap.dedent(
     from babylon_console.tui.app import ConsoleApp
     from babylon_console.tui.data import ConsoleData
 
-    HEAVY = ("art", "babylon_console.core.engine", "babylon_console.core.judges",
+    HEAVY = ("art", "babylon_console.core.engine.loop", "babylon_console.core.judges",
              "babylon_console.core.backends.offline", "litellm", "wandb", "plotext", "asyncpg",
              "babylon_console.core.database", "babylon_console.core.registry")
 

@@ -71,7 +71,8 @@ async def test_windows_command_and_engine_read_past_bad_rows(pool: asyncpg.Pool,
 
     from babylon_console.cli import app
     from babylon_console.core.config import Settings
-    from babylon_console.core.engine import Engine, EngineConfig
+    from babylon_console.core.engine.loop import Engine
+    from babylon_console.core.engine.run_config import EngineConfig
 
     await _rows(pool)
     await pool.execute("INSERT INTO console_window_verdicts (window_id, model_name, verdict, reason) VALUES "

@@ -13,7 +13,9 @@ import asyncpg
 
 from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import Settings
-from babylon_console.core.engine import Engine, EngineConfig, EngineState
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
+from babylon_console.core.engine.run_state import EngineState
 from babylon_console.core.repository import GameStore
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation

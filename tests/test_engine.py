@@ -12,7 +12,11 @@ import orjson
 import pytest
 
 from babylon_console.core.config import Settings
-from babylon_console.core.engine import Engine, EngineConfig, EngineLocked, EngineState
+from babylon_console.core.engine.guard import EngineLocked
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
+from babylon_console.core.engine.run_state import EngineState
+from babylon_console.core.engine.session import TrainingSession
 from babylon_console.core.judges import JudgeError, OutcomeJudge, TrajectoryScore, WindowJudgment
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
@@ -223,11 +227,11 @@ async def test_an_interrupted_run_is_recorded_stopped_before_its_backend_closes(
     await _seed(pool, windows=2)
     closing, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_close(self: Engine) -> None:
+    async def slow_close(self: TrainingSession) -> None:
         closing.set()
         await release.wait()
 
-    monkeypatch.setattr(Engine, "_close_backend", slow_close)
+    monkeypatch.setattr(TrainingSession, "close", slow_close)
     engine = _engine(pool, tmp_path, config=_config(iterations=None, poll_seconds=0.1))
     task = asyncio.create_task(engine.run())
     for _ in range(200):

@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from babylon_console.core.config import Settings
-from babylon_console.core.engine import Engine, EngineConfig
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.judges import RulerJudge
 from babylon_console.core.seeding import history_starts, seed_history
 from babylon_console.core.sim.simulation import Simulation

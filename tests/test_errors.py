@@ -22,7 +22,7 @@ from babylon_console.core.backends.factory import BackendUnavailable
 from babylon_console.core.batches import CheckpointConflict
 from babylon_console.core.demo import DemoInUse
 from babylon_console.core.embedded import EmbeddedServerError
-from babylon_console.core.engine import EngineLocked, LockLost
+from babylon_console.core.engine.guard import EngineLocked
 from babylon_console.core.errors import (
     EXIT_BUSY,
     EXIT_FAILED,
@@ -44,6 +44,7 @@ from babylon_console.core.judges.base import JudgeError
 from babylon_console.core.parsing import RowProblem
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
 from babylon_console.core.registry import RegistryError, UnknownModel
+from babylon_console.core.runs import LockLost
 from babylon_console.core.sim.policy import CheckpointError
 from babylon_console.core.simclock import MarketRunning
 from babylon_console.core.tokenization import TokenizerUnavailable

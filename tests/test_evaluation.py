@@ -125,7 +125,8 @@ class _Clock:
 async def test_the_engine_never_trains_held_out_windows_and_evaluates_each_kth_checkpoint(
         pool: asyncpg.Pool, tmp_path: Path) -> None:
     from babylon_console.core.config import Settings
-    from babylon_console.core.engine import Engine, EngineConfig
+    from babylon_console.core.engine.loop import Engine
+    from babylon_console.core.engine.run_config import EngineConfig
 
     await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), 24, NOW)
     await set_holdout(pool, 0.3, operator="tester", reason=None)
@@ -182,7 +183,8 @@ async def test_a_slow_evaluation_never_fails_the_step_it_evaluates(pool: asyncpg
     than BABYLON_REGISTER_TIMEOUT_S leaves the step registered and its batch completed."""
     from babylon_console.core import evaluation
     from babylon_console.core.config import Settings
-    from babylon_console.core.engine import Engine, EngineConfig
+    from babylon_console.core.engine.loop import Engine
+    from babylon_console.core.engine.run_config import EngineConfig
 
     real = evaluation.evaluate
 
@@ -208,7 +210,8 @@ async def test_an_evaluation_that_breaks_is_a_warning_never_a_failed_engine(pool
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from babylon_console.core import evaluation
     from babylon_console.core.config import Settings
-    from babylon_console.core.engine import Engine, EngineConfig
+    from babylon_console.core.engine.loop import Engine
+    from babylon_console.core.engine.run_config import EngineConfig
 
     async def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise ValueError("Expecting value: line 1 column 1 (char 0)")  # e.g. an endpoint's body that is not JSON
@@ -230,7 +233,8 @@ async def test_an_evaluation_past_its_deadline_is_cut_off_with_a_warning(pool: a
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from babylon_console.core import evaluation
     from babylon_console.core.config import Settings
-    from babylon_console.core.engine import Engine, EngineConfig
+    from babylon_console.core.engine.loop import Engine
+    from babylon_console.core.engine.run_config import EngineConfig
 
     async def endless(*args, **kwargs):  # type: ignore[no-untyped-def]
         await asyncio.sleep(3600)

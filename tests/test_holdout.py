@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from babylon_console.cli import app
 from babylon_console.core.config import Settings
-from babylon_console.core.engine import Engine, EngineConfig
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.evaluation import BY_COMPARISON, evaluate
 from babylon_console.core.holdout import (
     HoldoutMismatch,

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from babylon_console.cli import app
 from babylon_console.core import batches, runs
 from babylon_console.core.config import Settings
-from babylon_console.core.engine import Engine, EngineConfig
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.judges import OutcomeJudge
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
@@ -163,7 +164,7 @@ async def test_a_read_past_its_deadline_leaves_the_windows_free(
 async def test_control_command_pauses_and_stops_an_engine_elsewhere(
     pool: asyncpg.Pool, database_url: str, tmp_path: Path
 ) -> None:
-    from babylon_console.core.engine import EngineState
+    from babylon_console.core.engine.run_state import EngineState
 
     settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
     engine = Engine(pool, EngineConfig(iterations=None, poll_seconds=0.2, heartbeat_s=0.3), settings=settings,

@@ -20,7 +20,9 @@ import pytest
 from babylon_console.core.config import Settings
 from babylon_console.core.database import create_migrated_database
 from babylon_console.core.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
-from babylon_console.core.engine import Engine, EngineConfig, EngineState
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
+from babylon_console.core.engine.run_state import EngineState
 from babylon_console.core.judges import OutcomeJudge
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
@@ -144,14 +146,13 @@ async def test_an_engine_whose_lock_was_taken_during_an_outage_stops_without_wri
         # Before the first engine comes back, another engine takes the model (its own pool).
         other_pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         second = _engine(other_pool, tmp_path, iterations=1)
-        second._lock_conn = await second._take_lock()
-        assert second._lock_conn is not None
+        assert await second.guard.take_lock()
         before = await other_pool.fetchval("SELECT count(*) FROM training_batches")
         summary = await asyncio.wait_for(run, 60)
         error = summary.error or ""
         assert summary.state is EngineState.STOPPED and ("lost its lock" in error or "took model" in error), error
         assert await other_pool.fetchval("SELECT count(*) FROM training_batches") == before  # wrote nothing more
-        await second._drop_lock()
+        await second.guard.drop_lock()
         await other_pool.close()
     finally:
         await pool.close()
@@ -159,18 +160,18 @@ async def test_an_engine_whose_lock_was_taken_during_an_outage_stops_without_wri
 
 async def test_writes_are_fenced_on_the_lock_token(pool: asyncpg.Pool, tmp_path: Path) -> None:
     """An engine whose token another run took cannot commit an engine write (same transaction check)."""
-    from babylon_console.core.engine import LockLost
+    from babylon_console.core.runs import LockLost
 
     engine = _engine(pool, tmp_path)
-    engine._lock_conn = await engine._take_lock()
+    await engine.guard.take_lock()
     try:
-        async with engine._write() as conn:  # holds the token: fine
+        async with engine.guard.write() as conn:  # holds the token: fine
             await conn.execute("SELECT 1")
         await pool.execute("UPDATE console_engine_tokens SET run_id = 'run-someone-else'")
         with pytest.raises(LockLost, match="run-someone-else now holds model"):
-            await engine._fail_batch("no-such-batch", "never written")
+            await engine.trainer.fail_batch("no-such-batch", "never written")
     finally:
-        await engine._drop_lock()
+        await engine.guard.drop_lock()
 
 
 def test_a_connection_left_mid_operation_by_a_restart_is_an_outage_not_a_failure() -> None:

@@ -21,7 +21,9 @@ from ..core.errors import EXIT_FAILED, EXIT_NOTHING_TO_DO, EXIT_UNAVAILABLE
 if TYPE_CHECKING:  # the engine pulls in judges and backends: keep them off the console's start-up path
     from rich.table import Table
 
-    from ..core.engine import Engine, EngineConfig, RunSummary
+    from ..core.engine.loop import Engine
+    from ..core.engine.run_config import EngineConfig
+    from ..core.engine.run_state import RunSummary
     from ..core.events import Event
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
@@ -159,7 +161,9 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
 
 
 def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object) -> None:
-    from ..core.engine import Engine, EngineConfig, EngineState
+    from ..core.engine.loop import Engine
+    from ..core.engine.run_config import EngineConfig
+    from ..core.engine.run_state import EngineState
 
     settings = load_settings()
     try:

@@ -241,7 +241,9 @@ async def test_attached_console_pauses_resumes_and_stops_an_engine_elsewhere(mak
     controlled through the database: command row + NOTIFY, acknowledged, operator recorded."""
     import asyncio
 
-    from babylon_console.core.engine import Engine, EngineConfig, EngineState
+    from babylon_console.core.engine.loop import Engine
+    from babylon_console.core.engine.run_config import EngineConfig
+    from babylon_console.core.engine.run_state import EngineState
 
     engine = Engine(pool, EngineConfig(iterations=None, poll_seconds=0.2, heartbeat_s=0.3), settings=settings,
                     clock=FixedClock())

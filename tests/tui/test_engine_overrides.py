@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from babylon_console.core.config import Settings
-from babylon_console.core.engine import EngineConfig
+from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.tui.dialogs.engine import INT_FIELDS
 from babylon_console.tui.runners.demo import engine_overrides_for_demo
 from babylon_console.tui.runners.engine import EngineOverrides

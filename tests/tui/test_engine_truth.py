@@ -11,7 +11,9 @@ from typing import Any
 import asyncpg
 
 from babylon_console.core.config import Settings, describe_dsn
-from babylon_console.core.engine import Engine, EngineConfig, EngineState
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
+from babylon_console.core.engine.run_state import EngineState
 from babylon_console.tui.data import ConsoleData
 from babylon_console.tui.runners.engine import EngineOverrides
 from babylon_console.tui.widgets.context import ContextBar

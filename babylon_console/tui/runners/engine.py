@@ -86,8 +86,10 @@ class EngineRunner:
 
     async def _main(self) -> Any:
         try:
+            # imported here, not with this module: keeps the engine off the paint path
             from ...core.database import create_pool
-            from ...core.engine import Engine, EngineConfig  # imported here: keeps it off the paint path
+            from ...core.engine.loop import Engine
+            from ...core.engine.run_config import EngineConfig
 
             pool = await create_pool(self.data.target(), max_size=6)
         except BaseException as exc:
@@ -105,7 +107,7 @@ class EngineRunner:
             self.error = summary.error
             return summary
         except BaseException as exc:
-            from ...core.engine import EngineLocked
+            from ...core.engine.guard import EngineLocked
 
             self.state = "failed" if not isinstance(exc, asyncio.CancelledError) else "stopped"
             self.error = str(exc) or type(exc).__name__

@@ -22,7 +22,7 @@ from babylon_console.core.backends.factory import BackendUnavailable
 from babylon_console.core.batches import CheckpointConflict
 from babylon_console.core.demo import DemoInUse
 from babylon_console.core.embedded import EmbeddedServerError
-from babylon_console.core.engine.guard import EngineLocked
+from babylon_console.core.engine.guard import EngineLocked, SideTaskFailed
 from babylon_console.core.errors import (
     EXIT_BUSY,
     EXIT_FAILED,
@@ -61,6 +61,7 @@ PUBLIC_ERRORS: dict[type[ConsoleError], tuple[ErrorKind, int, type[Exception]]] 
     CheckpointError: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, ValueError),
     EngineLocked: (ErrorKind.REFUSED, EXIT_BUSY, RuntimeError),
     LockLost: (ErrorKind.FAILED, EXIT_BUSY, RuntimeError),
+    SideTaskFailed: (ErrorKind.FAILED, EXIT_FAILED, RuntimeError),
     RegistryError: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
     UnknownModel: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, RuntimeError),
     EmbeddedServerError: (ErrorKind.OUTAGE, EXIT_UNAVAILABLE, RuntimeError),

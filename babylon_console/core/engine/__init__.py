@@ -7,8 +7,8 @@ Modules (imported by what they hold; this package re-exports nothing):
 - `run_state`: `EngineState`, `RunSummary`, the shape of the event emitter handed to the parts;
 - `session`: `TrainingSession`, the backend, the ART model, the tokenizer, W&B, served names;
 - `backend_protocol`: `TrainingBackend`, what the engine calls on a backend;
-- `guard`: `RunGuard`, the model's lock and write fence, the side tasks (heartbeat, command
-  listener, announcements), the ride-out of a database outage; `EngineLocked`;
+- `guard`: `RunGuard`, the model's lock and write fence, the watched side tasks (heartbeat,
+  command listener, announcements), the ride-out of a database outage; `EngineLocked`;
 - `stages`: select windows, read them into groups, judge them;
 - `training`: train a step, register its checkpoint, evaluate it; repair what a crash left;
 - `rollout_watch`: what the rollout gate says about the rollout in progress, and automatic rollback.
@@ -22,5 +22,6 @@ Guarantees:
 - no empty step: a step in which the backend trained nothing is not a checkpoint (the batch fails
   with the reason, its windows stay free, nothing is marked used);
 - identity per backend: batches, lock, checkpoint ids and trained windows are keyed by the
-  training key `<backend>:<model name>`.
+  training key `<backend>:<model name>`;
+- a side task that fails (heartbeat, command listener) stops the run, named in its reason.
 """

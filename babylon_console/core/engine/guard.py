@@ -1,5 +1,8 @@
 """A run's guard: the model's lock and write fence, the side tasks that keep the run visible and
-steerable (heartbeat, command listener, announcements), and the ride-out of a database outage."""
+steerable (heartbeat, command listener, announcements), and the ride-out of a database outage.
+
+Side tasks are watched: one that fails stops the run (`watching` cancels the work and raises
+`SideTaskFailed` naming it), instead of leaving a run with no heartbeat or no ears."""
 
 from __future__ import annotations
 
@@ -8,18 +11,19 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from .. import control, runs
-from ..errors import EXIT_BUSY, Refused, is_outage
+from ..errors import EXIT_BUSY, Failed, Refused, is_outage
 from ..events import EngineWarning, EventData
 from ..runs import LockLost
 from .run_config import EngineConfig
 from .run_state import Emit, RunSummary
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class EngineLocked(Refused, RuntimeError):
@@ -27,6 +31,13 @@ class EngineLocked(Refused, RuntimeError):
 
     exit_code = EXIT_BUSY
     title = "Engine busy"
+
+
+class SideTaskFailed(Failed, RuntimeError):
+    """A side task of the run (its heartbeat, its command listener, an announcement) failed: the run
+    stops rather than go on unseen or deaf."""
+
+    title = "Engine side task failed"
 
 
 class RunGuard:
@@ -44,7 +55,10 @@ class RunGuard:
         self._apply_commands = apply_commands
         self._commands_lock = asyncio.Lock()  # the listener and the heartbeat may both look at once
         self._lock_conn: asyncpg.Connection | None = None
+        self._side_tasks: dict[asyncio.Task[Any], str] = {}
         self._keepers: list[asyncio.Task[Any]] = []  # the heartbeat and the command listener
+        self.failure: SideTaskFailed | None = None  # the first side task that failed
+        self._failed = asyncio.Event()
 
     # -- the model's lock and the write fence --------------------------------------------------
 
@@ -71,26 +85,64 @@ class RunGuard:
         fencing token (`runs.fenced_write`); LockLost otherwise."""
         return runs.fenced_write(self.pool, self.config.training_key, self.run_id)
 
-    # -- side tasks ----------------------------------------------------------------------------
+    # -- watched side tasks --------------------------------------------------------------------
 
-    def spawn(self, name: str, work: Coroutine[Any, Any, Any]) -> None:
-        """Run `work` beside the run (its exception is not raised anywhere)."""
+    def spawn(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` beside the run, watched: if it fails, the run stops with `name` in the reason."""
         task = asyncio.ensure_future(work)
         task.set_name(f"{name} ({self.run_id})")
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._side_tasks[task] = name
+        task.add_done_callback(self._side_task_done)
+        return task
+
+    def _side_task_done(self, task: asyncio.Task[Any]) -> None:
+        name = self._side_tasks.pop(task, task.get_name())
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        log.error("%s of run %s failed", name, self.run_id, exc_info=exc)
+        if self.failure is None:
+            self.failure = SideTaskFailed(f"{name} failed: {exc}")
+            self._failed.set()
 
     def announce(self, name: str, event: EventData) -> None:
         """Write `event` from a side task (for callers that cannot wait: pause, resume, a stop request)."""
-        self.spawn(name, self._emit(event))
+        self.spawn(name, self._announce(event))
+
+    async def _announce(self, event: EventData) -> None:
+        try:
+            await self._emit(event)
+        except Exception as exc:  # the database gone: nowhere to write it, as for a missed heartbeat
+            if not is_outage(exc):
+                raise
+            log.warning("run %s: %s event not written: %s", self.run_id, event.kind.value, exc)
 
     def start_keepers(self) -> None:
         """Start the heartbeat and the command listener."""
-        self._keepers = [asyncio.create_task(self._beat(), name=f"heartbeat {self.run_id}"),
-                         asyncio.create_task(self._listen(), name=f"commands {self.run_id}")]
+        self._keepers = [self.spawn("heartbeat", self._beat()), self.spawn("command listener", self._listen())]
 
     def stop_keepers(self) -> None:
         for task in self._keepers:
             task.cancel()
+
+    async def watching(self, work: Coroutine[Any, Any, T]) -> T:
+        """Await `work` while the side tasks run. When one fails first, `work` is cancelled (abandoned
+        as a crash abandons a stage: the next start repairs it) and SideTaskFailed says which."""
+        task = asyncio.ensure_future(work)
+        failed = asyncio.ensure_future(self._failed.wait())
+        try:
+            await asyncio.wait((task, failed), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # interrupted: the work ends as it would have in this task
+            task.cancel()
+            await _ended(task)
+            raise
+        finally:
+            failed.cancel()
+        if not task.done():
+            task.cancel()
+            await _ended(task)
+            assert self.failure is not None
+            raise self.failure
+        return task.result()
 
     # -- the heartbeat and operators' commands -------------------------------------------------
 
@@ -181,3 +233,10 @@ class RunGuard:
             message=f"database was unreachable from {since:%H:%M:%S} UTC for {down_s:.1f} s; lock re-acquired, "
                     "repairing and resuming"))
         return True
+
+
+async def _ended(task: asyncio.Task[Any]) -> None:
+    """Wait for a cancelled task to end; what it ended with was superseded (logged, not raised)."""
+    await asyncio.wait((task,))
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("cancelled work ended with %r", exc)

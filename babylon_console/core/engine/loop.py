@@ -172,7 +172,7 @@ class Engine:
                                      f"without stopping: {', '.join(closed)}"))
         reason = "finished"
         try:
-            reason = await self._work()
+            reason = await self.guard.watching(self._work())
             self._set_state(EngineState.STOPPED)
         except _StopRequested:
             reason = "stopped by operator"

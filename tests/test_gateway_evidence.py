@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from babylon_console.cli import app
 from babylon_console.core.bulk import insert_rows
-from babylon_console.core.config import Settings
+from babylon_console.core.config import GateSettings, Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.evidence import GateSettings, ab_readout
+from babylon_console.core.evidence import ab_readout
 from babylon_console.core.gateway.upstreams import response_hash
 from babylon_console.core.promotion import promote_on_evidence
 from babylon_console.core.registry import Registry, RegistryError

@@ -6,10 +6,10 @@ import asyncpg
 import pytest
 
 from babylon_console.core.bulk import copy_rows
+from babylon_console.core.config import ReadinessCriteria
 from babylon_console.core.repository import GameStore
 from babylon_console.core.windows import (
     InvalidWindowId,
-    ReadinessCriteria,
     WindowFigures,
     WindowState,
     assess,

@@ -10,11 +10,12 @@ import asyncpg
 
 from babylon_console.core import simclock
 from babylon_console.core.clock import SystemClock
+from babylon_console.core.config import ReadinessCriteria
 from babylon_console.core.repository import GameStore
 from babylon_console.core.seeding import LiveSimulation, history_starts, seed_history
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.simclock import SimulatedClock
-from babylon_console.core.windows import ReadinessCriteria, parse_window_id, window_id_for
+from babylon_console.core.windows import parse_window_id, window_id_for
 
 NOW = datetime(2026, 11, 24, 12, 20)
 

@@ -16,10 +16,11 @@ from rich.text import Text
 
 from ..cli_support import load_settings, out, print_json, run_with_pool
 from ..core import simclock
+from ..core.config import ReadinessCriteria
 from ..core.holdout import read_checked, share_of
 from ..core.names import training_key
 from ..core.repository import GameStore
-from ..core.windows import ReadinessCriteria, WindowReadiness, WindowState
+from ..core.windows import WindowReadiness, WindowState
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 

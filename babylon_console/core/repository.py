@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 
 from .bounds import SQL_LENGTH_OK, SQL_PNL_OK
+from .config import ReadinessCriteria
 from .models import (
     MarketOutcome,
     RecordedCall,
@@ -23,7 +24,7 @@ from .models import (
     WindowGroundTruth,
 )
 from .parsing import parse_rows, step_number_of
-from .windows import ReadinessCriteria, WindowFigures, WindowReadiness, assess, lookback_start_id
+from .windows import WindowFigures, WindowReadiness, assess, lookback_start_id
 
 # The figures per window. $1: first window id to include ('' for all), $2: min steps per agent,
 # $3: the training key whose trained windows and verdicts count (NULL: trained by any model).

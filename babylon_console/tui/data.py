@@ -36,17 +36,18 @@ if TYPE_CHECKING:
     import asyncpg
 
     from ..core import control as core_control
+    from ..core.config import ReadinessCriteria
     from ..core.database import DatabaseTarget
     from ..core.models import TrainedModel, WindowGroundTruth
     from ..core.registry import ActionResult, AuditEntry, Rollout
     from ..core.repository import WindowTrajectories
     from ..core.runs import RunRow
-    from ..core.windows import ReadinessCriteria, WindowReadiness
+    from ..core.windows import WindowReadiness
 
 # names this module offers without importing their core module until first use (PEP 562)
 _LAZY = {
     "ActionResult": "registry", "RegistryError": "registry", "DatabaseUnavailable": "database",
-    "ReadinessCriteria": "windows", "WindowReadiness": "windows", "WindowGroundTruth": "models",
+    "ReadinessCriteria": "config", "WindowReadiness": "windows", "WindowGroundTruth": "models",
     "WindowTrajectories": "repository", "RunRow": "runs", "held_out": "windows",
 }
 

@@ -221,7 +221,7 @@ def test_clipping_zeroes_the_gradient_beyond_the_trust_region() -> None:
 def test_clipping_limits_how_far_one_call_moves_the_policy(sim_groups: list[Any]) -> None:
     batch, _ = build_batch(sim_groups)
     w0 = np.zeros(FEATURE_DIM)
-    kw = {"w_ref": w0, "learning_rate": 0.2, "epochs": 30, "kl_coef": 0.0, "minibatch_size": 10_000}
+    kw = {"w_ref": w0, "learning_rate": 0.2, "epochs": 30, "kl_coef": 0.0, "temperature": 1.0, "minibatch_size": 10_000}
     clipped = train_grpo(w0, batch, clip_epsilon=0.1, **kw)
     unclipped = train_grpo(w0, batch, clip_epsilon=0.999, **kw)  # lower bound 0.001: effectively unclipped
     lp0 = log_softmax(batch.features, batch.mask, w0, 1.0)[0][np.arange(batch.n), batch.chosen]
@@ -247,7 +247,8 @@ def test_kl_term_pulls_toward_the_reference(sim_groups: list[Any]) -> None:
         lr, _ = log_softmax(batch.features, batch.mask, w_ref, 1.0)
         return float((p * (lp - lr)).sum(1).mean())
 
-    kw = {"w_ref": w_ref, "learning_rate": 0.05, "epochs": 10, "clip_epsilon": 0.2}
+    kw = {"w_ref": w_ref, "learning_rate": 0.05, "epochs": 10, "clip_epsilon": 0.2, "temperature": 1.0,
+          "minibatch_size": 256}
     pulled = train_grpo(w0, batch, kl_coef=0.5, **kw)
     assert kl_to_ref(pulled.weights) < 0.5 * kl_to_ref(w0)
     assert np.linalg.norm(pulled.weights - w_ref) < np.linalg.norm(w0 - w_ref)
@@ -258,7 +259,8 @@ def test_kl_term_pulls_toward_the_reference(sim_groups: list[Any]) -> None:
 def test_training_raises_the_probability_of_better_actions(sim_groups: list[Any]) -> None:
     batch, _ = build_batch(sim_groups)
     w0 = np.zeros(FEATURE_DIM)
-    out = train_grpo(w0, batch, w_ref=w0, learning_rate=0.05, epochs=4, kl_coef=0.05)
+    out = train_grpo(w0, batch, w_ref=w0, learning_rate=0.05, epochs=4, clip_epsilon=0.2, kl_coef=0.05, temperature=1.0,
+                     minibatch_size=256)
     rows = np.arange(batch.n)
     lp0 = log_softmax(batch.features, batch.mask, w0, 1.0)[0][rows, batch.chosen]
     lp1 = log_softmax(batch.features, batch.mask, out.weights, 1.0)[0][rows, batch.chosen]
@@ -270,6 +272,7 @@ def test_training_raises_the_probability_of_better_actions(sim_groups: list[Any]
 
 def test_empty_batch_trains_nothing() -> None:
     w0 = np.ones(FEATURE_DIM)
-    out = train_grpo(w0, TurnBatch.empty(), w_ref=w0, learning_rate=0.1)
+    out = train_grpo(w0, TurnBatch.empty(), w_ref=w0, learning_rate=0.1, epochs=4, clip_epsilon=0.2, kl_coef=0.05,
+                     temperature=1.0, minibatch_size=256)
     assert out.optimizer_steps == 0
     np.testing.assert_array_equal(out.weights, w0)

@@ -355,18 +355,19 @@ def train_grpo(
     *,
     w_ref: np.ndarray,
     learning_rate: float,
-    epochs: int = 4,
-    clip_epsilon: float = 0.2,
-    kl_coef: float = 0.05,
-    temperature: float = 1.0,
-    minibatch_size: int = 256,
+    epochs: int,
+    clip_epsilon: float,
+    kl_coef: float,
+    temperature: float,
+    minibatch_size: int,
     rng: np.random.Generator | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
 ) -> TrainOutcome:
     """Adam on the GRPO objective: `epochs` passes over shuffled minibatches of turns.
 
     pi_old is the policy at `w_init` (fixed for the whole call). Adam's moments start fresh each
-    call. Metrics are the means over optimizer steps of the values seen before each update.
+    call. Metrics are the means over optimizer steps of the values seen before each update. The
+    hyperparameters have no defaults here: `OfflineBackend` declares them once and checks them.
     """
     w = np.array(w_init, dtype=np.float64)
     if batch.n == 0:

@@ -51,7 +51,7 @@ async def main() -> None:
 
     import art  # noqa: F401 - imported once up front so its ~3 s start-up is not counted as preparation
 
-    gc.freeze()  # as the engine does once ART is loaded (Engine._ensure_model)
+    gc.freeze()  # as the engine does once ART is loaded (TrainingSession.ensure_model)
 
     source = args.tokenizer or str(ensure_standin_tokenizer(Path(tempfile.mkdtemp())))
     tokenizer = load_tokenizer(source)

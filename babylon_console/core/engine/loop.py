@@ -50,6 +50,9 @@ class _StopRequested(Exception):
 
 
 class Engine:
+    """One run of one model, composed of its parts: the session it trains with, the guard of its lock
+    and side tasks, the stages, the trainer and the rollout watch. A backend handed in is the caller's."""
+
     def __init__(
         self, pool: asyncpg.Pool, config: EngineConfig, *, settings: Settings | None = None,
         backend: TrainingBackend | None = None, judge: Judge | None = None, clock: Clock | None = None,

@@ -212,7 +212,7 @@ def run_with_pool[T](settings: Settings, body: Callable[[asyncpg.Pool], Awaitabl
     """Open the (migrated) database, run `body(pool)`, close the pool: the shared error policy applies."""
 
     async def wrapped() -> T:
-        from .core.database import open_pool
+        from .core.db.connections import open_pool
 
         pool = await open_pool(settings)
         try:

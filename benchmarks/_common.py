@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from babylon_console.core.database import create_migrated_database
-from babylon_console.core.embedded import start_embedded_server
+from babylon_console.core.db.connections import create_migrated_database
+from babylon_console.core.db.embedded import start_embedded_server
 
 BENCH_DATA = Path(os.environ.get("BABYLON_BENCH_DIR", Path(__file__).resolve().parent / ".data"))
 

@@ -35,7 +35,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
+from babylon_console.core.db.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
 from benchmarks._common import BENCH_DATA, bench_database
 
 NOW = datetime(2026, 6, 1, 12, 30)

@@ -51,7 +51,7 @@ CHILD = textwrap.dedent(
 
     HEAVY = ("art", "babylon_console.core.engine.loop", "babylon_console.core.judges",
              "babylon_console.core.backends.offline", "litellm", "wandb", "plotext", "asyncpg",
-             "babylon_console.core.database", "babylon_console.core.registry")
+             "babylon_console.core.db.connections", "babylon_console.core.registry")
 
     class Timed(ConsoleApp):
         def on_first_paint(self):
@@ -107,7 +107,7 @@ LEET_RUN = re.compile(r"Run Overview")
 async def warm_up() -> None:
     """Start the embedded server (kept running by this process) and seed a little history."""
     from babylon_console.core.config import Settings
-    from babylon_console.core.database import open_pool
+    from babylon_console.core.db.connections import open_pool
     from babylon_console.core.seeding import seed_history
     from babylon_console.core.sim.simulation import Simulation
 

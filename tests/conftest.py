@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from babylon_console.core.database import with_database
-from babylon_console.core.embedded import start_embedded_server, stop_embedded_server
-from babylon_console.core.migrations import migrate
+from babylon_console.core.db.connections import with_database
+from babylon_console.core.db.embedded import start_embedded_server, stop_embedded_server
+from babylon_console.core.db.migrations import migrate
 
 # huggingface_hub reads this once, at import: set before anything imports it. Tests never reach the hub.
 os.environ["HF_HUB_OFFLINE"] = "1"

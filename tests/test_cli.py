@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from babylon_console.cli import app
 from babylon_console.core.bulk import copy_rows
 from babylon_console.core.clock import SystemClock
-from babylon_console.core.migrations import load_migrations
+from babylon_console.core.db.migrations import load_migrations
 from babylon_console.core.windows import window_id_for
 from tests.factories import trajectory_row, user_row
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from babylon_console.cli import app
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.config import Settings
-from babylon_console.core.embedded import stop_embedded_server
+from babylon_console.core.db.embedded import stop_embedded_server
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.tui.app import ConsoleApp

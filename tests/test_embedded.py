@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from babylon_console.core.embedded import clear_stale_state
+from babylon_console.core.db.embedded import clear_stale_state
 
 
 def _dead_pid() -> int:
@@ -44,7 +44,7 @@ def test_garbled_pid_file_is_cleared(tmp_path: Path) -> None:
 CONNECT_SCRIPT = (
     "import asyncio, asyncpg, sys\n"
     "from pathlib import Path\n"
-    "from babylon_console.core.embedded import start_embedded_server\n"
+    "from babylon_console.core.db.embedded import start_embedded_server\n"
     "url = start_embedded_server(Path(sys.argv[1]))\n"
     "async def main():\n"
     "    c = await asyncpg.connect(url); print(await c.fetchval('select 41 + 1')); await c.close()\n"
@@ -85,7 +85,7 @@ def test_a_server_left_by_a_killed_starter_is_reused_then_stopped(tmp_path: Path
     holder = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from babylon_console.core.embedded import start_embedded_server\n"
+        "from babylon_console.core.db.embedded import start_embedded_server\n"
         "start_embedded_server(Path(sys.argv[1])); print('up', flush=True); time.sleep(600)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", holder, str(pgdata)], stdout=subprocess.PIPE, text=True)

@@ -20,8 +20,8 @@ import babylon_console.core as core
 from babylon_console.core.backends.empty_step import NothingTrained
 from babylon_console.core.backends.factory import BackendUnavailable
 from babylon_console.core.batches import CheckpointConflict
+from babylon_console.core.db.embedded import EmbeddedServerError
 from babylon_console.core.demo import DemoInUse
-from babylon_console.core.embedded import EmbeddedServerError
 from babylon_console.core.engine.guard import EngineLocked, SideTaskFailed
 from babylon_console.core.errors import (
     EXIT_BUSY,

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from babylon_console.cli import app
 from babylon_console.core import batches
 from babylon_console.core.clock import SystemClock
+from babylon_console.core.db.migrations import migrate
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.migrations import migrate
 from babylon_console.core.registry import Registry, RegistryError, game_serves, serving_mismatch
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation

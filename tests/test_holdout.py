@@ -217,8 +217,8 @@ def test_the_detail_line_names_the_windows_left_out() -> None:
 
 
 async def test_the_demo_sets_its_own_hold_out_in_the_database_it_runs_in(tmp_path: Path) -> None:
+    from babylon_console.core.db.embedded import stop_embedded_server
     from babylon_console.core.demo import demo_settings
-    from babylon_console.core.embedded import stop_embedded_server
     from babylon_console.tui.data import ConsoleData
     from babylon_console.tui.runners.demo import engine_overrides_for_demo
 

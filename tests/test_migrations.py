@@ -4,7 +4,7 @@ import asyncio
 
 import asyncpg
 
-from babylon_console.core.migrations import load_migrations, migrate, status
+from babylon_console.core.db.migrations import load_migrations, migrate, status
 
 GAME_TABLES = (
     "User",

@@ -115,7 +115,7 @@ async def test_a_clock_an_earlier_version_left_behind_is_retired_by_the_migratio
     clock; a record that a market keeps fresh, or one the current version paused, stays."""
     from importlib import resources
 
-    sql = (resources.files("babylon_console.core") / "migrations" / "0013_sim_clock_pause.sql").read_text()
+    sql = (resources.files("babylon_console.core.db") / "migrations" / "0013_sim_clock_pause.sql").read_text()
     await _publish_ahead(pool)
     await pool.execute("UPDATE console_sim_clock SET runs_until = NULL, heartbeat_at = now() - interval '1 hour'")
     await pool.execute(sql)

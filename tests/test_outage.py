@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 from babylon_console.core.config import Settings
-from babylon_console.core.database import create_migrated_database
-from babylon_console.core.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
+from babylon_console.core.db.connections import create_migrated_database
+from babylon_console.core.db.embedded import start_embedded_again, start_embedded_server, stop_embedded_now
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState

@@ -246,7 +246,7 @@ async def test_a_rollout_running_before_the_migration_gets_a_record(pool: asyncp
 
     await _ab_models(pool, hours_ago=1)
     await pool.execute("UPDATE console_rollout SET rollout_id = NULL")  # as a rollout started before 0014
-    sql = (resources.files("babylon_console.core") / "migrations" / "0014_rollouts.sql").read_text()
+    sql = (resources.files("babylon_console.core.db") / "migrations" / "0014_rollouts.sql").read_text()
     await pool.execute(sql)
     await pool.execute(sql)  # idempotent: one record, not two
     rollout = await Registry(pool).rollout()

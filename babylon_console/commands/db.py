@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from ..cli_support import load_settings, out, print_json, run_command
-from ..core import migrations
-from ..core.database import connect_unmigrated
+from ..core.db import migrations
+from ..core.db.connections import connect_unmigrated
 from ..core.errors import EXIT_FAILED
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
@@ -103,7 +103,7 @@ def wall_clock_command(
     """Return this database to the wall clock: a simulated market (`seed --live`) made its clock this
     database's, and it stands still once the market stops. Refused while the market runs."""
     from ..core import simclock
-    from ..core.database import open_pool
+    from ..core.db.connections import open_pool
 
     settings = load_settings()
     if not yes and not typer.confirm("Every process on this database will read the wall clock from now on "

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from .. import __version__
 from ..cli_support import load_settings, out, print_json, run_command
-from ..core import migrations
 from ..core.config import Settings
-from ..core.database import connect_unmigrated
+from ..core.db import migrations
+from ..core.db.connections import connect_unmigrated
 from ..core.errors import EXIT_FAILED, DatabaseUnavailable
 
 if TYPE_CHECKING:

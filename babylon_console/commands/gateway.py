@@ -36,7 +36,7 @@ def gateway_command(
 
 
 async def _serve(settings: Settings) -> None:
-    from ..core.database import open_database
+    from ..core.db.connections import open_database
     from ..core.gateway.server import GatewayServer
 
     target, pool = await open_database(settings, max_size=4)

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..cli_support import err, load_settings, out, print_json, run_command
 from ..core import simclock
-from ..core.database import open_database
+from ..core.db.connections import open_database
 from ..core.demo import is_demo
 from ..core.errors import InvalidInput
 from ..core.live_market import LiveMarket

@@ -181,7 +181,7 @@ def _train(iterations: int | None, quiet: bool, as_json: bool, **options: object
     _preflight(config, settings)
 
     async def body() -> RunSummary:
-        from ..core.database import open_database
+        from ..core.db.connections import open_database
 
         target, pool = await open_database(settings)
         try:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from ..core import control as core_control
     from ..core.config import ReadinessCriteria
-    from ..core.database import DatabaseTarget
+    from ..core.db.connections import DatabaseTarget
     from ..core.models import TrainedModel, WindowGroundTruth
     from ..core.registry import ActionResult, AuditEntry, Rollout
     from ..core.repository import WindowTrajectories
@@ -46,9 +46,15 @@ if TYPE_CHECKING:
 
 # names this module offers without importing their core module until first use (PEP 562)
 _LAZY = {
-    "ActionResult": "registry", "RegistryError": "registry", "DatabaseUnavailable": "database",
-    "ReadinessCriteria": "config", "WindowReadiness": "windows", "WindowGroundTruth": "models",
-    "WindowTrajectories": "repository", "RunRow": "runs", "held_out": "windows",
+    "ActionResult": "babylon_console.core.registry",
+    "RegistryError": "babylon_console.core.registry",
+    "DatabaseUnavailable": "babylon_console.core.errors",
+    "ReadinessCriteria": "babylon_console.core.config",
+    "WindowReadiness": "babylon_console.core.windows",
+    "WindowGroundTruth": "babylon_console.core.models",
+    "WindowTrajectories": "babylon_console.core.repository",
+    "RunRow": "babylon_console.core.runs",
+    "held_out": "babylon_console.core.windows",
 }
 
 
@@ -56,7 +62,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"babylon_console.core.{module}"), name)
+    return getattr(importlib.import_module(module), name)
 
 
 def evidence_against(model_id: str, evaluation: Any, readout: Any) -> tuple[str, dict[str, Any]] | None:
@@ -258,7 +264,7 @@ class ConsoleData:
 
     def target(self) -> DatabaseTarget:
         """Where the console connected (resolved now if it has not connected yet)."""
-        from ..core.database import resolve_target
+        from ..core.db.connections import resolve_target
 
         return self._target or resolve_target(self.settings)
 
@@ -300,7 +306,7 @@ class ConsoleData:
         async with self._connect_lock:
             if self._pool is not None:
                 return
-            from ..core.database import open_database
+            from ..core.db.connections import open_database
 
             target, pool = await open_database(self.settings, migrate=not self.read_only, max_size=self.pool_size)
             try:  # BABYLON_HOLDOUT_SHARE, if given, must agree with the database's record: refused otherwise
@@ -342,7 +348,7 @@ class ConsoleData:
         if self._pool is None:
             await asyncio.wait_for(self.connect(), limit_s * 8)
             return
-        from ..core.database import ping
+        from ..core.db.connections import ping
 
         await ping(self.pool, limit_s)
 

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from babylon_console.core.database import with_database
+from babylon_console.core.db.connections import with_database
 from babylon_console.core.errors import InvalidInput
 from babylon_console.core.gateway.server import check_bind
 from babylon_console.core.registry import Registry

@@ -63,7 +63,7 @@ class DemoRunner:
             self.background.call(self.market.stop)
 
     async def _main(self) -> int:
-        from ...core.database import create_pool
+        from ...core.db.connections import create_pool
         from ...core.holdout import ensure_holdout
         from ...core.live_market import LiveMarket
         from ...core.repository import GameStore

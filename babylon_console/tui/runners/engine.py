@@ -87,7 +87,7 @@ class EngineRunner:
     async def _main(self) -> Any:
         try:
             # imported here, not with this module: keeps the engine off the paint path
-            from ...core.database import create_pool
+            from ...core.db.connections import create_pool
             from ...core.engine.loop import Engine
             from ...core.engine.run_config import EngineConfig
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from .errors import Outage
+from ..errors import Outage
 
 log = logging.getLogger(__name__)
 

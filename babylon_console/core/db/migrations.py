@@ -40,7 +40,7 @@ class MigrationStatus:
 
 
 def load_migrations() -> list[Migration]:
-    folder = resources.files("babylon_console.core") / "migrations"
+    folder = resources.files("babylon_console.core.db") / "migrations"
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from .config import Settings, describe_dsn, masked_dsn
+from ..config import Settings, describe_dsn, masked_dsn
+from ..errors import DatabaseUnavailable
 from .embedded import EmbeddedServerError, start_embedded_server
-from .errors import DatabaseUnavailable
 
 CONNECT_TIMEOUT_S = 10.0
 

@@ -27,6 +27,9 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the remote price list
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from babylon_console.core.game.parsing import parse_rows
+from babylon_console.core.game.rows import MarketOutcome, WindowGroundTruth
+from babylon_console.core.game.schema import MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS
 from babylon_console.core.groups import build_window_group
 from babylon_console.core.judges import (
     JudgeError,
@@ -35,9 +38,6 @@ from babylon_console.core.judges import (
     RulerJudge,
     judge_windows,
 )
-from babylon_console.core.models import MarketOutcome, WindowGroundTruth
-from babylon_console.core.parsing import parse_rows
-from babylon_console.core.schema import MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS
 from babylon_console.core.sim.simulation import Simulation
 from tests.fake_openai import FakeOpenAI
 

@@ -45,7 +45,7 @@ import asyncpg
 
 from babylon_console.core.config import Settings
 from babylon_console.core.evaluation import evaluate
-from babylon_console.core.models import WindowGroundTruth
+from babylon_console.core.game.rows import WindowGroundTruth
 from babylon_console.core.prompt_eval import held_out_prompts
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import Action, format_response

@@ -24,12 +24,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.bulk import copy_rows
 from babylon_console.core.config import ReadinessCriteria
-from babylon_console.core.parsing import parse_rows
-from babylon_console.core.repository import GameStore
-from babylon_console.core.schema import TRAJECTORY_COLUMNS, USER_COLUMNS
-from babylon_console.core.windows import lookback_start_id, window_id_for
+from babylon_console.core.game.bulk import copy_rows
+from babylon_console.core.game.parsing import parse_rows
+from babylon_console.core.game.schema import TRAJECTORY_COLUMNS, USER_COLUMNS
+from babylon_console.core.game.store import GameStore
+from babylon_console.core.game.windows import lookback_start_id, window_id_for
 from benchmarks._common import bench_database, fmt, p50, timed
 
 WINDOWS = 20_000

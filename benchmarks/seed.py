@@ -24,7 +24,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.bulk import copy_rows, insert_rows
+from babylon_console.core.game.bulk import copy_rows, insert_rows
 from babylon_console.core.seeding import ensure_agents, prepare_bulk_session
 from babylon_console.core.sim.simulation import Simulation
 from benchmarks._common import bench_database

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from babylon_console.core.schema import TRAJECTORY_COLUMNS, USER_COLUMNS
-from babylon_console.core.windows import parse_window_id
+from babylon_console.core.game.schema import TRAJECTORY_COLUMNS, USER_COLUMNS
+from babylon_console.core.game.windows import parse_window_id
 
 _ids = itertools.count(1)
 

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from babylon_console.core.bounds import MAX_ABS_PNL
-from babylon_console.core.bulk import copy_rows
 from babylon_console.core.config import ReadinessCriteria
-from babylon_console.core.repository import GameStore
-from babylon_console.core.windows import WindowState
+from babylon_console.core.game.bounds import MAX_ABS_PNL
+from babylon_console.core.game.bulk import copy_rows
+from babylon_console.core.game.store import GameStore
+from babylon_console.core.game.windows import WindowState
 from tests.factories import trajectory_row, user_row
 
 NOW = datetime(2026, 11, 24, 12, 20)

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core.bulk import copy_rows
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.db.migrations import load_migrations
-from babylon_console.core.windows import window_id_for
+from babylon_console.core.game.bulk import copy_rows
+from babylon_console.core.game.windows import window_id_for
 from tests.factories import trajectory_row, user_row
 
 runner = CliRunner()

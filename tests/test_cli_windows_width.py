@@ -13,9 +13,9 @@ import pytest
 from rich.console import Console
 
 from babylon_console.commands.windows import print_readiness
-from babylon_console.core.bulk import copy_rows
 from babylon_console.core.clock import SystemClock
-from babylon_console.core.windows import WindowReadiness, WindowState, window_id_for
+from babylon_console.core.game.bulk import copy_rows
+from babylon_console.core.game.windows import WindowReadiness, WindowState, window_id_for
 from tests.factories import trajectory_row, user_row
 
 ROWS = [

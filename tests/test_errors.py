@@ -37,18 +37,18 @@ from babylon_console.core.errors import (
     Refused,
     as_console_error,
 )
+from babylon_console.core.game.market_clock import MarketRunning
+from babylon_console.core.game.parsing import RowProblem
+from babylon_console.core.game.windows import InvalidWindowId
 from babylon_console.core.gateway.upstreams import NoUpstream
 from babylon_console.core.groups import DropoutError
 from babylon_console.core.holdout import HoldoutMismatch, HoldoutReasonNeeded, InvalidHoldout
 from babylon_console.core.judges.base import JudgeError
-from babylon_console.core.parsing import RowProblem
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
 from babylon_console.core.registry import RegistryError, UnknownModel
 from babylon_console.core.runs import LockLost
 from babylon_console.core.sim.policy import CheckpointError
-from babylon_console.core.simclock import MarketRunning
 from babylon_console.core.tokenization import TokenizerUnavailable
-from babylon_console.core.windows import InvalidWindowId
 
 CORE = Path(core.__file__).parent
 

@@ -1,4 +1,4 @@
-"""The hold-out rule and held-out evaluation (`core.windows.held_out`, `core.evaluation`)."""
+"""The hold-out rule and held-out evaluation (`core.game.windows.held_out`, `core.evaluation`)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import ReadinessCriteria
 from babylon_console.core.errors import InvalidInput, Refused
 from babylon_console.core.evaluation import evaluate, latest_per_model
+from babylon_console.core.game.windows import WindowFigures, WindowState, assess, held_out
 from babylon_console.core.holdout import set_holdout
 from babylon_console.core.names import offline_name
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
-from babylon_console.core.windows import WindowFigures, WindowState, assess, held_out
 
 NOW = datetime(2026, 11, 24, 12, 0)
 

@@ -13,13 +13,13 @@ import orjson
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core.bulk import insert_rows
 from babylon_console.core.config import GateSettings, Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.evidence import _Row, ab_readout, readout_from_rows
+from babylon_console.core.game.bulk import insert_rows
+from babylon_console.core.game.schema import LLM_CALL_COLUMNS
 from babylon_console.core.registry import Registry
-from babylon_console.core.schema import LLM_CALL_COLUMNS
 from babylon_console.core.stats import paired_difference, t95
 
 from .factories import trajectory_row, user_row

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from babylon_console.core.game.parsing import parse_trajectory
 from babylon_console.core.groups import (
     DropoutError,
     apply_dropout,
@@ -10,7 +11,6 @@ from babylon_console.core.groups import (
     select_members,
     trajectory_messages,
 )
-from babylon_console.core.parsing import parse_trajectory
 from tests.factories import as_mapping, step, trajectory_row
 
 W = "2026-11-24T10:00"

@@ -17,6 +17,7 @@ from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.evaluation import BY_COMPARISON, evaluate
+from babylon_console.core.game.windows import held_out
 from babylon_console.core.holdout import (
     HoldoutMismatch,
     HoldoutReasonNeeded,
@@ -28,7 +29,6 @@ from babylon_console.core.holdout import (
 )
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
-from babylon_console.core.windows import held_out
 
 from .test_evaluation import NOW, _checkpoints, _Clock
 
@@ -200,7 +200,7 @@ async def test_models_eval_with_nothing_live_compares_with_the_base_model_and_sa
 
 def test_the_detail_line_names_the_windows_left_out() -> None:
     from babylon_console.core.evaluation import BEFORE_HOLDOUT, EvalResult
-    from babylon_console.core.models import TrainedModel
+    from babylon_console.core.game.rows import TrainedModel
     from babylon_console.tui.data import CheckpointRow
 
     result = EvalResult(model_id="m", against="base", against_model_id=None, storage_path="a",

@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 
 from babylon_console.cli import app
 from babylon_console.commands import models as models_command
-from babylon_console.core import batches, simclock
+from babylon_console.core import batches
 from babylon_console.core.clock import SystemClock
+from babylon_console.core.game import market_clock
+from babylon_console.core.game.market_clock import SimulatedClock
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
-from babylon_console.core.simclock import SimulatedClock
 
 runner = CliRunner()
 AHEAD = timedelta(days=3)  # the simulated market runs days ahead of the wall clock, as the demo's does
@@ -39,7 +40,7 @@ async def _publish_ahead(pool: asyncpg.Pool, speed: float = 1.0, started_ago: ti
                          ) -> SimulatedClock:
     wall = SystemClock().now()
     clock = SimulatedClock(datetime.now(UTC) - started_ago, wall + AHEAD, speed)
-    await simclock.publish(pool, clock, "test-market")
+    await market_clock.publish(pool, clock, "test-market")
     return clock
 
 
@@ -65,9 +66,9 @@ async def test_a_stopped_market_clock_stands_still_instead_of_falling_back(pool:
     # the market died a minute ago without a word: its last heartbeat's lease ran out
     await pool.execute("UPDATE console_sim_clock SET heartbeat_at = now() - interval '60 s'")
 
-    first = await simclock.current_clock(pool)
+    first = await market_clock.current_clock(pool)
     await asyncio.sleep(0.05)
-    second = await simclock.current_clock(pool)
+    second = await market_clock.current_clock(pool)
     assert isinstance(first, SimulatedClock) and not first.running
     assert first.now() == second.now() > SystemClock().now() + AHEAD  # still, and the market's time
     await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=5), windows=2, now=first.now())
@@ -119,13 +120,13 @@ async def test_a_clock_an_earlier_version_left_behind_is_retired_by_the_migratio
     await _publish_ahead(pool)
     await pool.execute("UPDATE console_sim_clock SET runs_until = NULL, heartbeat_at = now() - interval '1 hour'")
     await pool.execute(sql)
-    assert isinstance(await simclock.current_clock(pool), SystemClock)
+    assert isinstance(await market_clock.current_clock(pool), SystemClock)
 
     await _publish_ahead(pool)
-    await simclock.pause(pool)
+    await market_clock.pause(pool)
     await pool.execute("UPDATE console_sim_clock SET heartbeat_at = now() - interval '1 hour'")
     await pool.execute(sql)  # a paused market of this version: still the database's clock
-    assert isinstance(await simclock.current_clock(pool), SimulatedClock)
+    assert isinstance(await market_clock.current_clock(pool), SimulatedClock)
 
 
 async def test_seed_live_does_not_give_the_operators_database_a_market_clock_by_accident(
@@ -138,14 +139,14 @@ async def test_seed_live_does_not_give_the_operators_database_a_market_clock_by_
     refused = await asyncio.to_thread(invoke, *live, env=env)
     assert refused.exit_code == 2 and "--simulated-database" in refused.output
     assert await pool.fetchval("SELECT count(*) FROM trajectories") == 0
-    assert isinstance(await simclock.current_clock(pool), SystemClock)
+    assert isinstance(await market_clock.current_clock(pool), SystemClock)
 
     accepted = await asyncio.to_thread(invoke, *live, "--simulated-database", env=env)
     assert accepted.exit_code == 0, accepted.output
-    assert isinstance(await simclock.current_clock(pool), SimulatedClock)  # standing still: the market stopped
+    assert isinstance(await market_clock.current_clock(pool), SimulatedClock)  # standing still: the market stopped
     back = await asyncio.to_thread(invoke, "db", "wall-clock", "--yes", env=env)
     assert back.exit_code == 0 and "Wall clock restored" in back.output
-    assert isinstance(await simclock.current_clock(pool), SystemClock)
+    assert isinstance(await market_clock.current_clock(pool), SystemClock)
     again = await asyncio.to_thread(invoke, "db", "wall-clock", "--yes", env=env)
     assert again.exit_code == 0 and "already uses the wall clock" in again.output
 
@@ -154,4 +155,4 @@ async def test_the_wall_clock_is_not_taken_from_a_running_market(pool: asyncpg.P
     await _publish_ahead(pool)  # a market beating now
     refused = await asyncio.to_thread(invoke, "db", "wall-clock", "--yes", env={"DATABASE_URL": database_url})
     assert refused.exit_code == 1 and "running" in refused.output
-    assert isinstance(await simclock.current_clock(pool), SimulatedClock)
+    assert isinstance(await market_clock.current_clock(pool), SimulatedClock)

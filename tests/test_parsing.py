@@ -9,9 +9,9 @@ import asyncpg
 import orjson
 import pytest
 
-from babylon_console.core.bulk import copy_rows
-from babylon_console.core.parsing import MAX_STEPS, parse_rows, parse_trajectory
-from babylon_console.core.repository import GameStore
+from babylon_console.core.game.bulk import copy_rows
+from babylon_console.core.game.parsing import MAX_STEPS, parse_rows, parse_trajectory
+from babylon_console.core.game.store import GameStore
 from tests.factories import as_mapping, step, trajectory_row, user_row
 
 W = "2026-11-24T10:00"

@@ -5,10 +5,10 @@ from datetime import datetime
 import asyncpg
 import pytest
 
-from babylon_console.core.bulk import copy_rows
 from babylon_console.core.config import ReadinessCriteria
-from babylon_console.core.repository import GameStore
-from babylon_console.core.windows import (
+from babylon_console.core.game.bulk import copy_rows
+from babylon_console.core.game.store import GameStore
+from babylon_console.core.game.windows import (
     InvalidWindowId,
     WindowFigures,
     WindowState,

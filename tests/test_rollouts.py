@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core import simclock
-from babylon_console.core.bulk import insert_rows
 from babylon_console.core.evidence import _Row, ab_readout, first_window_of, readout_from_rows
+from babylon_console.core.game import market_clock
+from babylon_console.core.game.bulk import insert_rows
+from babylon_console.core.game.windows import window_id_for, window_start_of
 from babylon_console.core.registry import NOTHING_LIVE, Registry, RegistryError, UnknownModel
-from babylon_console.core.windows import window_id_for, window_start_of
 
 from .factories import user_row
 from .test_evidence import CAND, GATE, LIVE, _engine, _insert_window, _models
@@ -45,14 +45,14 @@ async def _harmful(pool: asyncpg.Pool, window_ids: list[str], seed: int = 4) -> 
 
 async def _hours_from_now(pool: asyncpg.Pool, *offsets: int) -> list[str]:
     """Window ids `offset` hours from the window the database's clock is in now."""
-    now = (await simclock.current_clock(pool)).now()
+    now = (await market_clock.current_clock(pool)).now()
     return [window_id_for(window_start_of(now) + timedelta(hours=k)) for k in offsets]
 
 
 async def _ab_models(pool: asyncpg.Pool, hours_ago: int) -> None:
     """LIVE live, CAND its A/B candidate at 50% since `hours_ago` hours before the database's now."""
     await insert_rows(pool, "User", [user_row(a) for a in AGENTS])
-    now = (await simclock.current_clock(pool)).now()
+    now = (await market_clock.current_clock(pool)).now()
     await _models(pool, started=now - timedelta(hours=hours_ago))
 
 

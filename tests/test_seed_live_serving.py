@@ -84,7 +84,7 @@ async def test_seed_live_sends_a_50_percent_rollout_through_its_gateway_and_mode
             f"served-step{step}", "OpenPipe/Qwen3-14B-Instruct", f"batch-{step}", "registered", f"{run}:step{step}")
     from datetime import UTC, datetime
 
-    from babylon_console.core.windows import window_start_of
+    from babylon_console.core.game.windows import window_start_of
 
     from .test_evidence import _At
 

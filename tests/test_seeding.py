@@ -8,14 +8,14 @@ from datetime import datetime
 
 import asyncpg
 
-from babylon_console.core import simclock
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.config import ReadinessCriteria
-from babylon_console.core.repository import GameStore
+from babylon_console.core.game import market_clock
+from babylon_console.core.game.market_clock import SimulatedClock
+from babylon_console.core.game.store import GameStore
+from babylon_console.core.game.windows import parse_window_id, window_id_for
 from babylon_console.core.seeding import LiveSimulation, history_starts, seed_history
 from babylon_console.core.sim.simulation import Simulation
-from babylon_console.core.simclock import SimulatedClock
-from babylon_console.core.windows import parse_window_id, window_id_for
 
 NOW = datetime(2026, 11, 24, 12, 20)
 
@@ -63,14 +63,14 @@ async def test_live_mode_writes_windows_on_an_accelerated_shared_clock(pool: asy
 
     async def watch() -> None:
         await asyncio.sleep(0.2)
-        seen_clock.append(await simclock.current_clock(pool))
+        seen_clock.append(await market_clock.current_clock(pool))
 
     await asyncio.gather(live.run(max_windows=2), watch())
     assert len(live.written) == 2
     assert isinstance(seen_clock[0], SimulatedClock)
-    paused = await simclock.current_clock(pool)  # the run ended: its clock stands still, never the wall clock's
+    paused = await market_clock.current_clock(pool)  # the run ended: its clock stands still, never the wall clock's
     assert isinstance(paused, SimulatedClock) and not paused.running
-    assert paused.now() == (await simclock.current_clock(pool)).now() >= parse_window_id(live.written[-1])
+    assert paused.now() == (await market_clock.current_clock(pool)).now() >= parse_window_id(live.written[-1])
     first_live = window_id_for(SystemClock().now())
     assert live.written[0] == first_live
     # A second live run continues after what the first one wrote.

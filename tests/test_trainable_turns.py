@@ -14,10 +14,10 @@ import asyncpg
 import orjson
 import pytest
 
-from babylon_console.core.bulk import insert_rows
+from babylon_console.core.game.bulk import insert_rows
+from babylon_console.core.game.schema import LLM_CALL_COLUMNS
+from babylon_console.core.game.store import GameStore
 from babylon_console.core.groups import WindowGroup, build_window_group, trainable_tokens
-from babylon_console.core.repository import GameStore
-from babylon_console.core.schema import LLM_CALL_COLUMNS
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.tokenization import TokenizerUnavailable, load_tokenizer

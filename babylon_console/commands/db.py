@@ -102,8 +102,8 @@ def wall_clock_command(
 ) -> None:
     """Return this database to the wall clock: a simulated market (`seed --live`) made its clock this
     database's, and it stands still once the market stops. Refused while the market runs."""
-    from ..core import simclock
     from ..core.db.connections import open_pool
+    from ..core.game import market_clock
 
     settings = load_settings()
     if not yes and not typer.confirm("Every process on this database will read the wall clock from now on "
@@ -114,7 +114,7 @@ def wall_clock_command(
     async def body():
         pool = await open_pool(settings)
         try:
-            return await simclock.return_to_wall_clock(pool)
+            return await market_clock.return_to_wall_clock(pool)
         finally:
             await pool.close()
 

@@ -9,8 +9,8 @@ from rich.panel import Panel
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
 from ..core.errors import EXIT_FAILED
-from ..core.models import Rejection, Trajectory
-from ..core.repository import GameStore
+from ..core.game.rows import Rejection, Trajectory
+from ..core.game.store import GameStore
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 

@@ -9,10 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..cli_support import err, load_settings, out, print_json, run_command
-from ..core import simclock
 from ..core.db.connections import open_database
 from ..core.demo import is_demo
 from ..core.errors import InvalidInput
+from ..core.game import market_clock
 from ..core.live_market import LiveMarket
 from ..core.seeding import SeedReport, seed_history
 from ..core.serving import GatewayAgents
@@ -65,9 +65,10 @@ def seed_command(
         target, pool = await open_database(settings)
         started = time.perf_counter()
         try:
-            if live and not simulated_database and not is_demo(settings) and not await simclock.has_market_clock(pool):
+            unclocked = live and not simulated_database and not is_demo(settings)
+            if unclocked and not await market_clock.has_market_clock(pool):
                 raise InvalidInput(LIVE_CLOCK_REFUSAL)
-            now = (await simclock.current_clock(pool)).now()  # a simulated database's history ends at its time
+            now = (await market_clock.current_clock(pool)).now()  # a simulated database's history ends at its time
             with Progress(
                 TextColumn("[bold]seeding[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
                 TimeRemainingColumn(), console=err, disable=as_json, transient=True,

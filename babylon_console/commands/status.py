@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
-from ..core import control, runs, simclock
+from ..core import control, runs
 from ..core.control import Command, default_operator
 from ..core.errors import EXIT_FAILED
+from ..core.game import market_clock
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
@@ -34,7 +35,7 @@ def status_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
     settings = load_settings()
 
     async def body(pool) -> tuple[list[runs.RunRow], dict[str, object]]:
-        return await runs.latest_per_model(pool), simclock.describe(await simclock.current_clock(pool))
+        return await runs.latest_per_model(pool), market_clock.describe(await market_clock.current_clock(pool))
 
     rows, clock = run_with_pool(settings, body)
     if as_json:

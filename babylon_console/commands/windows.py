@@ -15,12 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from ..cli_support import load_settings, out, print_json, run_with_pool
-from ..core import simclock
 from ..core.config import ReadinessCriteria
+from ..core.game import market_clock
+from ..core.game.store import GameStore
+from ..core.game.windows import WindowReadiness, WindowState
 from ..core.holdout import read_checked, share_of
 from ..core.names import training_key
-from ..core.repository import GameStore
-from ..core.windows import WindowReadiness, WindowState
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
@@ -148,7 +148,7 @@ def windows_command(
         # the hold-out is the database's record (BABYLON_HOLDOUT_SHARE, if given, must agree with it)
         criteria.holdout_share = share_of(await read_checked(pool, settings.holdout_share))
         # While a live simulation runs, its accelerated clock decides what is open or closed.
-        now = (await simclock.current_clock(pool)).now()
+        now = (await market_clock.current_clock(pool)).now()
         return now, await GameStore(pool).window_readiness(
             criteria, now, None if all_windows else settings.lookback_hours,
             training_key(settings.backend, settings.model_name),

@@ -22,7 +22,7 @@ import orjson
 
 from .clock import Clock, SystemClock
 from .errors import Failed
-from .simclock import is_market_clock
+from .game.market_clock import is_market_clock
 
 
 class CheckpointConflict(Failed, RuntimeError):

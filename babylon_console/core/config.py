@@ -83,7 +83,7 @@ class GateSettings(BaseModel):
 
 
 class ReadinessCriteria(BaseModel):
-    """What a window needs to be ready to train on (`core.windows.assess`)."""
+    """What a window needs to be ready to train on (`core.game.windows.assess`)."""
 
     min_agents: int = Field(default=5, ge=1)
     min_steps: int = Field(default=1, ge=1)

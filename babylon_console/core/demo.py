@@ -6,7 +6,7 @@ whole world (database, offline checkpoints, stand-in tokenizer, offline W&B file
 one data directory, so every command reaches it as it reaches any data dir
 (`babylon-console --data-dir <data dir>/demo windows`) and finds the checkpoints its registry names;
 the operator's server is never started by the demo; and `demo --reset` has one place to clear. The
-demo's simulated clock is published in its database only (`core.simclock`): the operator's database
+demo's simulated clock is published in its database only (`core.game.market_clock`): the operator's database
 keeps the wall clock.
 """
 

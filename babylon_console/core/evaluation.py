@@ -36,10 +36,10 @@ import orjson
 from pydantic import BaseModel
 
 from .errors import InvalidInput, Refused
+from .game.windows import held_out, parse_window_id
 from .holdout import NO_HOLDOUT
 from .registry import LIVE_WHERE
 from .stats import paired_difference
-from .windows import held_out, parse_window_id
 
 MIN_WINDOWS = 3
 LARGER = "more history, or a larger hold-out: `babylon-console holdout`"

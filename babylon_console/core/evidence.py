@@ -45,9 +45,9 @@ import orjson
 from pydantic import BaseModel
 
 from .config import GateSettings
+from .game.windows import WINDOW_LENGTH, window_id_for, window_start_of
 from .registry import Served, serving
 from .stats import PairedDifference, paired_difference
-from .windows import WINDOW_LENGTH, window_id_for, window_start_of
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
 

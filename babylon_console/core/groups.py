@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
+from .game.parsing import paused_gc
+from .game.rows import RecordedCall, Trajectory, WindowGroundTruth
 from .judges.base import JudgeInput
-from .models import RecordedCall, Trajectory, WindowGroundTruth
-from .parsing import paused_gc
 from .tokenization import DEFAULT_MAX_SEQ_LENGTH, CallTokens, encode_calls
 
 if TYPE_CHECKING:  # art costs ~3 s to import: only where groups are really built

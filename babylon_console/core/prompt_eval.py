@@ -32,13 +32,13 @@ from typing import Any, Protocol
 import asyncpg
 
 from .errors import EXIT_UNAVAILABLE, ConsoleError, Failed, InvalidInput
+from .game.rows import WindowGroundTruth
+from .game.store import GameStore
+from .game.windows import held_out
 from .groups import trajectory_calls
 from .holdout import NO_HOLDOUT
 from .inference import Endpoint
 from .judges.outcome import AnswerScore
-from .models import WindowGroundTruth
-from .repository import GameStore
-from .windows import held_out
 
 MAX_TOKENS = 1024
 CONCURRENCY = 4

@@ -29,11 +29,12 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, field_validator
 
-from . import events, simclock
+from . import events
 from .clock import Clock, SystemClock, to_naive_utc
 from .errors import ErrorKind, Refused
 from .events import Promoted, RolledBack
-from .models import TrainedModel
+from .game import market_clock
+from .game.rows import TrainedModel
 from .names import is_our_name
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
@@ -220,7 +221,7 @@ def share_refusal(live_id: str | None, share: float) -> str | None:
 class Registry:
     def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
         """`clock`: the time of registry changes; None: the wall clock, and the database's clock
-        (`simclock.current_clock`) for the start of a rollout, the clock its windows are dated by."""
+        (`market_clock.current_clock`) for the start of a rollout, the clock its windows are dated by."""
         self.pool = pool
         self.clock = clock or SystemClock()
         self._given_clock = clock
@@ -285,7 +286,7 @@ class Registry:
     async def _start_rollout(self, conn: asyncpg.Connection, model_id: str, live_id: str | None, share: float,
                              operator: str) -> int:
         """A new rollout record, made the current rollout; its evidence starts at the database's now."""
-        clock = self._given_clock or await simclock.current_clock(conn)
+        clock = self._given_clock or await market_clock.current_clock(conn)
         rollout_id = await conn.fetchval(
             "INSERT INTO console_rollouts (candidate_model_id, live_model_id, share, started_by, started_market_at) "
             "VALUES ($1, $2, $3, $4, $5) RETURNING id",

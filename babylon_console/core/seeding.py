@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from . import simclock
-from .bulk import copy_rows, insert_rows
 from .clock import to_naive_utc
-from .schema import USER_COLUMNS
+from .game import market_clock
+from .game.bulk import copy_rows, insert_rows
+from .game.market_clock import SimulatedClock
+from .game.schema import USER_COLUMNS
+from .game.windows import WINDOW_LENGTH, parse_window_id, window_id_for, window_start_of
 from .sim.simulation import Simulation, WindowResult
-from .simclock import SimulatedClock
-from .windows import WINDOW_LENGTH, parse_window_id, window_id_for, window_start_of
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class LiveSimulation:
     The clock starts at the current (real) time, so the live windows follow a seeded history, or
     where the database's clock stands (a paused market resumes, time never goes back), and it is
     published for every other process: the database is a simulated one from then on. Each window is
-    simulated and written when it closes; when the run ends the clock stands still (`simclock.pause`).
+    simulated and written when it closes; when the run ends the clock stands still (`market_clock.pause`).
     `before_window` lets the caller swap policies (e.g. agents driven by the promoted checkpoint).
     """
 
@@ -142,17 +142,17 @@ class LiveSimulation:
         if latest and parse_window_id(latest) >= self.next_start:
             self.next_start = parse_window_id(latest) + WINDOW_LENGTH
             epoch = max(epoch, self.next_start)
-        stored = await simclock.current_clock(self.pool)
+        stored = await market_clock.current_clock(self.pool)
         if isinstance(stored, SimulatedClock):
             epoch = max(epoch, stored.now())
         self.clock = SimulatedClock(datetime.now(UTC), epoch, self.clock.speed)
-        await simclock.publish(self.pool, self.clock, self.sim.namespace)
+        await market_clock.publish(self.pool, self.clock, self.sim.namespace)
         try:
             while not self._stop.is_set() and (max_windows is None or len(self.written) < max_windows):
                 end = self.next_start + WINDOW_LENGTH
                 wait = self.clock.real_seconds_until(end)
                 while wait > 0 and not self._stop.is_set():
-                    await simclock.heartbeat(self.pool)
+                    await market_clock.heartbeat(self.pool)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), min(wait, 5.0))
                     wait = self.clock.real_seconds_until(end)
@@ -169,4 +169,4 @@ class LiveSimulation:
                     on_window(result)
         finally:
             with contextlib.suppress(Exception):  # the database may be gone: its clock then stands at the last beat
-                await simclock.pause(self.pool)
+                await market_clock.pause(self.pool)

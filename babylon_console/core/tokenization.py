@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput
-from .models import RecordedCall
+from .game.rows import RecordedCall
 
 DEFAULT_MAX_SEQ_LENGTH = 32_768
 

@@ -38,11 +38,11 @@ if TYPE_CHECKING:
     from ..core import control as core_control
     from ..core.config import ReadinessCriteria
     from ..core.db.connections import DatabaseTarget
-    from ..core.models import TrainedModel, WindowGroundTruth
+    from ..core.game.rows import TrainedModel, WindowGroundTruth
+    from ..core.game.store import WindowTrajectories
+    from ..core.game.windows import WindowReadiness
     from ..core.registry import ActionResult, AuditEntry, Rollout
-    from ..core.repository import WindowTrajectories
     from ..core.runs import RunRow
-    from ..core.windows import WindowReadiness
 
 # names this module offers without importing their core module until first use (PEP 562)
 _LAZY = {
@@ -50,11 +50,11 @@ _LAZY = {
     "RegistryError": "babylon_console.core.registry",
     "DatabaseUnavailable": "babylon_console.core.errors",
     "ReadinessCriteria": "babylon_console.core.config",
-    "WindowReadiness": "babylon_console.core.windows",
-    "WindowGroundTruth": "babylon_console.core.models",
-    "WindowTrajectories": "babylon_console.core.repository",
+    "WindowReadiness": "babylon_console.core.game.windows",
+    "WindowGroundTruth": "babylon_console.core.game.rows",
+    "WindowTrajectories": "babylon_console.core.game.store",
     "RunRow": "babylon_console.core.runs",
-    "held_out": "babylon_console.core.windows",
+    "held_out": "babylon_console.core.game.windows",
 }
 
 
@@ -217,7 +217,7 @@ def _step_of(model: TrainedModel) -> int | None:
 class ConsoleData:
     """Reads and actions for the console, through one pool on the console's event loop.
 
-    `clock`: the "now" for readiness; None means the database's clock (`core.simclock`: a simulated
+    `clock`: the "now" for readiness; None means the database's clock (`core.game.market_clock`: a simulated
     market's in a simulated database, such as the demo's; else the wall clock). Tests pass a fixed
     clock. `preferences_dir`: where the theme and keymap live (the demo keeps the operator's, though
     its data dir is its own).
@@ -355,15 +355,15 @@ class ConsoleData:
     async def now(self) -> datetime:
         if self.clock is not None:
             return self.clock.now()
-        from ..core.simclock import current_clock
+        from ..core.game.market_clock import current_clock
 
         return (await current_clock(self.pool)).now()
 
     # -- windows and outcomes ------------------------------------------------------------------
 
     async def readiness(self, criteria: ReadinessCriteria, lookback_hours: int | None) -> list[WindowReadiness]:
+        from ..core.game.store import GameStore
         from ..core.names import training_key
-        from ..core.repository import GameStore
 
         now = await self.now()
         key = training_key(self.settings.backend, self.settings.model_name)
@@ -372,13 +372,13 @@ class ConsoleData:
         return await GameStore(self.pool).window_readiness(criteria, now, lookback_hours, key)
 
     async def ground_truth(self, window_id: str) -> WindowGroundTruth:
-        from ..core.repository import GameStore
+        from ..core.game.store import GameStore
 
         return await GameStore(self.pool).ground_truth(window_id)
 
     async def window_trajectories(self, window_id: str) -> WindowTrajectories:
         """The window's trajectories with our judgments (the game's own judgment is on each row)."""
-        from ..core.repository import GameStore
+        from ..core.game.store import GameStore
 
         store = GameStore(self.pool)
         loaded = await store.window_trajectories(window_id)
@@ -386,7 +386,7 @@ class ConsoleData:
         return loaded
 
     async def has_history(self) -> bool:
-        from ..core.repository import GameStore
+        from ..core.game.store import GameStore
 
         return await GameStore(self.pool).has_trajectories()
 

@@ -29,5 +29,5 @@ class EngineView:
 class Readiness:
     """What makes a window ready, as the engine in charge sees it."""
 
-    criteria: Any  # core.windows.ReadinessCriteria
+    criteria: Any  # core.game.windows.ReadinessCriteria
     lookback_hours: int

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from babylon_console.core.game.rows import RecordedCall
 from babylon_console.core.groups import art_trajectory
-from babylon_console.core.models import RecordedCall
 from babylon_console.core.sim.simulation import Simulation, WindowResult
 from babylon_console.core.tokenization import encode_calls
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from babylon_console.core.game.parsing import parse_rows
+from babylon_console.core.game.rows import MarketOutcome, Trajectory, WindowGroundTruth
+from babylon_console.core.game.schema import MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS
 from babylon_console.core.groups import build_window_group
 from babylon_console.core.judges import JudgeInput
-from babylon_console.core.models import MarketOutcome, Trajectory, WindowGroundTruth
-from babylon_console.core.parsing import parse_rows
-from babylon_console.core.schema import MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS
 from babylon_console.core.sim.simulation import Simulation
 
 WINDOW = "2026-01-01T11:00"

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from babylon_console.core.game.rows import WindowGroundTruth
 from babylon_console.core.judges import (
     JudgeError,
     JudgeInput,
@@ -15,7 +16,6 @@ from babylon_console.core.judges import (
     WindowJudgment,
     judge_windows,
 )
-from babylon_console.core.models import WindowGroundTruth
 
 from .fakes import JudgeFake, Tracked, ruler_scores
 from .helpers import simulated_window

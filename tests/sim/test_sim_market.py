@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from babylon_console.core.schema import MARKET_OUTCOME_COLUMNS
+from babylon_console.core.game.schema import MARKET_OUTCOME_COLUMNS
 from babylon_console.core.sim.game_rows import market_outcome_rows
 from babylon_console.core.sim.market import Market, window_id, window_start_of
 

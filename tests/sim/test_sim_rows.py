@@ -12,12 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from babylon_console.core.schema import (
-    LLM_CALL_COLUMNS,
-    MARKET_OUTCOME_COLUMNS,
-    TRAJECTORY_COLUMNS,
-    USER_COLUMNS,
-)
+from babylon_console.core.game.schema import LLM_CALL_COLUMNS, MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS, USER_COLUMNS
 from babylon_console.core.sim import Simulation, WindowResult
 from babylon_console.core.sim.strategies import STRATEGIES
 

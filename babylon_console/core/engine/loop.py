@@ -29,10 +29,10 @@ from ..events import (
     RunStarted,
     RunStopped,
 )
+from ..game.market_clock import DatabaseClock
+from ..game.store import GameStore
 from ..judges import Judge, make_judge
-from ..repository import GameStore
 from ..runs import LockLost
-from ..simclock import DatabaseClock
 from .backend_protocol import TrainingBackend
 from .guard import RunGuard
 from .rollout_watch import RolloutWatch

@@ -17,12 +17,12 @@ from ..events import (
     WindowSelected,
     WindowSkipped,
 )
+from ..game.market_clock import DatabaseClock
+from ..game.store import GameStore
+from ..game.windows import WindowReadiness, WindowState
 from ..groups import TokenStats, WindowGroup, build_window_group, dropout_rate
 from ..judges import Judge, JudgeError, JudgeInput, WindowJudgment, judge_windows
-from ..repository import GameStore
 from ..runs import LockLost
-from ..simclock import DatabaseClock
-from ..windows import WindowReadiness, WindowState
 from .guard import RunGuard
 from .run_config import EngineConfig
 from .run_state import Emit, RunSummary

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field, model_validator
 
 from babylon_console.core.errors import Failed
-from babylon_console.core.models import MarketOutcome, Trajectory, WindowGroundTruth
+from babylon_console.core.game.rows import MarketOutcome, Trajectory, WindowGroundTruth
 
 
 class JudgeInput(BaseModel):

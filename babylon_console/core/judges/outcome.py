@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from babylon_console.core.models import Trajectory, WindowGroundTruth
+from babylon_console.core.game.rows import Trajectory, WindowGroundTruth
 
 from .base import JudgeInput, TrajectoryScore, WindowJudgment
 

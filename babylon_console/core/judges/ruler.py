@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from babylon_console.core.models import WindowGroundTruth
+from babylon_console.core.game.rows import WindowGroundTruth
 
 from .base import JudgeError, JudgeInput, TrajectoryScore, WindowJudgment, ground_truth_text
 from .outcome import AnswerScore

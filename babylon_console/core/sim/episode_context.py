@@ -3,7 +3,7 @@
 An agent carries the pre-escaped JSON fragments of its prompt and call rows (rebuilt by `refresh`
 when its policy changes). Everything that is the same for all agents in a window is computed once
 in `WindowContext`: the market's pre-serialized fragments, and the timing and decision randomness
-drawn for all agents at once. Rows are tuples in the column orders of `babylon_console.core.schema`.
+drawn for all agents at once. Rows are tuples in the column orders of `babylon_console.core.game.schema`.
 """
 
 from __future__ import annotations

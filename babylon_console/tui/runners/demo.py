@@ -64,12 +64,12 @@ class DemoRunner:
 
     async def _main(self) -> int:
         from ...core.db.connections import create_pool
+        from ...core.game.market_clock import current_clock
+        from ...core.game.store import GameStore
         from ...core.holdout import ensure_holdout
         from ...core.live_market import LiveMarket
-        from ...core.repository import GameStore
         from ...core.seeding import seed_history
         from ...core.sim.simulation import Simulation
-        from ...core.simclock import current_clock
 
         target = self.data.target()
         pool = await create_pool(target, max_size=4)  # the market, and the gateway's log and heartbeat

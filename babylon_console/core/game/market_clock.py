@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from .clock import Clock, SystemClock
-from .errors import Refused
+from ..clock import Clock, SystemClock
+from ..errors import Refused
 
 
 class MarketRunning(Refused, RuntimeError):

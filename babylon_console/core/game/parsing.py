@@ -17,18 +17,10 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from .bounds import (
-    EARLIEST,
-    LATEST,
-    MAX_ABS_BALANCE,
-    MAX_ABS_PNL,
-    MAX_ABS_REWARD,
-    MAX_DURATION_MS,
-    MAX_EPISODE_LENGTH,
-)
-from .clock import to_naive_utc
-from .errors import InvalidInput
-from .models import Rejection, Step, Trajectory
+from ..clock import to_naive_utc
+from ..errors import InvalidInput
+from .bounds import EARLIEST, LATEST, MAX_ABS_BALANCE, MAX_ABS_PNL, MAX_ABS_REWARD, MAX_DURATION_MS, MAX_EPISODE_LENGTH
+from .rows import Rejection, Step, Trajectory
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 

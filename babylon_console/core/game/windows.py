@@ -18,10 +18,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from ..clock import to_naive_utc
+from ..config import ReadinessCriteria
+from ..errors import InvalidInput
 from .bounds import MAX_ABS_PNL, MAX_EPISODE_LENGTH
-from .clock import to_naive_utc
-from .config import ReadinessCriteria
-from .errors import InvalidInput
 
 WINDOW_LENGTH = timedelta(hours=1)
 _WINDOW_ID = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):00$")

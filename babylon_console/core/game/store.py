@@ -12,18 +12,10 @@ from datetime import datetime
 
 import asyncpg
 
+from ..config import ReadinessCriteria
 from .bounds import SQL_LENGTH_OK, SQL_PNL_OK
-from .config import ReadinessCriteria
-from .models import (
-    MarketOutcome,
-    RecordedCall,
-    Rejection,
-    TrainedModel,
-    TrainingBatch,
-    Trajectory,
-    WindowGroundTruth,
-)
 from .parsing import parse_rows, step_number_of
+from .rows import MarketOutcome, RecordedCall, Rejection, TrainedModel, TrainingBatch, Trajectory, WindowGroundTruth
 from .windows import WindowFigures, WindowReadiness, assess, lookback_start_id
 
 # The figures per window. $1: first window id to include ('' for all), $2: min steps per agent,

@@ -30,11 +30,11 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babylon_console.core.game.store import GameStore
-from babylon_console.core.groups import build_window_group
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
-from babylon_console.core.standin_tokenizer import ensure_standin_tokenizer
-from babylon_console.core.tokenization import load_tokenizer, render_prompt
+from babylon_console.core.training.groups import build_window_group
+from babylon_console.core.training.standin_tokenizer import ensure_standin_tokenizer
+from babylon_console.core.training.tokenization import load_tokenizer, render_prompt
 from benchmarks._common import bench_database
 
 

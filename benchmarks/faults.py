@@ -54,7 +54,7 @@ async def worker(dsn: str, data_dir: Path, seed: int) -> None:
     from babylon_console.core.config import Settings
     from babylon_console.core.engine.loop import Engine
     from babylon_console.core.engine.run_config import EngineConfig
-    from babylon_console.core.judges import JudgeError, OutcomeJudge
+    from babylon_console.core.training.judges import JudgeError, OutcomeJudge
 
     class FlakyJudge(OutcomeJudge):
         """The outcome judge, failing 30% of its calls (a judge service that errors)."""

@@ -30,15 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from babylon_console.core.game.parsing import parse_rows
 from babylon_console.core.game.rows import MarketOutcome, WindowGroundTruth
 from babylon_console.core.game.schema import MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS
-from babylon_console.core.groups import build_window_group
-from babylon_console.core.judges import (
-    JudgeError,
-    JudgeInput,
-    OutcomeJudge,
-    RulerJudge,
-    judge_windows,
-)
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.groups import build_window_group
+from babylon_console.core.training.judges import JudgeError, JudgeInput, OutcomeJudge, RulerJudge, judge_windows
 from tests.fake_openai import FakeOpenAI
 
 _TRAJECTORY_ID = re.compile(r'<trajectory id="(\d+)">')

@@ -42,8 +42,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.backends.factory import checkpoint_root
-from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
@@ -53,6 +51,8 @@ from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.market import DEFAULT_TICKERS
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation, WindowResult
+from babylon_console.core.training.backends.factory import checkpoint_root
+from babylon_console.core.training.backends.offline import OfflineBackend
 from benchmarks._common import BENCH_DATA, bench_database
 
 DB_NAME = "bench_offline_loop"

@@ -39,8 +39,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.backends.factory import checkpoint_root
-from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
@@ -51,6 +49,8 @@ from babylon_console.core.seeding import ensure_agents, prepare_bulk_session, wr
 from babylon_console.core.serving import ServedPolicies
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.backends.factory import checkpoint_root
+from babylon_console.core.training.backends.offline import OfflineBackend
 from benchmarks import offline_loop
 from benchmarks._common import BENCH_DATA, bench_database
 

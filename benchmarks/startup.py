@@ -49,8 +49,8 @@ CHILD = textwrap.dedent(
     from babylon_console.tui.app import ConsoleApp
     from babylon_console.tui.data import ConsoleData
 
-    HEAVY = ("art", "babylon_console.core.engine.loop", "babylon_console.core.judges",
-             "babylon_console.core.backends.offline", "litellm", "wandb", "plotext", "asyncpg",
+    HEAVY = ("art", "babylon_console.core.engine.loop", "babylon_console.core.training.judges",
+             "babylon_console.core.training.backends.offline", "litellm", "wandb", "plotext", "asyncpg",
              "babylon_console.core.db.connections", "babylon_console.core.registry")
 
     class Timed(ConsoleApp):

@@ -113,7 +113,7 @@ LLAMA_STYLE_TEMPLATE = (
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small byte-level BPE trained here on simulator text, saved as a tokenizer directory."""
-    from babylon_console.core.standin_tokenizer import build_tokenizer, simulated_corpus
+    from babylon_console.core.training.standin_tokenizer import build_tokenizer, simulated_corpus
 
     return build_tokenizer(
         tmp_path_factory.mktemp("tok") / "test-bpe", simulated_corpus(windows=2, agents=6), vocab_size=1500,

@@ -4,17 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from babylon_console.core.backends import factory
-from babylon_console.core.backends.factory import (
+from babylon_console.core.names import checkpoint_id, local_storage_path, training_key
+from babylon_console.core.training.backends import factory
+from babylon_console.core.training.backends.factory import (
     OFFLINE_BASE_MODEL,
     BackendUnavailable,
     LocalRequirements,
-    checkpoint_id,
     checkpoint_root,
-    local_storage_path,
     make_backend,
     serverless_warnings,
-    training_key,
 )
 
 

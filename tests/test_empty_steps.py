@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 
-from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
@@ -20,6 +19,7 @@ from babylon_console.core.game.store import GameStore
 from babylon_console.core.game.windows import WindowState
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.backends.offline import OfflineBackend
 from tests.test_trainable_turns import W, _insert_game_shaped
 
 NOW = datetime(2026, 11, 24, 12, 20)

@@ -18,9 +18,9 @@ from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState
 from babylon_console.core.engine.session import TrainingSession
 from babylon_console.core.game.windows import WindowState
-from babylon_console.core.judges import JudgeError, OutcomeJudge, TrajectoryScore, WindowJudgment
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.judges import JudgeError, OutcomeJudge, TrajectoryScore, WindowJudgment
 
 NOW = datetime(2026, 11, 24, 12, 20)
 
@@ -115,7 +115,7 @@ class CrashAfterCheckpoint:
 
 
 async def test_crash_after_checkpoint_is_recovered_without_duplicates(pool: asyncpg.Pool, tmp_path: Path) -> None:
-    from babylon_console.core.backends.offline import OfflineBackend
+    from babylon_console.core.training.backends.offline import OfflineBackend
 
     await _seed(pool, windows=4)
     backend = OfflineBackend(tmp_path / "data" / "checkpoints" / "offline")
@@ -147,7 +147,7 @@ async def test_crash_before_checkpoint_frees_the_windows(pool: asyncpg.Pool, tmp
         async def train(self, *args, **kwargs):
             raise asyncio.CancelledError
 
-    from babylon_console.core.backends.offline import OfflineBackend
+    from babylon_console.core.training.backends.offline import OfflineBackend
 
     await _seed(pool, windows=2)
     with pytest.raises(asyncio.CancelledError):

@@ -17,9 +17,6 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import babylon_console.core as core
-from babylon_console.core.backends.empty_step import NothingTrained
-from babylon_console.core.backends.factory import BackendUnavailable
-from babylon_console.core.batches import CheckpointConflict
 from babylon_console.core.db.embedded import EmbeddedServerError
 from babylon_console.core.demo import DemoInUse
 from babylon_console.core.engine.guard import EngineLocked, SideTaskFailed
@@ -41,14 +38,17 @@ from babylon_console.core.game.market_clock import MarketRunning
 from babylon_console.core.game.parsing import RowProblem
 from babylon_console.core.game.windows import InvalidWindowId
 from babylon_console.core.gateway.upstreams import NoUpstream
-from babylon_console.core.groups import DropoutError
 from babylon_console.core.holdout import HoldoutMismatch, HoldoutReasonNeeded, InvalidHoldout
-from babylon_console.core.judges.base import JudgeError
 from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
 from babylon_console.core.registry import RegistryError, UnknownModel
 from babylon_console.core.runs import LockLost
 from babylon_console.core.sim.policy import CheckpointError
-from babylon_console.core.tokenization import TokenizerUnavailable
+from babylon_console.core.training.backends.empty_step import NothingTrained
+from babylon_console.core.training.backends.factory import BackendUnavailable
+from babylon_console.core.training.batches import CheckpointConflict
+from babylon_console.core.training.groups import DropoutError
+from babylon_console.core.training.judges.base import JudgeError
+from babylon_console.core.training.tokenization import TokenizerUnavailable
 
 CORE = Path(core.__file__).parent
 

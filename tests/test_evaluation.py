@@ -13,8 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core.backends.factory import checkpoint_root
-from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.config import ReadinessCriteria
 from babylon_console.core.errors import InvalidInput, Refused
 from babylon_console.core.evaluation import evaluate, latest_per_model
@@ -25,6 +23,8 @@ from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.backends.factory import checkpoint_root
+from babylon_console.core.training.backends.offline import OfflineBackend
 
 NOW = datetime(2026, 11, 24, 12, 0)
 

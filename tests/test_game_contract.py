@@ -14,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core import batches
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.db.migrations import migrate
 from babylon_console.core.engine.loop import Engine
@@ -22,6 +21,7 @@ from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.registry import Registry, RegistryError, game_serves, serving_mismatch
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training import batches
 
 # The game's query, exactly as it runs it: never our helper, so a drift in the helper shows here.
 GAME_QUERY = """SELECT * FROM trained_models WHERE status IN ('ready','deployed') ORDER BY "createdAt" DESC LIMIT 1"""

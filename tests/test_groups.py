@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from babylon_console.core.game.parsing import parse_trajectory
-from babylon_console.core.groups import (
+from babylon_console.core.training.groups import (
     DropoutError,
     apply_dropout,
     build_window_group,

@@ -19,13 +19,14 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core import batches, runs
+from babylon_console.core import runs
 from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.judges import OutcomeJudge
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training import batches
+from babylon_console.core.training.judges import OutcomeJudge
 
 NOW = datetime(2026, 11, 24, 12, 20)
 

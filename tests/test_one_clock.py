@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 
 from babylon_console.cli import app
 from babylon_console.commands import models as models_command
-from babylon_console.core import batches
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.game import market_clock
 from babylon_console.core.game.market_clock import SimulatedClock
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training import batches
 
 runner = CliRunner()
 AHEAD = timedelta(days=3)  # the simulated market runs days ahead of the wall clock, as the demo's does

@@ -23,9 +23,9 @@ from babylon_console.core.db.embedded import start_embedded_again, start_embedde
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState
-from babylon_console.core.judges import OutcomeJudge
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.judges import OutcomeJudge
 
 NOW = datetime(2026, 11, 24, 12, 20)
 

@@ -10,11 +10,11 @@ import orjson
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core.backends.factory import checkpoint_root
-from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.gateway.upstreams import response_hash
 from babylon_console.core.registry import Registry
 from babylon_console.core.serving import GAME_PROVIDER
+from babylon_console.core.training.backends.factory import checkpoint_root
+from babylon_console.core.training.backends.offline import OfflineBackend
 
 
 async def _offline_checkpoint(data_dir: Path) -> str:
@@ -73,7 +73,7 @@ async def test_seed_live_sends_a_50_percent_rollout_through_its_gateway_and_mode
     from babylon_console.core.gateway.routing import on_candidate
     from babylon_console.core.sim.actions import HOLD, Action, format_response
     from babylon_console.core.sim.observation import Observation
-    from babylon_console.core.tokenization import load_tokenizer
+    from babylon_console.core.training.tokenization import load_tokenizer
     from tests.fake_wandb_training import FakeWandbTraining
 
     run = "wandb-artifact:///acme/babylon-console/babylon-agent"

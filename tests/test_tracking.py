@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from babylon_console.core.tracking import OfflineWandbRun
+from babylon_console.core.training.tracking import OfflineWandbRun
 
 
 def test_without_a_key_metrics_go_to_an_offline_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

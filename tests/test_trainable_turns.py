@@ -17,10 +17,10 @@ import pytest
 from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.schema import LLM_CALL_COLUMNS
 from babylon_console.core.game.store import GameStore
-from babylon_console.core.groups import WindowGroup, build_window_group, trainable_tokens
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
-from babylon_console.core.tokenization import TokenizerUnavailable, load_tokenizer
+from babylon_console.core.training.groups import WindowGroup, build_window_group, trainable_tokens
+from babylon_console.core.training.tokenization import TokenizerUnavailable, load_tokenizer
 from tests.factories import trajectory_row, user_row
 
 NOW = datetime(2026, 11, 24, 12, 20)
@@ -195,8 +195,8 @@ async def test_prompts_encode_exactly_as_a_whole_render(pool: asyncpg.Pool, toke
                                                         which: str) -> None:
     """Each agent's system turn is encoded once and reused: the ids must equal encoding the whole
     rendered prompt, for both chat templates (Llama-3-style and ChatML)."""
-    from babylon_console.core.standin_tokenizer import ensure_standin_tokenizer
-    from babylon_console.core.tokenization import encode_calls, render_prompt
+    from babylon_console.core.training.standin_tokenizer import ensure_standin_tokenizer
+    from babylon_console.core.training.tokenization import encode_calls, render_prompt
 
     source = tokenizer_dir if which == "test" else ensure_standin_tokenizer(tmp_path)
     tokenizer = load_tokenizer(str(source))

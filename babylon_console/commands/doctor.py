@@ -98,7 +98,12 @@ def _static_checks(settings: Settings) -> list[Check]:
 
 
 def _backend_check(settings: Settings) -> Check:
-    from ..core.backends.factory import BackendUnavailable, check_serverless, local_requirements, serverless_warnings
+    from ..core.training.backends.factory import (
+        BackendUnavailable,
+        check_serverless,
+        local_requirements,
+        serverless_warnings,
+    )
 
     if settings.backend == "serverless":
         key = settings.wandb_api_key.get_secret_value() if settings.wandb_api_key else None
@@ -119,10 +124,10 @@ def _backend_check(settings: Settings) -> Check:
 
 def _tokenizer_check(settings: Settings) -> Check:
     """Whether the tokenizer for trainable turns loads (seconds: it imports ART and transformers)."""
-    from ..core.tokenization import TokenizerUnavailable, load_tokenizer, tokenizer_source
+    from ..core.training.tokenization import TokenizerUnavailable, load_tokenizer, tokenizer_source
 
     if settings.backend == "offline" and not settings.tokenizer:
-        from ..core.standin_tokenizer import DIRECTORY_NAME
+        from ..core.training.standin_tokenizer import DIRECTORY_NAME
 
         return Check("tokenizer", Verdict.OK, f"offline stand-in ({DIRECTORY_NAME}, built under the data dir on "
                                               "first training)")

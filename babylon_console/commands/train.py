@@ -124,8 +124,8 @@ async def _with_live_frame(engine: Engine, task: asyncio.Task[RunSummary], dsn: 
 
 def _preflight(config: EngineConfig, settings: Settings) -> None:
     """Refuse at once, with the fix, what would only fail after the engine started."""
-    from ..core.backends.factory import BackendUnavailable, check_local, check_serverless, serverless_warnings
-    from ..core.tokenization import TokenizerUnavailable, load_tokenizer, tokenizer_source
+    from ..core.training.backends.factory import BackendUnavailable, check_local, check_serverless, serverless_warnings
+    from ..core.training.tokenization import TokenizerUnavailable, load_tokenizer, tokenizer_source
 
     try:
         if config.backend == "serverless":
@@ -142,7 +142,7 @@ def _preflight(config: EngineConfig, settings: Settings) -> None:
             load_tokenizer(tokenizer_source(settings.tokenizer, config.base_model))
         except TokenizerUnavailable as exc:
             raise fail(str(exc), EXIT_UNAVAILABLE) from None
-    from ..core.judges import judge_unavailable
+    from ..core.training.judges import judge_unavailable
 
     if (why := judge_unavailable(config.judge, settings)) is not None:
         raise fail(why, EXIT_UNAVAILABLE)

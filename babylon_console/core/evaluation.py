@@ -258,8 +258,8 @@ class _Measured(BaseModel):
 
 
 def _offline_policies(data_dir: Path, *storage: str) -> list[Any]:
-    from .backends.factory import checkpoint_root
-    from .backends.offline import OfflineBackend
+    from .training.backends.factory import checkpoint_root
+    from .training.backends.offline import OfflineBackend
 
     backend = OfflineBackend(checkpoint_root(data_dir, "offline"))
     try:
@@ -290,9 +290,9 @@ async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout
                       progress: Callable[[int, int], None] | None, skip: Mapping[str, str],
                       left_out: dict[str, str]) -> _Measured:
     from .inference import endpoint_for
-    from .judges import OutcomeJudge, judge_unavailable, make_judge
     from .names import is_offline
     from .prompt_eval import EndpointClient, PolicyClient, compare_on_prompts, held_out_prompts
+    from .training.judges import OutcomeJudge, judge_unavailable, make_judge
 
     offline = is_offline(storage_a)
     if settings is None and not offline:

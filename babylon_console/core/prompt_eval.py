@@ -35,10 +35,10 @@ from .errors import EXIT_UNAVAILABLE, ConsoleError, Failed, InvalidInput
 from .game.rows import WindowGroundTruth
 from .game.store import GameStore
 from .game.windows import held_out
-from .groups import trajectory_calls
 from .holdout import NO_HOLDOUT
 from .inference import Endpoint
-from .judges.outcome import AnswerScore
+from .training.groups import trajectory_calls
+from .training.judges.outcome import AnswerScore
 
 MAX_TOKENS = 1024
 CONCURRENCY = 4

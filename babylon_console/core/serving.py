@@ -123,8 +123,8 @@ class ServedPolicies:
             return policy
         policy = None
         try:
-            from .backends.factory import checkpoint_root
-            from .backends.offline import OfflineBackend
+            from .training.backends.factory import checkpoint_root
+            from .training.backends.offline import OfflineBackend
 
             if is_offline(storage_path) or self.settings is None:
                 policy = OfflineBackend(checkpoint_root(self.data_dir, "offline")).load_policy(storage_path)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from babylon_console.core.game.rows import RecordedCall
-from babylon_console.core.groups import art_trajectory
 from babylon_console.core.sim.simulation import Simulation, WindowResult
-from babylon_console.core.tokenization import encode_calls
+from babylon_console.core.training.groups import art_trajectory
+from babylon_console.core.training.tokenization import encode_calls
 
 START = datetime(2025, 3, 1)
 
@@ -42,7 +42,7 @@ def window_calls(result: WindowResult) -> dict[str, list[RecordedCall]]:
 
 def test_tokenizer() -> Any:
     """The tokenizer the suite trains for itself (tests/conftest.py), loaded as production does."""
-    from babylon_console.core.tokenization import load_tokenizer
+    from babylon_console.core.training.tokenization import load_tokenizer
 
     return load_tokenizer(str(TOKENIZER_DIR[0]))
 

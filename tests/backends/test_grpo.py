@@ -8,17 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from babylon_console.core.backends.grpo import (
-    TurnBatch,
-    TurnCounts,
-    build_batch,
-    extract_turns,
-    group_advantages,
-    grpo_objective,
-    log_softmax,
-    match_candidate,
-    train_grpo,
-)
 from babylon_console.core.sim.actions import (
     BUY_SHARES,
     FEATURE_DIM,
@@ -30,6 +19,17 @@ from babylon_console.core.sim.actions import (
 )
 from babylon_console.core.sim.market import PredictionQuote, StockQuote
 from babylon_console.core.sim.observation import Observation, PositionView, render_user_prompt
+from babylon_console.core.training.backends.grpo import (
+    TurnBatch,
+    TurnCounts,
+    build_batch,
+    extract_turns,
+    group_advantages,
+    grpo_objective,
+    log_softmax,
+    match_candidate,
+    train_grpo,
+)
 
 
 def _obs(step: int = 3, positions: tuple[PositionView, ...] = ()) -> Observation:

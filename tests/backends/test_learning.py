@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from babylon_console.core.backends.offline import OfflineBackend
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.backends.offline import OfflineBackend
 
 from .simdata import rank_rewards, simulate, window_group
 

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from babylon_console.core.backends import offline as offline_mod
-from babylon_console.core.backends.empty_step import NothingTrained
-from babylon_console.core.backends.offline import LABEL, OfflineBackend
 from babylon_console.core.names import offline_name, parse_offline_name
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import CheckpointError, LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.backends import offline as offline_mod
+from babylon_console.core.training.backends.empty_step import NothingTrained
+from babylon_console.core.training.backends.offline import LABEL, OfflineBackend
 
 from .simdata import simulate
 
@@ -37,7 +37,7 @@ ART_METRICS = {
 
 def test_importing_the_backend_does_not_import_art() -> None:
     code = (
-        "import sys, babylon_console.core.backends.offline, babylon_console.core.backends.grpo; "
+        "import sys, babylon_console.core.training.backends.offline, babylon_console.core.training.backends.grpo; "
         "print(sorted(m for m in sys.modules if m == 'art' or m.startswith('art.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

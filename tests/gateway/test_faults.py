@@ -166,9 +166,9 @@ async def test_keys_are_required_when_set_and_without_keys_only_loopback_is_serv
 
 async def test_an_offline_checkpoint_is_answered_by_its_stand_in_policy_labelled_as_one(
         pool: asyncpg.Pool, start_gateway: StartGateway, tmp_path: Path) -> None:
-    from babylon_console.core.backends.factory import checkpoint_root
-    from babylon_console.core.backends.offline import POLICY_FILE, OfflineBackend
     from babylon_console.core.sim.policy import LinearSoftmaxPolicy
+    from babylon_console.core.training.backends.factory import checkpoint_root
+    from babylon_console.core.training.backends.offline import POLICY_FILE, OfflineBackend
 
     data_dir = tmp_path / "gw-data"
     backend = OfflineBackend(checkpoint_root(data_dir, "offline"))

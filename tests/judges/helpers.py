@@ -10,9 +10,9 @@ from typing import Any
 from babylon_console.core.game.parsing import parse_rows
 from babylon_console.core.game.rows import MarketOutcome, Trajectory, WindowGroundTruth
 from babylon_console.core.game.schema import MARKET_OUTCOME_COLUMNS, TRAJECTORY_COLUMNS
-from babylon_console.core.groups import build_window_group
-from babylon_console.core.judges import JudgeInput
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.training.groups import build_window_group
+from babylon_console.core.training.judges import JudgeInput
 
 WINDOW = "2026-01-01T11:00"
 _ids = itertools.count(1)

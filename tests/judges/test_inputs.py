@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from babylon_console.core.judges import JudgeInput, RulerJudge
+from babylon_console.core.training.judges import JudgeInput, RulerJudge
 
 from .fakes import JudgeFake, ruler_scores, user_text
 from .helpers import simulated_window

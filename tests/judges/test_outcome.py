@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from babylon_console.core.game.rows import WindowGroundTruth
-from babylon_console.core.judges import JudgeInput, OutcomeJudge, TrajectoryScore, ground_truth_text
-from babylon_console.core.judges.outcome import score_group
+from babylon_console.core.training.judges import JudgeInput, OutcomeJudge, TrajectoryScore, ground_truth_text
+from babylon_console.core.training.judges.outcome import score_group
 
 from .helpers import WINDOW, act, ground_truth, item_of, simulated_window, trajectory
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from babylon_console.core.judges import JudgeError, JudgeInput, RulerJudge, ground_truth_text, judge_windows
-from babylon_console.core.judges.ruler import GROUND_TRUTH_HEADER, TRADING_RUBRIC
+from babylon_console.core.training.judges import JudgeError, JudgeInput, RulerJudge, ground_truth_text, judge_windows
+from babylon_console.core.training.judges.ruler import GROUND_TRUTH_HEADER, TRADING_RUBRIC
 from tests.fake_openai import FakeError
 
 from .fakes import JudgeFake, held, ruler_scores, usage_cost, user_text
@@ -203,7 +203,7 @@ def test_repr_hides_key_and_model_prefixing() -> None:
 
 def test_importing_judges_does_not_import_art_or_litellm() -> None:
     code = (
-        "import sys, babylon_console.core.judges as j; "
+        "import sys, babylon_console.core.training.judges as j; "
         "j.RulerJudge('m'); j.OutcomeJudge(); "
         "print(sorted(m for m in ('art', 'litellm') if m in sys.modules))"
     )

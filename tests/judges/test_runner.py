@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from babylon_console.core.game.rows import WindowGroundTruth
-from babylon_console.core.judges import (
+from babylon_console.core.training.judges import (
     JudgeError,
     JudgeInput,
     OutcomeJudge,
@@ -110,7 +110,7 @@ def test_make_judge_from_settings_and_judge_error_pickles() -> None:
     import pickle
 
     from babylon_console.core.config import Settings
-    from babylon_console.core.judges import make_judge
+    from babylon_console.core.training.judges import make_judge
 
     assert isinstance(make_judge(Settings()), OutcomeJudge)
     judge = make_judge(Settings(BABYLON_JUDGE="ruler", BABYLON_JUDGE_BASE_URL="http://127.0.0.1:9/v1",

@@ -347,7 +347,7 @@ async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one
         seeded, settings, make_app, tokenizer_dir) -> None:
     from babylon_console.core.holdout import set_holdout
     from babylon_console.core.sim.actions import HOLD, format_response
-    from babylon_console.core.tokenization import load_tokenizer
+    from babylon_console.core.training.tokenization import load_tokenizer
     from babylon_console.tui.data import ConsoleData
     from babylon_console.tui.dialogs.confirm import ErrorDialog
 

@@ -1,5 +1,5 @@
 """What the engine calls on a training backend: ART's ServerlessBackend and LocalBackend, and this
-project's OfflineBackend (`core.backends`), all answer it.
+project's OfflineBackend (`core.training.backends`), all answer it.
 
 The ART model is typed `Any` here: `art` is imported only when an engine really starts.
 """

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import asyncpg
 
 from .. import control, events, runs
-from ..backends.factory import serverless_warnings
 from ..clock import Clock
 from ..config import Settings
 from ..errors import is_outage
@@ -31,8 +30,9 @@ from ..events import (
 )
 from ..game.market_clock import DatabaseClock
 from ..game.store import GameStore
-from ..judges import Judge, make_judge
 from ..runs import LockLost
+from ..training.backends.factory import serverless_warnings
+from ..training.judges import Judge, make_judge
 from .backend_protocol import TrainingBackend
 from .guard import RunGuard
 from .rollout_watch import RolloutWatch

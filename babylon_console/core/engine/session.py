@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..backends.factory import checkpoint_root
 from ..config import Settings
-from ..tracking import OfflineWandbRun
+from ..training.backends.factory import checkpoint_root
+from ..training.tracking import OfflineWandbRun
 from .backend_protocol import TrainingBackend
 from .run_config import EngineConfig
 
@@ -56,7 +56,7 @@ class TrainingSession:
 
     def ensure_backend(self) -> TrainingBackend:
         if self.backend is None:
-            from ..backends.factory import make_backend
+            from ..training.backends.factory import make_backend
 
             key = self.settings.wandb_api_key.get_secret_value() if self.settings.wandb_api_key else None
             self.backend, self.base_model = make_backend(
@@ -64,7 +64,7 @@ class TrainingSession:
                 wandb_api_key=key, serverless_base_url=self.settings.serverless_base_url, seed=self.config.seed,
             )
         elif self.config.backend == "offline":
-            from ..backends.factory import OFFLINE_BASE_MODEL
+            from ..training.backends.factory import OFFLINE_BASE_MODEL
 
             self.base_model = OFFLINE_BASE_MODEL
         return self.backend
@@ -98,7 +98,7 @@ class TrainingSession:
     @property
     def art_reports_to_wandb(self) -> bool:
         """ART logs to W&B itself only with a key and W&B not switched offline or off."""
-        from ..backends.factory import wandb_offline
+        from ..training.backends.factory import wandb_offline
 
         return self.settings.wandb_api_key is not None and not wandb_offline()
 
@@ -106,11 +106,11 @@ class TrainingSession:
         """The base model's tokenizer (blocking: call in a worker thread). Offline with no
         BABYLON_TOKENIZER: the stand-in built under the data directory."""
         if self.tokenizer is None:
-            from ..tokenization import load_tokenizer, tokenizer_source
+            from ..training.tokenization import load_tokenizer, tokenizer_source
 
             source = self.settings.tokenizer
             if not source and self.config.backend == "offline":
-                from ..standin_tokenizer import ensure_standin_tokenizer
+                from ..training.standin_tokenizer import ensure_standin_tokenizer
 
                 source = str(ensure_standin_tokenizer(self.settings.data_dir))
             self.tokenizer = load_tokenizer(tokenizer_source(source, self.config.base_model))

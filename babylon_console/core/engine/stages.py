@@ -7,7 +7,6 @@ import asyncio
 import statistics
 import zlib
 
-from .. import batches
 from ..clock import Clock
 from ..errors import is_outage
 from ..events import (
@@ -20,9 +19,10 @@ from ..events import (
 from ..game.market_clock import DatabaseClock
 from ..game.store import GameStore
 from ..game.windows import WindowReadiness, WindowState
-from ..groups import TokenStats, WindowGroup, build_window_group, dropout_rate
-from ..judges import Judge, JudgeError, JudgeInput, WindowJudgment, judge_windows
 from ..runs import LockLost
+from ..training import batches
+from ..training.groups import TokenStats, WindowGroup, build_window_group, dropout_rate
+from ..training.judges import Judge, JudgeError, JudgeInput, WindowJudgment, judge_windows
 from .guard import RunGuard
 from .run_config import EngineConfig
 from .run_state import Emit, RunSummary

@@ -17,8 +17,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import orjson
 
-from .. import batches, runs
-from ..backends.empty_step import NothingTrained, check_trained
+from .. import runs
 from ..clock import Clock
 from ..config import Settings
 from ..errors import as_console_error, is_outage
@@ -29,9 +28,11 @@ from ..events import (
     EngineWarning,
     StepTrained,
 )
-from ..groups import WindowGroup, trainable_tokens
 from ..names import checkpoint_id
 from ..registry import LIVE_WHERE
+from ..training import batches
+from ..training.backends.empty_step import NothingTrained, check_trained
+from ..training.groups import WindowGroup, trainable_tokens
 from .guard import RunGuard
 from .run_config import EngineConfig
 from .run_state import Emit, RunSummary

@@ -121,8 +121,8 @@ class Upstreams:
         return HttpUpstream(endpoint.base_url, endpoint.model, key)
 
     def _standin(self, target: Target) -> StandInUpstream:
-        from ..backends.factory import checkpoint_root
-        from ..backends.offline import OfflineBackend
+        from ..training.backends.factory import checkpoint_root
+        from ..training.backends.offline import OfflineBackend
 
         try:
             policy = OfflineBackend(checkpoint_root(self.settings.data_dir, "offline")).load_policy(target.storage_path)

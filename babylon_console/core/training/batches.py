@@ -20,9 +20,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from .clock import Clock, SystemClock
-from .errors import Failed
-from .game.market_clock import is_market_clock
+from ..clock import Clock, SystemClock
+from ..errors import Failed
+from ..game.market_clock import is_market_clock
 
 
 class CheckpointConflict(Failed, RuntimeError):

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidInput
-from .game.rows import RecordedCall
+from ..errors import InvalidInput
+from ..game.rows import RecordedCall
 
 DEFAULT_MAX_SEQ_LENGTH = 32_768
 

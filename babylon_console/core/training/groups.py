@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInput
-from .game.parsing import paused_gc
-from .game.rows import RecordedCall, Trajectory, WindowGroundTruth
+from ..errors import InvalidInput
+from ..game.parsing import paused_gc
+from ..game.rows import RecordedCall, Trajectory, WindowGroundTruth
 from .judges.base import JudgeInput
 from .tokenization import DEFAULT_MAX_SEQ_LENGTH, CallTokens, encode_calls
 

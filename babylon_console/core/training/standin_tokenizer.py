@@ -34,7 +34,7 @@ DIRECTORY_NAME = "standin-bpe-v1"
 
 def simulated_corpus(windows: int = 3, agents: int = 8) -> list[str]:
     """System prompts, user prompts and responses of a few simulated windows."""
-    from .sim.simulation import Simulation
+    from ..sim.simulation import Simulation
 
     sim = Simulation(seed=11, n_agents=agents, steps_per_window=8)
     texts: list[str] = []

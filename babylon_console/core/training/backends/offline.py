@@ -58,7 +58,7 @@ import orjson
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import CheckpointError, LinearSoftmaxPolicy
 
-from ..names import OFFLINE_SCHEME, checked_offline_part, offline_name, parse_offline_name
+from ...names import OFFLINE_SCHEME, checked_offline_part, offline_name, parse_offline_name
 from .empty_step import OFFLINE_TRAINED_KEY, NothingTrained
 from .grpo import BatchStats, build_batch, train_grpo
 

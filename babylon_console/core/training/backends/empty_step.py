@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..errors import Failed
+from ...errors import Failed
 
 # ART's metric names whose zero means "this step trained nothing" (art/metrics.py, local/backend.py).
 ART_TRAINED_NOTHING_KEYS = ("data/step_trainable_assistant_tokens", "data/step_num_groups_trainable")

@@ -11,14 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import (
-    Judge,
-    JudgeError,
-    JudgeInput,
-    TrajectoryScore,
-    WindowJudgment,
-    ground_truth_text,
-)
+from .base import Judge, JudgeError, JudgeInput, TrajectoryScore, WindowJudgment, ground_truth_text
 from .outcome import OutcomeJudge
 from .ruler import TRADING_RUBRIC, RulerJudge
 from .runner import judge_windows

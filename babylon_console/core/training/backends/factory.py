@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput
+from ...errors import InvalidInput
 
 # Base models that W&B documents for serverless RL training. ART itself has no such list (the
 # service decides), so a model outside it only draws a warning; the service's own refusal is

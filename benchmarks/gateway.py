@@ -42,8 +42,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core import registry as registry_module
-from babylon_console.core.registry import Registry
+from babylon_console.core.checkpoints import registry as registry_module
+from babylon_console.core.checkpoints.registry import Registry
 from benchmarks._common import bench_database
 
 ALIAS = "babylon-agent"

@@ -42,11 +42,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState
-from babylon_console.core.registry import Registry
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.market import DEFAULT_TICKERS
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy

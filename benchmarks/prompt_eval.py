@@ -2,7 +2,7 @@
 worse one, does it stay quiet between two equal ones, and how fast is it?
 
 Per seed (a fresh database each): H simulated hours are seeded; the held-out windows
-(BABYLON_HOLDOUT_SHARE) are evaluated with the real `core.evaluation.evaluate` (prompt path) against
+(BABYLON_HOLDOUT_SHARE) are evaluated with the real `core.checkpoints.evaluation.evaluate` (prompt path) against
 a local OpenAI-compatible server on 127.0.0.1 standing in for vLLM (`tests/fake_openai.py`, a
 latency per request). It serves LocalBackend-style checkpoints:
 
@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 
+from babylon_console.core.checkpoints.evaluation import evaluate
+from babylon_console.core.checkpoints.prompt_eval import held_out_prompts
 from babylon_console.core.config import Settings
-from babylon_console.core.evaluation import evaluate
 from babylon_console.core.game.rows import WindowGroundTruth
-from babylon_console.core.prompt_eval import held_out_prompts
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import Action, format_response
 from babylon_console.core.sim.observation import Observation

@@ -9,7 +9,7 @@ and roll back a harmful one automatically, and how fast?
    candidate gets a 50% A/B rollout through the real registry. Each window the market is simulated
    with the real serving rule (`core.serving.ServedPolicies`: the candidate's share of the served
    agents trade with it, the rest with the live model), written as game rows, and the real
-   `Engine.watch_rollout` (auto rollback on) reads the live A/B evidence (`core.evidence`) from
+   `Engine.watch_rollout` (auto rollback on) reads the live A/B evidence (`core.checkpoints.evidence`) from
    those rows and acts. Stops at the first verdict: "promote" (N = windows it took) or "rollback"
    (M = windows until the rollout was gone), or after --max-windows.
 3. Printed: N and M (median, max), false rollbacks of the good candidate, false promotions of the
@@ -39,12 +39,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from babylon_console.core.checkpoints.evidence import ab_readout
+from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.evidence import ab_readout
 from babylon_console.core.names import offline_name, parse_offline_name
-from babylon_console.core.registry import Registry
 from babylon_console.core.seeding import ensure_agents, prepare_bulk_session, write_window
 from babylon_console.core.serving import ServedPolicies
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy

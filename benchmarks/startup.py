@@ -51,7 +51,7 @@ CHILD = textwrap.dedent(
 
     HEAVY = ("art", "babylon_console.core.engine.loop", "babylon_console.core.training.judges",
              "babylon_console.core.training.backends.offline", "litellm", "wandb", "plotext", "asyncpg",
-             "babylon_console.core.db.connections", "babylon_console.core.registry")
+             "babylon_console.core.db.connections", "babylon_console.core.checkpoints.registry")
 
     class Timed(ConsoleApp):
         def on_first_paint(self):

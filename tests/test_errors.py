@@ -17,6 +17,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import babylon_console.core as core
+from babylon_console.core.checkpoints.holdout import HoldoutMismatch, HoldoutReasonNeeded, InvalidHoldout
+from babylon_console.core.checkpoints.prompt_eval import EndpointRefused, EndpointUnavailable
+from babylon_console.core.checkpoints.registry import RegistryError, UnknownModel
 from babylon_console.core.db.embedded import EmbeddedServerError
 from babylon_console.core.demo import DemoInUse
 from babylon_console.core.engine.guard import EngineLocked, SideTaskFailed
@@ -38,9 +41,6 @@ from babylon_console.core.game.market_clock import MarketRunning
 from babylon_console.core.game.parsing import RowProblem
 from babylon_console.core.game.windows import InvalidWindowId
 from babylon_console.core.gateway.upstreams import NoUpstream
-from babylon_console.core.holdout import HoldoutMismatch, HoldoutReasonNeeded, InvalidHoldout
-from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable
-from babylon_console.core.registry import RegistryError, UnknownModel
 from babylon_console.core.runs import LockLost
 from babylon_console.core.sim.policy import CheckpointError
 from babylon_console.core.training.backends.empty_step import NothingTrained

@@ -1,4 +1,4 @@
-"""The hold-out rule and held-out evaluation (`core.game.windows.held_out`, `core.evaluation`)."""
+"""The hold-out rule and held-out evaluation (`core.game.windows.held_out`, `core.checkpoints.evaluation`)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
+from babylon_console.core.checkpoints.evaluation import evaluate, latest_per_model
+from babylon_console.core.checkpoints.holdout import set_holdout
 from babylon_console.core.config import ReadinessCriteria
 from babylon_console.core.errors import InvalidInput, Refused
-from babylon_console.core.evaluation import evaluate, latest_per_model
 from babylon_console.core.game.windows import WindowFigures, WindowState, assess, held_out
-from babylon_console.core.holdout import set_holdout
 from babylon_console.core.names import offline_name
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import FEATURE_DIM
@@ -182,7 +182,7 @@ async def test_a_slow_evaluation_never_fails_the_step_it_evaluates(pool: asyncpg
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The evaluation runs after the registration and outside its deadline: an evaluation longer
     than BABYLON_REGISTER_TIMEOUT_S leaves the step registered and its batch completed."""
-    from babylon_console.core import evaluation
+    from babylon_console.core.checkpoints import evaluation
     from babylon_console.core.config import Settings
     from babylon_console.core.engine.loop import Engine
     from babylon_console.core.engine.run_config import EngineConfig
@@ -209,7 +209,7 @@ async def test_a_slow_evaluation_never_fails_the_step_it_evaluates(pool: asyncpg
 
 async def test_an_evaluation_that_breaks_is_a_warning_never_a_failed_engine(pool: asyncpg.Pool, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from babylon_console.core import evaluation
+    from babylon_console.core.checkpoints import evaluation
     from babylon_console.core.config import Settings
     from babylon_console.core.engine.loop import Engine
     from babylon_console.core.engine.run_config import EngineConfig
@@ -232,7 +232,7 @@ async def test_an_evaluation_that_breaks_is_a_warning_never_a_failed_engine(pool
 
 async def test_an_evaluation_past_its_deadline_is_cut_off_with_a_warning(pool: asyncpg.Pool, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from babylon_console.core import evaluation
+    from babylon_console.core.checkpoints import evaluation
     from babylon_console.core.config import Settings
     from babylon_console.core.engine.loop import Engine
     from babylon_console.core.engine.run_config import EngineConfig

@@ -1,4 +1,4 @@
-"""Live A/B evidence (`core.evidence`): arms from the model that served each trajectory's calls,
+"""Live A/B evidence (`core.checkpoints.evidence`): arms from the model that served each trajectory's calls,
 the paired difference with its CI, served-model truth, the gate, and the engine's automatic rollback."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import orjson
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
+from babylon_console.core.checkpoints.evidence import _Row, ab_readout, readout_from_rows
+from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.config import GateSettings, Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.evidence import _Row, ab_readout, readout_from_rows
 from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.schema import LLM_CALL_COLUMNS
-from babylon_console.core.registry import Registry
 from babylon_console.core.stats import paired_difference, t95
 
 from .factories import trajectory_row, user_row
@@ -197,7 +197,7 @@ async def test_served_share_disagreement_is_an_event_said_once(pool: asyncpg.Poo
 
 
 async def test_the_cached_readout_reads_again_only_when_a_window_arrives(pool: asyncpg.Pool) -> None:
-    from babylon_console.core.evidence import CachedReadout
+    from babylon_console.core.checkpoints.evidence import CachedReadout
 
     await _models(pool)
     await _harmful_history(pool, windows=3)

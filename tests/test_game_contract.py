@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
+from babylon_console.core.checkpoints.registry import Registry, RegistryError, game_serves, serving_mismatch
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.db.migrations import migrate
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.registry import Registry, RegistryError, game_serves, serving_mismatch
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.training import batches
@@ -229,7 +229,7 @@ def test_an_empty_base_model_is_refused_before_anything_is_written(tmp_path: Pat
 async def test_a_deployed_row_the_game_wrote_is_never_our_live_model_nor_archived(pool: asyncpg.Pool) -> None:
     """"Live" took any 'deployed' row: a promotion archived the game's own row, and the serving view
     (which the gateway routes by) could name it as the live model."""
-    from babylon_console.core.registry import serving
+    from babylon_console.core.checkpoints.registry import serving
 
     await _row(pool, "game-deployed", "deployed", "https://blob.example/models/v3.safetensors", datetime(2020, 1, 1))
     before = await pool.fetch(f'SELECT {COLUMNS} FROM trained_models WHERE "modelId" = \'game-deployed\'')

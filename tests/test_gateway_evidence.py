@@ -15,15 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
+from babylon_console.core.checkpoints.evidence import ab_readout
+from babylon_console.core.checkpoints.promotion import promote_on_evidence
+from babylon_console.core.checkpoints.registry import Registry, RegistryError
 from babylon_console.core.config import GateSettings, Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.evidence import ab_readout
 from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.schema import LLM_CALL_COLUMNS
 from babylon_console.core.gateway.upstreams import response_hash
-from babylon_console.core.promotion import promote_on_evidence
-from babylon_console.core.registry import Registry, RegistryError
 
 from .factories import trajectory_row, user_row
 from .test_evidence import CAND, GATE, LIVE, _engine, _models
@@ -189,7 +189,7 @@ async def test_the_error_rate_limit_is_a_setting() -> None:
 
 
 async def test_the_cached_readout_reads_the_gateway_again_without_a_new_window(pool: asyncpg.Pool) -> None:
-    from babylon_console.core.evidence import CachedReadout
+    from babylon_console.core.checkpoints.evidence import CachedReadout
 
     rollout = await _rollout(pool)
     cache = CachedReadout(GateSettings(min_requests=5), traffic_every_s=0.0)

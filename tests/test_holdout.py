@@ -1,6 +1,6 @@
-"""The hold-out as a property of the database (`core.holdout`, `babylon-console holdout`): set once, audited,
-honoured by every process on the database; a setting that disagrees is refused; an evaluation never counts
-a window a model compared was trained on."""
+"""The hold-out as a property of the database (`core.checkpoints.holdout`, `babylon-console holdout`): set once,
+audited, honoured by every process on the database; a setting that disagrees is refused; an evaluation never
+counts a window a model compared was trained on."""
 
 from __future__ import annotations
 
@@ -13,12 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core.config import Settings
-from babylon_console.core.engine.loop import Engine
-from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.evaluation import BY_COMPARISON, evaluate
-from babylon_console.core.game.windows import held_out
-from babylon_console.core.holdout import (
+from babylon_console.core.checkpoints.evaluation import BY_COMPARISON, evaluate
+from babylon_console.core.checkpoints.holdout import (
     HoldoutMismatch,
     HoldoutReasonNeeded,
     InvalidHoldout,
@@ -27,6 +23,10 @@ from babylon_console.core.holdout import (
     holdout_history,
     set_holdout,
 )
+from babylon_console.core.config import Settings
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
+from babylon_console.core.game.windows import held_out
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
 
@@ -199,7 +199,7 @@ async def test_models_eval_with_nothing_live_compares_with_the_base_model_and_sa
 
 
 def test_the_detail_line_names_the_windows_left_out() -> None:
-    from babylon_console.core.evaluation import BEFORE_HOLDOUT, EvalResult
+    from babylon_console.core.checkpoints.evaluation import BEFORE_HOLDOUT, EvalResult
     from babylon_console.core.game.rows import TrainedModel
     from babylon_console.tui.data import CheckpointRow
 

@@ -1,6 +1,6 @@
 """Held-out evaluation of served checkpoints (serverless, local): recorded prompts replayed through
 each model's endpoint (the W&B Training API double, a local OpenAI-compatible server standing in for
-vLLM), the two answers judged side by side (`core.prompt_eval`, `core.inference`)."""
+vLLM), the two answers judged side by side (`core.checkpoints.prompt_eval`, `core.checkpoints.endpoints`)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
+from babylon_console.core.checkpoints.endpoints import endpoint_for
+from babylon_console.core.checkpoints.evaluation import evaluate, latest_per_model
+from babylon_console.core.checkpoints.holdout import set_holdout
+from babylon_console.core.checkpoints.prompt_eval import EndpointRefused, EndpointUnavailable, held_out_prompts
 from babylon_console.core.config import Settings
 from babylon_console.core.errors import InvalidInput, Refused
-from babylon_console.core.evaluation import evaluate, latest_per_model
 from babylon_console.core.game.rows import MarketOutcome, WindowGroundTruth
 from babylon_console.core.game.windows import held_out
-from babylon_console.core.holdout import set_holdout
-from babylon_console.core.inference import endpoint_for
 from babylon_console.core.names import base_name
-from babylon_console.core.prompt_eval import EndpointRefused, EndpointUnavailable, held_out_prompts
 from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import Action, format_response
 from babylon_console.core.sim.observation import Observation

@@ -6,7 +6,7 @@ from datetime import datetime
 import asyncpg
 import pytest
 
-from babylon_console.core.registry import Registry, RegistryError
+from babylon_console.core.checkpoints.registry import Registry, RegistryError
 
 
 async def _add_model(pool: asyncpg.Pool, model_id: str, status: str = "registered") -> None:

@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core.evidence import _Row, ab_readout, first_window_of, readout_from_rows
+from babylon_console.core.checkpoints.evidence import _Row, ab_readout, first_window_of, readout_from_rows
+from babylon_console.core.checkpoints.registry import NOTHING_LIVE, Registry, RegistryError, UnknownModel
 from babylon_console.core.game import market_clock
 from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.windows import window_id_for, window_start_of
-from babylon_console.core.registry import NOTHING_LIVE, Registry, RegistryError, UnknownModel
 
 from .factories import user_row
 from .test_evidence import CAND, GATE, LIVE, _engine, _insert_window, _models

@@ -10,8 +10,8 @@ import orjson
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
+from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.gateway.upstreams import response_hash
-from babylon_console.core.registry import Registry
 from babylon_console.core.serving import GAME_PROVIDER
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
@@ -129,7 +129,7 @@ async def test_seed_live_sends_a_50_percent_rollout_through_its_gateway_and_mode
         'WHERE t."windowId" = ANY($1::text[]) AND t."agentId" = ANY($2)', live_windows, driven)
     assert [r["model"] for r in models] == [GAME_PROVIDER]  # never the checkpoint's storagePath
 
-    # The readout attributes the arms through the gateway's call log (core.evidence, by response hash):
+    # The readout attributes the arms through the gateway's call log (core.checkpoints.evidence, by response hash):
     # with `huggingface` in llm_call_logs.model there is nothing else to read them from.
     ab = await asyncio.to_thread(CliRunner().invoke, app, [*base, "models", "ab", "--json"], catch_exceptions=False)
     assert ab.exit_code == 0, ab.output

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from babylon_console.core.registry import Registry, Served, serving
+from babylon_console.core.checkpoints.registry import Registry, Served, serving
 from babylon_console.core.serving import ServedPolicies, assignment
 
 from .tui.conftest import insert_model

@@ -184,7 +184,7 @@ async def _database_checks(settings: Settings) -> list[Check]:
 
 async def _serving_check(conn: asyncpg.Connection) -> Check:
     """What the Prisma-era game's own query serves, next to the live model; a warning when they differ."""
-    from ..core.registry import game_serves, live_model, serving_mismatch
+    from ..core.checkpoints.registry import game_serves, live_model, serving_mismatch
 
     live, served = await live_model(conn), await game_serves(conn)
     warning = serving_mismatch(live, served)

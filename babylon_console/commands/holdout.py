@@ -30,7 +30,7 @@ def holdout_command(
     """The hold-out: the share of windows reserved for evaluation, recorded in the database so that every
     engine, `train`, `windows`, evaluation and console honours the same one. Without --share: show it (who
     set it, when, why) and its history; with --share: set or change it (audited)."""
-    from ..core.holdout import RULE_VERSION, check_share, holdout_history, percent, set_holdout
+    from ..core.checkpoints.holdout import RULE_VERSION, check_share, holdout_history, percent, set_holdout
 
     if share is not None:
         check_share(share)  # before the database is opened: a bad value is an input error (exit 2)

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
+from ..core.checkpoints.registry import ActionResult, Registry, eligibility, game_serves, is_ours, serving_mismatch
 from ..core.errors import EXIT_FAILED
-from ..core.registry import ActionResult, Registry, eligibility, game_serves, is_ours, serving_mismatch
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 models_app = typer.Typer(help="Trained checkpoints: list, promote, roll back, A/B readout.",
@@ -119,7 +119,7 @@ def promote_command(
 ) -> None:
     """Promote a checkpoint: make it live (share 1.0) or serve it to a share of agents (A/B; it
     needs a live model, and starts a new rollout whose readout counts windows from then on)."""
-    from ..core.promotion import contrary, evidence_for, no_evidence
+    from ..core.checkpoints.promotion import contrary, evidence_for, no_evidence
 
     settings = load_settings()
 
@@ -143,7 +143,7 @@ def promote_command(
     what = "make it live" if share >= 1 else f"serve it to {share:.0%} of agents"
     if against is None and not yes and not typer.confirm(f"Promote {model_id} and {what}?"):
         raise typer.Exit(EXIT_FAILED)
-    from ..core.promotion import promote_on_evidence
+    from ..core.checkpoints.promotion import promote_on_evidence
 
     who = operator or getpass.getuser()
     result = run_with_pool(settings, lambda pool: promote_on_evidence(
@@ -179,7 +179,7 @@ def ab_command(
     drawdown, and the gateway's requests, error rate and p50/p99 latency; the
     candidate-minus-live P&L difference with a 95% CI paired by window; served vs asked share; the
     gate's verdict (collecting, hold, promote, rollback)."""
-    from ..core.evidence import ab_readout
+    from ..core.checkpoints.evidence import ab_readout
 
     settings = load_settings()
     readout = run_with_pool(settings, lambda pool: ab_readout(pool, settings.gate()))
@@ -223,7 +223,7 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _traffic(arm: Any) -> str:  # core.evidence.ArmStats (imported lazily)
+def _traffic(arm: Any) -> str:  # core.checkpoints.evidence.ArmStats (imported lazily)
     """One arm's calls through the gateway during the rollout."""
     return (f"{arm.arm} {arm.requests} requests, {_num(arm.error_rate, '.1%')} errors, "
             f"p50 {_num(arm.p50_ms, '.0f')} ms, p99 {_num(arm.p99_ms, '.0f')} ms")
@@ -260,8 +260,8 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ..cli_support import err
-    from ..core.evaluation import evaluate
-    from ..core.holdout import read_checked
+    from ..core.checkpoints.evaluation import evaluate
+    from ..core.checkpoints.holdout import read_checked
 
     settings = load_settings()
     if judge is not None:

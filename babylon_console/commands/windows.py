@@ -15,11 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ..cli_support import load_settings, out, print_json, run_with_pool
+from ..core.checkpoints.holdout import read_checked, share_of
 from ..core.config import ReadinessCriteria
 from ..core.game import market_clock
 from ..core.game.store import GameStore
 from ..core.game.windows import WindowReadiness, WindowState
-from ..core.holdout import read_checked, share_of
 from ..core.names import training_key
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked

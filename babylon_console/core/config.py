@@ -71,7 +71,7 @@ class EngineSettings(BaseModel):
 
 
 class GateSettings(BaseModel):
-    """The rollout gate (`core.evidence`): when the live A/B readout says promote or roll back."""
+    """The rollout gate (`core.checkpoints.evidence`): when the live A/B readout says promote or roll back."""
 
     min_windows: int = 3  # paired windows before any verdict
     promote_after: int = 3  # consecutive windows with the CI above zero before "promote"
@@ -130,7 +130,7 @@ class Settings(EngineSettings, BaseSettings):
                     "model's; on the offline backend, a stand-in built under data_dir).",
     )
     serverless_base_url: str | None = Field(default=None, validation_alias="BABYLON_SERVERLESS_BASE_URL")
-    # the rollout gate (core/evidence.py): verdicts from the live A/B readout
+    # the rollout gate (core/checkpoints/evidence.py): verdicts from the live A/B readout
     gate_min_windows: int = Field(default=3, ge=2, validation_alias="BABYLON_GATE_MIN_WINDOWS")
     gate_promote_after: int = Field(default=3, ge=1, validation_alias="BABYLON_GATE_PROMOTE_AFTER")
     gate_max_drawdown: float = Field(default=0.5, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_DRAWDOWN")
@@ -139,7 +139,7 @@ class Settings(EngineSettings, BaseSettings):
         description="The candidate's share of 5xx answers through the gateway that rolls it back.")
     gate_min_requests: int = Field(default=50, ge=1, validation_alias="BABYLON_GATE_MIN_REQUESTS",
                                    description="Gateway requests of the candidate before its error rate counts.")
-    # held-out evaluation of serverless / local checkpoints (core/prompt_eval.py)
+    # held-out evaluation of serverless / local checkpoints (core/checkpoints/prompt_eval.py)
     eval_prompts: int = Field(default=8, ge=1, le=200, validation_alias="BABYLON_EVAL_PROMPTS",
                               description="Recorded prompts replayed per held-out window (serverless / local).")
     eval_timeout_s: float = Field(

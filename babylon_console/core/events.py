@@ -205,7 +205,7 @@ class CheckpointRegistered(EventData):
 
 
 class CheckpointEvaluated(EventData):
-    """A held-out evaluation finished (`core.evaluation`): the model against another on the same windows."""
+    """A held-out evaluation finished (`core.checkpoints.evaluation`): the model against another on the same windows."""
 
     kind = EventKind.CHECKPOINT_EVALUATED
     model_id: str | None = None
@@ -250,7 +250,7 @@ class RolledBack(EventData):
 
 
 class HoldoutSet(EventData):
-    """The database's hold-out changed (`core.holdout`): every process reads the new share."""
+    """The database's hold-out changed (`core.checkpoints.holdout`): every process reads the new share."""
 
     kind = EventKind.HOLDOUT_SET
     share: float | None = None

@@ -7,7 +7,7 @@ candidate; with no live model they keep their scripted strategies. The rollout b
 
 Offline checkpoints (`offline://...`) are loaded and drive their agents in process. Given the
 settings, a served checkpoint (`wandb-artifact://`, `local-lora://`) drives its agents through its
-OpenAI-compatible endpoint (`core.inference`): their LLM calls are logged under its `storagePath`,
+OpenAI-compatible endpoint (`core.checkpoints.endpoints`): their LLM calls are logged under its `storagePath`,
 which the A/B readout attributes by name. A name that cannot
 drive agents (no settings, no endpoint configured, an unreadable checkpoint) is reported once
 through `on_warning` and those agents keep their scripted strategy; an endpoint that fails is
@@ -31,8 +31,8 @@ from typing import Any
 
 import asyncpg
 
+from .checkpoints.registry import Served, serving
 from .names import is_offline
-from .registry import Served, serving
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class ServedPolicies:
         return policy
 
     def _endpoint_policy(self, served: Served) -> Any:
-        from .inference import endpoint_for
+        from .checkpoints.endpoints import endpoint_for
         from .sim.endpoint import EndpointPolicy
 
         endpoint = endpoint_for(served.storage_path, self.settings)

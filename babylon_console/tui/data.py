@@ -36,18 +36,18 @@ if TYPE_CHECKING:
     import asyncpg
 
     from ..core import control as core_control
+    from ..core.checkpoints.registry import ActionResult, AuditEntry, Rollout
     from ..core.config import ReadinessCriteria
     from ..core.db.connections import DatabaseTarget
     from ..core.game.rows import TrainedModel, WindowGroundTruth
     from ..core.game.store import WindowTrajectories
     from ..core.game.windows import WindowReadiness
-    from ..core.registry import ActionResult, AuditEntry, Rollout
     from ..core.runs import RunRow
 
 # names this module offers without importing their core module until first use (PEP 562)
 _LAZY = {
-    "ActionResult": "babylon_console.core.registry",
-    "RegistryError": "babylon_console.core.registry",
+    "ActionResult": "babylon_console.core.checkpoints.registry",
+    "RegistryError": "babylon_console.core.checkpoints.registry",
     "DatabaseUnavailable": "babylon_console.core.errors",
     "ReadinessCriteria": "babylon_console.core.config",
     "WindowReadiness": "babylon_console.core.game.windows",
@@ -66,24 +66,25 @@ def __getattr__(name: str) -> Any:
 
 
 def evidence_against(model_id: str, evaluation: Any, readout: Any) -> tuple[str, dict[str, Any]] | None:
-    """What speaks against promoting `model_id`, from evidence already loaded (`core.promotion.contrary`)."""
-    from ..core.promotion import contrary
+    """What speaks against promoting `model_id`, from evidence already loaded
+    (`core.checkpoints.promotion.contrary`)."""
+    from ..core.checkpoints.promotion import contrary
 
     return contrary(model_id, evaluation, readout)
 
 
 def no_evidence(model_id: str, evaluation: Any, readout: Any) -> str | None:
-    """The sentence saying a promotion would rest on no evidence at all (`core.promotion.no_evidence`)."""
-    from ..core.promotion import no_evidence as nothing
+    """The sentence saying a promotion would rest on no evidence at all (`core.checkpoints.promotion.no_evidence`)."""
+    from ..core.checkpoints.promotion import no_evidence as nothing
 
     return nothing(model_id, evaluation, readout)
 
 
 def share_refusal(model_id: str, live_id: str | None, share: float) -> str | None:
-    """Why `model_id` cannot be served at `share` now (`core.registry.share_refusal`): an A/B share
+    """Why `model_id` cannot be served at `share` now (`core.checkpoints.registry.share_refusal`): an A/B share
     needs a live model."""
-    from ..core.registry import refusal_message
-    from ..core.registry import share_refusal as rule
+    from ..core.checkpoints.registry import refusal_message
+    from ..core.checkpoints.registry import share_refusal as rule
 
     reason = rule(live_id, share)
     return None if reason is None else refusal_message(model_id, share, reason)
@@ -149,7 +150,7 @@ class CheckpointRow:
     role: str  # live, candidate, or the row's status
     share: float | None
     refusal: str | None  # why it cannot be promoted; None when it can
-    evaluation: Any = None  # the newest held-out evaluation (core.evaluation.EvalResult), if any
+    evaluation: Any = None  # the newest held-out evaluation (core.checkpoints.evaluation.EvalResult), if any
 
     @property
     def evaluation_text(self) -> str:
@@ -187,11 +188,11 @@ class CheckpointsView:
     live: TrainedModel | None
     rollout: Rollout | None
     audit: list[AuditEntry]
-    ab: Any = None  # core.evidence.ABReadout while a rollout runs
+    ab: Any = None  # core.checkpoints.evidence.ABReadout while a rollout runs
     holdout_share: float = 0.0  # the database's hold-out (V evaluates on it)
     game_serves: TrainedModel | None = None  # what the Prisma-era game's own query returns
     serving_warning: str | None = None  # set when that is not the live model
-    gateways: Any = None  # core.evidence.GatewaysUp: the model gateways that are up
+    gateways: Any = None  # core.checkpoints.evidence.GatewaysUp: the model gateways that are up
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
@@ -236,8 +237,8 @@ class ConsoleData:
         self._pool: asyncpg.Pool | None = None
         self._target: DatabaseTarget | None = None
         self._connect_lock = asyncio.Lock()
-        self._readouts: Any = None  # core.evidence.CachedReadout, made on the first rollout shown
-        self.holdout: Any = None  # the database's hold-out record (core.holdout), as last read; None: none
+        self._readouts: Any = None  # core.checkpoints.evidence.CachedReadout, made on the first rollout shown
+        self.holdout: Any = None  # the database's hold-out record (core.checkpoints.holdout), as last read; None: none
 
     @property
     def operator(self) -> str:
@@ -310,7 +311,7 @@ class ConsoleData:
 
             target, pool = await open_database(self.settings, migrate=not self.read_only, max_size=self.pool_size)
             try:  # BABYLON_HOLDOUT_SHARE, if given, must agree with the database's record: refused otherwise
-                from ..core.holdout import read_checked
+                from ..core.checkpoints.holdout import read_checked
 
                 self.holdout = await read_checked(pool, self.settings.holdout_share)
             except BaseException:
@@ -325,7 +326,7 @@ class ConsoleData:
 
     async def read_holdout(self) -> float:
         """Read the hold-out record again (`babylon-console holdout` may have changed it); its share."""
-        from ..core.holdout import current_holdout
+        from ..core.checkpoints.holdout import current_holdout
 
         self.holdout = await current_holdout(self.pool)
         return self.holdout_share
@@ -393,8 +394,8 @@ class ConsoleData:
     # -- checkpoints ---------------------------------------------------------------------------
 
     async def checkpoints(self, limit: int = 200) -> CheckpointsView:
-        from ..core.evaluation import latest_per_model
-        from ..core.registry import Registry, eligibility, game_serves, serving_mismatch
+        from ..core.checkpoints.evaluation import latest_per_model
+        from ..core.checkpoints.registry import Registry, eligibility, game_serves, serving_mismatch
 
         registry = Registry(self.pool)
         served = await game_serves(self.pool)
@@ -419,16 +420,16 @@ class ConsoleData:
         ab = None
         if rollout is not None:
             if self._readouts is None:
-                from ..core.evidence import CachedReadout
+                from ..core.checkpoints.evidence import CachedReadout
 
                 self._readouts = CachedReadout(self.settings.gate())
             ab = await self._readouts.get(self.pool)
         else:  # no rollout: a rollback the gate decided is still evidence against promoting that candidate again
-            from ..core.evidence import ABReadout, rolled_back
+            from ..core.checkpoints.evidence import ABReadout, rolled_back
 
             previous = await rolled_back(self.pool)
             ab = ABReadout(live_model_id=live_id, rolled_back=previous) if previous else None
-        from ..core.evidence import gateways_up
+        from ..core.checkpoints.evidence import gateways_up
 
         gateways = await gateways_up(self.pool, fresh_s=max(15.0, 3 * self.settings.heartbeat_s))
         return CheckpointsView(rows, live, rollout, audit, ab, holdout_share, served, serving_mismatch(live, served),
@@ -436,37 +437,38 @@ class ConsoleData:
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self.read_only:
-            from ..core.registry import RegistryError
+            from ..core.checkpoints.registry import RegistryError
 
             raise RegistryError(f"read-only console: {what} refused")
 
     async def evaluate(self, model_id: str, against: str, progress: Callable[[int, int], None] | None = None) -> Any:
-        """Held-out evaluation (`core.evaluation.evaluate`) on the database's hold-out, stored; its result."""
-        from ..core.evaluation import evaluate
+        """Held-out evaluation (`core.checkpoints.evaluation.evaluate`) on the database's hold-out, stored;
+        its result."""
+        from ..core.checkpoints.evaluation import evaluate
 
         if self.read_only:
-            from ..core.registry import RegistryError
+            from ..core.checkpoints.registry import RegistryError
 
             raise RegistryError("read-only console: evaluate refused")
         return await evaluate(self.pool, self.settings.data_dir, model_id, against, progress=progress,
                               settings=self.settings)
 
     async def contrary_evidence(self, model_id: str) -> tuple[str, dict[str, Any]] | None:
-        """What speaks against promoting `model_id` (`core.promotion.contrary_evidence`)."""
-        from ..core.promotion import contrary_evidence
+        """What speaks against promoting `model_id` (`core.checkpoints.promotion.contrary_evidence`)."""
+        from ..core.checkpoints.promotion import contrary_evidence
 
         return await contrary_evidence(self.pool, model_id, self.settings.gate())
 
     async def promote(self, model_id: str, share: float, reason: str | None = None) -> ActionResult:
         """Promote; against the evidence only with a `reason`, recorded with the evidence."""
-        from ..core.promotion import promote_on_evidence
+        from ..core.checkpoints.promotion import promote_on_evidence
 
         self._refuse_if_read_only("promote")
         return await promote_on_evidence(self.pool, model_id, share=share, operator=self.operator, reason=reason,
                                          gate=self.settings.gate())
 
     async def rollback(self) -> ActionResult:
-        from ..core.registry import Registry
+        from ..core.checkpoints.registry import Registry
 
         self._refuse_if_read_only("rollback")
         return await Registry(self.pool).rollback(operator=self.operator)

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from babylon_console.core import registry
+from babylon_console.core.checkpoints import registry
 from babylon_console.core.config import Settings
 from babylon_console.core.gateway.server import GatewayServer
 

@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.db.connections import with_database
 from babylon_console.core.errors import InvalidInput
 from babylon_console.core.gateway.server import check_bind
-from babylon_console.core.registry import Registry
 from tests.fake_openai import FakeError, FakeOpenAI, serve_chat_route
 
 from .conftest import StartGateway, add_checkpoint, gateway_settings

@@ -12,8 +12,8 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.gateway.routing import agent_identity, on_candidate
-from babylon_console.core.registry import Registry
 from tests.fake_openai import FakeOpenAI, serve_chat_route
 
 from .conftest import StartGateway, add_checkpoint

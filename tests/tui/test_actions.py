@@ -294,7 +294,7 @@ async def _bad_evaluation(pool: Any, model_id: str) -> None:
 async def test_promoting_against_the_evidence_needs_the_typed_id_and_a_reason(seeded, make_app) -> None:
     from textual.widgets import Button, Input
 
-    from babylon_console.core.promotion import promote_on_evidence
+    from babylon_console.core.checkpoints.promotion import promote_on_evidence
     from babylon_console.tui.dialogs.confirm import TypedConfirmDialog
 
     pool = seeded
@@ -324,7 +324,7 @@ async def test_promoting_against_the_evidence_needs_the_typed_id_and_a_reason(se
 
 
 async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, settings, make_app) -> None:
-    from babylon_console.core.holdout import set_holdout
+    from babylon_console.core.checkpoints.holdout import set_holdout
     from babylon_console.tui.data import ConsoleData
 
     from ..test_evaluation import _checkpoints
@@ -345,7 +345,7 @@ async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, s
 
 async def test_v_evaluates_a_serverless_checkpoint_at_its_endpoint_and_names_one_that_does_not_answer(
         seeded, settings, make_app, tokenizer_dir) -> None:
-    from babylon_console.core.holdout import set_holdout
+    from babylon_console.core.checkpoints.holdout import set_holdout
     from babylon_console.core.sim.actions import HOLD, format_response
     from babylon_console.core.training.tokenization import load_tokenizer
     from babylon_console.tui.data import ConsoleData

@@ -49,7 +49,7 @@ async def test_right_bracket_reaches_a_window_newer_than_the_list_then_says_it_i
 async def test_the_inspector_numbers_steps_alike_and_says_why_a_trajectory_has_no_judgment(seeded, make_app) -> None:
     from textual.widgets import OptionList
 
-    from babylon_console.core.holdout import set_holdout
+    from babylon_console.core.checkpoints.holdout import set_holdout
     from babylon_console.tui.widgets.inspector import InspectorPane
 
     pool = seeded

@@ -177,7 +177,7 @@ async def test_a_silent_engine_is_shown_stale_then_dead(make_app, pool) -> None:
 
 async def test_a_holdout_setting_the_database_disagrees_with_is_a_configuration_error_not_an_outage(
         pool, make_app, settings) -> None:
-    from babylon_console.core.holdout import set_holdout
+    from babylon_console.core.checkpoints.holdout import set_holdout
 
     await set_holdout(pool, 0.25, operator="ana", reason=None)
     data = ConsoleData(settings.model_copy(update={"holdout_share": 0.1}), clock=FixedClock(), label="test database")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from babylon_console.core.promotion import promote_on_evidence
-from babylon_console.core.registry import Registry
+from babylon_console.core.checkpoints.promotion import promote_on_evidence
+from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.tui.dialogs.confirm import TypedConfirmDialog
 
 from .conftest import SIZE, insert_model, wait_for

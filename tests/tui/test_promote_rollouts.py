@@ -8,8 +8,8 @@ from typing import Any
 
 from textual.widgets import DataTable, Static
 
-from babylon_console.core.promotion import promote_on_evidence
-from babylon_console.core.registry import NOTHING_LIVE
+from babylon_console.core.checkpoints.promotion import promote_on_evidence
+from babylon_console.core.checkpoints.registry import NOTHING_LIVE
 from babylon_console.tui.dialogs.confirm import ConfirmDialog
 from babylon_console.tui.dialogs.promote import PromoteDialog
 from babylon_console.tui.widgets.checkpoints import CheckpointsPane

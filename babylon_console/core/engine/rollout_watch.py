@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from ..checkpoints.registry import Registry, RegistryError
 from ..config import GateSettings
 from ..events import EngineWarning
-from ..registry import Registry, RegistryError
 from .run_state import Emit
 
 if TYPE_CHECKING:
-    from ..evidence import CachedReadout
+    from ..checkpoints.evidence import CachedReadout
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class RolloutWatch:
         promoting the candidate; with `auto_rollback`, roll it back when the gate says so (one
         transaction, audit row with the reason and the readout, event)."""
         if self._readouts is None:
-            from ..evidence import CachedReadout
+            from ..checkpoints.evidence import CachedReadout
 
             self._readouts = CachedReadout(self.gate)
         readout = await self._readouts.get(self.pool)

@@ -61,7 +61,7 @@ class Stages:
     async def read_holdout(self, check: bool = False) -> None:
         """Adopt the database's hold-out share (read at run start and before each selection);
         `check`: first refuse a configured share that disagrees."""
-        from ..holdout import check_setting_agrees, current_holdout, share_of
+        from ..checkpoints.holdout import check_setting_agrees, current_holdout, share_of
 
         record = await current_holdout(self.store.pool)
         if check:

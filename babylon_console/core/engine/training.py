@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 
 from .. import runs
+from ..checkpoints.registry import LIVE_WHERE
 from ..clock import Clock
 from ..config import Settings
 from ..errors import as_console_error, is_outage
@@ -29,7 +30,6 @@ from ..events import (
     StepTrained,
 )
 from ..names import checkpoint_id
-from ..registry import LIVE_WHERE
 from ..training import batches
 from ..training.backends.empty_step import NothingTrained, check_trained
 from ..training.groups import WindowGroup, trainable_tokens
@@ -170,7 +170,7 @@ class Trainer:
     async def evaluate(self, model_id: str) -> None:
         """Held-out evaluation of a new checkpoint against the live model (the base policy while none
         is live). A checkpoint that cannot be evaluated here is a warning, never a failed step."""
-        from ..evaluation import evaluate
+        from ..checkpoints.evaluation import evaluate
 
         live = await self.pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE}')
         against = "live" if live is not None and live != model_id else "base"

@@ -1,10 +1,10 @@
 """Where a checkpoint is served, by its served name (`storagePath`), from the evaluation's settings.
 
 - `wandb-artifact://...`: W&B's OpenAI-compatible inference (BABYLON_SERVERLESS_BASE_URL or W&B's
-  default, with WANDB_API_KEY), as `core.inference.endpoint_for` says.
+  default, with WANDB_API_KEY), as `core.checkpoints.endpoints.endpoint_for` says.
 - `local-lora://...` and a bare base-model name: the vLLM at BABYLON_LOCAL_INFERENCE_URL.
 - `offline://...`: the checkpoint's simulator policy answering in process, as `models eval --method
-  prompts` does (`core.prompt_eval.PolicyClient`): a stand-in for an LLM, labelled as one.
+  prompts` does (`core.checkpoints.prompt_eval.PolicyClient`): a stand-in for an LLM, labelled as one.
 
 An upstream's `label` names it in errors, logs and headers; it never holds a credential.
 """
@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..checkpoints.endpoints import endpoint_for
 from ..errors import ConsoleError, InvalidInput
-from ..inference import endpoint_for
 from ..names import is_offline
 from .routing import Target
 
@@ -61,7 +61,7 @@ class StandInUpstream:
     """An offline checkpoint's policy answering chat requests in process."""
 
     def __init__(self, storage_path: str, policy: Any) -> None:
-        from ..prompt_eval import PolicyClient
+        from ..checkpoints.prompt_eval import PolicyClient
 
         self.model = storage_path
         self.client = PolicyClient("stand-in", storage_path, policy)

@@ -3,7 +3,7 @@
 Game columns are written as the game expects them (`training_batches` status pending -> training
 -> completed|failed; `usedInTraining`/`trainedInBatch` on exactly the trajectories trained on).
 A checkpoint is registered with status 'registered', which the game's own query never serves
-(`core.registry`: only a promotion makes it 'deployed'). Our judgments stay in `console_judgments`:
+(`core.checkpoints.registry`: only a promotion makes it 'deployed'). Our judgments stay in `console_judgments`:
 the game's judge columns (`aiJudgeReward`, `aiJudgeReasoning`, `judgedAt`) are its own judge's,
 never overwritten.
 

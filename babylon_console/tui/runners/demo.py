@@ -63,10 +63,10 @@ class DemoRunner:
             self.background.call(self.market.stop)
 
     async def _main(self) -> int:
+        from ...core.checkpoints.holdout import ensure_holdout
         from ...core.db.connections import create_pool
         from ...core.game.market_clock import current_clock
         from ...core.game.store import GameStore
-        from ...core.holdout import ensure_holdout
         from ...core.live_market import LiveMarket
         from ...core.seeding import seed_history
         from ...core.sim.simulation import Simulation

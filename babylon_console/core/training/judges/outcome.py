@@ -365,7 +365,7 @@ def score_group(trajectories: Sequence[Trajectory], gt: WindowGroundTruth) -> li
     return out
 
 
-# -- one answer to one prompt (held-out evaluation of endpoint models, core/prompt_eval.py) ------
+# -- one answer to one prompt (held-out evaluation of endpoint models, core/checkpoints/prompt_eval.py) ------
 
 ANSWER_RIGHT, ANSWER_NEUTRAL, ANSWER_WRONG, ANSWER_UNUSABLE = 1.0, 0.5, 0.0, 0.0
 ANSWER_SIZE_PENALTY = 0.25  # taken off in full by an order of ORDER_FRACTION_FULL_PENALTY of the cash

@@ -21,7 +21,7 @@ the rollout asked for, and the checkpoint-like model names (`scheme://...`) the 
 know. Scripted participants (names without a scheme, e.g. the simulator's `sim/momentum`) are
 neither arm.
 
-Scoped to its rollout: each A/B rollout has an id (`core.registry`), and only the windows that
+Scoped to its rollout: each A/B rollout has an id (`core.checkpoints.registry`), and only the windows that
 opened at or after it started by the database's clock count (every counted window closed after it
 started, and none mixes the previous serving): a re-promotion starts at 0 paired windows.
 
@@ -44,10 +44,10 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
-from .config import GateSettings
-from .game.windows import WINDOW_LENGTH, window_id_for, window_start_of
+from ..config import GateSettings
+from ..game.windows import WINDOW_LENGTH, window_id_for, window_start_of
+from ..stats import PairedDifference, paired_difference
 from .registry import Served, serving
-from .stats import PairedDifference, paired_difference
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from .errors import InvalidInput, Refused
+from ..errors import InvalidInput, Refused
 
 if TYPE_CHECKING:
     import asyncpg
@@ -110,7 +110,7 @@ async def set_holdout(pool: asyncpg.Pool, share: float, *, operator: str, reason
 
 async def _set(pool: asyncpg.Pool, share: float, operator: str, reason: str | None,
                only_if_none: bool) -> HoldoutRecord:
-    from . import events
+    from .. import events
 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)

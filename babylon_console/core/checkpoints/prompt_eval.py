@@ -31,14 +31,14 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from .errors import EXIT_UNAVAILABLE, ConsoleError, Failed, InvalidInput
-from .game.rows import WindowGroundTruth
-from .game.store import GameStore
-from .game.windows import held_out
+from ..errors import EXIT_UNAVAILABLE, ConsoleError, Failed, InvalidInput
+from ..game.rows import WindowGroundTruth
+from ..game.store import GameStore
+from ..game.windows import held_out
+from ..training.groups import trajectory_calls
+from ..training.judges.outcome import AnswerScore
+from .endpoints import Endpoint
 from .holdout import NO_HOLDOUT
-from .inference import Endpoint
-from .training.groups import trajectory_calls
-from .training.judges.outcome import AnswerScore
 
 MAX_TOKENS = 1024
 CONCURRENCY = 4
@@ -218,7 +218,7 @@ class PolicyClient:
     async def ask(self, messages: list[dict[str, str]]) -> str:
         import numpy as np
 
-        from .sim.observation import Observation
+        from ..sim.observation import Observation
 
         user = messages[-1]["content"]
         obs = Observation.from_prompt(user)
@@ -286,8 +286,8 @@ async def _judge_pair(judge: AnswerJudge, window: HeldOutWindow, prompt: HeldOut
 
 
 def _usable(text: str, prompt: HeldOutPrompt) -> bool:
-    from .sim.actions import parse_response
-    from .sim.observation import Observation
+    from ..sim.actions import parse_response
+    from ..sim.observation import Observation
 
     user = prompt.messages[-1]["content"]
     return parse_response(text, Observation.from_prompt(user)).action is not None

@@ -9,13 +9,13 @@ those differences with a 95% CI paired by window (Student's t), and the share of
 Results are stored in `console_evaluations`.
 
 Checkpoints of the other backends (`wandb-artifact://`, `local-lora://`) are evaluated on the recorded
-prompts of held-out windows instead (`core/prompt_eval.py`): both models answer the same prompts at
-their OpenAI-compatible endpoints (`core/inference.py`) and the settings' judge scores the two
+prompts of held-out windows instead (`core/checkpoints/prompt_eval.py`): both models answer the same prompts at
+their OpenAI-compatible endpoints (`core/checkpoints/endpoints.py`) and the settings' judge scores the two
 answers side by side with the window's ground truth; the per-window difference is of mean answer
 scores (0 to 1), with the same paired CI and win rate. Two checkpoints of different kinds (an
 offline one and a served one) are not comparable and are refused.
 
-Which windows are held out is the database's record (`core/holdout.py`), never a setting. A held-out
+Which windows are held out is the database's record (`core/checkpoints/holdout.py`), never a setting. A held-out
 window that either model learned from (the checkpoint, an earlier checkpoint of its model, or the model
 it is compared with: `console_trained_windows`), for example one trained before the hold-out was set,
 is never counted: it is left out, with why, in the result's `left_out`.
@@ -35,11 +35,11 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
-from .errors import InvalidInput, Refused
-from .game.windows import held_out, parse_window_id
+from ..errors import InvalidInput, Refused
+from ..game.windows import held_out, parse_window_id
+from ..stats import paired_difference
 from .holdout import NO_HOLDOUT
 from .registry import LIVE_WHERE
-from .stats import paired_difference
 
 MIN_WINDOWS = 3
 LARGER = "more history, or a larger hold-out: `babylon-console holdout`"
@@ -88,7 +88,7 @@ class EvalResult(BaseModel):
     endpoint_a: str | None = None
     endpoint_b: str | None = None
     examples: list[dict[str, Any]] = []  # a few prompts where the two answers scored differently
-    # held-out windows not counted, with why: a model compared trained on them (core/holdout.py)
+    # held-out windows not counted, with why: a model compared trained on them (core/checkpoints/holdout.py)
     left_out: dict[str, str] = {}
     holdout_share: float | None = None  # the database's hold-out the windows were chosen by
     holdout_rule: str | None = None
@@ -176,7 +176,7 @@ async def held_out_windows(pool: asyncpg.Pool, share: float, limit: int, lookbac
 
 def _replay(window: _Window, policy: Any) -> float:
     """Mean P&L per agent when every agent of the window's market is driven by `policy`."""
-    from .sim.simulation import Simulation
+    from ..sim.simulation import Simulation
 
     sim = Simulation(seed=window.seed, n_agents=window.agents, steps_per_window=window.steps, record_messages=False)
     for i in range(window.agents):
@@ -192,7 +192,7 @@ async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str
                    ) -> tuple[str | None, str, str | None]:
     """(model id or None for the base, served name, a note when it is not what was asked) of what
     `model_id` is compared with. "live" with nothing live is the base model, said in the note."""
-    from .names import base_name, is_offline, offline_name, parse_offline_name
+    from ..names import base_name, is_offline, offline_name, parse_offline_name
 
     if against == "live":
         live = await pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE}')
@@ -258,8 +258,8 @@ class _Measured(BaseModel):
 
 
 def _offline_policies(data_dir: Path, *storage: str) -> list[Any]:
-    from .training.backends.factory import checkpoint_root
-    from .training.backends.offline import OfflineBackend
+    from ..training.backends.factory import checkpoint_root
+    from ..training.backends.offline import OfflineBackend
 
     backend = OfflineBackend(checkpoint_root(data_dir, "offline"))
     try:
@@ -289,10 +289,10 @@ async def _on_prompts(pool: asyncpg.Pool, data_dir: Path, settings: Any, holdout
                       labels: tuple[str, str], storage_a: str, storage_b: str, windows: int, per_window: int,
                       progress: Callable[[int, int], None] | None, skip: Mapping[str, str],
                       left_out: dict[str, str]) -> _Measured:
-    from .inference import endpoint_for
-    from .names import is_offline
+    from ..names import is_offline
+    from ..training.judges import OutcomeJudge, judge_unavailable, make_judge
+    from .endpoints import endpoint_for
     from .prompt_eval import EndpointClient, PolicyClient, compare_on_prompts, held_out_prompts
-    from .training.judges import OutcomeJudge, judge_unavailable, make_judge
 
     offline = is_offline(storage_a)
     if settings is None and not offline:
@@ -343,8 +343,8 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, model_id: str, against: s
     local) answer `prompts` recorded prompts per window (default: `settings.eval_prompts`) at the
     endpoints the settings name, judged by the settings' judge. `method="prompts"` evaluates offline
     checkpoints on recorded prompts too (answered in process), with the same code and judges."""
+    from ..names import is_offline, scheme_of
     from .holdout import current_holdout, share_of
-    from .names import is_offline, scheme_of
 
     if windows < MIN_WINDOWS:
         raise InvalidInput(f"--windows must be at least {MIN_WINDOWS}, got {windows}")

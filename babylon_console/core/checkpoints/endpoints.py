@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from .errors import InvalidInput, Refused
-from .names import LOCAL_SCHEME, OFFLINE_SCHEME, WANDB_SCHEME, scheme_of
-from .training.backends.factory import wandb_offline
+from ..errors import InvalidInput, Refused
+from ..names import LOCAL_SCHEME, OFFLINE_SCHEME, WANDB_SCHEME, scheme_of
+from ..training.backends.factory import wandb_offline
 
 DEFAULT_SERVERLESS_BASE_URL = "https://api.training.wandb.ai/v1"  # ART 0.5's serverless client default
 

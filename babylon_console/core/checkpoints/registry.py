@@ -6,7 +6,7 @@ instant at most one `trained_models` row is `deployed`, also when two consoles a
 
 An A/B rollout (a share below 100%) has an id and a record (`console_rollouts`: candidate, live
 model, share, who, when by the wall clock and by the database's clock). Its evidence counts only
-the windows that opened at or after it started (`core.evidence`). Every promotion at a share below
+the windows that opened at or after it started (`core.checkpoints.evidence`). Every promotion at a share below
 100% starts a new rollout, also a re-promotion of the same candidate and a change of share (the
 served-share truth compares with one asked share, and a changed rollout is judged afresh); making
 a model live, or a rollback, ends the rollout. Audit rows and events name the rollout they started
@@ -29,13 +29,13 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, field_validator
 
-from . import events
-from .clock import Clock, SystemClock, to_naive_utc
-from .errors import ErrorKind, Refused
-from .events import Promoted, RolledBack
-from .game import market_clock
-from .game.rows import TrainedModel
-from .names import is_our_name
+from .. import events
+from ..clock import Clock, SystemClock, to_naive_utc
+from ..errors import ErrorKind, Refused
+from ..events import Promoted, RolledBack
+from ..game import market_clock
+from ..game.rows import TrainedModel
+from ..names import is_our_name
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
 REGISTERED = "registered"  # a checkpoint this project registered and the game does not serve
@@ -150,7 +150,7 @@ class Served:
     storage_path: str
     role: str  # live or candidate
     share: float
-    rollout_id: int | None = None  # the A/B rollout in progress (core.registry), if any
+    rollout_id: int | None = None  # the A/B rollout in progress (core.checkpoints.registry), if any
 
 
 async def serving(pool: asyncpg.Pool | asyncpg.Connection) -> list[Served]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from .config import GateSettings
+from ..config import GateSettings
 from .evaluation import latest_per_model
 from .evidence import ABReadout, RolledBack, ab_readout
 from .registry import Registry, RegistryError

@@ -30,8 +30,8 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babylon_console.core.game.store import GameStore
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.groups import build_window_group
 from babylon_console.core.training.standin_tokenizer import ensure_standin_tokenizer
 from babylon_console.core.training.tokenization import load_tokenizer, render_prompt

@@ -128,8 +128,8 @@ async def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
-    from babylon_console.core.seeding import seed_history
     from babylon_console.core.sim.simulation import Simulation
+    from babylon_console.core.simgame.seeding import seed_history
 
     shutil.rmtree(STATE, ignore_errors=True)
     pgdata, data_dir = STATE / "pgdata", STATE / "data"

@@ -47,10 +47,10 @@ from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.market import DEFAULT_TICKERS
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation, WindowResult
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
 from benchmarks._common import BENCH_DATA, bench_database

@@ -47,10 +47,10 @@ from babylon_console.core.checkpoints.evaluation import evaluate
 from babylon_console.core.checkpoints.prompt_eval import held_out_prompts
 from babylon_console.core.config import Settings
 from babylon_console.core.game.rows import WindowGroundTruth
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import Action, format_response
 from babylon_console.core.sim.observation import Observation
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.stats import paired_difference
 from benchmarks._common import BENCH_DATA, bench_database
 from tests.fake_openai import FakeOpenAI

@@ -7,7 +7,7 @@ and roll back a harmful one automatically, and how fast?
    preferences reversed (weights negated), written as an offline checkpoint of its own.
 2. Rollouts, per seed (a fresh database each): the initial policy (step 0) is live at 100%, the
    candidate gets a 50% A/B rollout through the real registry. Each window the market is simulated
-   with the real serving rule (`core.serving.ServedPolicies`: the candidate's share of the served
+   with the real serving rule (`core.simgame.serving.ServedPolicies`: the candidate's share of the served
    agents trade with it, the rest with the live model), written as game rows, and the real
    `Engine.watch_rollout` (auto rollback on) reads the live A/B evidence (`core.checkpoints.evidence`) from
    those rows and acts. Stops at the first verdict: "promote" (N = windows it took) or "rollback"
@@ -45,10 +45,10 @@ from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.names import offline_name, parse_offline_name
-from babylon_console.core.seeding import ensure_agents, prepare_bulk_session, write_window
-from babylon_console.core.serving import ServedPolicies
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import ensure_agents, prepare_bulk_session, write_window
+from babylon_console.core.simgame.serving import ServedPolicies
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
 from benchmarks import offline_loop

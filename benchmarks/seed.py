@@ -25,8 +25,8 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babylon_console.core.game.bulk import copy_rows, insert_rows
-from babylon_console.core.seeding import ensure_agents, prepare_bulk_session
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import ensure_agents, prepare_bulk_session
 from benchmarks._common import bench_database
 
 START = datetime(2025, 6, 1)

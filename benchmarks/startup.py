@@ -108,8 +108,8 @@ async def warm_up() -> None:
     """Start the embedded server (kept running by this process) and seed a little history."""
     from babylon_console.core.config import Settings
     from babylon_console.core.db.connections import open_pool
-    from babylon_console.core.seeding import seed_history
     from babylon_console.core.sim.simulation import Simulation
+    from babylon_console.core.simgame.seeding import seed_history
 
     settings = Settings(_env_file=None, data_dir=DATA_DIR)  # type: ignore[call-arg]
     pool = await open_pool(settings)

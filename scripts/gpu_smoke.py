@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from babylon_console.core.config import Settings
 from babylon_console.core.db.connections import open_database
 from babylon_console.core.engine import Engine, EngineConfig, EngineState
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.backends.factory import check_local, checkpoint_root
 
 

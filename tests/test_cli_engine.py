@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from babylon_console.cli import app
 from babylon_console.core.clock import SystemClock
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 
 runner = CliRunner()
 

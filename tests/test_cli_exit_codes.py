@@ -69,8 +69,8 @@ async def test_refused_and_failed_actions_are_1(database_url: str) -> None:
 
 
 async def test_train_while_another_engine_trains_the_model_is_4(pool: asyncpg.Pool, database_url: str) -> None:
+    from babylon_console.core.engine.runs import LOCK_NAMESPACE
     from babylon_console.core.names import training_key
-    from babylon_console.core.runs import LOCK_NAMESPACE
 
     async with pool.acquire() as holder:  # what a running engine holds for its model
         assert await holder.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_NAMESPACE,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import asyncpg
 
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 
 BOUND_S = 2.0  # the documented bound between Ctrl+C and the exit
 START_UP_S = 240.0  # loading the training libraries is slow on a busy machine

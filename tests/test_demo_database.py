@@ -17,8 +17,8 @@ from babylon_console.cli import app
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.config import Settings
 from babylon_console.core.db.embedded import stop_embedded_server
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.tui.app import ConsoleApp
 from babylon_console.tui.data import ConsoleData
 
@@ -88,7 +88,7 @@ async def test_the_demo_leaves_the_operators_database_untouched(
 
 async def test_demo_reset_starts_afresh_and_is_refused_while_the_demo_is_open(
         opened: list[ConsoleApp], demo_dir: Path) -> None:
-    from babylon_console.core.demo import demo_settings
+    from babylon_console.core.simgame.demo import demo_settings
 
     data = ConsoleData(demo_settings(Settings()))
     await data.connect()
@@ -119,7 +119,7 @@ async def test_demo_reset_starts_afresh_and_is_refused_while_the_demo_is_open(
 def test_the_operators_holdout_setting_does_not_reach_the_demo(tmp_path: Path) -> None:
     """BABYLON_HOLDOUT_SHARE is checked against the operator's database; the demo's database records
     15% of its own, so carrying the operator's value into the demo made it refuse itself."""
-    from babylon_console.core.demo import demo_settings
+    from babylon_console.core.simgame.demo import demo_settings
 
     operator = Settings(BABYLON_DATA_DIR=str(tmp_path), BABYLON_HOLDOUT_SHARE="0.0")  # type: ignore[call-arg]
     assert operator.holdout_share == 0.0
@@ -128,8 +128,8 @@ def test_the_operators_holdout_setting_does_not_reach_the_demo(tmp_path: Path) -
 
 def test_the_demos_market_refuses_a_database_that_is_not_the_demos(tmp_path: Path) -> None:
     """It writes a hold-out record and a simulated market: never into the operator's database."""
-    from babylon_console.core.demo import demo_settings
     from babylon_console.core.errors import Refused
+    from babylon_console.core.simgame.demo import demo_settings
     from babylon_console.tui.runners.background import BackgroundLoop
     from babylon_console.tui.runners.demo import DemoRunner
 
@@ -151,8 +151,8 @@ async def test_the_demos_engine_may_start_only_once_the_markets_gateway_is_up(
     """The engine's imports (ART imports the OpenAI client) ran while the gateway's start imported that
     client in the market's thread: "partially initialized module 'openai.types.chat'" failed both the
     market and the engine. The bring-up says `live` only once the gateway is up."""
-    from babylon_console.core.demo import demo_settings
-    from babylon_console.core.serving import GatewayAgents
+    from babylon_console.core.simgame.demo import demo_settings
+    from babylon_console.core.simgame.serving import GatewayAgents
     from babylon_console.tui.runners.background import BackgroundLoop
     from babylon_console.tui.runners.demo import DemoRunner, DemoSettings
 

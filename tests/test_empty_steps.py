@@ -17,8 +17,8 @@ from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState
 from babylon_console.core.game.store import GameStore
 from babylon_console.core.game.windows import WindowState
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.backends.offline import OfflineBackend
 from tests.test_trainable_turns import W, _insert_game_shaped
 

@@ -18,8 +18,8 @@ from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState
 from babylon_console.core.engine.session import TrainingSession
 from babylon_console.core.game.windows import WindowState
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.judges import JudgeError, OutcomeJudge, TrajectoryScore, WindowJudgment
 
 NOW = datetime(2026, 11, 24, 12, 20)
@@ -181,7 +181,7 @@ class FlakyJudge:
 async def test_failed_and_flat_windows_do_not_stop_the_others(pool: asyncpg.Pool, tmp_path: Path) -> None:
     await _seed(pool, windows=3)
     from babylon_console.core.game.windows import window_id_for
-    from babylon_console.core.seeding import history_starts
+    from babylon_console.core.simgame.seeding import history_starts
 
     w = [window_id_for(s) for s in history_starts(3, NOW)]
     engine = _engine(pool, tmp_path, judge=FlakyJudge(fail=w[0], flat=w[1]),

@@ -16,8 +16,8 @@ from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.game.windows import window_id_for
-from babylon_console.core.seeding import history_starts, seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import history_starts, seed_history
 from babylon_console.core.training.judges import RulerJudge
 from tests.fake_openai import FakeOpenAI
 

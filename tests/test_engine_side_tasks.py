@@ -15,8 +15,8 @@ from babylon_console.core.engine.guard import RunGuard, SideTaskFailed
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState, RunSummary
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 
 NOW = datetime(2026, 11, 24, 12, 20)
 

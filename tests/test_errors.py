@@ -21,8 +21,8 @@ from babylon_console.core.checkpoints.holdout import HoldoutMismatch, HoldoutRea
 from babylon_console.core.checkpoints.prompt_eval import EndpointRefused, EndpointUnavailable
 from babylon_console.core.checkpoints.registry import RegistryError, UnknownModel
 from babylon_console.core.db.embedded import EmbeddedServerError
-from babylon_console.core.demo import DemoInUse
 from babylon_console.core.engine.guard import EngineLocked, SideTaskFailed
+from babylon_console.core.engine.runs import LockLost
 from babylon_console.core.errors import (
     EXIT_BUSY,
     EXIT_FAILED,
@@ -41,8 +41,8 @@ from babylon_console.core.game.market_clock import MarketRunning
 from babylon_console.core.game.parsing import RowProblem
 from babylon_console.core.game.windows import InvalidWindowId
 from babylon_console.core.gateway.upstreams import NoUpstream
-from babylon_console.core.runs import LockLost
 from babylon_console.core.sim.policy import CheckpointError
+from babylon_console.core.simgame.demo import DemoInUse
 from babylon_console.core.training.backends.empty_step import NothingTrained
 from babylon_console.core.training.backends.factory import BackendUnavailable
 from babylon_console.core.training.batches import CheckpointConflict

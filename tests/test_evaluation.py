@@ -19,10 +19,10 @@ from babylon_console.core.config import ReadinessCriteria
 from babylon_console.core.errors import InvalidInput, Refused
 from babylon_console.core.game.windows import WindowFigures, WindowState, assess, held_out
 from babylon_console.core.names import offline_name
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import FEATURE_DIM
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
 

@@ -19,8 +19,8 @@ from babylon_console.core.clock import SystemClock
 from babylon_console.core.db.migrations import migrate
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training import batches
 
 # The game's query, exactly as it runs it: never our helper, so a drift in the helper shows here.

@@ -27,8 +27,8 @@ from babylon_console.core.config import Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.game.windows import held_out
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 
 from .test_evaluation import NOW, _checkpoints, _Clock
 
@@ -218,7 +218,7 @@ def test_the_detail_line_names_the_windows_left_out() -> None:
 
 async def test_the_demo_sets_its_own_hold_out_in_the_database_it_runs_in(tmp_path: Path) -> None:
     from babylon_console.core.db.embedded import stop_embedded_server
-    from babylon_console.core.demo import demo_settings
+    from babylon_console.core.simgame.demo import demo_settings
     from babylon_console.tui.data import ConsoleData
     from babylon_console.tui.runners.demo import engine_overrides_for_demo
 

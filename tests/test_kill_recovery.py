@@ -14,8 +14,8 @@ from pathlib import Path
 
 import asyncpg
 
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 
 WINDOWS = 6
 

@@ -19,12 +19,12 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core import runs
 from babylon_console.core.config import Settings
+from babylon_console.core.engine import runs
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training import batches
 from babylon_console.core.training.judges import OutcomeJudge
 

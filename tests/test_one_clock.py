@@ -19,8 +19,8 @@ from babylon_console.commands import models as models_command
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.game import market_clock
 from babylon_console.core.game.market_clock import SimulatedClock
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training import batches
 
 runner = CliRunner()

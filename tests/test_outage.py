@@ -23,8 +23,8 @@ from babylon_console.core.db.embedded import start_embedded_again, start_embedde
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.engine.run_state import EngineState
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.judges import OutcomeJudge
 
 NOW = datetime(2026, 11, 24, 12, 20)
@@ -160,7 +160,7 @@ async def test_an_engine_whose_lock_was_taken_during_an_outage_stops_without_wri
 
 async def test_writes_are_fenced_on_the_lock_token(pool: asyncpg.Pool, tmp_path: Path) -> None:
     """An engine whose token another run took cannot commit an engine write (same transaction check)."""
-    from babylon_console.core.runs import LockLost
+    from babylon_console.core.engine.runs import LockLost
 
     engine = _engine(pool, tmp_path)
     await engine.guard.take_lock()

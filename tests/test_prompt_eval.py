@@ -27,10 +27,10 @@ from babylon_console.core.errors import InvalidInput, Refused
 from babylon_console.core.game.rows import MarketOutcome, WindowGroundTruth
 from babylon_console.core.game.windows import held_out
 from babylon_console.core.names import base_name
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.actions import Action, format_response
 from babylon_console.core.sim.observation import Observation
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.judges.outcome import score_answer
 from babylon_console.core.training.tokenization import load_tokenizer
 from tests.fake_openai import FakeOpenAI, serve_chat_route

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from babylon_console.cli import app
 from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.gateway.upstreams import response_hash
-from babylon_console.core.serving import GAME_PROVIDER
+from babylon_console.core.simgame.serving import GAME_PROVIDER
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
 

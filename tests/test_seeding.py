@@ -14,8 +14,8 @@ from babylon_console.core.game import market_clock
 from babylon_console.core.game.market_clock import SimulatedClock
 from babylon_console.core.game.store import GameStore
 from babylon_console.core.game.windows import parse_window_id, window_id_for
-from babylon_console.core.seeding import LiveSimulation, history_starts, seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import LiveSimulation, history_starts, seed_history
 
 NOW = datetime(2026, 11, 24, 12, 20)
 

@@ -14,8 +14,8 @@ from babylon_console.cli import app
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.config import ReadinessCriteria
 from babylon_console.core.game.store import GameStore
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.backends.factory import BackendUnavailable, check_serverless
 from babylon_console.core.training.tokenization import load_tokenizer
 from tests.fake_wandb_training import FakeWandbTraining

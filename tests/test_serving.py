@@ -1,4 +1,4 @@
-"""The serving rule of the simulated market (`core.serving`): which agents trade with which checkpoint."""
+"""The serving rule of the simulated market (`core.simgame.serving`): which agents trade with which checkpoint."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from babylon_console.core.checkpoints.registry import Registry, Served, serving
-from babylon_console.core.serving import ServedPolicies, assignment
+from babylon_console.core.simgame.serving import ServedPolicies, assignment
 
 from .tui.conftest import insert_model
 

@@ -17,8 +17,8 @@ import pytest
 from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.schema import LLM_CALL_COLUMNS
 from babylon_console.core.game.store import GameStore
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.groups import WindowGroup, build_window_group, trainable_tokens
 from babylon_console.core.training.tokenization import TokenizerUnavailable, load_tokenizer
 from tests.factories import trajectory_row, user_row

@@ -53,7 +53,7 @@ def demo_command(
     """The whole loop offline, in a database of its own (an embedded PostgreSQL under <data dir>/demo,
     with its checkpoints): a live simulated market, the outcome judge and the offline backend, with the
     engine training continuously. Agents driven by the promoted checkpoint trade in the live market."""
-    from ..core.demo import demo_settings, reset_demo, where
+    from ..core.simgame.demo import demo_settings, reset_demo, where
     from ..tui.runners.demo import DemoSettings
 
     read_only = read_only or CliState.read_only

@@ -10,13 +10,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..cli_support import err, load_settings, out, print_json, run_command
 from ..core.db.connections import open_database
-from ..core.demo import is_demo
 from ..core.errors import InvalidInput
 from ..core.game import market_clock
-from ..core.live_market import LiveMarket
-from ..core.seeding import SeedReport, seed_history
-from ..core.serving import GatewayAgents
 from ..core.sim.simulation import Simulation
+from ..core.simgame.demo import is_demo
+from ..core.simgame.live_market import LiveMarket
+from ..core.simgame.seeding import SeedReport, seed_history
+from ..core.simgame.serving import GatewayAgents
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from ..cli_support import fail, load_settings, out, print_json, run_with_pool
-from ..core import control, runs
-from ..core.control import Command, default_operator
+from ..core.engine import control, runs
+from ..core.engine.control import Command, default_operator
 from ..core.errors import EXIT_FAILED
 from ..core.game import market_clock
 

@@ -35,14 +35,14 @@ from ..core.events import Event, EventKind
 if TYPE_CHECKING:
     import asyncpg
 
-    from ..core import control as core_control
     from ..core.checkpoints.registry import ActionResult, AuditEntry, Rollout
     from ..core.config import ReadinessCriteria
     from ..core.db.connections import DatabaseTarget
+    from ..core.engine import control as core_control
+    from ..core.engine.runs import RunRow
     from ..core.game.rows import TrainedModel, WindowGroundTruth
     from ..core.game.store import WindowTrajectories
     from ..core.game.windows import WindowReadiness
-    from ..core.runs import RunRow
 
 # names this module offers without importing their core module until first use (PEP 562)
 _LAZY = {
@@ -53,7 +53,7 @@ _LAZY = {
     "WindowReadiness": "babylon_console.core.game.windows",
     "WindowGroundTruth": "babylon_console.core.game.rows",
     "WindowTrajectories": "babylon_console.core.game.store",
-    "RunRow": "babylon_console.core.runs",
+    "RunRow": "babylon_console.core.engine.runs",
     "held_out": "babylon_console.core.game.windows",
 }
 
@@ -244,7 +244,7 @@ class ConsoleData:
     def operator(self) -> str:
         """Who acts, for the audit trail (default: login@host; looked up when first needed)."""
         if self._operator is None:
-            from ..core.control import default_operator
+            from ..core.engine.control import default_operator
 
             self._operator = default_operator()
         return self._operator
@@ -271,8 +271,8 @@ class ConsoleData:
 
     @property
     def is_demo(self) -> bool:
-        """The demo's own database (`core.demo`), not the operator's."""
-        from ..core.demo import is_demo
+        """The demo's own database (`core.simgame.demo`), not the operator's."""
+        from ..core.simgame.demo import is_demo
 
         return is_demo(self.settings)
 
@@ -284,7 +284,7 @@ class ConsoleData:
             return self.label
         if self.settings.database_url is None:
             if self.is_demo:
-                from ..core.demo import where
+                from ..core.simgame.demo import where
 
                 return f"{self.settings.embedded_database} (demo, {where(self.settings).split(' in ', 1)[1]})"
             return f"{self.settings.embedded_database} (embedded)"
@@ -494,14 +494,14 @@ class ConsoleData:
     async def send_command(self, run_id: str, command: core_control.Command, timeout_s: float = COMMAND_TIMEOUT_S
                            ) -> core_control.CommandRow | None:
         """Pause, resume or stop an engine elsewhere; its acknowledgement, or None after `timeout_s`."""
-        from ..core import control as core_control
+        from ..core.engine import control as core_control
 
         command_id = await core_control.send(self.pool, run_id, command, self.operator)
         return await core_control.wait_ack(self.pool, command_id, timeout_s)
 
     async def latest_run(self) -> RunRow | None:
-        """The newest run of this console's model, wherever it runs (`core.runs.latest_of_model`)."""
-        from ..core import runs as core_runs
+        """The newest run of this console's model, wherever it runs (`core.engine.runs.latest_of_model`)."""
+        from ..core.engine import runs as core_runs
 
         return await core_runs.latest_of_model(self.pool, self.settings.model_name)
 

@@ -17,7 +17,7 @@ class EngineView:
     run_id: str | None = None
     stage: str | None = None
     error: str | None = None
-    run: Any = None  # the latest run in the database (core.runs.RunRow), while no engine runs here
+    run: Any = None  # the latest run in the database (core.engine.runs.RunRow), while no engine runs here
     attach: bool = False  # the console follows a headless engine
 
     @property

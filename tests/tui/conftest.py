@@ -15,8 +15,8 @@ import pytest
 
 from babylon_console.core.config import Settings
 from babylon_console.core.events import Event, EventKind
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.tui.app import ConsoleApp
 from babylon_console.tui.data import ConsoleData
 

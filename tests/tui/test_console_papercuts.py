@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from textual.widgets import DataTable
 
-from babylon_console.core.seeding import seed_history
 from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
 
 from .conftest import FIXED_NOW, SIZE, insert_model, plain, wait_for
 

@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from .. import control, runs
 from ..errors import EXIT_BUSY, Failed, Refused, is_outage
 from ..events import EngineWarning, EventData
-from ..runs import LockLost
+from . import control, runs
 from .run_config import EngineConfig
 from .run_state import Emit, RunSummary
+from .runs import LockLost
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

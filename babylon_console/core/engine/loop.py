@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from .. import control, events, runs
+from .. import events
 from ..clock import Clock
 from ..config import Settings
 from ..errors import is_outage
@@ -30,14 +30,15 @@ from ..events import (
 )
 from ..game.market_clock import DatabaseClock
 from ..game.store import GameStore
-from ..runs import LockLost
 from ..training.backends.factory import serverless_warnings
 from ..training.judges import Judge, make_judge
+from . import control, runs
 from .backend_protocol import TrainingBackend
 from .guard import RunGuard
 from .rollout_watch import RolloutWatch
 from .run_config import EngineConfig
 from .run_state import EngineState, RunSummary
+from .runs import LockLost
 from .session import TrainingSession
 from .stages import Stages
 from .training import Trainer

@@ -19,13 +19,13 @@ from ..events import (
 from ..game.market_clock import DatabaseClock
 from ..game.store import GameStore
 from ..game.windows import WindowReadiness, WindowState
-from ..runs import LockLost
 from ..training import batches
 from ..training.groups import TokenStats, WindowGroup, build_window_group, dropout_rate
 from ..training.judges import Judge, JudgeError, JudgeInput, WindowJudgment, judge_windows
 from .guard import RunGuard
 from .run_config import EngineConfig
 from .run_state import Emit, RunSummary
+from .runs import LockLost
 from .session import TrainingSession
 from .training import record_unusable
 

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import orjson
 
-from .. import runs
 from ..checkpoints.registry import LIVE_WHERE
 from ..clock import Clock
 from ..config import Settings
@@ -33,6 +32,7 @@ from ..names import checkpoint_id
 from ..training import batches
 from ..training.backends.empty_step import NothingTrained, check_trained
 from ..training.groups import WindowGroup, trainable_tokens
+from . import runs
 from .guard import RunGuard
 from .run_config import EngineConfig
 from .run_state import Emit, RunSummary

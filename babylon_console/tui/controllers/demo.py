@@ -1,4 +1,4 @@
-"""The demo's bring-up, in the demo's own database (`core.demo`): seed a history if it has none, run
+"""The demo's bring-up, in the demo's own database (`core.simgame.demo`): seed a history if it has none, run
 the simulated market, then start a continuous offline engine, which reads the market's clock from
 that database as every other process does. Progress reaches the status bar and the Windows pane
 through messages posted from the market's thread."""

@@ -11,7 +11,7 @@ from ..data import close_pool
 from .engine import EngineOverrides
 
 if TYPE_CHECKING:
-    from ...core.live_market import LiveMarket
+    from ...core.simgame.live_market import LiveMarket
     from ..data import ConsoleData
     from .background import BackgroundLoop
 
@@ -30,17 +30,17 @@ class DemoSettings:
 class DemoRunner:
     """The demo's simulated market: seed a short history if the database has none, then write a
     window every `seconds_per_window`, with a few agents calling a model gateway the market starts
-    (`core.live_market.LiveMarket`, which `seed --live` runs too), as the game's agents would.
+    (`core.simgame.live_market.LiveMarket`, which `seed --live` runs too), as the game's agents would.
 
     It writes a hold-out record and a simulated market into its database: only into the demo's own
-    (`core.demo.demo_settings`), never an operator's database."""
+    (`core.simgame.demo.demo_settings`), never an operator's database."""
 
     def __init__(self, data: ConsoleData, background: BackgroundLoop, demo: DemoSettings | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  on_window: Callable[[str, int], None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
-        from ...core.demo import is_demo
         from ...core.errors import Refused
+        from ...core.simgame.demo import is_demo
 
         if not is_demo(data.settings):
             raise Refused(f"the demo's market runs only in the demo's own database (<data dir>/demo), not in "
@@ -67,9 +67,9 @@ class DemoRunner:
         from ...core.db.connections import create_pool
         from ...core.game.market_clock import current_clock
         from ...core.game.store import GameStore
-        from ...core.live_market import LiveMarket
-        from ...core.seeding import seed_history
         from ...core.sim.simulation import Simulation
+        from ...core.simgame.live_market import LiveMarket
+        from ...core.simgame.seeding import seed_history
 
         target = self.data.target()
         pool = await create_pool(target, max_size=4)  # the market, and the gateway's log and heartbeat

@@ -17,8 +17,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Settings
-from .errors import Refused
+from ..config import Settings
+from ..errors import Refused
 
 DEMO_FOLDER = "demo"
 _KEPT = {"pgdata"}  # the cluster itself: `--reset` drops and recreates its database instead
@@ -93,7 +93,7 @@ async def reset_demo(demo: Settings) -> DemoReset:
         raise ValueError(f"not the demo's settings: {demo.data_dir}")  # a bug, never the operator's database
     import asyncpg  # the console imports this module on its paint path: the database layer only here
 
-    from .db.connections import DatabaseTarget, connect, create_migrated_database, resolve_target, with_database
+    from ..db.connections import DatabaseTarget, connect, create_migrated_database, resolve_target, with_database
 
     target = await asyncio.to_thread(resolve_target, demo)  # starts the demo's server if needed
     database = demo.embedded_database

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from .clock import to_naive_utc
-from .game import market_clock
-from .game.bulk import copy_rows, insert_rows
-from .game.market_clock import SimulatedClock
-from .game.schema import USER_COLUMNS
-from .game.windows import WINDOW_LENGTH, parse_window_id, window_id_for, window_start_of
-from .sim.simulation import Simulation, WindowResult
+from ..clock import to_naive_utc
+from ..game import market_clock
+from ..game.bulk import copy_rows, insert_rows
+from ..game.market_clock import SimulatedClock
+from ..game.schema import USER_COLUMNS
+from ..game.windows import WINDOW_LENGTH, parse_window_id, window_id_for, window_start_of
+from ..sim.simulation import Simulation, WindowResult
 
 log = logging.getLogger(__name__)
 

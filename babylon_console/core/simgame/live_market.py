@@ -1,7 +1,7 @@
 """A live simulated market with a model gateway of its own: what `seed --live` and the demo run.
 
-`LiveSimulation` (`core.seeding`) writes a window every `seconds_per_window` of real time; before
-each window `GatewayAgents` (`core.serving`) sends the driven agents to a gateway started in process,
+`LiveSimulation` (`core.simgame.seeding`) writes a window every `seconds_per_window` of real time; before
+each window `GatewayAgents` (`core.simgame.serving`) sends the driven agents to a gateway started in process,
 which serves them the live model or, for its share of them, the candidate, as the game's agents are
 served. The gateway is up before the first window and down after the last.
 """
@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import asyncpg
 
-from .config import Settings
+from ..config import Settings
+from ..sim.simulation import Simulation, WindowResult
 from .seeding import LiveSimulation
 from .serving import GatewayAgents
-from .sim.simulation import Simulation, WindowResult
 
 
 class LiveMarket:

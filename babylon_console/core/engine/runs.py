@@ -27,7 +27,7 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
-from .errors import EXIT_BUSY, Failed
+from ..errors import EXIT_BUSY, Failed
 
 LOCK_NAMESPACE = 0x656E67  # "eng": advisory lock (namespace, hash of the training key)
 STALE_AFTER = 3.0  # heartbeat intervals

@@ -31,8 +31,8 @@ from typing import Any
 
 import asyncpg
 
-from .checkpoints.registry import Served, serving
-from .names import is_offline
+from ..checkpoints.registry import Served, serving
+from ..names import is_offline
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ class ServedPolicies:
             return policy
         policy = None
         try:
-            from .training.backends.factory import checkpoint_root
-            from .training.backends.offline import OfflineBackend
+            from ..training.backends.factory import checkpoint_root
+            from ..training.backends.offline import OfflineBackend
 
             if is_offline(storage_path) or self.settings is None:
                 policy = OfflineBackend(checkpoint_root(self.data_dir, "offline")).load_policy(storage_path)
@@ -138,8 +138,8 @@ class ServedPolicies:
         return policy
 
     def _endpoint_policy(self, served: Served) -> Any:
-        from .checkpoints.endpoints import endpoint_for
-        from .sim.endpoint import EndpointPolicy
+        from ..checkpoints.endpoints import endpoint_for
+        from ..sim.endpoint import EndpointPolicy
 
         endpoint = endpoint_for(served.storage_path, self.settings)
         key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
@@ -206,7 +206,7 @@ class GatewayAgents:
 
         from pydantic import SecretStr
 
-        from .gateway.server import GatewayServer
+        from ..gateway.server import GatewayServer
 
         key = secrets.token_urlsafe(24)
         settings = self.settings.model_copy(update={"gateway_keys": SecretStr(key)})
@@ -235,8 +235,8 @@ class GatewayAgents:
     def _policy(self, sim: Any, agent: Any) -> GuardedEndpointPolicy:
         policy = self._agents.get(agent.agent_id)
         if policy is None:
-            from .sim.endpoint import EndpointPolicy
-            from .sim.strategies import make_strategy
+            from ..sim.endpoint import EndpointPolicy
+            from ..sim.strategies import make_strategy
 
             inner = EndpointPolicy(self.alias, client=self._client, name=f"gateway:{self.alias}",
                                    extra_headers={"X-Agent-Id": agent.agent_id}, log_model=GAME_PROVIDER)
@@ -311,8 +311,8 @@ class GuardedEndpointPolicy:
     async def adecide(self, obs: Any, rng: Any, system_prompt: str, user_prompt: str) -> Any:
         import time
 
-        from .sim.actions import HOLD
-        from .sim.policy import Decision
+        from ..sim.actions import HOLD
+        from ..sim.policy import Decision
 
         if time.monotonic() < self.outage.down_until:
             if self._scripted:

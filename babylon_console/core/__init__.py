@@ -1,4 +1,7 @@
-"""Headless core: configuration, database, windows, groups, judges, backends, engine, events.
+"""Headless core, in folders in the order data flows (each imports only those below it; the
+import-linter contracts in pyproject.toml enforce it): the base (`errors`, `config`, `clock`, `names`,
+`stats`, `events`), `db/`, `game/`, `sim/`, `training/`, `checkpoints/`, `engine/` and `gateway/`,
+`simgame/`.
 
 Nothing under this package imports Textual (a test enforces it); the TUI and the CLI build on it.
 """

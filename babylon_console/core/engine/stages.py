@@ -131,9 +131,7 @@ class Stages:
                 completion_tokens=stats.completion_tokens,
                 message=f"window {window_id}: {len(group.trajectories)} of {len(trajectories)} trajectories, "
                         f"{stats.trainable_calls} trainable calls ({stats.completion_tokens} response tokens)"))
-            item = JudgeInput(window_id=window_id, ground_truth=truth, trajectories=group.trajectories,
-                              messages=group.messages)
-            result.append((group, item))
+            result.append((group, group.judge_input(truth)))  # what the judge tests judge too
         return result
 
     async def judge(self, groups: Judged) -> list[WindowGroup]:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .jsonvalue import decoded
+
 if TYPE_CHECKING:  # asyncpg is imported where the database is used: the console paints before it loads
     import asyncpg
 
@@ -345,11 +347,7 @@ class Event(BaseModel):
 
 def _decode_payload(value: Any) -> dict[str, Any]:
     """The stored payload as a dict, whatever was stored (a non-object is kept under "value")."""
-    if isinstance(value, str | bytes):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return {"value": value}
+    value = decoded(value, on_error=lambda text: {"value": text})
     if value is None:
         return {}
     return dict(value) if isinstance(value, Mapping) else {"value": value}

@@ -28,6 +28,7 @@ import orjson
 from pydantic import BaseModel
 
 from ..errors import EXIT_BUSY, Failed
+from ..jsonvalue import decoded
 
 LOCK_NAMESPACE = 0x656E67  # "eng": advisory lock (namespace, hash of the training key)
 STALE_AFTER = 3.0  # heartbeat intervals
@@ -104,16 +105,13 @@ _SELECT = ("SELECT *, extract(epoch FROM now() - heartbeat_at) AS heartbeat_age,
 
 
 def _row(r: asyncpg.Record) -> RunRow:
-    config = r["config"]
-    if isinstance(config, str):
-        config = orjson.loads(config)
     return RunRow(
         id=r["id"], model_name=r["model_name"], backend=r["backend"], judge=r["judge"], state=r["state"],
         stage=r["stage"], host=r["host"], pid=r["pid"], iteration=r["iteration"], step=r["step"],
         error=r["error"], started_at=r["started_at"], stopped_at=r["stopped_at"], heartbeat_s=r["heartbeat_s"],
         heartbeat_age_s=None if r["heartbeat_age"] is None else float(r["heartbeat_age"]),
         stage_age_s=None if r["stage_age"] is None else float(r["stage_age"]),
-        config=config or {},
+        config=decoded(r["config"]) or {},
     )
 
 

@@ -13,9 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from ..jsonvalue import decoded
 
 
 def _none_to_list(value: Any) -> Any:
@@ -27,13 +28,8 @@ def _none_to_dict(value: Any) -> Any:
 
 
 def _json_text(value: Any) -> Any:
-    """asyncpg returns jsonb as text unless a codec is set: decode it here, once."""
-    if isinstance(value, str):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
+    """asyncpg returns jsonb as text unless a codec is set: decode it here, once (invalid text is kept)."""
+    return decoded(value, on_error=lambda text: text)
 
 
 JsonValue = Annotated[Any, BeforeValidator(_json_text)]

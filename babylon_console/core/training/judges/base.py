@@ -8,7 +8,6 @@ may change them.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from babylon_console.core.errors import Failed
 from babylon_console.core.game.rows import MarketOutcome, Trajectory, WindowGroundTruth
+from babylon_console.core.jsonvalue import decoded
 
 
 class JudgeInput(BaseModel):
@@ -101,12 +101,8 @@ def _clip(text: str, limit: int) -> str:
 
 def headlines(news_events: Any) -> list[str]:
     """News headlines from a `newsEvents` value: a JSON list of strings or of objects, or JSON text."""
-    value = news_events
-    if isinstance(value, (str, bytes)):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = [value.decode() if isinstance(value, bytes) else value]
+    # text that is not JSON is one headline
+    value = decoded(news_events, on_error=lambda text: [text.decode() if isinstance(text, bytes) else text])
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):

@@ -16,31 +16,14 @@ from .. import __version__
 from ..cli_support import load_settings, out, print_json, run_command
 from ..core.config import Settings
 from ..core.db import migrations
-from ..core.db.connections import connect_unmigrated
+from ..core.db.connections import connect_unmigrated, server_version
 from ..core.errors import EXIT_FAILED, DatabaseUnavailable
+from ..core.game.schema import missing_game_columns
 
 if TYPE_CHECKING:
     import asyncpg
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
-
-# The game columns the console reads or writes; a game schema lacking one is reported.
-REQUIRED_GAME_COLUMNS: dict[str, tuple[str, ...]] = {
-    "trajectories": (
-        "trajectoryId",
-        "agentId",
-        "windowId",
-        "stepsJson",
-        "episodeLength",
-        "finalPnL",
-        "usedInTraining",
-        "aiJudgeReward",
-    ),
-    "market_outcomes": ("windowId", "stockTicker", "predictionMarketId", "outcome"),
-    "trained_models": ("modelId", "status", "storagePath"),
-    "training_batches": ("batchId", "status"),
-}
-
 
 class Verdict(StrEnum):
     OK = "ok"
@@ -147,7 +130,7 @@ async def _database_checks(settings: Settings) -> list[Check]:
     except DatabaseUnavailable as exc:
         return [Check("database", Verdict.FAIL, str(exc))]
     try:
-        version = await conn.fetchval("SHOW server_version")
+        version = await server_version(conn)
         kind = "embedded" if target.embedded else "external"
         checks.append(Check("database", Verdict.OK, f"{kind} PostgreSQL {version} at {target.display}"))
         states = await migrations.status(conn)
@@ -159,23 +142,15 @@ async def _database_checks(settings: Settings) -> list[Check]:
                 "up to date" if not pending else f"{len(pending)} pending: run `babylon-console db migrate`",
             )
         )
-        rows = await conn.fetch(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name = ANY($1::text[])",
-            list(REQUIRED_GAME_COLUMNS),
-        )
-        present: dict[str, set[str]] = {}
-        for r in rows:
-            present.setdefault(r["table_name"], set()).add(r["column_name"])
-        for table, columns in REQUIRED_GAME_COLUMNS.items():
-            missing = [c for c in columns if c not in present.get(table, set())]
-            if table not in present:
+        missing_columns = await missing_game_columns(conn)
+        for table, missing in missing_columns.items():
+            if missing is None:
                 checks.append(Check(f"table {table}", Verdict.WARN, "missing: `db migrate` creates it"))
             elif missing:
                 checks.append(Check(f"table {table}", Verdict.FAIL, f"missing columns: {', '.join(missing)}"))
             else:
                 checks.append(Check(f"table {table}", Verdict.OK, "columns present"))
-        if set(REQUIRED_GAME_COLUMNS["trained_models"]) <= present.get("trained_models", set()):
+        if missing_columns["trained_models"] == []:
             checks.append(await _serving_check(conn))
     finally:
         await conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -25,12 +26,11 @@ def inspect_command(
     settings = load_settings()
 
     async def body(pool):
-        found = await GameStore(pool).trajectory(trajectory_id)
-        judgments = await pool.fetch(
-            "SELECT judge, judge_model, score, explanation, created_at FROM console_judgments "
-            "WHERE trajectory_id = $1 ORDER BY id", found.trajectory_id if isinstance(found, Trajectory)
-            else trajectory_id)
-        return found, [dict(j) for j in judgments]
+        store = GameStore(pool)
+        found = await store.trajectory(trajectory_id)
+        judgments = await store.trajectory_judgments(
+            found.trajectory_id if isinstance(found, Trajectory) else trajectory_id)
+        return found, [asdict(j) for j in judgments]
 
     found, judgments = run_with_pool(settings, body)
     if found is None:

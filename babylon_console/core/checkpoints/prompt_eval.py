@@ -99,13 +99,6 @@ class PromptOutcome:
     examples: list[dict[str, Any]]
 
 
-_WINDOWS_SQL = """
-SELECT DISTINCT t."windowId" AS window_id FROM trajectories t
-WHERE t."windowId" IS NOT NULL AND EXISTS (SELECT 1 FROM market_outcomes m WHERE m."windowId" = t."windowId")
-ORDER BY 1 DESC LIMIT $1
-"""
-
-
 def _rank(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
@@ -119,8 +112,7 @@ async def held_out_prompts(pool: asyncpg.Pool, share: float, windows: int, per_w
         raise InvalidInput(NO_HOLDOUT)
     store = GameStore(pool)
     out: list[HeldOutWindow] = []
-    for r in await pool.fetch(_WINDOWS_SQL, lookback):
-        window_id = r["window_id"]
+    for window_id in await store.windows_with_outcomes(lookback):
         if not held_out(window_id, share):
             continue
         if skip and window_id in skip:

@@ -71,6 +71,27 @@ _CONNECT_ERRORS = (
 )
 
 
+async def database_exists(admin: asyncpg.Connection, name: str) -> bool:
+    """Whether the server `admin` is connected to has database `name`."""
+    return bool(await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+
+
+async def other_sessions(admin: asyncpg.Connection, name: str) -> int:
+    """How many sessions but `admin`'s own are connected to database `name`."""
+    return await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+
+
+async def drop_database(admin: asyncpg.Connection, name: str) -> None:
+    """Drop database `name`, never WITH (FORCE): `asyncpg.ObjectInUseError` while a session uses it."""
+    await admin.execute(f'DROP DATABASE "{name}"')
+
+
+async def server_version(conn: asyncpg.Connection) -> str:
+    """The server's PostgreSQL version, as it reports it."""
+    return await conn.fetchval("SHOW server_version")
+
+
 async def ensure_database_exists(target: DatabaseTarget) -> None:
     """Create the embedded server's database on first use (external servers are never altered)."""
     _, database = target.host_and_database
@@ -79,8 +100,7 @@ async def ensure_database_exists(target: DatabaseTarget) -> None:
     except _CONNECT_ERRORS as exc:
         raise _unavailable(target, exc) from exc
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
-        if not exists:
+        if not await database_exists(conn, database):
             # Another process may create it first.
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{database}"')
@@ -97,7 +117,7 @@ async def create_migrated_database(server_url: str, name: str, *, fresh: bool = 
     try:
         if fresh:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        if not await database_exists(admin, name):
             await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()

@@ -1,4 +1,7 @@
-"""Data access to the game's tables (async, asyncpg): readiness, trajectories, outcomes, batches, models.
+"""Every read of the game's tables (async, asyncpg): readiness, trajectories, calls, outcomes, batches,
+and of the engine's records about their rows (`console_judgments`, `console_trained_windows`,
+`console_window_verdicts`, written by `core/training/batches.py`). `trained_models` is the registry's
+to read (`core/checkpoints/registry.py`), but for the windows each checkpoint trained on.
 
 Column names are the game's quoted camelCase. Queries that feed the console's live panes are shaped
 for the console-owned readiness index (migration 0003): index-only scans over ("windowId", "agentId").
@@ -15,7 +18,7 @@ import asyncpg
 from ..config import ReadinessCriteria
 from .bounds import SQL_LENGTH_OK, SQL_PNL_OK
 from .parsing import parse_rows, step_number_of
-from .rows import MarketOutcome, RecordedCall, Rejection, TrainedModel, TrainingBatch, Trajectory, WindowGroundTruth
+from .rows import MarketOutcome, RecordedCall, Rejection, TrainingBatch, Trajectory, WindowGroundTruth
 from .windows import WindowFigures, WindowReadiness, assess, lookback_start_id
 
 # The figures per window. $1: first window id to include ('' for all), $2: min steps per agent,
@@ -74,6 +77,47 @@ class ConsoleJudgment:
     judge_model: str | None
     score: float
     explanation: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedWindow:
+    """A window the simulator recorded, with the seed its rows record (None or text when they do not)."""
+
+    window_id: str
+    seed: str | None
+    agents: int
+    steps: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedWindow:
+    """A window a training key trained on, when, and the version (`step-N`) of the checkpoint its batch made."""
+
+    window_id: str
+    trained_at: datetime
+    version: str | None
+
+
+_SIMULATED_WINDOWS_SQL = r"""
+SELECT "windowId" AS window_id, max(substring("metadataJson" from '"seed":\s*(-?[0-9]+)')) AS seed,
+       count(DISTINCT "agentId") AS agents, max("episodeLength") AS steps
+FROM trajectories
+WHERE "windowId" IS NOT NULL AND "metadataJson" LIKE '%"simulated":true%'
+GROUP BY "windowId" ORDER BY "windowId" DESC LIMIT $1
+"""
+
+_OUTCOME_WINDOWS_SQL = """
+SELECT DISTINCT t."windowId" AS window_id FROM trajectories t
+WHERE t."windowId" IS NOT NULL AND EXISTS (SELECT 1 FROM market_outcomes m WHERE m."windowId" = t."windowId")
+ORDER BY 1 DESC LIMIT $1
+"""
+
+_TRAINED_WINDOWS_SQL = """
+SELECT tw.window_id, tw.trained_at, t.version
+FROM console_trained_windows tw LEFT JOIN trained_models t ON t."trainingBatch" = tw.batch_id
+WHERE tw.model_name = $1
+"""
 
 
 @dataclass(slots=True)
@@ -85,7 +129,7 @@ class WindowTrajectories:
 
 
 class GameStore:
-    """Reads (and a few writes) on the game's tables through one asyncpg pool."""
+    """Reads of the game's tables through one asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -116,6 +160,34 @@ class GameStore:
     async def has_trajectories(self) -> bool:
         return bool(await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM trajectories)"))
 
+    async def newest_window(self) -> tuple[str | None, int]:
+        """The newest window id and how many trajectories it has (None, 0: no window yet)."""
+        latest = await self.pool.fetchval('SELECT max("windowId") FROM trajectories')
+        rows = await self.pool.fetchval('SELECT count(*) FROM trajectories WHERE "windowId" = $1', latest)
+        return latest, rows
+
+    async def simulated_windows(self, limit: int) -> list[SimulatedWindow]:
+        """The newest `limit` windows the simulator recorded, newest first."""
+        return [SimulatedWindow(r["window_id"], r["seed"], r["agents"], r["steps"])
+                for r in await self.pool.fetch(_SIMULATED_WINDOWS_SQL, limit)]
+
+    async def windows_with_outcomes(self, limit: int) -> list[str]:
+        """The newest `limit` windows that have trajectories and market outcomes, newest first."""
+        return [r["window_id"] for r in await self.pool.fetch(_OUTCOME_WINDOWS_SQL, limit)]
+
+    async def outcome_windows(self, id_prefix: str, window_ids: Sequence[str]) -> set[str]:
+        """Which of `window_ids` have market outcomes whose id starts with `id_prefix` (the simulator's rows)."""
+        rows = await self.pool.fetch(
+            'SELECT DISTINCT "windowId" FROM market_outcomes WHERE id LIKE $1 AND "windowId" = ANY($2::text[])',
+            f"{id_prefix}%", list(window_ids),
+        )
+        return {r[0] for r in rows}
+
+    async def last_outcome_window(self, id_prefix: str) -> str | None:
+        """The newest window with market outcomes whose id starts with `id_prefix`."""
+        return await self.pool.fetchval(
+            'SELECT max("windowId") FROM market_outcomes WHERE id LIKE $1', f"{id_prefix}%")
+
     async def window_readiness(
         self, criteria: ReadinessCriteria, now: datetime, lookback_hours: int | None,
         model_key: str | None = None,
@@ -142,6 +214,14 @@ class GameStore:
             "FROM console_judgments WHERE window_id = $1 ORDER BY trajectory_id, id DESC", window_id)
         return {r["trajectory_id"]: ConsoleJudgment(r["judge"], r["judge_model"], r["score"], r["explanation"])
                 for r in rows}
+
+    async def trajectory_judgments(self, trajectory_id: str) -> list[ConsoleJudgment]:
+        """Every verdict of our judges on the trajectory, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT judge, judge_model, score, explanation, created_at FROM console_judgments "
+            "WHERE trajectory_id = $1 ORDER BY id", trajectory_id)
+        return [ConsoleJudgment(r["judge"], r["judge_model"], r["score"], r["explanation"], r["created_at"])
+                for r in rows]
 
     async def logged_calls(self, trajectory_ids: Sequence[str]) -> dict[str, dict[int, list[RecordedCall]]]:
         """`llm_call_logs` rows of these trajectories: trajectoryId -> step number -> calls in time
@@ -193,9 +273,18 @@ class GameStore:
         )
         return [TrainingBatch.model_validate(dict(r)) for r in rows]
 
-    async def models(self, limit: int = 100) -> list[TrainedModel]:
-        rows = await self.pool.fetch('SELECT * FROM trained_models ORDER BY "createdAt" DESC LIMIT $1', limit)
-        return [TrainedModel.model_validate(dict(r)) for r in rows]
+    async def interrupted_batches(self, batch_prefix: str) -> list[asyncpg.Record]:
+        """Batches under `batch_prefix` still 'pending' or 'training' (a crash left them), oldest first."""
+        return await self.pool.fetch(
+            """SELECT * FROM training_batches WHERE status IN ('pending', 'training') AND "batchId" LIKE $1
+               ORDER BY "createdAt" """,
+            f"{batch_prefix}%",
+        )
+
+    async def trained_windows(self, training_key: str) -> list[TrainedWindow]:
+        """Every window trained for `training_key` (`<backend>:<model name>`), with the step that trained it."""
+        return [TrainedWindow(r["window_id"], r["trained_at"], r["version"])
+                for r in await self.pool.fetch(_TRAINED_WINDOWS_SQL, training_key)]
 
     async def table_counts(
         self,
@@ -215,3 +304,12 @@ class GameStore:
             list(tables),
         )
         return {r["relname"]: r["n"] for r in rows}
+
+
+async def row_counts(conn: asyncpg.Connection, tables: Sequence[str]) -> dict[str, int]:
+    """Exact row counts of `tables`; 0 for a table the database does not have (not migrated)."""
+    counts = {}
+    for table in tables:
+        present = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+        counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}") if present else 0
+    return counts

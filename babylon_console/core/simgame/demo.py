@@ -75,13 +75,12 @@ class DemoReset:
 async def _counts(dsn: str) -> tuple[int, int]:
     import asyncpg
 
+    from ..game.store import row_counts
+
     conn = await asyncpg.connect(dsn)
     try:
-        counts = []
-        for table in ("trajectories", "trained_models"):
-            present = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
-            counts.append(await conn.fetchval(f"SELECT count(*) FROM {table}") if present else 0)
-        return counts[0], counts[1]
+        counts = await row_counts(conn, ("trajectories", "trained_models"))
+        return counts["trajectories"], counts["trained_models"]
     finally:
         await conn.close()
 
@@ -93,7 +92,16 @@ async def reset_demo(demo: Settings) -> DemoReset:
         raise ValueError(f"not the demo's settings: {demo.data_dir}")  # a bug, never the operator's database
     import asyncpg  # the console imports this module on its paint path: the database layer only here
 
-    from ..db.connections import DatabaseTarget, connect, create_migrated_database, resolve_target, with_database
+    from ..db.connections import (
+        DatabaseTarget,
+        connect,
+        create_migrated_database,
+        database_exists,
+        drop_database,
+        other_sessions,
+        resolve_target,
+        with_database,
+    )
 
     target = await asyncio.to_thread(resolve_target, demo)  # starts the demo's server if needed
     database = demo.embedded_database
@@ -101,13 +109,12 @@ async def reset_demo(demo: Settings) -> DemoReset:
     in_use = DemoInUse(f"the demo's {where(demo)} is in use (a demo console still open?); quit it, then reset")
     admin = await connect(DatabaseTarget(with_database(target.dsn, "postgres"), embedded=True))
     try:
-        if await admin.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", database):
+        if await other_sessions(admin, database):
             raise in_use
-        if await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+        if await database_exists(admin, database):
             report.trajectories, report.checkpoints = await _counts(target.dsn)
             try:
-                await admin.execute(f'DROP DATABASE "{database}"')  # never WITH (FORCE): a running demo is refused
+                await drop_database(admin, database)  # never WITH (FORCE): a running demo is refused
                 report.dropped = True
             except asyncpg.ObjectInUseError:
                 raise in_use from None

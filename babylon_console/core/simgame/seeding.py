@@ -21,6 +21,7 @@ from ..game import market_clock
 from ..game.bulk import copy_rows, insert_rows
 from ..game.market_clock import SimulatedClock
 from ..game.schema import USER_COLUMNS
+from ..game.store import GameStore
 from ..game.windows import WINDOW_LENGTH, parse_window_id, window_id_for, window_start_of
 from ..sim.simulation import Simulation, WindowResult
 
@@ -59,12 +60,10 @@ async def write_window(conn: asyncpg.Connection, result: WindowResult) -> None:
         await copy_rows(conn, "market_outcomes", result.market_outcomes)
 
 
-async def written_windows(conn: asyncpg.Connection | asyncpg.Pool, namespace: str, window_ids: list[str]) -> set[str]:
-    rows = await conn.fetch(
-        'SELECT DISTINCT "windowId" FROM market_outcomes WHERE id LIKE $1 AND "windowId" = ANY($2::text[])',
-        f"{namespace}-mo-%", window_ids,
-    )
-    return {r[0] for r in rows}
+def outcome_id_prefix(namespace: str) -> str:
+    """What the ids of a simulation's market outcomes start with (`core/sim/game_rows.py`): a window
+    is written for that simulation once its outcomes are."""
+    return f"{namespace}-mo-"
 
 
 def history_starts(windows: int, now: datetime) -> list[datetime]:
@@ -83,7 +82,8 @@ async def seed_history(
     starts = history_starts(windows, now)
     report = SeedReport(first_window=window_id_for(starts[0]), last_window=window_id_for(starts[-1]))
     await ensure_agents(pool, sim)
-    existing = await written_windows(pool, sim.namespace, [window_id_for(s) for s in starts])
+    existing = await GameStore(pool).outcome_windows(outcome_id_prefix(sim.namespace),
+                                                     [window_id_for(s) for s in starts])
     async with pool.acquire() as conn:
         await prepare_bulk_session(conn)
         for i, start in enumerate(starts):
@@ -135,9 +135,7 @@ class LiveSimulation:
                   on_window: Callable[[WindowResult], object] | None = None) -> None:
         await ensure_agents(self.pool, self.sim)
         # A previous live run may have written hours ahead of the wall clock: continue after them.
-        latest = await self.pool.fetchval(
-            'SELECT max("windowId") FROM market_outcomes WHERE id LIKE $1', f"{self.sim.namespace}-mo-%"
-        )
+        latest = await GameStore(self.pool).last_outcome_window(outcome_id_prefix(self.sim.namespace))
         epoch = self.clock.sim_epoch
         if latest and parse_window_id(latest) >= self.next_start:
             self.next_start = parse_window_id(latest) + WINDOW_LENGTH

@@ -36,10 +36,11 @@ import orjson
 from pydantic import BaseModel
 
 from ..errors import InvalidInput, Refused
+from ..game.store import GameStore
 from ..game.windows import held_out, parse_window_id
 from ..stats import paired_difference
 from .holdout import NO_HOLDOUT
-from .registry import LIVE_WHERE
+from .registry import CheckpointRow, checkpoint_row, live_model_id
 
 MIN_WINDOWS = 3
 LARGER = "more history, or a larger hold-out: `babylon-console holdout`"
@@ -132,22 +133,12 @@ class _Window(BaseModel):
     steps: int
 
 
-_HELD_OUT_SQL = r"""
-SELECT "windowId" AS window_id, max(substring("metadataJson" from '"seed":\s*(-?[0-9]+)')) AS seed,
-       count(DISTINCT "agentId") AS agents, max("episodeLength") AS steps
-FROM trajectories
-WHERE "windowId" IS NOT NULL AND "metadataJson" LIKE '%"simulated":true%'
-GROUP BY "windowId" ORDER BY "windowId" DESC LIMIT $1
-"""
-
-
-async def _model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record:
-    row = await pool.fetchrow('SELECT "modelId", status, "storagePath" FROM trained_models WHERE "modelId" = $1',
-                              model_id)
+async def _model(pool: asyncpg.Pool, model_id: str) -> CheckpointRow:
+    row = await checkpoint_row(pool, model_id)
     if row is None:
         raise InvalidInput(f"no checkpoint with model id {model_id!r} (see `babylon-console models list`)")
-    if row["status"] in ("failed", "training"):
-        raise Refused(f"{model_id} cannot be evaluated: its status is {row['status']!r}")
+    if row.status in ("failed", "training"):
+        raise Refused(f"{model_id} cannot be evaluated: its status is {row.status!r}")
     return row
 
 
@@ -158,17 +149,16 @@ async def held_out_windows(pool: asyncpg.Pool, share: float, limit: int, lookbac
     Windows in `skip` (window -> why) are passed over; those met on the way go into `left_out`."""
     if share <= 0:
         raise InvalidInput(NO_HOLDOUT)
-    rows = await pool.fetch(_HELD_OUT_SQL, lookback)
     out = []
-    for r in rows:
-        if not held_out(r["window_id"], share) or r["seed"] is None or not str(r["seed"]).lstrip("-").isdigit():
+    for r in await GameStore(pool).simulated_windows(lookback):
+        if not held_out(r.window_id, share) or r.seed is None or not str(r.seed).lstrip("-").isdigit():
             continue
-        if skip and r["window_id"] in skip:
+        if skip and r.window_id in skip:
             if left_out is not None:
-                left_out[r["window_id"]] = skip[r["window_id"]]
+                left_out[r.window_id] = skip[r.window_id]
             continue
-        out.append(_Window(window_id=r["window_id"], seed=int(r["seed"]), agents=int(r["agents"]),
-                           steps=max(1, int(r["steps"] or 1))))
+        out.append(_Window(window_id=r.window_id, seed=int(r.seed), agents=int(r.agents),
+                           steps=max(1, int(r.steps or 1))))
         if len(out) == limit:
             break
     return out
@@ -195,23 +185,16 @@ async def _against(pool: asyncpg.Pool, model_id: str, storage: str, against: str
     from ..names import base_name, is_offline, offline_name, parse_offline_name
 
     if against == "live":
-        live = await pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE}')
+        live = await live_model_id(pool)
         if live is None:
             return *(await _against(pool, model_id, storage, "base"))[:2], NOTHING_LIVE
-        return live, (await _model(pool, live))["storagePath"], None
+        return live, (await _model(pool, live)).storage_path, None
     if against == "base":
         if is_offline(storage):
             project, run, _ = parse_offline_name(storage)
             return None, offline_name(project, run, 0), None
         return None, base_name(storage), None
-    return against, (await _model(pool, against))["storagePath"], None
-
-
-_TRAINED_SQL = """
-SELECT tw.window_id, tw.trained_at, t.version
-FROM console_trained_windows tw LEFT JOIN trained_models t ON t."trainingBatch" = tw.batch_id
-WHERE tw.model_name = $1
-"""
+    return against, (await _model(pool, against)).storage_path, None
 
 
 def _step(version: Any) -> int | None:
@@ -223,16 +206,16 @@ async def trained_windows(pool: asyncpg.Pool, model_id: str) -> dict[str, dateti
     """Windows `model_id` learned from: those of its own batch and of every earlier checkpoint of its
     model (the training key its batch names), with when each was trained. A batch whose step is not
     known counts as earlier: a window is rather left out than counted wrongly."""
-    row = await pool.fetchrow('SELECT "trainingBatch", version FROM trained_models WHERE "modelId" = $1', model_id)
-    batch = str(row["trainingBatch"] or "") if row is not None else ""
-    if ":" not in batch:  # not trained here (the base policy, a row the game wrote)
+    row = await checkpoint_row(pool, model_id)
+    batch = str(row.training_batch or "") if row is not None else ""
+    if row is None or ":" not in batch:  # not trained here (the base policy, a row the game wrote)
         return {}
-    step = _step(row["version"])
+    step = _step(row.version)
     out: dict[str, datetime] = {}
-    for r in await pool.fetch(_TRAINED_SQL, batch.rsplit(":", 1)[0]):
-        before = _step(r["version"])
+    for r in await GameStore(pool).trained_windows(batch.rsplit(":", 1)[0]):
+        before = _step(r.version)
         if step is None or before is None or before <= step:
-            out[r["window_id"]] = r["trained_at"]
+            out[r.window_id] = r.trained_at
     return out
 
 
@@ -349,7 +332,7 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, model_id: str, against: s
     if windows < MIN_WINDOWS:
         raise InvalidInput(f"--windows must be at least {MIN_WINDOWS}, got {windows}")
     model = await _model(pool, model_id)
-    storage = model["storagePath"]
+    storage = model.storage_path
     against_id, against_storage, note = await _against(pool, model_id, storage, against)
     record = await current_holdout(pool)
     holdout_share = share_of(record)

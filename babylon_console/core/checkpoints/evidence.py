@@ -45,9 +45,10 @@ import orjson
 from pydantic import BaseModel
 
 from ..config import GateSettings
+from ..game.store import GameStore
 from ..game.windows import WINDOW_LENGTH, window_id_for, window_start_of
 from ..stats import PairedDifference, paired_difference
-from .registry import Served, serving
+from .registry import Served, last_ended_rollouts, named_checkpoints, rollout_start, serving
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
 
@@ -175,16 +176,6 @@ SELECT arm, count(*) AS requests, count(*) FILTER (WHERE status >= 500) AS error
 FROM console_gateway_calls WHERE rollout_id = $1 AND arm IN ('live', 'candidate') GROUP BY arm
 """
 
-# per candidate, its latest ended rollout and the audit row that rolled it back, if one did
-_ROLLED_BACK_SQL = """
-SELECT DISTINCT ON (r.candidate_model_id) r.id, r.candidate_model_id, r.end_reason, p.operator, p.note, p.evidence
-FROM console_rollouts r
-LEFT JOIN LATERAL (SELECT operator, note, evidence FROM console_promotions p
-                   WHERE p.rollout_id = r.id AND p.action = 'rollback' ORDER BY p.id DESC LIMIT 1) p ON true
-WHERE r.ended_at IS NOT NULL
-ORDER BY r.candidate_model_id, r.ended_at DESC, r.id DESC
-"""
-
 
 async def gateway_traffic(pool: asyncpg.Pool | asyncpg.Connection, rollout_id: int | None) -> dict[str, ArmTraffic]:
     """Per arm ("live", "candidate"), the gateway's calls of rollout `rollout_id`."""
@@ -198,13 +189,13 @@ async def rolled_back(pool: asyncpg.Pool | asyncpg.Connection) -> list[RolledBac
     """The candidates whose latest ended rollout was rolled back on the gate's evidence (the audit
     row records a readout whose verdict was "rollback"); a rollback recorded without evidence is none."""
     found = []
-    for r in await pool.fetch(_ROLLED_BACK_SQL):
-        evidence = _json(r["evidence"])
-        if not (r["end_reason"] or "").startswith("rolled back") or evidence.get("verdict") != "rollback":
+    for r in await last_ended_rollouts(pool):
+        evidence = _json(r.evidence)
+        if not (r.end_reason or "").startswith("rolled back") or evidence.get("verdict") != "rollback":
             continue
-        reasons = [str(x) for x in evidence.get("reasons") or []] or [r["note"] or "no reason recorded"]
-        found.append(RolledBack(rollout_id=r["id"], candidate_model_id=r["candidate_model_id"],
-                                operator=r["operator"] or "?", reasons=reasons))
+        reasons = [str(x) for x in evidence.get("reasons") or []] or [r.note or "no reason recorded"]
+        found.append(RolledBack(rollout_id=r.id, candidate_model_id=r.candidate_model_id,
+                                operator=r.operator or "?", reasons=reasons))
     return found
 
 
@@ -291,9 +282,8 @@ async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings
     candidate, live = served.get("candidate"), served.get("live")
     if candidate is None:
         return ABReadout(live_model_id=live.model_id if live else None, rolled_back=await rolled_back(pool))
-    started = None if candidate.rollout_id is None else await pool.fetchval(
-        "SELECT started_market_at FROM console_rollouts WHERE id = $1", candidate.rollout_id)
-    known = {r["storagePath"] for r in await pool.fetch('SELECT "storagePath" FROM trained_models')}
+    started = None if candidate.rollout_id is None else await rollout_start(pool, candidate.rollout_id)
+    known = {c.storage_path for c in await named_checkpoints(pool) if c.storage_path is not None}
     # a rollout without a record (written around the registry) has no start: no window counts
     rows = [] if started is None else [
         _Row(r["window_id"], r["agent_id"], r["model"], _finite(r["pnl"]), _finite(r["judge"]),
@@ -323,8 +313,7 @@ class CachedReadout:
 
     async def get(self, pool: asyncpg.Pool) -> ABReadout:
         serving_now = await serving(pool)
-        latest = await pool.fetchval('SELECT max("windowId") FROM trajectories')
-        rows = await pool.fetchval('SELECT count(*) FROM trajectories WHERE "windowId" = $1', latest)
+        latest, rows = await GameStore(pool).newest_window()
         key = (tuple(serving_now), latest, rows)
         if key != self._key or self._readout is None:
             self._readout = await ab_readout(pool, self.gate, serving_now)

@@ -134,6 +134,39 @@ WHERE r.candidate_model_id IS NOT NULL
 """
 
 
+async def rollout_start(pool: asyncpg.Pool | asyncpg.Connection, rollout_id: int) -> datetime | None:
+    """When rollout `rollout_id` started by the database's clock; None when it has no record."""
+    return await pool.fetchval("SELECT started_market_at FROM console_rollouts WHERE id = $1", rollout_id)
+
+
+@dataclass(frozen=True, slots=True)
+class EndedRollout:
+    """A candidate's latest ended rollout, with the audit row that rolled it back, if one did."""
+
+    id: int
+    candidate_model_id: str
+    end_reason: str | None
+    operator: str | None  # of the rollback's audit row (None: no audit row rolled it back)
+    note: str | None
+    evidence: Any  # the rollback's evidence as stored
+
+
+_LAST_ENDED_SQL = """
+SELECT DISTINCT ON (r.candidate_model_id) r.id, r.candidate_model_id, r.end_reason, p.operator, p.note, p.evidence
+FROM console_rollouts r
+LEFT JOIN LATERAL (SELECT operator, note, evidence FROM console_promotions p
+                   WHERE p.rollout_id = r.id AND p.action = 'rollback' ORDER BY p.id DESC LIMIT 1) p ON true
+WHERE r.ended_at IS NOT NULL
+ORDER BY r.candidate_model_id, r.ended_at DESC, r.id DESC
+"""
+
+
+async def last_ended_rollouts(pool: asyncpg.Pool | asyncpg.Connection) -> list[EndedRollout]:
+    """Per candidate, its latest ended rollout (`core.checkpoints.evidence` reads which the gate rolled back)."""
+    return [EndedRollout(r["id"], r["candidate_model_id"], r["end_reason"], r["operator"], r["note"], r["evidence"])
+            for r in await pool.fetch(_LAST_ENDED_SQL)]
+
+
 @dataclass(frozen=True, slots=True)
 class ActionResult:
     action: str
@@ -179,14 +212,53 @@ def eligibility(model: TrainedModel, live_id: str | None, rollout: Rollout | Non
 
 # This project's 'deployed' row is the live model; a 'deployed' row the game wrote is the game's
 # (shown by `game_serves`, never served, archived or counted as ours).
-LIVE_WHERE = ("""status = 'deployed' AND ("storagePath" LIKE 'offline://%' """
-              """OR "storagePath" LIKE 'wandb-artifact://%' OR "storagePath" LIKE 'local-lora://%')""")
+_LIVE_WHERE = ("""status = 'deployed' AND ("storagePath" LIKE 'offline://%' """
+               """OR "storagePath" LIKE 'wandb-artifact://%' OR "storagePath" LIKE 'local-lora://%')""")
 
 
 async def live_model(pool: asyncpg.Pool | asyncpg.Connection) -> TrainedModel | None:
     """The live model (this project's one 'deployed' row); None while nothing is live."""
-    row = await pool.fetchrow(f"SELECT * FROM trained_models WHERE {LIVE_WHERE} LIMIT 1")
+    row = await pool.fetchrow(f"SELECT * FROM trained_models WHERE {_LIVE_WHERE} LIMIT 1")
     return TrainedModel.model_validate(dict(row)) if row else None
+
+
+async def live_model_id(pool: asyncpg.Pool | asyncpg.Connection, *, lock: bool = False) -> str | None:
+    """The live model's id; None while nothing is live. `lock`: its row stays locked until the
+    caller's transaction ends (promote and roll back)."""
+    return await pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {_LIVE_WHERE}'
+                               + (" FOR UPDATE" if lock else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """The columns of a `trained_models` row that evaluation and the gateway look up (a row the
+    game wrote may have no storagePath)."""
+
+    model_id: str
+    storage_path: str | None
+    status: str
+    training_batch: str | None
+    version: str | None
+
+
+_CHECKPOINT_COLUMNS = '"modelId", "storagePath", status, "trainingBatch", version'
+
+
+def _checkpoint_row(row: asyncpg.Record) -> CheckpointRow:
+    return CheckpointRow(row["modelId"], row["storagePath"], row["status"], row["trainingBatch"], row["version"])
+
+
+async def checkpoint_row(pool: asyncpg.Pool | asyncpg.Connection, model_id: str) -> CheckpointRow | None:
+    """The checkpoint with this model id; None when there is none."""
+    row = await pool.fetchrow(f'SELECT {_CHECKPOINT_COLUMNS} FROM trained_models WHERE "modelId" = $1', model_id)
+    return _checkpoint_row(row) if row is not None else None
+
+
+async def named_checkpoints(pool: asyncpg.Pool | asyncpg.Connection) -> list[CheckpointRow]:
+    """Every checkpoint with a served name (storagePath), newest first."""
+    rows = await pool.fetch(f'SELECT {_CHECKPOINT_COLUMNS} FROM trained_models WHERE "storagePath" IS NOT NULL '
+                            'ORDER BY "createdAt" DESC, "modelId" DESC')
+    return [_checkpoint_row(r) for r in rows]
 
 
 async def game_serves(pool: asyncpg.Pool | asyncpg.Connection) -> TrainedModel | None:
@@ -263,7 +335,7 @@ class Registry:
 
     async def _lock(self, conn: asyncpg.Connection) -> tuple[str | None, Rollout | None]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTRY_LOCK)
-        live = await conn.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE} FOR UPDATE')
+        live = await live_model_id(conn, lock=True)
         row = await conn.fetchrow(_ROLLOUT_SQL)
         return live, (Rollout(**dict(row)) if row else None)
 

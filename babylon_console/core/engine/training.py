@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import orjson
 
-from ..checkpoints.registry import LIVE_WHERE
+from ..checkpoints.registry import live_model_id
 from ..clock import Clock
 from ..config import Settings
 from ..errors import as_console_error, is_outage
@@ -28,6 +28,7 @@ from ..events import (
     EngineWarning,
     StepTrained,
 )
+from ..game.store import GameStore
 from ..names import checkpoint_id
 from ..training import batches
 from ..training.backends.empty_step import NothingTrained, check_trained
@@ -172,7 +173,7 @@ class Trainer:
         is live). A checkpoint that cannot be evaluated here is a warning, never a failed step."""
         from ..checkpoints.evaluation import evaluate
 
-        live = await self.pool.fetchval(f'SELECT "modelId" FROM trained_models WHERE {LIVE_WHERE}')
+        live = await live_model_id(self.pool)
         against = "live" if live is not None and live != model_id else "base"
         await self._enter_stage(runs.Stage.EVALUATE)
         # the judge this engine trains with; bounded by BABYLON_EVAL_DEADLINE_S and by a stop request
@@ -221,7 +222,7 @@ class Trainer:
     async def repair_interrupted(self) -> None:
         """Repair batches left 'training' by a crash: register the checkpoint the backend finished,
         or fail the batch so its windows are selected again."""
-        stale = await batches.interrupted_batches(self.pool, self.batch_prefix)
+        stale = await GameStore(self.pool).interrupted_batches(self.batch_prefix)
         if not stale:
             return
         model, backend = self.session.model, self.session.backend

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checkpoints.registry import named_checkpoints, serving
+
 LIVE, CANDIDATE, PINNED, BASE = "live", "candidate", "pinned", "base"
 UNPINNABLE = ("failed", "training")  # statuses whose rows name no usable checkpoint
 
@@ -80,26 +82,21 @@ def agent_identity(header: str | None, body: Mapping[str, Any]) -> str:
     return "anonymous"
 
 
-_SERVING_SQL = "SELECT model_id, storage_path, role, share, rollout_id FROM console_serving"
-_NAMES_SQL = """SELECT "modelId", "storagePath", status FROM trained_models WHERE "storagePath" IS NOT NULL
-ORDER BY "createdAt" DESC, "modelId" DESC"""
-
-
 async def read_table(conn: Any) -> RoutingTable:
     """The registry's current routing table (`console_serving` and every registered checkpoint)."""
     live = candidate = None
     share, rollout_id = 0.0, None
-    for r in await conn.fetch(_SERVING_SQL):
-        target = Target(r["model_id"], r["storage_path"])
-        if r["role"] == LIVE:
+    for served in await serving(conn):
+        target = Target(served.model_id, served.storage_path)
+        if served.role == LIVE:
             live = target
-        elif r["role"] == CANDIDATE:
-            candidate, share, rollout_id = target, float(r["share"] or 0), r["rollout_id"]
+        elif served.role == CANDIDATE:
+            candidate, share, rollout_id = target, served.share, served.rollout_id
     pinnable: dict[str, Target] = {}
-    for r in await conn.fetch(_NAMES_SQL):
-        if r["status"] in UNPINNABLE:
+    for checkpoint in await named_checkpoints(conn):
+        if checkpoint.status in UNPINNABLE or checkpoint.storage_path is None:
             continue
-        target = Target(r["modelId"], r["storagePath"])
-        pinnable[r["modelId"]] = target
-        pinnable.setdefault(r["storagePath"], target)
+        target = Target(checkpoint.model_id, checkpoint.storage_path)
+        pinnable[checkpoint.model_id] = target
+        pinnable.setdefault(checkpoint.storage_path, target)
     return RoutingTable(live, candidate, share, rollout_id, pinnable)

@@ -1,4 +1,4 @@
-"""The engine's writes: judgments, training batches, checkpoints, trained windows.
+"""The engine's writes: judgments, training batches, checkpoints, trained windows, window verdicts.
 
 Game columns are written as the game expects them (`training_batches` status pending -> training
 -> completed|failed; `usedInTraining`/`trainedInBatch` on exactly the trajectories trained on).
@@ -124,11 +124,3 @@ async def record_unusable(conn: asyncpg.Connection, window_id: str, training_key
         "INSERT INTO console_window_verdicts (window_id, model_name, verdict, reason) VALUES ($1, $2, 'unusable', $3) "
         "ON CONFLICT (window_id, model_name) DO UPDATE SET reason = EXCLUDED.reason, created_at = now()",
         window_id, training_key, reason)
-
-
-async def interrupted_batches(conn: asyncpg.Connection | asyncpg.Pool, batch_prefix: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT * FROM training_batches WHERE status IN ('pending', 'training') AND "batchId" LIKE $1
-           ORDER BY "createdAt" """,
-        f"{batch_prefix}%",
-    )

@@ -22,8 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 # Only what the first frame needs is imported with this module (the panes' event models, the error
 # vocabulary, settings and clocks); the rest of the core is imported where it is used, after paint.
 from ..core import events as events  # the typed event models, for the panes that fold them
@@ -31,6 +29,7 @@ from ..core.clock import Clock
 from ..core.config import Settings
 from ..core.errors import ConsoleError, ErrorKind, Refused, as_console_error
 from ..core.events import Event, EventKind
+from ..core.jsonvalue import json_object
 
 if TYPE_CHECKING:
     import asyncpg
@@ -55,6 +54,7 @@ _LAZY = {
     "WindowTrajectories": "babylon_console.core.game.store",
     "RunRow": "babylon_console.core.engine.runs",
     "held_out": "babylon_console.core.game.windows",
+    "headlines": "babylon_console.core.training.judges.base",
 }
 
 
@@ -193,15 +193,6 @@ class CheckpointsView:
     game_serves: TrainedModel | None = None  # what the Prisma-era game's own query returns
     serving_warning: str | None = None  # set when that is not the live model
     gateways: Any = None  # core.checkpoints.evidence.GatewaysUp: the model gateways that are up
-
-
-def _json_dict(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return {}
-    return dict(value) if isinstance(value, dict) else {}
 
 
 def _step_of(model: TrainedModel) -> int | None:
@@ -408,7 +399,7 @@ class ConsoleData:
         live_id = live.model_id if live else None
         rows = []
         for m in models:
-            metrics = {k: float(v) for k, v in _json_dict(m.eval_metrics).items() if isinstance(v, int | float)}
+            metrics = {k: float(v) for k, v in json_object(m.eval_metrics).items() if isinstance(v, int | float)}
             role, share = m.status, None
             if m.model_id == live_id:
                 role = "live"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import orjson
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
@@ -21,20 +20,11 @@ if TYPE_CHECKING:
 
 
 def _news(value: Any) -> list[str]:
-    if isinstance(value, str):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return [value]
-    if isinstance(value, list):
-        out = []
-        for item in value:
-            if isinstance(item, dict):
-                out.append(str(item.get("headline") or item.get("title") or item.get("text") or item))
-            else:
-                out.append(str(item))
-        return out
-    return [] if value is None else [str(value)]
+    """The headlines of a `newsEvents` value, read as the judges read them (imported on first use: the
+    console paints first)."""
+    from ..data import headlines
+
+    return headlines(value)
 
 
 def _num(value: Decimal | float | None, fmt: str) -> str:

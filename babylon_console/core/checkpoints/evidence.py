@@ -41,12 +41,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
-import orjson
 from pydantic import BaseModel
 
 from ..config import GateSettings
 from ..game.store import GameStore
 from ..game.windows import WINDOW_LENGTH, window_id_for, window_start_of
+from ..jsonvalue import json_object
 from ..stats import PairedDifference, paired_difference
 from .registry import Served, last_ended_rollouts, named_checkpoints, rollout_start, serving
 
@@ -190,7 +190,7 @@ async def rolled_back(pool: asyncpg.Pool | asyncpg.Connection) -> list[RolledBac
     row records a readout whose verdict was "rollback"); a rollback recorded without evidence is none."""
     found = []
     for r in await last_ended_rollouts(pool):
-        evidence = _json(r.evidence)
+        evidence = json_object(r.evidence)
         if not (r.end_reason or "").startswith("rolled back") or evidence.get("verdict") != "rollback":
             continue
         reasons = [str(x) for x in evidence.get("reasons") or []] or [r.note or "no reason recorded"]
@@ -226,9 +226,9 @@ async def gateways_up(pool: asyncpg.Pool | asyncpg.Connection, fresh_s: float = 
     up = [r for r in rows if r["up"]]
     found = GatewaysUp(up=len(up), seen=len(rows), from_memory=sum(r["routing_source"] != "database" for r in up))
     for r in up:
-        stats = _json(r["stats"])
+        stats = json_object(r["stats"])
         found.log_dropped += int(stats.get("log_dropped") or 0)
-        for arm, counts in _json(stats.get("arms")).items():
+        for arm, counts in json_object(stats.get("arms")).items():
             into = found.arms.setdefault(arm, {"requests": 0, "errors": 0, "upstream_errors": 0})
             for key in into:
                 value = counts.get(key) if isinstance(counts, dict) else None
@@ -240,23 +240,8 @@ async def gateways_up(pool: asyncpg.Pool | asyncpg.Connection, fresh_s: float = 
     return found
 
 
-def _json(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _drawdown(metadata: Any) -> float | None:
-    if not isinstance(metadata, str):
-        return None
-    try:
-        value = orjson.loads(metadata).get("maxDrawdown")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+    return _finite(json_object(metadata).get("maxDrawdown"))
 
 
 def _finite(value: Any) -> float | None:

@@ -35,6 +35,7 @@ from ..errors import ErrorKind, Refused
 from ..events import Promoted, RolledBack
 from ..game import market_clock
 from ..game.rows import TrainedModel
+from ..jsonvalue import decoded
 from ..names import is_our_name
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
@@ -78,7 +79,7 @@ class AuditEntry(BaseModel):
     @field_validator("evidence", mode="before")
     @classmethod
     def _json(cls, value: Any) -> Any:
-        return orjson.loads(value) if isinstance(value, str | bytes) else value
+        return decoded(value)
 
 
 def summarize_evidence(evidence: dict[str, Any] | None) -> str:

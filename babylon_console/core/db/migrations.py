@@ -68,7 +68,10 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     applied_now: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
-        await conn.execute(_VERSION_TABLE)
+        # created only when missing: a role that may read the schema but not create in it (an observer,
+        # an engine) finds nothing to do on an up-to-date database instead of a refusal
+        if not await conn.fetchval("SELECT to_regclass('public.console_schema_migrations') IS NOT NULL"):
+            await conn.execute(_VERSION_TABLE)
         done = {r["version"] for r in await conn.fetch("SELECT version FROM console_schema_migrations")}
         for migration in load_migrations():
             if migration.version in done:

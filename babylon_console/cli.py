@@ -68,7 +68,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "windows": LazyCommand("babylon_console.commands.windows:app",
                            "Readiness of every window: agents, trajectories, steps, P&L, outcomes, and why not ready."),
     "db": LazyCommand("babylon_console.commands.db:app",
-                      "Database: apply and inspect migrations; return a simulated database to the wall clock."),
+                      "Database: apply and inspect migrations; return a simulated database to the wall clock; "
+                      "roles (who may act, enforced by the server)."),
     "models": LazyCommand("babylon_console.commands.models:app",
                           "Trained checkpoints: list, promote, roll back, A/B readout."),
     "holdout": LazyCommand("babylon_console.commands.holdout:app",

@@ -196,6 +196,8 @@ def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(coro_factory())  # type: ignore[arg-type]
     except ConsoleError as exc:
         raise error_exit(exc, EXIT_UNAVAILABLE) from None
+    except asyncpg.InsufficientPrivilegeError as exc:  # the server's roles refused it: say which role may
+        raise error_exit(privilege_refusal(exc)) from None
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # the database or the file system failed mid-command (not a bug): one line, the mapped exit code
         mapped = as_console_error(exc)
@@ -206,6 +208,21 @@ def run_command[T](coro_factory: Callable[[], Awaitable[T]]) -> T:
         raise fail(config_error(exc), EXIT_UNAVAILABLE) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+
+def privilege_refusal(exc: BaseException) -> ConsoleError:
+    """A refusal by the server's privileges, in a sentence naming the login role (from the configured
+    connection string) and the group role that may do it."""
+    from .core.db.roles import login_role, refusal
+
+    login = None
+    with contextlib.suppress(Exception):  # the settings loaded before the command ran; if not, no name
+        url = CliState.settings().database_url
+        login = login_role(url.get_secret_value()) if url is not None else None
+    words = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    mapped = refusal(words, login=login)
+    mapped.__cause__ = exc
+    return mapped
 
 
 def run_with_pool[T](settings: Settings, body: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:

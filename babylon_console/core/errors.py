@@ -145,6 +145,17 @@ def _validation_message(exc: BaseException) -> str:
     return "; ".join(parts) + more
 
 
+def _privilege_message(exc: BaseException) -> str:
+    """A refusal by the server's privileges (SQLSTATE 42501). The guard on what is live says who may
+    in its own words ("database role alice may not ..."); a refused grant names only the table, so the
+    sentence points at the roles (the CLI, which knows the login, names the group: core/db/roles.py)."""
+    words = _first_line(exc, 400)
+    if words.startswith("database role "):
+        return words
+    return (f"the database refused this role: {words} (`babylon-console db roles list` shows which role may; "
+            "an administrator grants it with `babylon-console db roles grant LOGIN ROLE`)")
+
+
 def as_console_error(exc: BaseException) -> ConsoleError:
     """`exc` in the project's vocabulary: a ConsoleError unchanged, anything else mapped by what it
     means to an operator, with the original as `__cause__`."""
@@ -166,7 +177,9 @@ def as_console_error(exc: BaseException) -> ConsoleError:
         mapped = Outage(_first_line(exc))
     elif (pydantic := sys.modules.get("pydantic")) is not None and isinstance(exc, pydantic.ValidationError):
         mapped = InvalidInput(_validation_message(exc))
-    elif (asyncpg := sys.modules.get("asyncpg")) is not None and isinstance(exc, asyncpg.PostgresError):
+    elif (asyncpg := sys.modules.get("asyncpg")) is not None and isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        mapped = Refused(_privilege_message(exc), title="Not permitted by the database")
+    elif asyncpg is not None and isinstance(exc, asyncpg.PostgresError):
         # Data and constraint errors (the connection ones are outages, above): the server's words.
         mapped = Failed(_first_line(exc), title="Database error")
     else:

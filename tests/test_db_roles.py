@@ -226,6 +226,9 @@ async def test_an_observer_reads_and_is_refused_every_write_by_the_server(roles_
     assert f"db roles grant {urlsplit(observer).username} operator" in error[0]
     rolled = await asyncio.to_thread(invoke, "models", "rollback", "-y", url=observer)
     assert rolled.exit_code == EXIT_FAILED and "babylon_operator" in rolled.output
+    held = await asyncio.to_thread(invoke, "holdout", "--share", "0.2", "--reason", "why", url=observer)
+    assert held.exit_code == EXIT_FAILED and "console_holdout; writing it needs babylon_operator (set the hold-out)" \
+        in held.output, held.output
 
     pool = await _pool(observer)
     try:

@@ -103,7 +103,8 @@ async def set_holdout(pool: asyncpg.Pool, share: float, *, operator: str, reason
 
     try:
         return await _set(pool, share, operator, reason, only_if_none)
-    except (asyncpg.InsufficientPrivilegeError, asyncpg.ReadOnlySQLTransactionError) as exc:
+    # a role's refusal (InsufficientPrivilegeError) goes on as it is: the CLI names the group that may
+    except asyncpg.ReadOnlySQLTransactionError as exc:
         raise Refused(f"cannot record the hold-out: the database refuses writes here ({exc})",
                       title="Read-only database") from exc
 

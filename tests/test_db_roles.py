@@ -216,6 +216,10 @@ async def test_an_observer_reads_and_is_refused_every_write_by_the_server(roles_
     listed = await asyncio.to_thread(invoke, "models", "list", "--json", url=observer)  # opens (and migrates) as it
     assert listed.exit_code == 0, listed.output
     assert orjson.loads(listed.output)["live"] == "m1"
+    for command in (["windows", "--json"], ["status"], ["db", "status"], ["models", "ab", "--json"], ["holdout"],
+                    ["db", "roles", "list"]):
+        shown = await asyncio.to_thread(invoke, *command, url=observer)
+        assert shown.exit_code == 0, (command, shown.output)
 
     promoted = await asyncio.to_thread(invoke, "models", "promote", "m2", "-y", url=observer)
     assert promoted.exit_code == EXIT_FAILED

@@ -537,3 +537,23 @@ async def test_a_new_login_on_an_up_to_date_schema_needs_no_create_privilege(rol
     finally:
         await conn.close()
     assert with_database(pg_server, "x")  # the server URL form as_login rewrites
+
+
+async def test_permissions_say_what_the_server_allows_each_role(database_url: str, roles_url: str,
+                                                                login: Login) -> None:
+    """What a client follows: the server's word on what this login may do."""
+    expected = {"observer": (False, False, False), "operator": (True, True, True), "engine": (False, False, False),
+                "gateway": (False, False, False)}
+    for kind, (promote, holdout, commands) in expected.items():
+        conn = await asyncpg.connect(await login(kind))
+        try:
+            allowed = await roles.permissions(conn)
+        finally:
+            await conn.close()
+        assert (allowed.promote, allowed.holdout, allowed.engine_commands) == (promote, holdout, commands), kind
+        assert allowed.read_only is (kind != "operator") and allowed.role.startswith(f"t_{kind}_")
+    conn = await asyncpg.connect(database_url)  # the superuser, as the embedded default is
+    try:
+        assert not (await roles.permissions(conn)).read_only
+    finally:
+        await conn.close()

@@ -184,9 +184,13 @@ def _grant_sql(grants: tuple[Grant, ...], role: str) -> list[str]:
     return statements
 
 
+# The groups whose members the guard stops from changing what is live (unless also operators).
+_NOT_OPERATORS = ", ".join(_literal(k.role_name) for k in GROUPS if k is not Kind.OPERATOR)
+
+
 def _guard_statements() -> list[str]:
     operator = _literal(Kind.OPERATOR.role_name)
-    others = ", ".join(_literal(k.role_name) for k in GROUPS if k is not Kind.OPERATOR)
+    others = _NOT_OPERATORS
     return [
         f"""CREATE OR REPLACE FUNCTION {GUARD_FUNCTION}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
@@ -366,6 +370,42 @@ async def groups(conn: asyncpg.Connection) -> tuple[list[GroupState], bool]:
         "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND tgrelid = to_regclass('public.trained_models'))",
         GUARD_TRIGGER))
     return result, guarded
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """What this connection's role may do, by the server's word: what a client follows (a console shows
+    itself read-only when none of it is allowed)."""
+
+    role: str  # current_user
+    promote: bool  # promote and roll back (trained_models' status past the guard, the audit trail, the rollout)
+    holdout: bool  # set the hold-out
+    engine_commands: bool  # pause, resume, stop an engine elsewhere
+
+    @property
+    def read_only(self) -> bool:
+        return not (self.promote or self.holdout or self.engine_commands)
+
+
+_PERMISSIONS_SQL = f"""
+SELECT current_user AS role,
+       has_column_privilege('public.trained_models', 'status', 'UPDATE')
+         AND has_table_privilege('public.console_promotions', 'INSERT')
+         AND has_table_privilege('public.console_rollout', 'INSERT')
+         -- the guard's rule: a member of another group may not change what is live unless an operator
+         AND (EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = '{Kind.OPERATOR.role_name}'
+                      AND pg_has_role(current_user, g.oid, 'USAGE'))
+              OR NOT EXISTS (SELECT 1 FROM pg_roles g
+                             WHERE g.rolname IN ({_NOT_OPERATORS})
+                             AND pg_has_role(current_user, g.oid, 'MEMBER'))) AS promote,
+       has_table_privilege('public.console_holdout', 'INSERT') AS holdout,
+       has_table_privilege('public.console_engine_commands', 'INSERT') AS engine_commands
+"""
+
+
+async def permissions(conn: asyncpg.Connection | asyncpg.Pool) -> Permissions:
+    """What the connected role may do (the embedded superuser: everything)."""
+    return Permissions(**dict(await conn.fetchrow(_PERMISSIONS_SQL)))
 
 
 # -- refusals in words -----------------------------------------------------------------------------

@@ -57,15 +57,18 @@ async def _run_engine(engine: Engine, quiet: bool, dsn: str) -> RunSummary:
     """Run the engine to its end, showing its events; Ctrl+C (or SIGTERM) cancels it: the stage in
     progress is abandoned as a crash would abandon it, and repaired at the next start."""
     loop = asyncio.get_running_loop()
+    # the newest event before this run starts: the follower shows every event after it, its first one
+    # ("engine started") too, however late the follower's own connection comes up
+    mark = None if quiet else await _event_mark(dsn)
     task = asyncio.create_task(engine.run())
     interrupts.cancel = lambda: loop.call_soon_threadsafe(task.cancel)
     try:
         if quiet:
             await task
         elif live_frame():
-            await _with_live_frame(engine, task, dsn)
+            await _with_live_frame(engine, task, dsn, mark)
         else:
-            await _with_plain_lines(engine, task, dsn)
+            await _with_plain_lines(engine, task, dsn, mark)
     except asyncio.CancelledError:
         if not (interrupts.requested and task.cancelled()):
             raise  # not the operator's Ctrl+C: a real cancellation
@@ -74,19 +77,31 @@ async def _run_engine(engine: Engine, quiet: bool, dsn: str) -> RunSummary:
     return engine.summary
 
 
-async def _follow(dsn: str, run_id: str, show: object) -> None:
+async def _event_mark(dsn: str) -> int:
+    import asyncpg
+
+    from ..core.events import last_event_id
+
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await last_event_id(conn)
+    finally:
+        await conn.close()
+
+
+async def _follow(dsn: str, run_id: str, show: object, after_id: int | None) -> None:
     from ..core.events import EventBus
 
-    async for event in EventBus(dsn).follow(run_id=run_id):
+    async for event in EventBus(dsn).follow(after_id=after_id, run_id=run_id):
         show(event)  # type: ignore[operator]
 
 
-async def _with_plain_lines(engine: Engine, task: asyncio.Task[RunSummary], dsn: str) -> None:
+async def _with_plain_lines(engine: Engine, task: asyncio.Task[RunSummary], dsn: str, mark: int | None) -> None:
     def show(event: Event) -> None:
         sys.stdout.write(plain_line(event))
         sys.stdout.flush()
 
-    follower = asyncio.create_task(_follow(dsn, engine.run_id, show))
+    follower = asyncio.create_task(_follow(dsn, engine.run_id, show, mark))
     try:
         await task
     finally:
@@ -94,7 +109,7 @@ async def _with_plain_lines(engine: Engine, task: asyncio.Task[RunSummary], dsn:
         follower.cancel()
 
 
-async def _with_live_frame(engine: Engine, task: asyncio.Task[RunSummary], dsn: str) -> None:
+async def _with_live_frame(engine: Engine, task: asyncio.Task[RunSummary], dsn: str, mark: int | None) -> None:
     from rich.live import Live
 
     from ..core.events import EventKind
@@ -105,7 +120,7 @@ async def _with_live_frame(engine: Engine, task: asyncio.Task[RunSummary], dsn: 
         style = {EventKind.ERROR: "red", EventKind.WARNING: "yellow"}.get(event.kind, "")
         lines.append(f"[{style}]{event.summary}[/]" if style else event.summary)
 
-    follower = asyncio.create_task(_follow(dsn, engine.run_id, show))
+    follower = asyncio.create_task(_follow(dsn, engine.run_id, show, mark))
     try:
         with Live(_status_table(engine, lines), console=err, refresh_per_second=4, transient=False) as live:
             previous, interrupts.say = interrupts.say, live.console.print  # above the frame, never overwritten

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-import orjson
 from pydantic import BaseModel
 
 from ..errors import InvalidInput, Refused
 from ..game.store import GameStore
 from ..game.windows import held_out, parse_window_id
+from ..jsonvalue import decoded
 from ..stats import paired_difference
 from .holdout import NO_HOLDOUT
 from .registry import CheckpointRow, checkpoint_row, live_model_id
@@ -382,6 +382,6 @@ async def latest_per_model(pool: asyncpg.Pool) -> dict[str, EvalResult]:
                             "ORDER BY model_id, id DESC")
     out = {}
     for r in rows:
-        result = EvalResult.model_validate(orjson.loads(r["result"]) if isinstance(r["result"], str) else r["result"])
+        result = EvalResult.model_validate(decoded(r["result"]))
         out[result.model_id] = result.model_copy(update={"id": r["id"], "created_at": r["created_at"]})
     return out

@@ -225,6 +225,17 @@ def privilege_refusal(exc: BaseException) -> ConsoleError:
     return mapped
 
 
+async def require_permission(pool: asyncpg.Pool, may: str, doing: str) -> None:
+    """Refuse, in one line naming the group that may (exit 1), when the server's roles do not let this
+    login do `doing`: asked before any question, so nobody answers one for nothing. `may`: the
+    `roles.Permissions` field that allows it (promote, holdout, engine_commands)."""
+    from .core.db.roles import permissions
+
+    allowed = await permissions(pool)
+    if not getattr(allowed, may):
+        raise allowed.refusal(doing)
+
+
 def run_with_pool[T](settings: Settings, body: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     """Open the (migrated) database, run `body(pool)`, close the pool: the shared error policy applies."""
 

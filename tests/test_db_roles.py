@@ -221,18 +221,22 @@ async def test_an_observer_reads_and_is_refused_every_write_by_the_server(roles_
         shown = await asyncio.to_thread(invoke, *command, url=observer)
         assert shown.exit_code == 0, (command, shown.output)
 
-    promoted = await asyncio.to_thread(invoke, "models", "promote", "m2", "-y", url=observer)
+    # the CLI asks the server what this login may do before it asks anything: one line naming the group
+    promoted = await asyncio.to_thread(invoke, "models", "promote", "m2", url=observer)  # no -y: refused unasked
     assert promoted.exit_code == EXIT_FAILED
-    error = [line for line in promoted.output.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "Traceback" not in promoted.output  # one line, after the evidence warning
-    assert error[0].startswith(f"error: database role {urlsplit(observer).username} is refused by the server on "
-                               "trained_models; writing it needs babylon_operator (promote, roll back)"), error
-    assert f"db roles grant {urlsplit(observer).username} operator" in error[0]
-    rolled = await asyncio.to_thread(invoke, "models", "rollback", "-y", url=observer)
-    assert rolled.exit_code == EXIT_FAILED and "babylon_operator" in rolled.output
+    name = urlsplit(observer).username
+    assert promoted.output.splitlines() == [
+        f"error: database role {name} is an observer and may not promote: that needs babylon_operator "
+        f"(`babylon-console db roles grant {name} operator`)"], promoted.output
+    rolled = await asyncio.to_thread(invoke, "models", "rollback", url=observer)
+    assert rolled.exit_code == EXIT_FAILED and rolled.output.startswith(
+        f"error: database role {name} is an observer and may not roll back: that needs babylon_operator"), rolled.output
     held = await asyncio.to_thread(invoke, "holdout", "--share", "0.2", "--reason", "why", url=observer)
-    assert held.exit_code == EXIT_FAILED and "console_holdout; writing it needs babylon_operator (set the hold-out)" \
-        in held.output, held.output
+    assert held.exit_code == EXIT_FAILED and held.output.startswith(
+        f"error: database role {name} is an observer and may not set the hold-out: that needs babylon_operator"), \
+        held.output
+    paused = await asyncio.to_thread(invoke, "control", "pause", url=observer)
+    assert paused.exit_code == EXIT_FAILED and "may not pause an engine: that needs babylon_operator" in paused.output
 
     pool = await _pool(observer)
     try:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli_support import load_settings, out, print_json, run_with_pool
+from ..cli_support import load_settings, out, print_json, require_permission, run_with_pool
 
 app = typer.Typer()  # this module's commands; cli.py mounts them when one of them is invoked
 
@@ -38,6 +38,8 @@ def holdout_command(
     who = operator or getpass.getuser()
 
     async def body(pool: Any) -> tuple[Any, list[Any]]:
+        if share is not None:
+            await require_permission(pool, "holdout", "set the hold-out")
         before = (await holdout_history(pool, 1) or [None])[0]
         if share is not None:
             await set_holdout(pool, share, operator=who, reason=reason)

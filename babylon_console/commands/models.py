@@ -10,7 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ..cli_support import fail, load_settings, out, print_json, run_with_pool
+from ..cli_support import fail, load_settings, out, print_json, require_permission, run_with_pool
 from ..core.checkpoints.registry import ActionResult, Registry, eligibility, game_serves, is_ours, serving_mismatch
 from ..core.errors import EXIT_FAILED
 
@@ -124,7 +124,8 @@ def promote_command(
     settings = load_settings()
 
     async def check(pool):
-        # an unknown id (exit 2) or a refusal (exit 1) is said before any question is asked
+        # a role that may not promote, an unknown id (exit 2) or a refusal (exit 1) is said before any question
+        await require_permission(pool, "promote", "promote")
         await Registry(pool).check_promotion(model_id, share)
         evaluation, readout = await evidence_for(pool, model_id, settings.gate())
         return contrary(model_id, evaluation, readout), no_evidence(model_id, evaluation, readout)
@@ -160,8 +161,12 @@ def rollback_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Cancel a running A/B rollout, or make the previously live model live again."""
-    if to is not None:  # an unknown id is said before the question (exit 2, as in every command)
-        run_with_pool(load_settings(), lambda pool: Registry(pool).model(to))
+    async def check(pool) -> None:  # a role that may not roll back, an unknown id (exit 2): before the question
+        await require_permission(pool, "promote", "roll back")
+        if to is not None:
+            await Registry(pool).model(to)
+
+    run_with_pool(load_settings(), check)
     if not yes and not typer.confirm("Roll back the served model?"):
         raise typer.Exit(EXIT_FAILED)
     who = operator or getpass.getuser()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli_support import fail, load_settings, out, print_json, run_with_pool
+from ..cli_support import fail, load_settings, out, print_json, require_permission, run_with_pool
 from ..core.engine import control, runs
 from ..core.engine.control import Command, default_operator
 from ..core.errors import EXIT_FAILED
@@ -88,6 +88,7 @@ def control_command(
     who = operator or default_operator()
 
     async def body(pool) -> tuple[runs.RunRow | None, control.CommandRow | None]:
+        await require_permission(pool, "engine_commands", f"{command} an engine")
         candidates = [r for r in await runs.latest_per_model(pool)
                       if (run is None or r.id == run) and (model is None or r.model_name == model)]
         if run is not None and not candidates:

@@ -91,7 +91,8 @@ def list_command(
     if trail:
         out.print("Audit trail (newest first):")
         for a in trail:
-            out.print(f"  {a.created_at:%Y-%m-%d %H:%M:%S} {a.action:<8} {a.operator}: "
+            out.print(f"  {a.created_at:%Y-%m-%d %H:%M:%S} {a.action:<8} {a.operator}"
+                      + (f" ({a.db_who})" if a.db_who else "") + ": "
                       f"{a.from_model_id or '-'} -> {a.to_model_id or '-'}"
                       + (f" ({a.share:.0%})" if a.share is not None and a.share < 1 else "")
                       + (f", rollout {a.rollout_id}" if a.rollout_id is not None else ""), soft_wrap=True, markup=False)

@@ -70,6 +70,18 @@ class AuditEntry(BaseModel):
     created_at: datetime
     evidence: dict[str, Any] | None = None  # what the decision was taken on (evaluation, A/B readout)
     rollout_id: int | None = None  # the rollout this action started or ended
+    # who acted by the server's word, written by a trigger (migration 0018): the database role
+    # (current_user) and the login (session_user); None on rows older than it
+    db_role: str | None = None
+    db_login: str | None = None
+
+    @property
+    def db_who(self) -> str | None:
+        """`db alice` (`db babylon_operator, login alice` when the login acted as another role); None: not recorded."""
+        if self.db_role is None:
+            return None
+        login = f", login {self.db_login}" if self.db_login and self.db_login != self.db_role else ""
+        return f"db {self.db_role}{login}"
 
     @property
     def evidence_summary(self) -> str:

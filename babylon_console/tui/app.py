@@ -13,7 +13,9 @@ Principles (the app paints first and never blocks input):
 - every failure of background work reaches `report_failure`: a database outage becomes the banner
   (cleared when the database answers again), a refusal a warning toast, anything else a toast and a
   line in the Errors pane, and a failed operator action an error dialog;
-- `--read-only` disables every action that changes something; its key says why.
+- `--read-only` disables every action that changes something; its key says why. A login the
+  server's roles let do none of the console's actions runs read-only by itself, its badge naming the
+  role; an action a role may not do is refused naming the group that may.
 """
 
 from __future__ import annotations
@@ -244,6 +246,7 @@ class ConsoleApp(App[None]):
             return
         if error.kind is ErrorKind.REFUSED:
             self.refuse(what.capitalize(), error.message)
+            self.follow_the_server()  # a refusal by the server's roles: its privileges were read again
             return
         # a library's own words, as it said them (the mapped error's text adds its type for logs)
         text = error.message if isinstance(exc, ConsoleError) else (str(exc) or type(exc).__name__)
@@ -287,7 +290,20 @@ class ConsoleApp(App[None]):
         # the model's newest run, wherever it runs: is it still beating, has a newer one started elsewhere?
         await self.engine_control.poll_run()
 
+    def follow_the_server(self) -> None:
+        """The server's word on this login (read at connect, and again after it refused an action): one
+        that may do none of the console's actions runs it read-only, with a badge naming its role."""
+        badge = self.data.role_badge
+        if badge is None:
+            return
+        self.read_only = self.data.read_only = True
+        main = self._main_or_none()
+        if main is not None and main.is_mounted:
+            main.show_read_only(badge, self.mode_label)
+        self.refresh_bindings()
+
     def _after_connect(self) -> None:
+        self.follow_the_server()  # before the demo starts its market: a read-only console only watches
         if self.follow_events_enabled:
             self.feed.start()
         if self.demo is not None and not self.read_only:

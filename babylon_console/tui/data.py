@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..core.checkpoints.registry import ActionResult, AuditEntry, Rollout
     from ..core.config import ReadinessCriteria
     from ..core.db.connections import DatabaseTarget
+    from ..core.db.roles import Permissions
     from ..core.engine import control as core_control
     from ..core.engine.runs import RunRow
     from ..core.game.rows import TrainedModel, WindowGroundTruth
@@ -135,6 +136,18 @@ PING_TIMEOUT_S = 2.0
 FOLLOW_COALESCE_S = 0.1  # a burst of events is read in one query, at most ~10 times a second
 COMMAND_TIMEOUT_S = 10.0  # how long the console waits for an engine elsewhere to acknowledge
 
+# What the server's roles must allow for a key's action: the `roles.Permissions` field that says so
+# (None: no field does; only a login that may do none of the console's actions is refused it), the
+# words of the refusal, and the groups that may.
+_ROLE_RULES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
+    "promote": ("promote", "promote", ("operator",)),
+    "rollback": ("promote", "roll back", ("operator",)),
+    "toggle_pause": ("engine_commands", "pause or resume an engine", ("operator",)),
+    "stop_engine": ("engine_commands", "stop an engine", ("operator",)),
+    "evaluate": (None, "evaluate", ("operator", "engine")),
+    "start_engine": (None, "start an engine", ("engine",)),
+}
+
 
 
 
@@ -230,6 +243,7 @@ class ConsoleData:
         self._connect_lock = asyncio.Lock()
         self._readouts: Any = None  # core.checkpoints.evidence.CachedReadout, made on the first rollout shown
         self.holdout: Any = None  # the database's hold-out record (core.checkpoints.holdout), as last read; None: none
+        self.permissions: Permissions | None = None  # what this login may do, by the server's word (read at connect)
 
     @property
     def operator(self) -> str:
@@ -305,6 +319,7 @@ class ConsoleData:
                 from ..core.checkpoints.holdout import read_checked
 
                 self.holdout = await read_checked(pool, self.settings.holdout_share)
+                self.permissions = await _permissions(pool)
             except BaseException:
                 await close_pool(pool)
                 raise
@@ -321,6 +336,54 @@ class ConsoleData:
 
         self.holdout = await current_holdout(self.pool)
         return self.holdout_share
+
+    # -- what the server's roles let this login do --------------------------------------------
+
+    @property
+    def role_badge(self) -> str | None:
+        """`read-only: database role alice is an observer` when the server lets this login do none of the
+        console's actions (the console then runs read-only by itself); None otherwise."""
+        p = self.permissions
+        return f"read-only: {p.standing}" if p is not None and p.read_only else None
+
+    def role_refusal(self, action: str) -> str | None:
+        """Why the server's roles refuse this login a key's `action` (promote, rollback, evaluate, ...),
+        naming the groups that may; None when they allow it, or before the server was asked."""
+        reason = self._role_reason(action)
+        return f"read-only: {reason}" if reason and self.role_badge else reason
+
+    def _role_reason(self, action: str) -> str | None:
+        p, rule = self.permissions, _ROLE_RULES.get(action)
+        if p is None or rule is None:
+            return None
+        field, doing, needs = rule
+        if (getattr(p, field) if field is not None else not p.read_only):
+            return None
+        from ..core.db.roles import Kind
+
+        kinds = tuple(Kind(k) for k in needs)
+        if p.read_only and p.group in kinds:  # an engine's login: it trains where engines run, not here
+            return (f"{p.standing}, which may not promote, set the hold-out or send engine commands: this console "
+                    "only watches (engines run as `babylon-console engine`)")
+        return p.refusal(doing, kinds).message
+
+    @contextlib.asynccontextmanager
+    async def _as_permitted(self, action: str) -> AsyncIterator[None]:
+        """A refusal by the server's roles during `action` (privileges changed while the console runs):
+        the privileges are read again, and the refusal becomes the sentence naming the groups that may."""
+        import asyncpg
+
+        try:
+            yield
+        except asyncpg.InsufficientPrivilegeError as exc:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self.permissions = await _permissions(self.pool)
+            reason = self._role_reason(action)
+            if reason is not None:
+                raise Refused(reason, title="Not permitted by the database") from exc
+            from ..core.db.roles import login_role, refusal
+
+            raise refusal(one_line(exc), login=login_role(self.dsn), action=_ROLE_RULES[action][1]) from exc
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -441,8 +504,9 @@ class ConsoleData:
             from ..core.checkpoints.registry import RegistryError
 
             raise RegistryError("read-only console: evaluate refused")
-        return await evaluate(self.pool, self.settings.data_dir, model_id, against, progress=progress,
-                              settings=self.settings)
+        async with self._as_permitted("evaluate"):
+            return await evaluate(self.pool, self.settings.data_dir, model_id, against, progress=progress,
+                                  settings=self.settings)
 
     async def contrary_evidence(self, model_id: str) -> tuple[str, dict[str, Any]] | None:
         """What speaks against promoting `model_id` (`core.checkpoints.promotion.contrary_evidence`)."""
@@ -455,14 +519,16 @@ class ConsoleData:
         from ..core.checkpoints.promotion import promote_on_evidence
 
         self._refuse_if_read_only("promote")
-        return await promote_on_evidence(self.pool, model_id, share=share, operator=self.operator, reason=reason,
-                                         gate=self.settings.gate())
+        async with self._as_permitted("promote"):
+            return await promote_on_evidence(self.pool, model_id, share=share, operator=self.operator, reason=reason,
+                                             gate=self.settings.gate())
 
     async def rollback(self) -> ActionResult:
         from ..core.checkpoints.registry import Registry
 
         self._refuse_if_read_only("rollback")
-        return await Registry(self.pool).rollback(operator=self.operator)
+        async with self._as_permitted("rollback"):
+            return await Registry(self.pool).rollback(operator=self.operator)
 
     # -- events and runs -----------------------------------------------------------------------
 
@@ -487,7 +553,8 @@ class ConsoleData:
         """Pause, resume or stop an engine elsewhere; its acknowledgement, or None after `timeout_s`."""
         from ..core.engine import control as core_control
 
-        command_id = await core_control.send(self.pool, run_id, command, self.operator)
+        async with self._as_permitted("stop_engine" if command == "stop" else "toggle_pause"):
+            command_id = await core_control.send(self.pool, run_id, command, self.operator)
         return await core_control.wait_ack(self.pool, command_id, timeout_s)
 
     async def latest_run(self) -> RunRow | None:
@@ -495,6 +562,19 @@ class ConsoleData:
         from ..core.engine import runs as core_runs
 
         return await core_runs.latest_of_model(self.pool, self.settings.model_name)
+
+
+async def _permissions(pool: asyncpg.Pool) -> Permissions | None:
+    """What this login may do (`core.db.roles.permissions`); None on a schema without the tables it asks
+    about (a read-only console does not migrate)."""
+    import asyncpg
+
+    from ..core.db.roles import permissions
+
+    try:
+        return await permissions(pool)
+    except asyncpg.UndefinedTableError:
+        return None
 
 
 async def close_pool(pool: asyncpg.Pool) -> None:

@@ -129,8 +129,13 @@ class EngineControl:
 
     def refusal(self, action: str, db_ready: bool) -> str | None:
         spec = keys.spec_for_action("main", action)
-        if self.host.read_only and spec is not None and spec.writes:
-            return refusals.read_only(spec.description)
+        if spec is not None and spec.writes:
+            role = self.data.role_refusal(action)
+            # the console's own engine pauses and stops in-process: no engine command is written
+            if role and (self.host.read_only or action == "start_engine" or not self.view().here):
+                return role
+            if self.host.read_only:
+                return refusals.read_only(spec.description)
         return refusals.engine(action, self.view(), db_ready)
 
     # -- flows ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Registry actions: promote a checkpoint (A/B share or 100%) and roll back, each after a confirm.
 
-The refusal rules are `refusals.promote` / `refusals.rollback` plus read-only, the same rules the
+The refusal rules are `refusals.promote` / `refusals.rollback` plus the server's roles and read-only, the same rules the
 Checkpoints pane's `check_action` reads, so a key that is enabled never leads to a refusal here
 except for a race with another operator (the registry then refuses, and says why).
 """
@@ -41,8 +41,11 @@ class RegistryActions:
 
     def refusal(self, action: str, view: CheckpointsView | None, row: CheckpointRow | None) -> str | None:
         spec = keys.spec_for_action("checkpoints", action)
-        if self.host.read_only and spec is not None and spec.writes:
-            return refusals.read_only(spec.description)
+        if spec is not None and spec.writes:
+            reason = self.data.role_refusal(action) or (refusals.read_only(spec.description) if self.host.read_only
+                                                         else None)
+            if reason:
+                return reason
         if action == "promote":
             return refusals.promote(view, row)
         if action == "rollback":
@@ -97,8 +100,9 @@ class RegistryActions:
         async def work() -> None:
             try:
                 result = await self.data.promote(model_id, share, reason)
-            except Refused as exc:  # the registry refused (RegistryError), and says why
+            except Refused as exc:  # the registry refused (RegistryError), or the server's roles: it says why
                 self.host.refuse("Promotion refused", str(exc))
+                self.host.follow_the_server()
                 return
             self.host.notify(result.message, title="Promoted" if result.action == "promote" else "A/B rollout",
                              timeout=5)
@@ -111,8 +115,9 @@ class RegistryActions:
         the status bar; against its base model while none is live, when it is the live one, or when
         the live one is of the other kind (offline vs served: they cannot be compared)."""
         spec = keys.spec_for_action("checkpoints", "evaluate")
-        reason = (refusals.read_only(spec.description) if self.host.read_only and spec is not None
-                  else refusals.evaluate(row, holdout_share))
+        reason = self.data.role_refusal("evaluate") or (
+            refusals.read_only(spec.description) if self.host.read_only and spec is not None
+            else refusals.evaluate(row, holdout_share))
         if reason or row is None:
             self.host.refuse("Evaluate", reason or "no checkpoint selected")
             return
@@ -159,8 +164,9 @@ class RegistryActions:
         async def work() -> Any:
             try:
                 result = await self.data.rollback()
-            except Refused as exc:  # the registry refused (RegistryError), and says why
+            except Refused as exc:  # the registry refused (RegistryError), or the server's roles: it says why
                 self.host.refuse("Rollback refused", str(exc))
+                self.host.follow_the_server()
                 return
             self.host.notify(result.message, title="Rolled back", timeout=5)
             self.changed()

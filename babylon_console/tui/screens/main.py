@@ -262,6 +262,14 @@ class MainScreen(Screen[None]):
             return
         pane.add(level, source, message)
 
+    def show_read_only(self, badge: str, mode: str) -> None:
+        """Read-only from now on (the server's roles allow this login none of the console's actions):
+        every pane refuses its writes; the badge says whose word it is."""
+        self.read_only = True
+        self.status.set_part("mode", Text(badge, style="bold"))
+        self.pane_bar.set_mode(mode)
+        self.update_status()
+
     def update_status(self) -> None:
         if not self.is_mounted:
             return  # torn down (quitting): an engine finishing late has nothing to show

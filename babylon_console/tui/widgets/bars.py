@@ -21,6 +21,11 @@ class PaneBar(Static):
         self.active = pane
         self._redraw()
 
+    def set_mode(self, mode: str) -> None:
+        if mode != self.mode:
+            self.mode = mode
+            self._redraw()
+
     def set_badge(self, pane: str, text: str) -> None:
         if self.badges.get(pane) != text:
             self.badges[pane] = text

@@ -120,8 +120,12 @@ class Pane(Vertical):
         spec = keys.spec_for_action(self.scope, action)
         if spec is None:
             return None
-        if spec.writes and self.read_only:
-            return refusals.read_only(spec.description)
+        if spec.writes:
+            role = self.source.role_refusal(action) if self.source is not None else None
+            if role:  # the server's roles: the sentence names the group that may
+                return role
+            if self.read_only:
+                return refusals.read_only(spec.description)
         return self.refusal(action)
 
     def request_load(self) -> None:

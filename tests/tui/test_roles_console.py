@@ -115,3 +115,28 @@ async def test_the_embedded_superuser_changes_nothing(seeded: Any, make_app: Any
                                                                 "stop_engine", "start_engine"))
         await pilot.press("P")
         assert isinstance(app.screen, PromoteDialog)
+
+
+async def test_an_operator_promotes_and_the_audit_names_its_database_role(seeded: Any, database_url: str,
+                                                                          make_app: Any, tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from .conftest import plain
+
+    model = await insert_model(seeded, 1)
+    async with logins(database_url) as login:
+        operator = await login("operator")
+        name = urlsplit(operator).username
+        app = make_app(data=_data(operator, tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await open_checkpoints(app, pilot, 1)
+            await pilot.press("P")
+            await pilot.press("tab", "enter")
+            await pilot.press("y")
+            await wait_for(lambda: any(t.startswith("Promoted:") for t in app.toasts), what="promotion")
+            title = app.main.query_one("#checkpoints-audit-title", Static)
+            await wait_for(lambda: f"row 1, tester: database role {name}" in plain(title), what="audit title")
+            assert not app.read_only and "mode" not in app.main.status.parts
+    assert await live_model(seeded) == model
+    assert tuple(await seeded.fetchrow("SELECT operator, db_role, db_login FROM console_promotions")) == (
+        "tester", name, name)

@@ -39,6 +39,7 @@ def _metric(row: CheckpointRow, key: str, fmt: str = ".4f") -> str:
     return "–" if value is None else format(value, fmt)
 
 
+AUDIT_TITLE = "Audit trail (promotions and rollbacks)"
 VERDICT_COLORS = {"promote": "success", "rollback": "error", "hold": "warning", "collecting": "foreground"}
 
 
@@ -118,7 +119,7 @@ class CheckpointsPane(Pane):
         yield Static(id="checkpoints-ab", classes="detail")
         yield DataTable(id="checkpoints-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="checkpoints-detail", classes="detail")
-        yield Static("Audit trail (promotions and rollbacks)", classes="section")
+        yield Static(AUDIT_TITLE, id="checkpoints-audit-title", classes="section")
         yield DataTable(id="checkpoints-audit", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -248,6 +249,21 @@ class CheckpointsPane(Pane):
                           a.to_model_id or "–", "–" if a.share is None else f"{a.share:.0%}",
                           "–" if a.rollout_id is None else str(a.rollout_id), a.note or "–", a.evidence_summary,
                           key=str(a.id))
+        self._audit_who()
+
+    def _audit_who(self) -> None:
+        """The audit title names who acted on the highlighted row by the server's word (its database role
+        and login, next to the name the client gave): the table's columns stay as they are."""
+        title = Text(AUDIT_TITLE)
+        audit = self.query_one("#checkpoints-audit", DataTable)
+        entries = self.view.audit if self.view is not None else []
+        if 0 <= audit.cursor_row < len(entries):
+            entry = entries[audit.cursor_row]
+            if entry.db_role is not None:
+                login = f", login {entry.db_login}" if entry.db_login and entry.db_login != entry.db_role else ""
+                title.append(f" · row {audit.cursor_row + 1}, {entry.operator}: database role {entry.db_role}{login}",
+                             style="not bold")
+        self.query_one("#checkpoints-audit-title", Static).update(title)
 
     def selected(self) -> CheckpointRow | None:
         if self.view is None:
@@ -284,6 +300,10 @@ class CheckpointsPane(Pane):
             self.selected_id = str(event.row_key.value)
             self._detail()
             self.refresh_bindings()
+
+    @on(DataTable.RowHighlighted, "#checkpoints-audit")
+    def _audit_highlighted(self) -> None:
+        self._audit_who()
 
     # -- actions -------------------------------------------------------------------------------
 

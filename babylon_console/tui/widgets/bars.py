@@ -59,7 +59,8 @@ class PaneBar(Static):
 class StatusBar(Static):
     """Database, engine, live model and market, in one calm line; parts are set independently."""
 
-    PARTS = ("db", "engine", "live", "market", "eval", "mode")
+    # read-only (and whose word it is) first: a narrow terminal cuts the line at the right
+    PARTS = ("mode", "db", "engine", "live", "market", "eval")
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

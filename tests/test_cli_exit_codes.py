@@ -60,7 +60,7 @@ def test_an_invalid_setting_is_2() -> None:
 async def test_refused_and_failed_actions_are_1(database_url: str) -> None:
     env = {"DATABASE_URL": database_url}
     unknown = await asyncio.to_thread(invoke, "models", "promote", "no-such-model", "-y", env=env)
-    # an unknown model id is invalid input (2), as in every command that takes one (tests/test_rollouts.py)
+    # an unknown model id is invalid input (2), as in every command that takes one (tests/checkpoints/test_rollouts.py)
     assert unknown.exit_code == 2 and "error: no checkpoint with model id 'no-such-model'" in unknown.output
     no_engine = await asyncio.to_thread(invoke, "control", "pause", env=env)
     assert no_engine.exit_code == 1 and "error: no engine is running" in no_engine.output

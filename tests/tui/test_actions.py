@@ -327,7 +327,7 @@ async def test_v_evaluates_the_selected_checkpoint_on_held_out_windows(seeded, s
     from babylon_console.core.checkpoints.holdout import set_holdout
     from babylon_console.tui.data import ConsoleData
 
-    from ..test_evaluation import _checkpoints
+    from ..checkpoints.test_evaluation import _checkpoints
 
     pool = seeded
     _, trained = await _checkpoints(pool, settings.data_dir)

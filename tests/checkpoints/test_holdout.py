@@ -222,7 +222,7 @@ async def test_the_demo_sets_its_own_hold_out_in_the_database_it_runs_in(tmp_pat
     from babylon_console.tui.data import ConsoleData
     from babylon_console.tui.runners.demo import engine_overrides_for_demo
 
-    from .demo_market import run_demo_until_a_window
+    from ..demo_market import run_demo_until_a_window
 
     # the engine reads the record, as every engine
     assert "holdout_share" not in engine_overrides_for_demo(10.0).given()

@@ -86,7 +86,7 @@ async def test_seed_live_sends_a_50_percent_rollout_through_its_gateway_and_mode
 
     from babylon_console.core.game.windows import window_start_of
 
-    from .test_evidence import _At
+    from ..checkpoints.test_evidence import _At
 
     # started before the market: its clock starts at this hour, and the rollout counts windows from its start
     registry = Registry(pool, clock=_At(window_start_of(datetime.now(UTC))))

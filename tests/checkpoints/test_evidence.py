@@ -22,7 +22,7 @@ from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.schema import LLM_CALL_COLUMNS
 from babylon_console.core.stats import paired_difference, t95
 
-from .factories import trajectory_row, user_row
+from ..factories import trajectory_row, user_row
 
 LIVE = ("m-live", "offline://p/run:step1")
 CAND = ("m-cand", "offline://p/run:step2")

@@ -10,7 +10,7 @@ import asyncpg
 from babylon_console.core.checkpoints.registry import Registry, Served, serving
 from babylon_console.core.simgame.serving import ServedPolicies, assignment
 
-from .tui.conftest import insert_model
+from ..tui.conftest import insert_model
 
 LIVE = Served("m-live", "offline://p/run:step1", "live", 0.5)
 CANDIDATE = Served("m-cand", "offline://p/run:step2", "candidate", 0.5)

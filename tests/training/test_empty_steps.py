@@ -20,7 +20,7 @@ from babylon_console.core.game.windows import WindowState
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.backends.offline import OfflineBackend
-from tests.test_trainable_turns import W, _insert_game_shaped
+from tests.training.test_trainable_turns import W, _insert_game_shaped
 
 NOW = datetime(2026, 11, 24, 12, 20)
 

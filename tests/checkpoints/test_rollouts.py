@@ -23,7 +23,7 @@ from babylon_console.core.game import market_clock
 from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.windows import window_id_for, window_start_of
 
-from .factories import user_row
+from ..factories import user_row
 from .test_evidence import CAND, GATE, LIVE, _engine, _insert_window, _models
 
 AGENTS = ("agent-a", "agent-b", "agent-c", "agent-d")

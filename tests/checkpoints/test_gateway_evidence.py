@@ -25,7 +25,7 @@ from babylon_console.core.game.bulk import insert_rows
 from babylon_console.core.game.schema import LLM_CALL_COLUMNS
 from babylon_console.core.gateway.upstreams import response_hash
 
-from .factories import trajectory_row, user_row
+from ..factories import trajectory_row, user_row
 from .test_evidence import CAND, GATE, LIVE, _engine, _models
 
 AGENTS = ("agent-a", "agent-b", "agent-c", "agent-d")

@@ -22,7 +22,7 @@ from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.tui.app import ConsoleApp
 from babylon_console.tui.data import ConsoleData
 
-from .demo_market import run_demo_until_a_window
+from ..demo_market import run_demo_until_a_window
 
 runner = CliRunner()
 TABLES = ("trajectories", "llm_call_logs", "market_outcomes", "trained_models", "console_sim_clock", "console_events")

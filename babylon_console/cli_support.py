@@ -228,8 +228,8 @@ def privilege_refusal(exc: BaseException) -> ConsoleError:
 async def require_permission(pool: asyncpg.Pool, may: str, doing: str) -> None:
     """Refuse, in one line naming the group that may (exit 1), when the server's roles do not let this
     login do `doing`: asked before any question, so nobody answers one for nothing. `may`: the
-    `roles.Permissions` field that allows it (promote, holdout, engine_commands)."""
-    from .core.db.roles import permissions
+    `permissions.Permissions` field that allows it (promote, holdout, engine_commands)."""
+    from .core.db.permissions import permissions
 
     allowed = await permissions(pool)
     if not getattr(allowed, may):

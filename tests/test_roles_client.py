@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from babylon_console.cli import app
-from babylon_console.core.db import roles
+from babylon_console.core.db import permissions, roles
 from babylon_console.core.errors import EXIT_FAILED
 
 from .role_logins import Login, logins
@@ -51,25 +51,25 @@ async def test_permissions_name_the_group_each_login_acts_as(database_url: str, 
                           ("gateway", "a gateway")):
         conn = await asyncpg.connect(await login(kind))
         try:
-            allowed = await roles.permissions(conn)
+            allowed = await permissions.permissions(conn)
         finally:
             await conn.close()
         assert allowed.group is roles.Kind(kind)  # the widest: an operator is an observer too, by membership
         assert allowed.standing == f"database role {allowed.role} is {article}"
-    observer = roles.Permissions("alice", False, False, False, roles.Kind.OBSERVER)
+    observer = permissions.Permissions("alice", False, False, False, roles.Kind.OBSERVER)
     assert observer.refusal("promote").message == (
         "database role alice is an observer and may not promote: that needs babylon_operator "
         "(`babylon-console db roles grant alice operator`)")
     assert observer.refusal("promote").code == EXIT_FAILED
-    nobody = roles.Permissions("carol", False, False, False)
+    nobody = permissions.Permissions("carol", False, False, False)
     assert nobody.refusal("evaluate", (roles.Kind.OPERATOR, roles.Kind.ENGINE)).message.startswith(
         "database role carol is in none of the console's groups and may not evaluate: that needs babylon_operator "
         "or babylon_engine (`babylon-console db roles grant carol operator`)")
-    stale = roles.Permissions("dave", True, False, True, roles.Kind.OPERATOR)  # its group lost a grant here
+    stale = permissions.Permissions("dave", True, False, True, roles.Kind.OPERATOR)  # its group lost a grant here
     assert "db roles create" in stale.refusal("set the hold-out").message
     conn = await asyncpg.connect(database_url)  # the superuser, as the embedded default is: in no group
     try:
-        superuser = await roles.permissions(conn)
+        superuser = await permissions.permissions(conn)
     finally:
         await conn.close()
     assert superuser.group is None and not superuser.read_only

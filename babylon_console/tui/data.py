@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..core.checkpoints.registry import ActionResult, AuditEntry, Rollout
     from ..core.config import ReadinessCriteria
     from ..core.db.connections import DatabaseTarget
-    from ..core.db.roles import Permissions
+    from ..core.db.permissions import Permissions
     from ..core.engine import control as core_control
     from ..core.engine.runs import RunRow
     from ..core.game.rows import TrainedModel, WindowGroundTruth
@@ -136,7 +136,7 @@ PING_TIMEOUT_S = 2.0
 FOLLOW_COALESCE_S = 0.1  # a burst of events is read in one query, at most ~10 times a second
 COMMAND_TIMEOUT_S = 10.0  # how long the console waits for an engine elsewhere to acknowledge
 
-# What the server's roles must allow for a key's action: the `roles.Permissions` field that says so
+# What the server's roles must allow for a key's action: the `permissions.Permissions` field that says so
 # (None: no field does; only a login that may do none of the console's actions is refused it), the
 # words of the refusal, and the groups that may.
 _ROLE_RULES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
@@ -565,11 +565,11 @@ class ConsoleData:
 
 
 async def _permissions(pool: asyncpg.Pool) -> Permissions | None:
-    """What this login may do (`core.db.roles.permissions`); None on a schema without the tables it asks
+    """What this login may do (`core.db.permissions.permissions`); None on a schema without the tables it asks
     about (a read-only console does not migrate)."""
     import asyncpg
 
-    from ..core.db.roles import permissions
+    from ..core.db.permissions import permissions
 
     try:
         return await permissions(pool)

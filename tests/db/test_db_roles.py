@@ -19,7 +19,7 @@ from babylon_console.cli import app
 from babylon_console.core.checkpoints.registry import Registry
 from babylon_console.core.clock import SystemClock
 from babylon_console.core.config import Settings
-from babylon_console.core.db import roles
+from babylon_console.core.db import permissions, roles
 from babylon_console.core.db.connections import with_database
 from babylon_console.core.errors import EXIT_FAILED, Refused, as_console_error
 from babylon_console.core.sim.simulation import Simulation
@@ -551,13 +551,13 @@ async def test_permissions_say_what_the_server_allows_each_role(database_url: st
     for kind, (promote, holdout, commands) in expected.items():
         conn = await asyncpg.connect(await login(kind))
         try:
-            allowed = await roles.permissions(conn)
+            allowed = await permissions.permissions(conn)
         finally:
             await conn.close()
         assert (allowed.promote, allowed.holdout, allowed.engine_commands) == (promote, holdout, commands), kind
         assert allowed.read_only is (kind != "operator") and allowed.role.startswith(f"t_{kind}_")
     conn = await asyncpg.connect(database_url)  # the superuser, as the embedded default is
     try:
-        assert not (await roles.permissions(conn)).read_only
+        assert not (await permissions.permissions(conn)).read_only
     finally:
         await conn.close()

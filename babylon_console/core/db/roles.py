@@ -185,12 +185,12 @@ def _grant_sql(grants: tuple[Grant, ...], role: str) -> list[str]:
 
 
 # The groups whose members the guard stops from changing what is live (unless also operators).
-_NOT_OPERATORS = ", ".join(_literal(k.role_name) for k in GROUPS if k is not Kind.OPERATOR)
+NOT_OPERATORS = ", ".join(_literal(k.role_name) for k in GROUPS if k is not Kind.OPERATOR)
 
 
 def _guard_statements() -> list[str]:
     operator = _literal(Kind.OPERATOR.role_name)
-    others = _NOT_OPERATORS
+    others = NOT_OPERATORS
     return [
         f"""CREATE OR REPLACE FUNCTION {GUARD_FUNCTION}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
@@ -372,72 +372,6 @@ async def groups(conn: asyncpg.Connection) -> tuple[list[GroupState], bool]:
     return result, guarded
 
 
-# How a client names the group a role acts as (`Permissions.standing`), the widest first: an operator
-# and an engine are observers too, by membership.
-_STANDING = {Kind.OPERATOR: "an operator", Kind.ENGINE: "an engine", Kind.GATEWAY: "a gateway",
-             Kind.OBSERVER: "an observer"}
-
-
-@dataclass(frozen=True, slots=True)
-class Permissions:
-    """What this connection's role may do, by the server's word: what a client follows (a console shows
-    itself read-only when none of it is allowed)."""
-
-    role: str  # current_user
-    promote: bool  # promote and roll back (trained_models' status past the guard, the audit trail, the rollout)
-    holdout: bool  # set the hold-out
-    engine_commands: bool  # pause, resume, stop an engine elsewhere
-    group: Kind | None = None  # the widest group it is a member of; None: none of them, or a superuser
-
-    @property
-    def read_only(self) -> bool:
-        return not (self.promote or self.holdout or self.engine_commands)
-
-    @property
-    def standing(self) -> str:
-        """`database role alice is an observer`: who acts, by the server's word (a read-only badge says it)."""
-        what = f"is {_STANDING[self.group]}" if self.group is not None else "is in none of the console's groups"
-        return f"database role {self.role} {what}"
-
-    def refusal(self, doing: str, needs: tuple[Kind, ...] = (Kind.OPERATOR,)) -> Refused:
-        """Why this role may not do `doing` ("promote"), naming the groups that may: what a client says
-        instead of asking the server, which would refuse it."""
-        title = "Not permitted by the database"
-        if self.group in needs:  # a member whose group lacks the grant here: the grants are out of date
-            return Refused(f"database role {self.role} may not {doing}: {self.group.role_name} does not hold the "
-                           "grant on this database (`babylon-console db roles create` grants it again)", title=title)
-        return Refused(f"{self.standing} and may not {doing}: that needs {_joined(k.role_name for k in needs)} "
-                       f"(`babylon-console db roles grant {self.role} {needs[0].value}`)", title=title)
-
-
-_PERMISSIONS_SQL = f"""
-SELECT current_user AS role,
-       has_column_privilege('public.trained_models', 'status', 'UPDATE')
-         AND has_table_privilege('public.console_promotions', 'INSERT')
-         AND has_table_privilege('public.console_rollout', 'INSERT')
-         -- the guard's rule: a member of another group may not change what is live unless an operator
-         AND (EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = '{Kind.OPERATOR.role_name}'
-                      AND pg_has_role(current_user, g.oid, 'USAGE'))
-              OR NOT EXISTS (SELECT 1 FROM pg_roles g
-                             WHERE g.rolname IN ({_NOT_OPERATORS})
-                             AND pg_has_role(current_user, g.oid, 'MEMBER'))) AS promote,
-       has_table_privilege('public.console_holdout', 'INSERT') AS holdout,
-       has_table_privilege('public.console_engine_commands', 'INSERT') AS engine_commands,
-       -- a superuser is a member of every role: it is in none of the groups
-       (SELECT g.rolname FROM pg_roles g JOIN unnest($1::text[]) WITH ORDINALITY AS o(name, n) ON o.name = g.rolname
-        WHERE pg_has_role(current_user, g.oid, 'MEMBER')
-          AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-        ORDER BY o.n LIMIT 1) AS group
-"""
-
-
-async def permissions(conn: asyncpg.Connection | asyncpg.Pool) -> Permissions:
-    """What the connected role may do (the embedded superuser: everything)."""
-    row = dict(await conn.fetchrow(_PERMISSIONS_SQL, [k.role_name for k in _STANDING]))
-    group = row.pop("group")
-    return Permissions(**row, group=next((k for k in GROUPS if k.role_name == group), None))
-
-
 # -- refusals in words -----------------------------------------------------------------------------
 
 _ON_RELATION = re.compile(r"permission denied for (?:table|view|sequence|materialized view|relation) (\S+)")
@@ -468,7 +402,7 @@ def writers(table: str) -> dict[Kind, list[str]]:
     return found
 
 
-def _joined(items: Iterable[str]) -> str:
+def joined(items: Iterable[str]) -> str:
     items = list(items)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
@@ -505,5 +439,5 @@ def refusal(server_words: str, *, login: str | None = None, action: str | None =
     first = next(iter(may))
     return Refused(
         f"{refused} {table}; writing it needs "
-        + _joined(f"{k.role_name} ({'; '.join(does)})" for k, does in may.items())
+        + joined(f"{k.role_name} ({'; '.join(does)})" for k, does in may.items())
         + f" (`babylon-console db roles grant {login or 'LOGIN'} {first.value}`)", title=title)

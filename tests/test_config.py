@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from babylon_console.core.config import Settings, describe_dsn, masked_dsn
+from babylon_console.core.config import GateSettings, Settings, describe_dsn, masked_dsn
 
 SECRET = "hunter2-very-secret"
 
@@ -47,3 +47,19 @@ def test_dsn_helpers() -> None:
     assert masked_dsn("postgresql://u@h/d") == "postgresql://u@h/d"
     assert describe_dsn("postgresql://u:p@h:1/d") == ("h:1", "d")
     assert describe_dsn("postgresql://postgres:@/babylon?host=/tmp/x") == ("/tmp/x", "babylon")
+
+
+def test_the_gate_is_declared_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings' BABYLON_GATE_* fields take their default and bounds from GateSettings, so the gate a
+    command builds from the environment and the gate's own defaults cannot drift apart."""
+    gate_fields = ("min_windows", "promote_after", "max_drawdown", "max_error_rate", "min_requests")
+    for name in gate_fields:
+        declared, read = GateSettings.model_fields[name], Settings.model_fields[f"gate_{name}"]
+        assert (read.default, read.metadata) == (declared.default, declared.metadata), name
+        assert read.validation_alias == f"BABYLON_GATE_{name.upper()}"
+    assert Settings().gate() == GateSettings()  # type: ignore[call-arg]
+    monkeypatch.setenv("BABYLON_GATE_MIN_WINDOWS", "1")  # one paired window is no interval
+    with pytest.raises(ValidationError, match="BABYLON_GATE_MIN_WINDOWS"):
+        Settings()  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="min_windows"):
+        GateSettings(min_windows=1)

@@ -11,6 +11,7 @@ name. The rollout gate's settings (`GateSettings`) and a window's readiness crit
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -73,13 +74,25 @@ class EngineSettings(BaseModel):
 class GateSettings(BaseModel):
     """The rollout gate (`core.checkpoints.evidence`): when the live A/B readout says promote or roll back."""
 
-    min_windows: int = 3  # paired windows before any verdict
-    promote_after: int = 3  # consecutive windows with the CI above zero before "promote"
-    max_drawdown: float = 0.5  # the candidate's mean max drawdown (fraction of its peak) that rolls it back
+    min_windows: int = Field(default=3, ge=2, description="Paired windows before any verdict.")
+    promote_after: int = Field(default=3, ge=1,
+                               description='Consecutive windows with the CI above zero before "promote".')
+    max_drawdown: float = Field(default=0.5, gt=0, le=1, description="The candidate's mean max drawdown "
+                                "(a fraction of its peak) that rolls it back.")
     share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning
     lookback_windows: int = 168  # only the latest windows are read
-    max_error_rate: float = 0.05  # the candidate's share of 5xx answers through the gateway that rolls it back
-    min_requests: int = 50  # gateway requests of the candidate before its error rate counts
+    max_error_rate: float = Field(default=0.05, gt=0, le=1, description="The candidate's share of 5xx answers "
+                                  "through the gateway that rolls it back.")
+    min_requests: int = Field(default=50, ge=1,
+                              description="Gateway requests of the candidate before its error rate counts.")
+
+
+def _gate_setting(name: str, env: str) -> Any:
+    """A `Settings` field for one of the gate's settings, read from `env`: its default, bounds and
+    description are the ones `GateSettings` declares (declared once)."""
+    declared = GateSettings.model_fields[name]
+    bounds = {f.name: getattr(m, f.name) for m in declared.metadata for f in dataclasses.fields(m)}
+    return Field(default=declared.default, validation_alias=env, description=declared.description, **bounds)
 
 
 class ReadinessCriteria(BaseModel):
@@ -131,14 +144,11 @@ class Settings(EngineSettings, BaseSettings):
     )
     serverless_base_url: str | None = Field(default=None, validation_alias="BABYLON_SERVERLESS_BASE_URL")
     # the rollout gate (core/checkpoints/evidence.py): verdicts from the live A/B readout
-    gate_min_windows: int = Field(default=3, ge=2, validation_alias="BABYLON_GATE_MIN_WINDOWS")
-    gate_promote_after: int = Field(default=3, ge=1, validation_alias="BABYLON_GATE_PROMOTE_AFTER")
-    gate_max_drawdown: float = Field(default=0.5, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_DRAWDOWN")
-    gate_max_error_rate: float = Field(
-        default=0.05, gt=0, le=1, validation_alias="BABYLON_GATE_MAX_ERROR_RATE",
-        description="The candidate's share of 5xx answers through the gateway that rolls it back.")
-    gate_min_requests: int = Field(default=50, ge=1, validation_alias="BABYLON_GATE_MIN_REQUESTS",
-                                   description="Gateway requests of the candidate before its error rate counts.")
+    gate_min_windows: int = _gate_setting("min_windows", "BABYLON_GATE_MIN_WINDOWS")
+    gate_promote_after: int = _gate_setting("promote_after", "BABYLON_GATE_PROMOTE_AFTER")
+    gate_max_drawdown: float = _gate_setting("max_drawdown", "BABYLON_GATE_MAX_DRAWDOWN")
+    gate_max_error_rate: float = _gate_setting("max_error_rate", "BABYLON_GATE_MAX_ERROR_RATE")
+    gate_min_requests: int = _gate_setting("min_requests", "BABYLON_GATE_MIN_REQUESTS")
     # held-out evaluation of serverless / local checkpoints (core/checkpoints/prompt_eval.py)
     eval_prompts: int = Field(default=8, ge=1, le=200, validation_alias="BABYLON_EVAL_PROMPTS",
                               description="Recorded prompts replayed per held-out window (serverless / local).")

@@ -12,6 +12,8 @@ Modules (imported by what they hold; this package re-exports nothing):
 - `stages`: select windows, read them into groups, judge them;
 - `training`: train a step, register its checkpoint, evaluate it; repair what a crash left;
 - `rollout_watch`: what the rollout gate says about the rollout in progress, and automatic rollback.
+- `runs`: the run records (`console_runs`), their liveness, and each model's write fence;
+- `control`: pause, resume and stop sent through the database to an engine elsewhere.
 
 Guarantees:
 - one engine per model: a PostgreSQL advisory lock held for the run; a second engine is refused;

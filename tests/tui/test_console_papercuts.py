@@ -32,7 +32,8 @@ async def test_right_bracket_reaches_a_window_newer_than_the_list_then_says_it_i
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: app.main.query_one("#windows-table", DataTable).row_count == 6, what="windows")
-        assert app.main.selected_window == "2025-11-24T11:00"
+        # the pane chooses its first window, then tells the screen by message: wait for the screen
+        await wait_for(lambda: app.main.selected_window == "2025-11-24T11:00", what="the first window chosen")
         await pilot.press("2")
         await wait_for(lambda: "2025-11-24T11:00" in plain(app.main.query_one("#outcomes-title")), what="outcomes")
         # the market writes a newer window while the Windows pane (the list's source) is hidden

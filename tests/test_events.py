@@ -7,7 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from babylon_console.core import events
-from babylon_console.core.events import EventBus, EventKind
+from babylon_console.core.event_bus import EventBus
+from babylon_console.core.events import EventKind
 
 
 async def test_follow_replays_in_order_then_streams_live(pool: asyncpg.Pool, database_url: str) -> None:
@@ -86,6 +87,11 @@ ONE_OF_EACH: list[events.EventData] = [
     events.RolledBack(model_id="a", from_model_id="b", operator="ana", message="rolled back from b to a"),
     events.HoldoutSet(share=0.15, previous_share=None, rule="sha256-v1", operator="ana", reason="evaluation",
                       message="hold-out set to 15% (was none) by ana: evaluation"),
+    events.Alarm(alarm_id=4, rule="judge_disagrees", model_name="offline:m", step=4, window_id=None,
+                 figures={"rank_correlation_rolling": -0.4, "rank_correlation": None}, threshold=0.0,
+                 message="the judge disagrees with realised P&L: rolling rank correlation -0.40 < 0.00"),
+    events.AlarmAcknowledged(alarm_id=4, rule="judge_disagrees", operator="ana", db_role="babylon_operator",
+                             message="judge swapped"),
     events.EngineWarning(stage="database", since="2025-11-24T10:00:00+00:00", down_s=1.5, message="database back"),
     events.EngineFailure(stage="judge", window_id="2025-11-24T10:00", message="judging failed: timeout"),
 ]
@@ -98,6 +104,9 @@ SUMMARIES = {
     EventKind.PROMOTED: "promoted: b is live (was none)",
     EventKind.ROLLED_BACK: "rolled back: rolled back from b to a",
     EventKind.WARNING: "database back",
+    EventKind.ALARM: "alarm judge_disagrees at step 4: the judge disagrees with realised P&L: rolling rank "
+                     "correlation -0.40 < 0.00",
+    EventKind.ALARM_ACKNOWLEDGED: "alarm 4 (judge_disagrees) acknowledged by ana (db babylon_operator): judge swapped",
 }
 
 
@@ -193,6 +202,32 @@ async def test_old_shaped_rows_load_without_error_and_read_sensibly(pool: asyncp
     assert unknown.data.name == "rollout_paused" and unknown.data.payload == {"message": "rollout paused by ana",
                                                                                "share": 0.1}
     assert await events.of_kinds(pool, [EventKind.STEP_TRAINED], 10) == read[:2]
+
+
+async def test_alarm_rows_of_another_version_read_without_error(pool: asyncpg.Pool) -> None:
+    rows = [
+        ("alarm", '{"alarm_id": "9", "rule": "kl_spike", "step": 12, "figures": {"kl": "0.9", "z": "high", '
+                  '"median": null}, "threshold": "bad", "paused": true, "severity": "high", "message": "KL 0.90"}'),
+        ("alarm", '{"rule": "brand_new_rule", "window_id": "2025-11-24T10:00", "figures": [1, 2]}'),
+        ("alarm", "{}"),
+        ("alarm_acknowledged", '{"alarm_id": 9, "operator": 5}'),
+        ("alarm_acknowledged", '"text"'),
+    ]
+    for kind, payload in rows:
+        await _insert_raw(pool, kind, payload)
+    read = await events.recent(pool)
+    assert [e.summary for e in read] == [
+        "alarm kl_spike at step 12: KL 0.90 (engine paused)",
+        "alarm brand_new_rule at window 2025-11-24T10:00: no message",
+        "alarm unknown at window ?: no message",
+        "alarm 9 acknowledged by 5",
+        "alarm None acknowledged by unknown",
+    ]
+    spike = read[0].data
+    assert isinstance(spike, events.Alarm)
+    assert (spike.alarm_id, spike.figures, spike.threshold, spike.paused) == (9, {"kl": 0.9, "median": None}, None,
+                                                                              True)
+    assert read[1].data == events.Alarm(rule="brand_new_rule", window_id="2025-11-24T10:00")
 
 
 def test_events_built_in_memory_keep_working_as_before() -> None:

@@ -90,7 +90,7 @@ async def _event_mark(dsn: str) -> int:
 
 
 async def _follow(dsn: str, run_id: str, show: object, after_id: int | None) -> None:
-    from ..core.events import EventBus
+    from ..core.event_bus import EventBus
 
     async for event in EventBus(dsn).follow(after_id=after_id, run_id=run_id):
         show(event)  # type: ignore[operator]

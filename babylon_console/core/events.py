@@ -1,8 +1,8 @@
 """Typed engine events: written to `console_events`, announced with NOTIFY, read back in order.
 
 Every stage of the engine emits events; a console in another process (or on another machine)
-follows them with `EventBus.follow(after_id=...)`, which first replays what it missed and then
-waits for notifications. The embedded engine uses the same path, so there is one way to watch.
+follows them with `core.event_bus.EventBus.follow(after_id=...)`, which first replays what it missed
+and then waits for notifications. The embedded engine uses the same path, so there is one way to watch.
 
 Each kind has its model (`StepTrained`, `WindowJudged`, ...): strict when the code builds one (a
 misspelt field raises at once), lenient when a stored row is read (`EventData.read`): rows written
@@ -15,12 +15,10 @@ follower that reads "id > last" never skips an event committed late.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -37,7 +35,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "babylon_console_events"
 _EMIT_LOCK = 0x6576_656E_7473  # "events"
-POLL_FALLBACK_S = 2.0  # a follower also polls, in case a notification is lost on reconnect
 
 
 class EventKind(StrEnum):
@@ -55,6 +52,8 @@ class EventKind(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     HOLDOUT_SET = "holdout_set"
+    ALARM = "alarm"
+    ALARM_ACKNOWLEDGED = "alarm_acknowledged"
     WARNING = "warning"
     ERROR = "error"
     UNKNOWN = "unknown"  # read only: a kind this version does not know (written by a newer engine)
@@ -262,6 +261,43 @@ class HoldoutSet(EventData):
     reason: str | None = None
 
 
+class Alarm(EventData):
+    """A training-health rule fired (`core.training.alarms`); `message` says it with the figures."""
+
+    kind = EventKind.ALARM
+    alarm_id: int | None = None  # its row in console_alarms; None: not stored
+    rule: str | None = None  # an AlarmRule's value; a str so a rule of a newer engine still reads
+    model_name: str | None = None  # the training key
+    step: int | None = None
+    window_id: str | None = None
+    figures: dict[str, float | None] = Field(default_factory=dict)  # None: the figure is missing
+    threshold: float | None = None
+    paused: bool = False  # the engine paused itself on it
+
+    @property
+    def summary(self) -> str:
+        where = f"step {self.step}" if self.step is not None else f"window {self.window_id or '?'}"
+        paused = " (engine paused)" if self.paused else ""
+        return f"alarm {self.rule or 'unknown'} at {where}: {self.message or 'no message'}{paused}"
+
+
+class AlarmAcknowledged(EventData):
+    """An operator acknowledged an alarm (`core.training.health_store.acknowledge`)."""
+
+    kind = EventKind.ALARM_ACKNOWLEDGED
+    alarm_id: int | None = None
+    rule: str | None = None
+    operator: str | None = None  # the name the client gave
+    db_role: str | None = None  # current_user, the server's word
+
+    @property
+    def summary(self) -> str:
+        rule = f" ({self.rule})" if self.rule else ""
+        role = f" (db {self.db_role})" if self.db_role else ""
+        note = f": {self.message}" if self.message else ""
+        return f"alarm {self.alarm_id}{rule} acknowledged by {self.operator or 'unknown'}{role}{note}"
+
+
 class EngineWarning(EventData):
     """Something went wrong and the engine carried on; `stage` says where (None: the engine)."""
 
@@ -305,8 +341,8 @@ class UnknownEvent(EventData):
 
 EVENT_TYPES: dict[EventKind, type[EventData]] = {t.kind: t for t in (
     RunStarted, RunStopped, RunPaused, RunResumed, IterationStarted, WindowSelected, WindowJudged, WindowSkipped,
-    StepTrained, CheckpointRegistered, CheckpointEvaluated, Promoted, RolledBack, HoldoutSet, EngineWarning,
-    EngineFailure,
+    StepTrained, CheckpointRegistered, CheckpointEvaluated, Promoted, RolledBack, HoldoutSet, Alarm, AlarmAcknowledged,
+    EngineWarning, EngineFailure,
 )}
 _KNOWN_KINDS = frozenset(EVENT_TYPES)
 
@@ -430,52 +466,3 @@ async def of_kinds(conn: asyncpg.Connection | asyncpg.Pool, kinds: list[EventKin
         limit, [k.value for k in kinds],
     )
     return [_row_to_event(r) for r in reversed(rows)]
-
-
-class EventBus:
-    """Follow events of any process through a dedicated LISTEN connection."""
-
-    BATCH = 1000
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    async def follow_batches(
-        self, after_id: int | None = None, run_id: str | None = None, coalesce_s: float = 0.0
-    ) -> AsyncIterator[list[Event]]:
-        """Batches of events with id > after_id (None: only new ones), in id order, forever.
-
-        After a wake-up it waits `coalesce_s` before reading, so a burst of notifications costs one
-        query (a console at 500 events/s reads a few batches a second, not 500 rows one by one).
-        Raises ConnectionError when the connection is lost, so the caller can reconnect."""
-        import asyncpg
-
-        conn = await asyncpg.connect(self.dsn, timeout=10)
-        wake = asyncio.Event()
-        conn.add_termination_listener(lambda *_: wake.set())
-        await conn.add_listener(CHANNEL, lambda *_: wake.set())
-        try:
-            last = await last_event_id(conn) if after_id is None else after_id
-            while True:
-                wake.clear()
-                batch = await fetch_after(conn, last, limit=self.BATCH, run_id=run_id)
-                if batch:
-                    last = batch[-1].id or last
-                    yield batch
-                if len(batch) == self.BATCH:
-                    continue  # more to replay
-                if conn.is_closed():
-                    raise ConnectionError("the event connection was closed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), POLL_FALLBACK_S)
-                if coalesce_s > 0:
-                    await asyncio.sleep(coalesce_s)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
-
-    async def follow(self, after_id: int | None = None, run_id: str | None = None) -> AsyncIterator[Event]:
-        """Events one by one (see follow_batches)."""
-        async for batch in self.follow_batches(after_id, run_id):
-            for event in batch:
-                yield event

@@ -545,8 +545,10 @@ class ConsoleData:
     def follow_events(self, after_id: int | None, coalesce_s: float = FOLLOW_COALESCE_S
                       ) -> AsyncIterator[list[Event]]:
         """Batches of events with id > after_id, then new ones as any process announces them;
-        a burst costs one query (`core.events.EventBus.follow_batches`)."""
-        return events.EventBus(self.dsn).follow_batches(after_id, coalesce_s=coalesce_s)
+        a burst costs one query (`core.event_bus.EventBus.follow_batches`)."""
+        from ..core.event_bus import EventBus
+
+        return EventBus(self.dsn).follow_batches(after_id, coalesce_s=coalesce_s)
 
     async def send_command(self, run_id: str, command: core_control.Command, timeout_s: float = COMMAND_TIMEOUT_S
                            ) -> core_control.CommandRow | None:

@@ -215,6 +215,19 @@ class GameStore:
         return {r["trajectory_id"]: ConsoleJudgment(r["judge"], r["judge_model"], r["score"], r["explanation"])
                 for r in rows}
 
+    async def window_verdicts_by_judge(self, window_id: str) -> dict[str, dict[str, ConsoleJudgment]]:
+        """Each judge's newest verdict on each trajectory of the window: judge -> trajectoryId ->
+        verdict, the judge of the window's newest judgment first (empty: the window is not judged)."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (judge, trajectory_id) judge, trajectory_id, judge_model, score, explanation, "
+            "created_at, max(id) OVER (PARTITION BY judge) AS newest FROM console_judgments "
+            "WHERE window_id = $1 ORDER BY judge, trajectory_id, id DESC", window_id)
+        by_judge: dict[str, dict[str, ConsoleJudgment]] = {}
+        for r in sorted(rows, key=lambda r: -r["newest"]):
+            by_judge.setdefault(r["judge"], {})[r["trajectory_id"]] = ConsoleJudgment(
+                r["judge"], r["judge_model"], r["score"], r["explanation"], r["created_at"])
+        return by_judge
+
     async def trajectory_judgments(self, trajectory_id: str) -> list[ConsoleJudgment]:
         """Every verdict of our judges on the trajectory, oldest first."""
         rows = await self.pool.fetch(

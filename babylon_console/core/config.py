@@ -64,6 +64,8 @@ class EngineSettings(BaseModel):
                             description="The engine evaluates every k-th checkpoint on held-out windows (0: never).")
     auto_rollback: bool = Field(default=False, validation_alias="BABYLON_AUTO_ROLLBACK",
                                 description="The engine rolls a rollout back when the gate says so.")
+    pause_on_alarm: bool = Field(default=False, validation_alias="BABYLON_PAUSE_ON_ALARM",
+                                 description="The engine pauses itself when a training health alarm fires.")
 
     @field_validator("base_model")
     @classmethod
@@ -75,8 +77,13 @@ class GateSettings(BaseModel):
     """The rollout gate (`core.checkpoints.evidence`): when the live A/B readout says promote or roll back."""
 
     min_windows: int = Field(default=3, ge=2, description="Paired windows before any verdict.")
-    promote_after: int = Field(default=3, ge=1,
-                               description='Consecutive windows with the CI above zero before "promote".')
+    promote_after: int = Field(default=1, ge=1,
+                               description='Consecutive windows with the anytime-valid lower bound above zero '
+                                           'before "promote" (1: the first; the bound holds at every look).')
+    alpha: float = Field(default=0.05, gt=0, le=0.2, description="Error rate of the anytime-valid bound the "
+                         "gate reads: the chance it ever excludes the true difference, over all looks together.")
+    horizon: float = Field(default=10.0, ge=2, le=1000, description="Paired windows at which the anytime-valid "
+                           "bound is tuned to be narrowest (the mixture's tuning horizon).")
     max_drawdown: float = Field(default=0.5, gt=0, le=1, description="The candidate's mean max drawdown "
                                 "(a fraction of its peak) that rolls it back.")
     share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning
@@ -91,6 +98,44 @@ def _gate_setting(name: str, env: str) -> Any:
     """A `Settings` field for one of the gate's settings, read from `env`: its default, bounds and
     description are the ones `GateSettings` declares (declared once)."""
     declared = GateSettings.model_fields[name]
+    bounds = {f.name: getattr(m, f.name) for m in declared.metadata for f in dataclasses.fields(m)}
+    return Field(default=declared.default, validation_alias=env, description=declared.description, **bounds)
+
+
+class AlarmSettings(BaseModel):
+    """Training health alarms (`core.training.alarms`): when a trained step's figures say training is
+    going wrong. A rule whose figure is missing does not fire."""
+
+    min_history: int = Field(default=5, ge=2, description="Earlier steps a rule compares with before it may fire "
+                             "(KL spike, entropy collapse, tokens blow-up).")
+    recent_steps: int = Field(default=20, ge=2, description="Earlier steps whose median the newest step is "
+                              "compared with (KL spike, tokens blow-up).")
+    kl_z: float = Field(default=6.0, gt=0, description="KL spike: robust z-score (median and MAD of the recent "
+                        "steps) above which the step's KL fires.")
+    entropy_fraction: float = Field(default=0.25, gt=0, lt=1, description="Entropy collapse: entropy below this "
+                                    "fraction of its early level (median of the first steps).")
+    action_share: float = Field(default=0.95, gt=0, le=1, description="Action collapse: one action kind's share "
+                                "of the trained calls at or above this.")
+    min_action_calls: int = Field(default=20, ge=1, description="Trained calls a step needs before its action mix "
+                                  "can collapse.")
+    tokens_ratio: float = Field(default=3.0, gt=1, description="Tokens blow-up: trained tokens per call above this "
+                                "multiple of the recent median.")
+    zero_spread_share: float = Field(default=0.5, gt=0, le=1, description="Share of a step's groups with no reward "
+                                     "spread (no gradient) at or above which it fires.")
+    min_rank_correlation: float = Field(default=0.2, ge=-1, le=1, description="Judge disagrees: rolling mean rank "
+                                        "correlation between judge scores and realised P&L below this.")
+    rolling_windows: int = Field(default=12, ge=1, description="Windows the rolling rank correlation averages.")
+    min_rolling_windows: int = Field(default=4, ge=1, description="Windows the rolling rank correlation needs.")
+    trend_steps: int = Field(default=6, ge=3, description="Steps the trends (least-squares slopes) are fitted on.")
+    judge_rise: float = Field(default=0.01, gt=0, description="Judge diverges: the judge's mean score rising at "
+                              "least this much per step (scores 0 to 1) ...")
+    pnl_flat: float = Field(default=0.0, description="... while realised mean P&L's slope per step is at or "
+                            "below this (flat or falling).")
+
+
+def _alarm_setting(name: str, env: str) -> Any:
+    """A `Settings` field for one alarm setting, read from `env`, as `AlarmSettings` declares it."""
+    declared = AlarmSettings.model_fields[name]
     bounds = {f.name: getattr(m, f.name) for m in declared.metadata for f in dataclasses.fields(m)}
     return Field(default=declared.default, validation_alias=env, description=declared.description, **bounds)
 
@@ -149,6 +194,23 @@ class Settings(EngineSettings, BaseSettings):
     gate_max_drawdown: float = _gate_setting("max_drawdown", "BABYLON_GATE_MAX_DRAWDOWN")
     gate_max_error_rate: float = _gate_setting("max_error_rate", "BABYLON_GATE_MAX_ERROR_RATE")
     gate_min_requests: int = _gate_setting("min_requests", "BABYLON_GATE_MIN_REQUESTS")
+    gate_alpha: float = _gate_setting("alpha", "BABYLON_GATE_ALPHA")
+    gate_horizon: float = _gate_setting("horizon", "BABYLON_GATE_HORIZON")
+    # training health alarms (core/training/alarms.py)
+    alarm_min_history: int = _alarm_setting("min_history", "BABYLON_ALARM_MIN_HISTORY")
+    alarm_recent_steps: int = _alarm_setting("recent_steps", "BABYLON_ALARM_RECENT_STEPS")
+    alarm_kl_z: float = _alarm_setting("kl_z", "BABYLON_ALARM_KL_Z")
+    alarm_entropy_fraction: float = _alarm_setting("entropy_fraction", "BABYLON_ALARM_ENTROPY_FRACTION")
+    alarm_action_share: float = _alarm_setting("action_share", "BABYLON_ALARM_ACTION_SHARE")
+    alarm_min_action_calls: int = _alarm_setting("min_action_calls", "BABYLON_ALARM_MIN_ACTION_CALLS")
+    alarm_tokens_ratio: float = _alarm_setting("tokens_ratio", "BABYLON_ALARM_TOKENS_RATIO")
+    alarm_zero_spread_share: float = _alarm_setting("zero_spread_share", "BABYLON_ALARM_ZERO_SPREAD_SHARE")
+    alarm_min_rank_correlation: float = _alarm_setting("min_rank_correlation", "BABYLON_ALARM_MIN_RANK_CORRELATION")
+    alarm_rolling_windows: int = _alarm_setting("rolling_windows", "BABYLON_ALARM_ROLLING_WINDOWS")
+    alarm_min_rolling_windows: int = _alarm_setting("min_rolling_windows", "BABYLON_ALARM_MIN_ROLLING_WINDOWS")
+    alarm_trend_steps: int = _alarm_setting("trend_steps", "BABYLON_ALARM_TREND_STEPS")
+    alarm_judge_rise: float = _alarm_setting("judge_rise", "BABYLON_ALARM_JUDGE_RISE")
+    alarm_pnl_flat: float = _alarm_setting("pnl_flat", "BABYLON_ALARM_PNL_FLAT")
     # held-out evaluation of serverless / local checkpoints (core/checkpoints/prompt_eval.py)
     eval_prompts: int = Field(default=8, ge=1, le=200, validation_alias="BABYLON_EVAL_PROMPTS",
                               description="Recorded prompts replayed per held-out window (serverless / local).")
@@ -214,7 +276,12 @@ class Settings(EngineSettings, BaseSettings):
         """The rollout gate's settings."""
         return GateSettings(min_windows=self.gate_min_windows, promote_after=self.gate_promote_after,
                             max_drawdown=self.gate_max_drawdown, max_error_rate=self.gate_max_error_rate,
-                            min_requests=self.gate_min_requests)
+                            min_requests=self.gate_min_requests, alpha=self.gate_alpha,
+                            horizon=self.gate_horizon)
+
+    def alarms(self) -> AlarmSettings:
+        """The training health alarms' settings."""
+        return AlarmSettings(**{name: getattr(self, f"alarm_{name}") for name in AlarmSettings.model_fields})
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with command-line flags applied (None means 'flag not given'), re-validated."""

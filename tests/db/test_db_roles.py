@@ -147,13 +147,13 @@ async def test_create_is_idempotent_and_print_shows_what_it_runs(roles_url: str)
     # operator: the registry, the rollout, the hold-out, engine commands; no game trajectories, no training
     assert writes(roles.Kind.OPERATOR) == {
         "trained_models", "console_promotions", "console_rollout", "console_rollouts", "console_events",
-        "console_holdout", "console_engine_commands", "console_evaluations"}
+        "console_holdout", "console_engine_commands", "console_evaluations", "console_alarms"}
     # engine: what training writes, and what ending a rollout writes; the rollout is never started
     assert writes(roles.Kind.ENGINE) == {
         "training_batches", "trained_models", "trajectories", "console_runs", "console_engine_tokens",
         "console_engine_commands", "console_events", "console_judgments", "console_trained_windows",
         "console_window_verdicts", "console_evaluations", "console_rollout", "console_rollouts",
-        "console_promotions"}
+        "console_promotions", "console_step_health", "console_alarms"}
     assert held[roles.Kind.ENGINE]["console_rollout"] == ("SELECT", "DELETE")
     # gateway: the routing and its own log, nothing else
     assert held[roles.Kind.GATEWAY] == {

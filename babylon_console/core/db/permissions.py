@@ -30,10 +30,11 @@ class Permissions:
     holdout: bool  # set the hold-out
     engine_commands: bool  # pause, resume, stop an engine elsewhere
     group: Kind | None = None  # the widest group it is a member of; None: none of them, or a superuser
+    may_acknowledge: bool = False  # acknowledge training-health alarms (refused: `refusal("acknowledge alarms")`)
 
     @property
     def read_only(self) -> bool:
-        return not (self.promote or self.holdout or self.engine_commands)
+        return not (self.promote or self.holdout or self.engine_commands or self.may_acknowledge)
 
     @property
     def standing(self) -> str:
@@ -65,6 +66,11 @@ SELECT current_user AS role,
                              AND pg_has_role(current_user, g.oid, 'MEMBER'))) AS promote,
        has_table_privilege('public.console_holdout', 'INSERT') AS holdout,
        has_table_privilege('public.console_engine_commands', 'INSERT') AS engine_commands,
+       -- by oid: NULL (false) on a schema older than the alarms
+       coalesce(has_column_privilege(to_regclass('public.console_alarms'), 'acknowledged_at', 'UPDATE')
+                AND has_column_privilege(to_regclass('public.console_alarms'), 'acknowledged_by', 'UPDATE')
+                AND has_column_privilege(to_regclass('public.console_alarms'), 'note', 'UPDATE'), false)
+         AS may_acknowledge,
        -- a superuser is a member of every role: it is in none of the groups
        (SELECT g.rolname FROM pg_roles g JOIN unnest($1::text[]) WITH ORDINALITY AS o(name, n) ON o.name = g.rolname
         WHERE pg_has_role(current_user, g.oid, 'MEMBER')

@@ -6,9 +6,11 @@ login roles are made members of one (`grant`):
 
 - observer: reads what the console shows (LISTEN needs no grant); writes nothing.
 - operator: observer, plus promote and roll back, start and end A/B rollouts, set the hold-out, send
-  engine commands and record evaluations; no write to the game's trajectory tables or to training tables.
+  engine commands, record evaluations and acknowledge alarms; no write to the game's trajectory tables
+  or to training tables.
 - engine: observer, plus what training writes (batches, checkpoints, judgments, events, runs, the
-  trained marks on trajectories) and the end of an A/B rollout the gate rolls back; never promotes.
+  trained marks on trajectories, health and alarms) and the end of an A/B rollout the gate rolls back;
+  never promotes.
 - gateway: reads the routing (the registry and the rollout) and writes its own call log and heartbeat.
 
 Grants cannot tell a promotion from the engine registering a checkpoint (both write trained_models), so
@@ -61,14 +63,14 @@ CONSOLE_TABLES = (
     "console_schema_migrations", "console_events", "console_runs", "console_judgments", "console_trained_windows",
     "console_promotions", "console_rollout", "console_rollouts", "console_sim_clock", "console_window_verdicts",
     "console_engine_tokens", "console_engine_commands", "console_evaluations", "console_holdout",
-    "console_gateway_calls", "console_gateways",
+    "console_gateway_calls", "console_gateways", "console_step_health", "console_alarms",
 )
 VIEWS = ("console_serving",)
 RELATIONS = (*GAME_TABLES, *CONSOLE_TABLES, *VIEWS)
 # Tables with a BIGSERIAL id: an INSERT needs USAGE on its sequence.
 SERIAL_TABLES = frozenset({
     "console_events", "console_judgments", "console_promotions", "console_engine_commands", "console_evaluations",
-    "console_holdout", "console_rollouts", "console_gateway_calls",
+    "console_holdout", "console_rollouts", "console_gateway_calls", "console_alarms",
 })
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
@@ -100,6 +102,9 @@ GRANTS: dict[Kind, tuple[Grant, ...]] = {
         Grant("console_holdout", ("INSERT",), "set the hold-out"),
         Grant("console_engine_commands", ("INSERT",), "send engine commands"),
         Grant("console_evaluations", ("INSERT",), "record evaluations"),
+        # the acknowledgement only: an operator never raises an alarm nor rewrites its figures; the
+        # acknowledging database role is written by migration 0019's trigger
+        Grant("console_alarms", ("UPDATE",), "acknowledge alarms", ("acknowledged_at", "acknowledged_by", "note")),
     ),
     Kind.ENGINE: (
         Grant("training_batches", ("INSERT", "UPDATE"), "record training batches"),
@@ -120,6 +125,9 @@ GRANTS: dict[Kind, tuple[Grant, ...]] = {
         Grant("console_rollout", ("DELETE",), "end an A/B rollout the gate rolls back"),
         Grant("console_rollouts", ("UPDATE",), "end an A/B rollout the gate rolls back", ("ended_at", "end_reason")),
         Grant("console_promotions", ("INSERT",), "record the gate's rollback"),
+        # UPDATE: a step trained again (recovered) overwrites its health
+        Grant("console_step_health", ("INSERT", "UPDATE"), "record training health"),
+        Grant("console_alarms", ("INSERT",), "raise alarms"),
     ),
     Kind.GATEWAY: (
         *(Grant(t, ("SELECT",), "read the routing") for t in ("trained_models", "console_rollout", "console_rollouts",

@@ -41,15 +41,22 @@ async def test_health_round_trips_and_a_step_stored_again_overwrites(pool: async
     await health_store.save_health(pool, _health(2, reward_mean=Figure.of(0.9)))  # recovered, trained again
 
     history = await health_store.health_history(pool, "offline:m")
-    assert [h.step for h in history] == [1, 3, 2]  # oldest first: step 2 was written last
-    again = history[-1]
+    assert [h.step for h in history] == [1, 2, 3]  # in step order: step 2 trained again keeps its place
+    again = history[1]
     assert again.reward_mean == Figure.of(0.9) and again.created_at is not None
     assert again.model_dump(exclude={"created_at", "reward_mean"}) == _health(2).model_dump(
         exclude={"created_at", "reward_mean"})
     assert again.kl == Figure.lacking("no KL metric") and again.windows[0].pnl_mean.missing == "no settled outcome"
-    assert [h.step for h in await health_store.health_history(pool, "offline:m", limit=2)] == [3, 2]
-    assert {h.model_name for h in await health_store.health_history(pool)} == {"offline:m", "offline:other"}
+    assert [h.step for h in await health_store.health_history(pool, "offline:m", limit=2)] == [2, 3]
+    every = await health_store.health_history(pool)  # every key: in the order they were written
+    assert [(h.model_name, h.step) for h in every][-2:] == [("offline:other", 1), ("offline:m", 2)]
+    assert [(h.model_name, h.step) for h in await health_store.health_history(pool, limit=1)] == [("offline:m", 2)]
     assert await health_store.health_history(pool, "offline:none") == []
+    await health_store.record_alarm(pool, _alarm(), model_name="serverless:m", run_id=None)
+    assert await health_store.training_keys(pool) == ["offline:m", "offline:other", "serverless:m"]
+    assert await health_store.training_keys(pool, "m") == ["offline:m", "serverless:m"]
+    assert await health_store.training_keys(pool, "offline:other") == ["offline:other"]
+    assert await health_store.training_keys(pool, "other-model") == []
 
 
 async def _raw_health(pool: asyncpg.Pool, step: int, health: str) -> None:

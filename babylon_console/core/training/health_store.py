@@ -198,18 +198,31 @@ def read_health(row: Any) -> StepHealth | None:
 
 async def health_history(pool: asyncpg.Pool | asyncpg.Connection, model_name: str | None = None, *,
                          limit: int = 200) -> list[StepHealth]:
-    """The newest `limit` steps' health, oldest first (of one training key, or of every one)."""
+    """The newest `limit` steps' health, oldest first: of one training key in step order (a step
+    trained again keeps its place), of every key in the order they were written."""
+    order = "step" if model_name is not None else "created_at, model_name, step"
     rows = await pool.fetch(
         "SELECT model_name, step, run_id, health, created_at FROM ("
         "  SELECT * FROM console_step_health WHERE $1::text IS NULL OR model_name = $1"
-        "  ORDER BY created_at DESC, step DESC LIMIT $2"
-        ") newest ORDER BY created_at, step",
+        f"  ORDER BY {order.replace(',', ' DESC,')} DESC LIMIT $2"
+        f") newest ORDER BY {order}",
         model_name, limit,
     )
     read = [read_health(r) for r in rows]
     if (skipped := sum(h is None for h in read)):
         log.warning("skipped %d stored health row(s) that could not be read", skipped)
     return [h for h in read if h is not None]
+
+
+async def training_keys(pool: asyncpg.Pool | asyncpg.Connection, model: str | None = None) -> list[str]:
+    """The training keys with stored health or alarms, sorted: all of them, or those of `model`, a model
+    name (`babylon-agent`: every backend's key of it) or a training key (`offline:babylon-agent`)."""
+    rows = await pool.fetch(
+        "SELECT model_name FROM console_step_health UNION SELECT model_name FROM console_alarms ORDER BY 1")
+    keys = [r["model_name"] for r in rows]
+    if model is None:
+        return keys
+    return [k for k in keys if k == model or k.partition(":")[2] == model]
 
 
 _ALARM_COLUMNS = ("id, run_id, model_name, rule, step, window_id, figures, threshold, message, created_at, "

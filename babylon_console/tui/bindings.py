@@ -143,6 +143,9 @@ KEYS: tuple[KeySpec, ...] = (
             key_display="]", help="Next agent's trajectory in the window."),
     KeySpec("inspector.previous_agent", "left_square_bracket", "agent(-1)", "Prev agent", "inspector",
             key_display="[", help="Previous agent's trajectory in the window."),
+    KeySpec("inspector.calibration", "c", "calibration", "Calibration", "inspector", show=False,
+            help="Judge calibration of the window: the judge's ranking beside the realised P&L's, their "
+                 "correlation, the pair they disagree on most; esc closes."),
     # Errors
     KeySpec("errors.clear", "c", "clear_errors", "Clear", "errors", help="Clear the error log."),
     # Dialogs

@@ -440,6 +440,13 @@ class ConsoleData:
         loaded.judgments = await store.window_judgments(window_id)
         return loaded
 
+    async def window_calibration(self, window_id: str) -> Any:
+        """The window's judge calibration (`core.training.calibration.WindowCalibration`) for the
+        judge of its newest judgment."""
+        from ..core.training.calibration import window_calibration
+
+        return await window_calibration(self.pool, window_id)
+
     async def has_history(self) -> bool:
         from ..core.game.store import GameStore
 

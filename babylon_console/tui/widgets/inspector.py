@@ -5,7 +5,8 @@ reasoning), the action and its result, and the reward; our judge's score and wri
 (`console_judgments`) stay on top, with the game's own judgment (its `aiJudgeReward` and
 `aiJudgeReasoning`, never overwritten) beside it when the game judged the trajectory. `n`/`p`
 move by step, `[`/`]` by agent, `/` searches the trajectory (then
-`n`/`p` jump between matching steps).
+`n`/`p` jump between matching steps). `c` opens the judge calibration of the window (the judge's
+ranking beside the market's, `widgets/calibration.py`), loaded in a worker; `esc` closes it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from textual.widgets.option_list import Option
 from .. import bindings as keys
 from ..data import Event
 from ..data import events as ev
+from .calibration import CalibrationView
 from .pane import Pane, theme_color
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ class InspectorPane(Pane):
             yield OptionList(id="inspector-agents")
             with VerticalScroll(id="inspector-scroll"):
                 yield Static(id="inspector-step")
+        yield CalibrationView(id="inspector-calibration")
 
     def on_mount(self) -> None:
         self.query_one("#inspector-agents", OptionList).border_title = "agents"
@@ -135,6 +138,8 @@ class InspectorPane(Pane):
             agents.highlighted = min(self.agent_index, len(payload.trajectories) - 1)
         self._recompute_matches()
         self._draw()
+        if self.calibration_open:  # follows the window, and its new judgments
+            self._load_calibration(payload.window_id, fresh=not same_window)
 
     def current(self) -> Any:
         if self.data is None or not self.data.trajectories:
@@ -291,6 +296,11 @@ class InspectorPane(Pane):
             self._draw()
 
     def back(self) -> bool:
+        if self.calibration_open:
+            self.query_one(CalibrationView).display = False
+            self.query_one("#inspector-body").display = True
+            self.query_one("#inspector-agents", OptionList).focus()
+            return True
         field = self.query_one("#inspector-search", Input)
         if field.display or self.query_text:
             field.value = ""
@@ -324,6 +334,39 @@ class InspectorPane(Pane):
             return
         index = max(0, min(len(self.data.trajectories) - 1, self.agent_index + delta))
         self.query_one("#inspector-agents", OptionList).highlighted = index
+
+    # -- judge calibration ---------------------------------------------------------------------
+
+    @property
+    def calibration_open(self) -> bool:
+        return self.is_mounted and self.query_one(CalibrationView).display
+
+    def action_calibration(self) -> None:
+        window = self.selected_window
+        if window is None or self.source is None:
+            self.notify("Select a window in the Windows pane (1) first.", title="Calibration",
+                        severity="warning", timeout=4)
+            return
+        view = self.query_one(CalibrationView)
+        view.display = True
+        self.query_one("#inspector-body").display = False
+        view.focus()
+        self._load_calibration(window, fresh=True)
+
+    def _load_calibration(self, window: str, *, fresh: bool) -> None:
+        """Read the window's calibration off the key press (the pane's worker; a newer read replaces
+        an older one). `fresh`: say it is loading rather than show another window's."""
+        view = self.query_one(CalibrationView)
+        if fresh:
+            view.loading(window)
+
+        async def load() -> None:
+            assert self.source is not None
+            calibration = await self.source.window_calibration(window)
+            if self.is_mounted and self.calibration_open and window == self.selected_window:
+                view.show(calibration)
+
+        self.run_worker(load, name=f"calibration {window}", group="inspector-calibration", exclusive=True)
 
     def action_search(self) -> None:
         field = self.query_one("#inspector-search", Input)

@@ -35,6 +35,7 @@ from ..training.judges import Judge, make_judge
 from . import control, runs
 from .backend_protocol import TrainingBackend
 from .guard import RunGuard
+from .health_watch import HealthWatch
 from .rollout_watch import RolloutWatch
 from .run_config import EngineConfig
 from .run_state import EngineState, RunSummary
@@ -77,9 +78,11 @@ class Engine:
         self.session = TrainingSession(config, self.settings, backend)
         self.guard = RunGuard(pool, config, self.run_id, self.summary, stop=self._stop, emit=self._emit,
                               apply_commands=self._apply_commands)
+        self.health = HealthWatch(pool, config, self.settings.alarms(), run_id=self.run_id, guard=self.guard,
+                                  emit=self._emit, pause=self.pause)
         self.trainer = Trainer(pool, config, self.settings, self.session, self.summary, run_id=self.run_id,
                                clock=self.clock, guard=self.guard, emit=self._emit, enter_stage=self._enter_stage,
-                               stop=self._stop)
+                               stop=self._stop, watch_health=self.health.after_step)
         self.stages = Stages(self.store, config, self.session, self.judge, self.summary, run_id=self.run_id,
                              clock=self.clock, guard=self.guard, emit=self._emit)
         self.rollout = RolloutWatch(pool, self.settings.gate(), auto_rollback=config.auto_rollback,
@@ -87,11 +90,12 @@ class Engine:
 
     # -- control (safe to call from the console's event loop) ---------------------------------
 
-    def pause(self, by: str = "operator") -> None:
+    def pause(self, by: str = "operator", why: str | None = None) -> None:
+        """`why`: the announcement's sentence when it says more than who paused (an alarm's figures)."""
         if self.state is EngineState.RUNNING:
             self._resumed.clear()
             self._set_state(EngineState.PAUSED)
-            self.guard.announce("pause announcement", RunPaused(message=f"paused by {by}", operator=by))
+            self.guard.announce("pause announcement", RunPaused(message=why or f"paused by {by}", operator=by))
 
     def resume(self, by: str = "operator") -> None:
         if self.state is EngineState.PAUSED:
@@ -267,8 +271,11 @@ class Engine:
             return False
         await self._checkpoint()
         await self._enter_stage(runs.Stage.JUDGE)
+        skipped_before = len(self.summary.windows_skipped)
         judged = await self.stages.judge(groups)
+        # judging skips (and only skips) the windows whose scores were all equal: no reward spread
+        unspread = len(self.summary.windows_skipped) - skipped_before
         await self._checkpoint()
         if not judged:
             return False
-        return await self.trainer.train(judged, iteration)
+        return await self.trainer.train(judged, iteration, unspread_groups=unspread)

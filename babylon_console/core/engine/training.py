@@ -40,6 +40,7 @@ from .run_state import Emit, RunSummary
 from .session import TrainingSession
 
 EnterStage = Callable[[runs.Stage], Awaitable[None]]
+WatchHealth = Callable[..., Awaitable[object]]  # `HealthWatch.after_step`
 
 
 async def record_unusable(guard: RunGuard, config: EngineConfig, window_id: str, reason: str) -> None:
@@ -53,7 +54,7 @@ class Trainer:
 
     def __init__(self, pool: asyncpg.Pool, config: EngineConfig, settings: Settings, session: TrainingSession,
                  summary: RunSummary, *, run_id: str, clock: Clock, guard: RunGuard, emit: Emit,
-                 enter_stage: EnterStage, stop: asyncio.Event) -> None:
+                 enter_stage: EnterStage, stop: asyncio.Event, watch_health: WatchHealth | None = None) -> None:
         self.pool = pool
         self.config = config
         self.settings = settings
@@ -65,13 +66,15 @@ class Trainer:
         self._emit = emit
         self._enter_stage = enter_stage
         self._stop = stop
+        self._watch_health = watch_health
 
     @property
     def batch_prefix(self) -> str:
         return f"{self.config.training_key}:"
 
-    async def train(self, groups: list[WindowGroup], iteration: int) -> bool:
-        """Train one step on judged groups and register it; whether a step was trained."""
+    async def train(self, groups: list[WindowGroup], iteration: int, *, unspread_groups: int = 0) -> bool:
+        """Train one step on judged groups and register it; whether a step was trained. `unspread_groups`:
+        groups judged for it but left out for equal scores (they count in the step's health)."""
         model = await self.session.ensure_model()
         backend = self.session.ensure_backend()
         step_before = await model.get_step()
@@ -144,7 +147,22 @@ class Trainer:
         # after the registration, outside its deadline: a long evaluation never fails a registered step
         if self.config.eval_every and result.step % self.config.eval_every == 0:
             await self.evaluate(model_id)
+        await self.check_health(result.step, groups, metrics, tokens, unspread_groups)
         return True
+
+    async def check_health(self, step: int, groups: list[WindowGroup], metrics: dict[str, float], tokens: int,
+                           unspread_groups: int) -> None:
+        """The step's health and alarms; a failure here is a warning, never a failed step."""
+        if self._watch_health is None:
+            return
+        try:
+            await self._watch_health(step, groups, metrics, trainable_tokens=tokens, unspread_groups=unspread_groups)
+        except Exception as exc:
+            if is_outage(exc) or isinstance(exc, runs.LockLost):
+                raise
+            why = as_console_error(exc).message
+            await self._emit(EngineWarning(stage="health", step=step,
+                                           message=f"health of step {step} not checked: {why}"))
 
     async def register(self, batch_id: str, step: int, metrics: dict[str, float], windows: list[str],
                        trajectory_ids: list[str], rewards: list[float], iteration: int | None) -> str:

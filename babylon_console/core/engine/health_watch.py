@@ -1,0 +1,75 @@
+"""After each registered step: its training health, stored, checked against the alarm rules; every
+alarm stored and announced, and, with `pause_on_alarm`, the engine paused with the alarm named.
+
+The health of a step is a side channel: anything that goes wrong here is a warning, never a failed
+step (the checkpoint is registered already).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from ..config import AlarmSettings
+from ..names import checkpoint_id
+from ..training import health_store
+from ..training.alarms import RaisedAlarm, check
+from ..training.groups import WindowGroup
+from ..training.health import rolling, step_health
+from .guard import RunGuard
+from .run_config import EngineConfig
+from .run_state import Emit
+
+Pause = Callable[[str, str], None]  # (who, why): the engine's pause
+
+
+async def holdout_points(pool: asyncpg.Pool, config: EngineConfig, steps: Sequence[int]) -> list[tuple[int, float]]:
+    """(step, held-out mean difference) of this model's evaluated checkpoints among `steps`."""
+    from ..checkpoints.evaluation import latest_per_model
+
+    ids = {checkpoint_id(config.backend, config.model_name, s): s for s in steps}
+    return sorted((ids[m], r.mean_diff) for m, r in (await latest_per_model(pool)).items() if m in ids)
+
+
+class HealthWatch:
+    """Computes, stores and checks the health of one run's steps."""
+
+    def __init__(self, pool: asyncpg.Pool, config: EngineConfig, settings: AlarmSettings, *, run_id: str,
+                 guard: RunGuard, emit: Emit, pause: Pause) -> None:
+        self.pool = pool
+        self.config = config
+        self.settings = settings
+        self.run_id = run_id
+        self.guard = guard
+        self._emit = emit
+        self._pause = pause
+
+    async def after_step(self, step: int, groups: list[WindowGroup], metrics: dict[str, float], *,
+                         trainable_tokens: int | None, unspread_groups: int = 0) -> list[RaisedAlarm]:
+        """Health of a registered step, stored; its alarms, stored and announced."""
+        key = self.config.training_key
+        history = [h for h in await health_store.health_history(self.pool, key, limit=200) if h.step < step]
+        health = step_health(key, step, groups, metrics, trainable_tokens=trainable_tokens,
+                             unspread_groups=unspread_groups, run_id=self.run_id)
+        s = self.settings
+        holdout = await holdout_points(self.pool, self.config, [*(h.step for h in history), step])
+        health = rolling(history, health, windows=s.rolling_windows, min_windows=s.min_rolling_windows,
+                         trend_steps=s.trend_steps, holdout=holdout)
+        raised = check([*history, health], s)
+        pause = self.config.pause_on_alarm and bool(raised)
+        async with self.guard.write() as conn:
+            await health_store.save_health(conn, health)
+            for alarm in raised:
+                record = await health_store.record_alarm(conn, alarm, model_name=key, run_id=self.run_id)
+                await self._emit(record.event(paused=pause), conn)
+        if pause:
+            self._pause("alarm", pause_reason(raised))
+        return raised
+
+
+def pause_reason(raised: Sequence[RaisedAlarm]) -> str:
+    """'paused by alarm judge_disagrees: <its sentence>' (and how many more fired)."""
+    first = raised[0]
+    more = f" (and {len(raised) - 1} more: {', '.join(a.rule.value for a in raised[1:])})" if len(raised) > 1 else ""
+    return f"paused by alarm {first.rule.value}: {first.message}{more}"

@@ -1,0 +1,123 @@
+"""The engine's training health: every registered step's health stored; alarms recorded and announced,
+and with `pause_on_alarm` the engine pauses itself naming the rule; a failing health check only warns."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+
+from babylon_console.core.config import Settings
+from babylon_console.core.engine.loop import Engine
+from babylon_console.core.engine.run_config import EngineConfig
+from babylon_console.core.engine.run_state import EngineState
+from babylon_console.core.sim.simulation import Simulation
+from babylon_console.core.simgame.seeding import seed_history
+from babylon_console.core.training import health_store
+from babylon_console.core.training.judges import OutcomeJudge, TrajectoryScore, WindowJudgment
+
+NOW = datetime(2026, 11, 24, 12, 20)
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+class UpsideDownJudge:
+    """Ranks the agents against what the market paid them: the worst P&L scores best."""
+
+    name = "upside-down"
+
+    async def judge(self, item):
+        pnl = [t.final_pnl or 0.0 for t in item.trajectories]
+        low, high = min(pnl), max(pnl)
+        return WindowJudgment(window_id=item.window_id, judge=self.name, scores=[
+            TrajectoryScore(trajectory_id=t.trajectory_id, explanation="inverted",
+                            score=(high - p) / (high - low) if high > low else 0.5)
+            for t, p in zip(item.trajectories, pnl, strict=True)])
+
+
+def _engine(pool: asyncpg.Pool, tmp_path: Path, judge, **config) -> Engine:
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
+    base = dict(iterations=3, windows_per_iteration=2, min_agents=5, min_steps=4, lookback_hours=48,
+                max_per_group=6, judge_concurrency=2)
+    return Engine(pool, EngineConfig(**{**base, **config}), settings=settings, clock=FixedClock(), judge=judge)
+
+
+async def _seed(pool: asyncpg.Pool, windows: int) -> None:
+    await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), windows=windows, now=NOW)
+
+
+async def test_every_step_stores_its_health_and_an_honest_judge_raises_nothing(
+        pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await _seed(pool, windows=6)
+    engine = _engine(pool, tmp_path, OutcomeJudge())
+    summary = await engine.run()
+    assert summary.steps == [1, 2, 3], summary.error
+    history = await health_store.health_history(pool, engine.config.training_key)
+    assert [h.step for h in history] == [1, 2, 3] and all(h.run_id == engine.run_id for h in history)
+    last = history[-1]
+    assert last.groups == 2 and len(last.windows) == 2 and last.kl.value is not None
+    assert last.rank_correlation.value is not None and last.rank_correlation.value > 0.5
+    assert last.rank_correlation_rolling.value is not None and last.judge_trend.value is not None
+    assert last.tokens_per_call.value and sum(last.action_mix.values()) > 0
+    assert await health_store.alarms(pool) == []
+
+
+async def test_a_judge_that_disagrees_with_the_market_pauses_the_engine(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await _seed(pool, windows=6)
+    engine = _engine(pool, tmp_path, UpsideDownJudge(), iterations=None, poll_seconds=0.05, pause_on_alarm=True)
+    task = asyncio.create_task(engine.run())
+    try:
+        for _ in range(600):
+            if engine.state is EngineState.PAUSED:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.state is EngineState.PAUSED
+        # four windows: the rolling correlation's minimum, reached at step 2
+        assert engine.summary.steps == [2] or engine.summary.steps == [1, 2]
+        alarms = await health_store.alarms(pool, engine.config.training_key)
+        assert [a.rule for a in alarms] == ["judge_disagrees"] and alarms[0].step == 2
+        assert alarms[0].figures["rolling"] is not None and alarms[0].figures["rolling"] < -0.5
+        for _ in range(100):
+            rows = await pool.fetch("SELECT kind, payload FROM console_events WHERE kind IN ('alarm', 'run_paused') "
+                                    "ORDER BY id")
+            if len(rows) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert [r["kind"] for r in rows] == ["alarm", "run_paused"]
+        paused = rows[1]["payload"]
+        assert "judge_disagrees" in paused and "alarm" in paused
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_without_the_setting_an_alarm_is_recorded_and_the_engine_carries_on(
+        pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await _seed(pool, windows=6)
+    engine = _engine(pool, tmp_path, UpsideDownJudge())
+    summary = await engine.run()
+    assert summary.steps == [1, 2, 3] and summary.state is EngineState.STOPPED
+    rules = [(a.rule, a.step) for a in await health_store.alarms(pool)]
+    assert ("judge_disagrees", 2) in rules and ("judge_disagrees", 3) in rules
+    kinds = [r[0] for r in await pool.fetch("SELECT kind FROM console_events ORDER BY id")]
+    assert "alarm" in kinds and "run_paused" not in kinds
+
+
+async def test_a_failing_health_check_warns_and_keeps_the_step(pool: asyncpg.Pool, tmp_path: Path,
+                                                               monkeypatch) -> None:
+    from babylon_console.core.engine import health_watch
+
+    def broken(*args, **kwargs):
+        raise ValueError("figures out of order")
+
+    monkeypatch.setattr(health_watch, "step_health", broken)
+    await _seed(pool, windows=2)
+    summary = await _engine(pool, tmp_path, OutcomeJudge(), iterations=1).run()
+    assert summary.steps == [1] and summary.state is EngineState.STOPPED
+    messages = [r[0] for r in await pool.fetch("SELECT payload->>'message' FROM console_events WHERE kind = 'warning'")]
+    assert any("health of step 1 not checked" in m and "figures out of order" in m for m in messages)

@@ -12,6 +12,8 @@ Modules (imported by what they hold; this package re-exports nothing):
 - `stages`: select windows, read them into groups, judge them;
 - `training`: train a step, register its checkpoint, evaluate it; repair what a crash left;
 - `rollout_watch`: what the rollout gate says about the rollout in progress, and automatic rollback.
+- `health_watch`: each registered step's training health, stored and checked against the alarm
+  rules; alarms recorded and announced, the engine paused on one with `pause_on_alarm`;
 - `runs`: the run records (`console_runs`), their liveness, and each model's write fence;
 - `control`: pause, resume and stop sent through the database to an engine elsewhere.
 

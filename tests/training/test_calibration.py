@@ -160,3 +160,33 @@ async def test_the_newest_judge_is_chosen_unless_one_is_asked_for(pool) -> None:
     absent = await window_calibration(pool, WINDOW, judge="nobody")
     assert absent.judge is None
     assert absent.pair_missing == "no verdict of the nobody judge on this window (judged by: ruler, outcome)"
+
+
+async def test_inspect_calibration_prints_the_same_from_the_shell(pool, database_url) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from babylon_console.cli import app
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(app, ["inspect", *args], env={"DATABASE_URL": database_url}, catch_exceptions=False)
+
+    ids = await four_agents(pool)
+    for agent, score in (("a0", 0.9), ("a1", 0.7), ("a2", 0.5), ("a3", 0.1)):
+        await judge(pool, ids[agent], score, f"[{agent}] reasons")  # brackets are text, not markup
+
+    shown = await asyncio.to_thread(invoke, WINDOW, "--calibration")
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert f"Judge calibration of {WINDOW} judge outcome 4 judged, 0 not" in text
+    assert "judge's score vs realised P&L: +0.40" in text
+    assert "the judge ranks a0 above a1" in text and "judge: [a0] reasons" in text and "judge: [a1] reasons" in text
+    assert "step 2 -15.00 BUY" in text
+    as_json = orjson.loads((await asyncio.to_thread(invoke, WINDOW, "--calibration", "--json")).output)
+    assert as_json["correlation"]["value"] == pytest.approx(0.4)
+    assert as_json["pair"]["paid_more"]["agent"]["agent_id"] == "a1"
+    absent = await asyncio.to_thread(invoke, WINDOW, "--calibration", "--judge", "ruler")
+    assert absent.exit_code == 0
+    assert "Most disagreed pair: none, no verdict of the ruler judge on this window (judged by: outcome)" in (
+        " ".join(absent.output.split()))

@@ -77,6 +77,10 @@ COMMANDS: dict[str, LazyCommand] = {
                            "that every engine, `train`, `windows`, evaluation and console honours the same one. "
                            "Without --share: show it (who set it, when, why) and its history; with --share: set or "
                            "change it (audited)."),
+    "health": LazyCommand("babylon_console.commands.health:app",
+                          "Training health per step (groups with no reward spread, reward, KL, entropy, tokens per "
+                          "call, the action mix, the judge's rank correlation with realised P&L, trends) and the "
+                          "alarms raised, per training key. `health ack ID` acknowledges an alarm."),
     "gateway": LazyCommand("babylon_console.commands.gateway:app",
                            "An OpenAI-compatible endpoint for the game's agents, serving the model the registry says: "
                            "the alias (BABYLON_GATEWAY_MODEL) is the live model, or the candidate for its share of "

@@ -127,7 +127,7 @@ class AlarmSettings(BaseModel):
     rolling_windows: int = Field(default=12, ge=1, description="Windows the rolling rank correlation averages.")
     min_rolling_windows: int = Field(default=4, ge=1, description="Windows the rolling rank correlation needs.")
     trend_steps: int = Field(default=6, ge=3, description="Steps the trends (least-squares slopes) are fitted on.")
-    judge_rise: float = Field(default=0.01, gt=0, description="Judge diverges: the judge's mean score rising at "
+    judge_rise: float = Field(default=0.02, gt=0, description="Judge diverges: the judge's mean score rising at "
                               "least this much per step (scores 0 to 1) ...")
     pnl_flat: float = Field(default=0.0, description="... while realised mean P&L's slope per step is at or "
                             "below this (flat or falling).")

@@ -34,6 +34,7 @@ from textual.worker import Worker, WorkerState
 from . import bindings as keys
 from . import messages as msg
 from . import palette
+from .controllers.alarms import AlarmWatch
 from .controllers.connection import DatabaseHealth
 from .controllers.demo import DemoMarket
 from .controllers.engine import EngineControl
@@ -87,6 +88,8 @@ class ConsoleApp(App[None]):
         self.registry = RegistryActions(self, data, live_id=self._live_id,
                                         changed=lambda: self.main.mark_stale("checkpoints"))
         self.feed = EventFeed(self, data, self._deliver_events, retry_s=health_interval)
+        self.alarms = AlarmWatch(self, data, model_key=lambda: self.main.model_key, show_count=self._show_alarms,
+                                 changed=lambda: self.main.mark_stale("training"))
         self.health = DatabaseHealth(self, data, self._main_or_none, self._after_connect, self._after_ping)
         self.demo = DemoMarket(self, data, demo, self.engine_control) if demo is not None else None
         # preferences: themes, keymap, the remembered theme (problems are shown once the screen is up)
@@ -143,7 +146,7 @@ class ConsoleApp(App[None]):
 
     def get_default_screen(self) -> Screen[Any]:
         return MainScreen(self.data, self.engine_control, self.registry, mode=self.mode_label,
-                          read_only=self.read_only)
+                          read_only=self.read_only, alarms=self.alarms)
 
     @property
     def mode_label(self) -> str:
@@ -304,6 +307,7 @@ class ConsoleApp(App[None]):
 
     def _after_connect(self) -> None:
         self.follow_the_server()  # before the demo starts its market: a read-only console only watches
+        self.alarms.refresh()  # the open alarms' badge, seen from every pane
         if self.follow_events_enabled:
             self.feed.start()
         if self.demo is not None and not self.read_only:
@@ -324,6 +328,11 @@ class ConsoleApp(App[None]):
         if main is not None:
             main.engine = view
             main.readiness = self.engine_control.readiness()
+
+    def _show_alarms(self, count: int | None) -> None:
+        main = self._main_or_none()
+        if main is not None:
+            main.show_alarm_count(count)
 
     def _live_id(self) -> str | None:
         main = self._main_or_none()

@@ -125,6 +125,9 @@ KEYS: tuple[KeySpec, ...] = (
     # Training
     KeySpec("training.clear", "c", "clear_charts", "Clear charts", "training",
             help="Forget the plotted history (the database keeps it)."),
+    KeySpec("training.acknowledge", "a", "acknowledge_alarm", "Acknowledge alarm", "training", writes=True,
+            help="Acknowledge the highlighted alarm (the newest open one unless the alarm list has the focus); "
+                 "recorded with your name and database role."),
     # Checkpoints
     KeySpec("checkpoints.promote", "P", "promote", "Promote", "checkpoints", writes=True, key_display="P",
             help="Promote the selected checkpoint: an A/B share or 100% (dialog, then confirm)."),

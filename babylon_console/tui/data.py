@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from ..core.game.rows import TrainedModel, WindowGroundTruth
     from ..core.game.store import WindowTrajectories
     from ..core.game.windows import WindowReadiness
+    from ..core.training.health import StepHealth
+    from ..core.training.health_store import AlarmRecord
 
 # names this module offers without importing their core module until first use (PEP 562)
 _LAZY = {
@@ -56,6 +58,9 @@ _LAZY = {
     "RunRow": "babylon_console.core.engine.runs",
     "held_out": "babylon_console.core.game.windows",
     "headlines": "babylon_console.core.training.judges.base",
+    "StepHealth": "babylon_console.core.training.health",
+    "AlarmRecord": "babylon_console.core.training.health_store",
+    "training_key": "babylon_console.core.names",
 }
 
 
@@ -146,6 +151,7 @@ _ROLE_RULES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
     "stop_engine": ("engine_commands", "stop an engine", ("operator",)),
     "evaluate": (None, "evaluate", ("operator", "engine")),
     "start_engine": (None, "start an engine", ("engine",)),
+    "acknowledge_alarm": ("may_acknowledge", "acknowledge alarms", ("operator",)),
 }
 
 
@@ -571,6 +577,30 @@ class ConsoleData:
         from ..core.engine import runs as core_runs
 
         return await core_runs.latest_of_model(self.pool, self.settings.model_name)
+
+    # -- training health and alarms ------------------------------------------------------------
+
+    async def health(self, model_name: str | None, limit: int = 1) -> list[StepHealth]:
+        """The newest `limit` steps' health figures of a training key, oldest first
+        (`core.training.health_store.health_history`)."""
+        from ..core.training.health_store import health_history
+
+        return await health_history(self.pool, model_name, limit=limit)
+
+    async def alarms(self, model_name: str | None, *, open_only: bool = False, limit: int = 50) -> list[AlarmRecord]:
+        """The newest alarms of a training key, newest first (`core.training.health_store.alarms`)."""
+        from ..core.training.health_store import alarms
+
+        return await alarms(self.pool, model_name, open_only=open_only, limit=limit)
+
+    async def acknowledge_alarm(self, alarm_id: int, note: str | None = None) -> AlarmRecord:
+        """Acknowledge an alarm as this console's operator (the server records its role beside the name)."""
+        from ..core.training.health_store import acknowledge
+
+        if self.read_only:
+            raise Refused("read-only console: acknowledging an alarm is refused")
+        async with self._as_permitted("acknowledge_alarm"):
+            return await acknowledge(self.pool, alarm_id, operator=self.operator, note=note)
 
 
 async def _permissions(pool: asyncpg.Pool) -> Permissions | None:

@@ -64,6 +64,12 @@ class RollbackRequested(Message):
         self.view = view  # data.CheckpointsView | None
 
 
+class AcknowledgeRequested(Message):
+    def __init__(self, alarm: Any) -> None:
+        super().__init__()
+        self.alarm = alarm  # core.training.health_store.AlarmRecord | None: the one the key acts on
+
+
 class LiveModelSeen(Message):
     """The Checkpoints pane read the registry: this model is live (None: none is)."""
 

@@ -68,3 +68,12 @@ def rollback(view: Any) -> str | None:
     if view.live is None and view.rollout is None:
         return "nothing to roll back: no model is live"
     return None
+
+
+def acknowledge(alarm: Any) -> str | None:
+    """`alarm`: the one the key would acknowledge (the highlighted, else the newest open; None: none)."""
+    if alarm is None:
+        return "no open alarm to acknowledge"
+    if alarm.acknowledged:
+        return f"alarm {alarm.id} ({alarm.rule}) is already {alarm.status}"
+    return None

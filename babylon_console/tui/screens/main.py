@@ -25,6 +25,7 @@ from textual.widgets import ContentSwitcher
 
 from .. import bindings as keys
 from .. import messages as msg
+from ..controllers.alarms import AlarmWatch
 from ..controllers.engine import EngineControl
 from ..controllers.registry import RegistryActions
 from ..data import ConsoleData, Event, EventKind
@@ -37,7 +38,7 @@ from ..widgets.errors import ErrorsPane
 from ..widgets.inspector import InspectorPane
 from ..widgets.keybar import KeyBar
 from ..widgets.outcomes import OutcomesPane
-from ..widgets.pane import Pane
+from ..widgets.pane import Pane, theme_color
 from ..widgets.training import TrainingPane, TrainingState
 from ..widgets.windows import WindowsPane
 
@@ -58,13 +59,15 @@ class MainScreen(Screen[None]):
     live_model: reactive[Any] = reactive(None, init=False)
     engine: reactive[EngineView] = reactive(EngineView, init=False)
     db_ready: reactive[bool] = reactive(False, init=False)
+    model_key: reactive[str | None] = reactive(None, init=False)  # the training key the panes are about
 
     def __init__(self, data: ConsoleData, engine: EngineControl, registry: RegistryActions, *, mode: str = "",
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, alarms: AlarmWatch | None = None) -> None:
         super().__init__()
         self.data = data
         self.engine_control = engine
         self.registry = registry
+        self.alarms = alarms
         self.mode = mode
         self.set_reactive(MainScreen.read_only, read_only)
         self.set_reactive(MainScreen.engine, engine.view())
@@ -87,7 +90,8 @@ class MainScreen(Screen[None]):
                 *shared, MainScreen.selected_window, MainScreen.readiness)
             yield OutcomesPane(data, id="outcomes").data_bind(
                 *shared, MainScreen.selected_window, MainScreen.known_windows, MainScreen.readiness)
-            yield TrainingPane(data, self.training_state, id="training").data_bind(*shared, MainScreen.engine)
+            yield TrainingPane(data, self.training_state, id="training").data_bind(
+                *shared, MainScreen.engine, MainScreen.model_key)
             yield CheckpointsPane(data, id="checkpoints").data_bind(*shared, MainScreen.readiness)
             yield InspectorPane(data, id="inspector").data_bind(*shared, MainScreen.selected_window)
             yield ErrorsPane(data, id="errors").data_bind(*shared)
@@ -232,6 +236,10 @@ class MainScreen(Screen[None]):
                     self.app.notify(event.summary, title="Automatic rollback", severity="warning", timeout=8)
                 case ev.EngineWarning(stage="rollout") if not replay:
                     self.app.notify(event.summary, title="Rollout gate", timeout=8)
+                case ev.Alarm() as alarm if not replay and self.alarms is not None:
+                    self.alarms.fired(alarm)
+                case ev.AlarmAcknowledged() if not replay and self.alarms is not None:
+                    self.alarms.refresh()
         errors = sum(1 for e in batch if e.kind is EventKind.ERROR)
         for pane in self.query(Pane):
             pane.on_events(batch, replay)
@@ -269,6 +277,20 @@ class MainScreen(Screen[None]):
         self.status.set_part("mode", Text(badge, style="bold"))
         self.pane_bar.set_mode(mode)
         self.update_status()
+
+    def show_alarm_count(self, count: int | None) -> None:
+        """The open alarms' badge, seen from every pane: in the status line and on the Training pane's tab."""
+        if not self.is_mounted:
+            return
+        if not count:
+            self.status.set_part("alarms", "")
+            self.pane_bar.set_badge("training", "")
+            return
+        style = f"bold {theme_color(self.app, 'error')}".strip()
+        many = f"{count}+" if self.alarms is not None and count >= self.alarms.limit else str(count)
+        self.status.set_part("alarms", Text(f"⚠ {many} open alarm{'s' if count != 1 else ''} (3 Training)",
+                                            style=style))
+        self.pane_bar.set_badge("training", f"⚠{many}")
 
     def update_status(self) -> None:
         if not self.is_mounted:
@@ -308,6 +330,11 @@ class MainScreen(Screen[None]):
         self.registry.evaluate(message.row, self.data.holdout_share,
                                message.live_storage_path)
 
+    @on(msg.AcknowledgeRequested)
+    def _acknowledge(self, message: msg.AcknowledgeRequested) -> None:
+        if self.alarms is not None:
+            self.alarms.acknowledge(message.alarm)
+
     @on(msg.RollbackRequested)
     def _rollback(self, message: msg.RollbackRequested) -> None:
         self.registry.rollback(message.view)
@@ -333,6 +360,15 @@ class MainScreen(Screen[None]):
             return
         model, backend = self.engine_control.context()
         bar.show(model, backend, self.data.database_label)
+        from ..data import training_key
+
+        self.model_key = training_key(backend, model)
+
+    def watch_model_key(self) -> None:
+        """Another model: its alarms are counted, and the Training pane reads its health."""
+        if self.db_ready and self.alarms is not None:
+            self.alarms.refresh()
+        self.mark_stale("training")
 
     # -- actions (scope "main") ----------------------------------------------------------------
 

@@ -59,8 +59,8 @@ class PaneBar(Static):
 class StatusBar(Static):
     """Database, engine, live model and market, in one calm line; parts are set independently."""
 
-    # read-only (and whose word it is) first: a narrow terminal cuts the line at the right
-    PARTS = ("mode", "db", "engine", "live", "market", "eval")
+    # read-only (and whose word it is) and open alarms first: a narrow terminal cuts the line at the right
+    PARTS = ("mode", "alarms", "db", "engine", "live", "market", "eval")
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

@@ -1,8 +1,11 @@
-"""Training pane: run state, live charts by step, judging progress per window, ETA, event tail.
+"""Training pane: run state, the Health strip, live charts by step, judging progress per window, ETA,
+event tail and the model's alarms.
 
 Events are folded into `TrainingState` as they arrive (cheap, bounded: every buffer is a deque
 with a maximum length), whether or not the pane is visible; the pane draws only while visible,
-and charts at most a few times a second, rendered in a worker thread.
+and charts at most a few times a second, rendered in a worker thread. The health figures and the
+alarms are read from the database (`load`) when the pane is shown and after a trained step, an
+alarm or an acknowledgement.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.color import Color
-from textual.containers import Grid
+from textual.containers import Grid, Horizontal
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
 from .. import bindings as keys
+from .. import refusals
 from ..data import Event, EventKind
 from ..data import events as ev
+from ..messages import AcknowledgeRequested
 from ..state import EngineView
+from . import alarms as alarm_list
 from .chart import MetricChart, render_chart
+from .health import HealthStrip
 from .pane import Pane, theme_color
 
 CHART_POINTS = 2000
@@ -33,6 +40,8 @@ TAIL_LINES = 500
 FOLD_MEMORY = 20_000  # recent events kept to fold again when the pane follows another run
 TAIL_CATCH_UP = 100  # lines written at once when the pane is shown after a burst
 JUDGING_WINDOWS = 24
+ALARMS_SHOWN = 50
+SHORT_BELOW = 30  # pane height (rows) below which the charts give up rows to the Health strip
 CHART_MIN_INTERVAL_S = 1.0  # charts redraw at most once a second
 
 # chart id -> (title, [(metric key, label, theme color)])
@@ -49,7 +58,15 @@ METRICS = sorted({key for _, series in CHARTS.values() for key, _, _ in series})
 KIND_STYLES = {EventKind.ERROR: "error", EventKind.WARNING: "warning", EventKind.STEP_TRAINED: "primary",
                EventKind.CHECKPOINT_REGISTERED: "success", EventKind.CHECKPOINT_EVALUATED: "accent",
                EventKind.PROMOTED: "success",
-               EventKind.ROLLED_BACK: "warning"}
+               EventKind.ROLLED_BACK: "warning", EventKind.ALARM: "error"}
+
+
+@dataclass(slots=True)
+class HealthView:
+    """What `TrainingPane.load` read: the newest step's health (None: none stored) and recent alarms."""
+
+    health: Any  # core.training.health.StepHealth | None
+    alarms: list[Any]  # core.training.health_store.AlarmRecord, newest first
 
 
 @dataclass(slots=True)
@@ -81,6 +98,7 @@ class TrainingState:
         self.judging_version += 1
         self.run_id: str | None = None
         self.state: str | None = None
+        self.paused_on_alarm: str | None = None  # the engine paused itself on this alarm (`kl_spike at step 4`)
         self.iteration = 0
         self.step: int | None = None
         self.iterations_target: int | None = None
@@ -137,14 +155,22 @@ class TrainingState:
         match event.data:
             case ev.RunStarted(config=config):
                 self.run_id, self.state = event.run_id, "running"
+                self.paused_on_alarm = None
                 self.iteration, self.iteration_started = 0, None
                 self.windows_trained = self.windows_failed = 0
                 target = config.get("iterations")
                 self.iterations_target = target if isinstance(target, int) else None
-            case ev.RunPaused():
+            case ev.RunPaused(operator=operator, message=message):
                 self.state = "paused"
+                said = f"{operator or ''} {message or ''}"
+                if "alarm" in said.lower():  # the engine paused itself on an alarm: its words name it
+                    self.paused_on_alarm = self.paused_on_alarm or (message or operator)
+            case ev.Alarm(paused=True, rule=rule, step=step, window_id=window_id):
+                self.paused_on_alarm = f"{rule or 'an alarm'} at " + (f"step {step}" if step is not None
+                                                                        else f"window {window_id or '?'}")
             case ev.RunResumed():
                 self.state = "running"
+                self.paused_on_alarm = None
             case ev.RunStopped(reason=reason):
                 self.state = "failed" if "failed" in (reason or "") else "stopped"
                 self.iteration_started = None
@@ -230,6 +256,9 @@ class TrainingPane(Pane):
     BINDINGS: ClassVar = keys.bindings("training")
 
     engine: reactive[EngineView] = reactive(EngineView, init=False)
+    model_key: reactive[str | None] = reactive(None, init=False)  # the training key the console is about
+    poll_seconds = 10.0  # health rows and alarms also arrive without an event this console saw
+    stale_on = frozenset({EventKind.STEP_TRAINED, EventKind.ALARM, EventKind.ALARM_ACKNOWLEDGED})
 
     def __init__(self, source: Any = None, state: TrainingState | None = None, **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
@@ -242,15 +271,19 @@ class TrainingPane(Pane):
         self._charts_busy = False
         self.wall_clock = True  # False in snapshot tests: no live "now" in the ETA
         self._rgb: dict[str, tuple[int, int, int]] = {}
+        self.health_view: HealthView | None = None
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(id="training-status", classes="pane-title")
+        yield HealthStrip(id="training-health")
         with Grid(id="training-charts"):
             for chart_id, (title, series) in CHARTS.items():
                 yield MetricChart(title, [(label, color) for _, label, color in series], id=chart_id,
                                   classes="chart")
             yield DataTable(id="training-judging", cursor_type="row", zebra_stripes=True, classes="chart")
-        yield RichLog(id="training-tail", max_lines=TAIL_LINES, wrap=False, markup=False, auto_scroll=True)
+        with Horizontal(id="training-bottom"):
+            yield RichLog(id="training-tail", max_lines=TAIL_LINES, wrap=False, markup=False, auto_scroll=True)
+            yield DataTable(id="training-alarms", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#training-judging", DataTable)
@@ -258,13 +291,71 @@ class TrainingPane(Pane):
         for label in ("Window", "Status", "Detail"):
             table.add_column(label, key=label.lower())
         self.query_one("#training-tail", RichLog).border_title = "events"
+        alarms = self.query_one("#training-alarms", DataTable)
+        alarms.border_title = "alarms"
+        for label in alarm_list.COLUMNS:
+            alarms.add_column(label, key=label.lower())
 
     def on_show_pane(self) -> None:
         self.redraw()
 
     def on_resize(self) -> None:
         self._charts_shown = -1
+        self.set_class(self.size.height < SHORT_BELOW, "-short")
+        self._draw_health()
         self.call_after_refresh(self.redraw)
+
+    # -- health and alarms ---------------------------------------------------------------------
+
+    async def load(self) -> HealthView | None:
+        if self.source is None:
+            return None
+        key = self.model_key
+        health = await self.source.health(key, limit=1)
+        return HealthView(health[-1] if health else None, await self.source.alarms(key, limit=ALARMS_SHOWN))
+
+    def show(self, payload: HealthView | None) -> None:
+        if payload is None:
+            return
+        self.health_view = payload
+        self._draw_health()
+        table = self.query_one("#training-alarms", DataTable)
+        alarm_list.fill(table, payload.alarms, f"bold {theme_color(self.app, 'error')}".strip())
+        self.set_class(bool(payload.alarms), "-alarms")
+        open_count = len(alarm_list.open_alarms(payload.alarms))
+        table.border_title = f"alarms · {open_count} open" if open_count else "alarms"
+        self.refresh_bindings()
+
+    def _draw_health(self) -> None:
+        if not self.is_mounted:
+            return
+        view = self.health_view
+        open_rules = {a.rule for a in alarm_list.open_alarms(view.alarms)} if view is not None else set()
+        self.query_one(HealthStrip).show(view.health if view is not None else None, open_rules,
+                                         alarm_style=f"bold {theme_color(self.app, 'error')}".strip())
+
+    def acknowledge_target(self) -> Any:
+        """The alarm the acknowledge key acts on: the highlighted one while the alarm list has the
+        focus, else the newest open one (None: no alarm)."""
+        if self.health_view is None:
+            return None
+        table = self.query_one("#training-alarms", DataTable)
+        highlighted = alarm_list.highlighted_id(table) if table.has_focus else None
+        return alarm_list.target(self.health_view.alarms, highlighted)
+
+    def refusal(self, action: str) -> str | None:
+        if action == "acknowledge_alarm":
+            if self.health_view is None:
+                return "alarms are still loading"
+            return refusals.acknowledge(self.acknowledge_target())
+        return None
+
+    def action_acknowledge_alarm(self) -> None:
+        self.post_message(AcknowledgeRequested(self.acknowledge_target()))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "training-alarms":
+            self.refresh_bindings()  # the key bar dims the key on an acknowledged alarm
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -332,6 +423,10 @@ class TrainingPane(Pane):
                              and not view.attach else ""), style="dim")
         if error:
             line2 = Text(f"failed: {error}", style=theme_color(self.app, "error"))
+        elif engine_state == "paused" and s.paused_on_alarm and (ours or run_id is None):
+            line2 = Text(f"the engine paused itself on an alarm: {s.paused_on_alarm} · a acknowledges it, "
+                         "space resumes",
+                         style=f"bold {theme_color(self.app, 'error')}".strip())
         self.query_one("#training-status", Static).update(Text("\n").join([line1, line2]))
 
     def _draw_judging(self) -> None:
@@ -402,6 +497,8 @@ class TrainingPane(Pane):
 
     def theme_changed(self) -> None:
         self._charts_shown = self._judging_shown = -1
+        if self.health_view is not None:
+            self.show(self.health_view)
         self.redraw()
 
     def action_clear_charts(self) -> None:

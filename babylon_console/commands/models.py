@@ -214,9 +214,9 @@ def ab_command(
         out.print("gateway: " + "; ".join(traffic), soft_wrap=True)
     d = readout.difference
     if d is not None:
-        ci = "(one window)" if d.ci_low is None or d.ci_high is None else f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
-        out.print(f"candidate - live P&L per window: {d.mean:+.2f}, 95% CI {ci} over {d.windows} paired windows; "
-                  f"candidate ahead in {d.win_rate:.0%}", soft_wrap=True)
+        # the gate reads the anytime-valid bound; the plain CI beside it, labelled
+        out.print(f"candidate - live P&L per window: {d.mean:+.2f}, {d.cs_text()} over {d.windows} paired windows "
+                  f"({d.plain_ci_text()}); candidate ahead in {d.win_rate:.0%}", soft_wrap=True)
     if readout.served_share is not None:
         out.print(f"served share: {readout.served_share:.0%} of served trajectories "
                   f"(asked {readout.asked_share:.0%}) over {len(readout.served)} windows")
@@ -300,7 +300,7 @@ def eval_command(
         if result.truncated_a or result.truncated_b:
             out.print(f"  [yellow]answers cut off at the token limit:[/] {result.truncated_a} vs {result.truncated_b}")
     level = f", level in {result.level_windows} window(s)" if result.level_windows else ""
-    out.print(f"  difference {result.mean_diff:{spec}}, 95% CI {result.ci_text(spec)} (paired by window); ahead in "
+    out.print(f"  difference {result.mean_diff:{spec}}, {result.bounds_text(spec)} (paired by window); ahead in "
               f"{result.win_rate:.0%} of windows{level}; stored as evaluation {result.id}", soft_wrap=True)
     if result.left_out_text:
         out.print(f"  [yellow]{result.left_out_text}[/] (not counted)", soft_wrap=True)

@@ -192,8 +192,8 @@ class CheckpointRow:
             return None
         spec = e.spec
         on = f" ({e.prompts} recorded prompts)" if e.method == "prompts" else ""
-        text = (f"Held-out vs {e.against_model_id or 'the base model'}: {e.mean_diff:{spec}} {e.unit}, 95% CI "
-                f"{e.ci_text(spec)} over {e.n} windows{on}, ahead in {e.win_rate:.0%}")
+        text = (f"Held-out vs {e.against_model_id or 'the base model'}: {e.mean_diff:{spec}} {e.unit}, "
+                f"{e.bounds_text(spec)} over {e.n} windows{on}, ahead in {e.win_rate:.0%}")
         if e.method == "prompts":
             text += f"; not a valid action: {e.unusable_a} vs {e.unusable_b}"
         if getattr(e, "left_out_text", None):

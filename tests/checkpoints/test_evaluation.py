@@ -149,8 +149,9 @@ async def test_promoting_against_held_out_evidence_needs_a_reason(pool: asyncpg.
     await set_holdout(pool, 0.3, operator="tester", reason=None)
     _, trained = await _checkpoints(pool, tmp_path)
     result = await evaluate(pool, tmp_path, trained, against="base", windows=6)
-    await pool.execute("UPDATE console_evaluations SET result = jsonb_set(jsonb_set(result, '{ci_high}', '-1'), "
-                       "'{ci_low}', '-5')")  # as if the evaluation had come out below zero
+    await pool.execute("UPDATE console_evaluations SET result = jsonb_set(jsonb_set(jsonb_set(jsonb_set(result, "
+                       "'{ci_high}', '-1'), '{ci_low}', '-5'), '{cs_high}', '-0.5'), '{cs_low}', '-9')")
+    # as if the evaluation had come out below zero (the verdict reads the anytime-valid bound, cs_*)
     base = ["--database-url", database_url, "--data-dir", str(tmp_path), "models", "promote", trained, "--yes"]
     refused = await asyncio.to_thread(CliRunner().invoke, app, base, catch_exceptions=False)
     assert refused.exit_code == 1 and "against the evidence" in refused.output and "--reason" in refused.output

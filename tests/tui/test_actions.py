@@ -286,7 +286,8 @@ async def _bad_evaluation(pool: Any, model_id: str) -> None:
 
     result = {"model_id": model_id, "against": "base", "against_model_id": None, "storage_path": "offline://x:1",
               "against_storage_path": "offline://x:0", "windows": ["w1", "w2", "w3"], "n": 3, "mean_a": -9.0,
-              "mean_b": 1.0, "mean_diff": -10.0, "ci_low": -14.0, "ci_high": -6.0, "win_rate": 0.0}
+              "mean_b": 1.0, "mean_diff": -10.0, "ci_low": -14.0, "ci_high": -6.0, "win_rate": 0.0,
+              "cs_low": -20.0, "cs_high": -1.0, "cs_alpha": 0.05}
     await pool.execute("INSERT INTO console_evaluations (model_id, against, result) VALUES ($1, 'base', $2::jsonb)",
                        model_id, orjson.dumps(result).decode())
 

@@ -5,8 +5,10 @@ Offline checkpoints (`offline://...`): each held-out window's market is replayed
 from the seed the rows record (prices and resolutions depend only on the seed and the hour, so the
 replay is that window's market), once with every agent driven by each model, with the same seed for
 both arms. Per window: the mean P&L of model A's agents minus model B's; the result is the mean of
-those differences with a 95% CI paired by window (Student's t), and the share of windows A won.
-Results are stored in `console_evaluations`.
+those differences with the gate's anytime-valid confidence sequence (`core.stats.confidence_sequence`,
+the bound the verdict reads: evaluations are run again and again, every k-th checkpoint, and read
+each time) and the plain 95% CI paired by window (Student's t, shown for reference), and the share of
+windows A won. Results are stored in `console_evaluations`.
 
 Checkpoints of the other backends (`wandb-artifact://`, `local-lora://`) are evaluated on the recorded
 prompts of held-out windows instead (`core/checkpoints/prompt_eval.py`): both models answer the same prompts at
@@ -32,13 +34,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
+from ..config import GateSettings
 from ..errors import InvalidInput, Refused
 from ..game.store import GameStore
 from ..game.windows import held_out, parse_window_id
 from ..jsonvalue import decoded
-from ..stats import paired_difference
+from ..stats import confidence_sequence, paired_difference
 from .holdout import NO_HOLDOUT
 from .registry import CheckpointRow, checkpoint_row, live_model_id
 
@@ -75,9 +78,13 @@ class EvalResult(BaseModel):
     mean_a: float  # mean P&L per agent-window, model
     mean_b: float  # the same, the model it is compared with
     mean_diff: float
-    ci_low: float | None
+    ci_low: float | None  # plain 95% t interval: valid for one look, not under repeated looks
     ci_high: float | None
     win_rate: float
+    # the anytime-valid interval the verdict reads (None: still unbounded, or stored before it was computed)
+    cs_low: float | None = None
+    cs_high: float | None = None
+    cs_alpha: float = 0.05
     window_diffs: list[float] = []  # per window, in the order of `windows`: model minus the other
     method: Literal["simulator", "prompts"] = "simulator"
     judge: str | None = None
@@ -95,6 +102,18 @@ class EvalResult(BaseModel):
     holdout_rule: str | None = None
     note: str | None = None  # what the comparison is, when it is not what was asked ("nothing is live: ...")
     created_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounds_of_older_rows(cls, data: Any) -> Any:
+        """A result stored before the anytime-valid bound was recorded gets it from its window differences
+        (at the default level), so the verdict reads the same bound for every evaluation."""
+        recorded = isinstance(data, dict) and any(k in data for k in ("cs_alpha", "cs_low", "cs_high"))
+        if isinstance(data, dict) and not recorded and len(data.get("window_diffs") or []) >= 2:
+            gate = GateSettings()
+            cs = confidence_sequence([float(d) for d in data["window_diffs"]], alpha=gate.alpha, horizon=gate.horizon)
+            data = {**data, "cs_alpha": gate.alpha, "cs_low": cs[0] if cs else None, "cs_high": cs[1] if cs else None}
+        return data
 
     @property
     def unit(self) -> str:
@@ -124,6 +143,18 @@ class EvalResult(BaseModel):
         if self.ci_low is None or self.ci_high is None:
             return "(one window)"
         return f"[{self.ci_low:{spec}}, {self.ci_high:{spec}}]"
+
+    def bounds_text(self, spec: str = "+.2f") -> str:
+        """'anytime-valid 95% bound [low, high] (plain 95% CI [..], not valid under repeated looks)'."""
+        level = f"anytime-valid {1 - self.cs_alpha:.0%} bound"
+        bound = (f"{level} still unbounded" if self.cs_low is None or self.cs_high is None
+                 else f"{level} [{self.cs_low:{spec}}, {self.cs_high:{spec}}]")
+        return f"{bound} (plain 95% CI {self.ci_text(spec)}, not valid under repeated looks)"
+
+    @property
+    def below_zero(self) -> bool:
+        """The verdict against the model: its anytime-valid bound is entirely below zero."""
+        return self.cs_high is not None and self.cs_high < 0
 
 
 class _Window(BaseModel):
@@ -360,13 +391,15 @@ async def evaluate(pool: asyncpg.Pool, data_dir: Path, model_id: str, against: s
                                      against_storage, windows, per_window, progress, skip, left_out)
     a, b = measured.a, measured.b
     diffs = [x - y for x, y in zip(a, b, strict=True)]
-    diff = paired_difference(diffs)
+    gate = settings.gate() if hasattr(settings, "gate") else GateSettings()
+    diff = paired_difference(diffs, alpha=gate.alpha, horizon=gate.horizon)
     assert diff is not None
     result = EvalResult(
         model_id=model_id, against=against, against_model_id=against_id, storage_path=storage,
         against_storage_path=against_storage, windows=measured.windows, n=len(measured.windows),
         mean_a=statistics.fmean(a), mean_b=statistics.fmean(b), mean_diff=diff.mean, ci_low=diff.ci_low,
-        ci_high=diff.ci_high, win_rate=diff.win_rate, window_diffs=diffs, left_out=left_out,
+        ci_high=diff.ci_high, win_rate=diff.win_rate, cs_low=diff.cs_low, cs_high=diff.cs_high,
+        cs_alpha=diff.cs_alpha, window_diffs=diffs, left_out=left_out,
         holdout_share=holdout_share, holdout_rule=record.rule if record is not None else None, note=note,
         **measured.extra,
     )

@@ -22,7 +22,8 @@ async def contrary_evidence(pool: asyncpg.Pool, model_id: str, gate: GateSetting
                             ) -> tuple[str, dict[str, Any]] | None:
     """What speaks against promoting `model_id` now, with the evidence as JSON (None: nothing does).
 
-    Against the evidence: its newest held-out evaluation's 95% CI is entirely below zero, it is the
+    Against the evidence: its newest held-out evaluation's anytime-valid bound (the one the gate reads,
+    `core.stats.confidence_sequence`; never the plain 95% CI) is entirely below zero, it is the
     rollout's candidate and the live readout's verdict is "rollback", or its latest ended rollout
     was rolled back on the gate's evidence (unless a rollout of it running now says "promote"). Promoting then needs a
     typed confirmation and a reason, both recorded (the CLI: `--reason`)."""
@@ -56,9 +57,9 @@ def evidence_record(model_id: str, evaluation: Any, readout: ABReadout | None) -
 
 def contrary(model_id: str, evaluation: Any, readout: ABReadout | None) -> tuple[str, dict[str, Any]] | None:
     """The rule of `contrary_evidence` on evidence already read (the console has it on screen)."""
-    if evaluation is not None and evaluation.ci_high is not None and evaluation.ci_high < 0:
+    if evaluation is not None and evaluation.below_zero:
         return (f"held-out evaluation vs {evaluation.against_model_id or 'base'}: {evaluation.mean_diff:+.2f} "
-                f"{evaluation.unit}, 95% CI {evaluation.ci_text()} over {evaluation.n} windows, below zero",
+                f"{evaluation.unit}, {evaluation.bounds_text()} over {evaluation.n} windows, below zero",
                 {"evaluation": evaluation.model_dump(mode="json")})
     if readout is not None and readout.candidate_model_id == model_id and readout.verdict == "rollback":
         return "live A/B readout says roll back: " + "; ".join(readout.reasons), {"ab": readout.model_dump(mode="json")}

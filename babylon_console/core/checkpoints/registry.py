@@ -116,6 +116,8 @@ def summarize_evidence(evidence: dict[str, Any] | None) -> str:
         if isinstance(d, dict) and isinstance(d.get("mean"), int | float):
             ci = (f", 95% CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
                   if isinstance(d.get("ci_low"), int | float) and isinstance(d.get("ci_high"), int | float) else "")
+            if isinstance(d.get("cs_low"), int | float) and isinstance(d.get("cs_high"), int | float):
+                ci = f", anytime-valid bound [{d['cs_low']:+.2f}, {d['cs_high']:+.2f}] (plain{ci[1:]})"
             parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: candidate − live {d['mean']:+.2f} P&L{ci} "
                          f"over {d.get('windows', '?')} paired windows")
         else:

@@ -135,7 +135,7 @@ class RegistryActions:
                 result = await self.data.evaluate(model_id, against, progress)
             finally:
                 self.host.post_message(StatusChanged("eval", ""))
-            ci = "" if result.ci_low is None else f", 95% CI {result.ci_text()}"
+            ci = "" if result.ci_low is None else f", {result.bounds_text()}"
             left_out = f"; {result.left_out_text}" if result.left_out_text else ""
             self.host.notify(f"{model_id} vs {result.against_model_id or 'the base model'}: "
                              f"{result.mean_diff:+.2f} {result.unit}{ci} over {result.n} held-out windows{left_out}",

@@ -59,8 +59,9 @@ def ab_text(ab: Any, app: object) -> Text:
                        if arm.requests and arm.error_rate is not None and arm.p99_ms is not None else "") + " · ")
     d = ab.difference
     if d is not None and d.ci_low is not None and d.ci_high is not None:
-        text.append(f"candidate − live {d.mean:+.2f}, 95% CI [{d.ci_low:+.2f}, {d.ci_high:+.2f}] over {d.windows} "
-                    f"windows (paired), ahead in {d.win_rate:.0%}")
+        # the gate reads the anytime-valid bound; the plain CI is shown beside it, labelled
+        text.append(f"candidate − live {d.mean:+.2f}, {d.cs_text()} over {d.windows} windows (paired; "
+                    f"{d.plain_ci_text()}), ahead in {d.win_rate:.0%}")
     else:
         text.append("waiting for paired windows")
     if ab.served_share is not None:

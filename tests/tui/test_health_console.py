@@ -127,8 +127,9 @@ async def test_the_key_acknowledges_as_the_operator_and_clears_the_badge(pool: a
         assert row["acknowledged_by"] == "tester" and row["acknowledged_db_role"] and row["acknowledged_at"]
         assert any(t.startswith(f"Alarm acknowledged: Alarm {newest.id} (entropy_collapse, step 12) acknowledged "
                                 "by tester") for t in app.toasts), app.toasts
-        await wait_for(lambda: "acknowledged by tester" in str(
-            app.main.query_one("#training-alarms", DataTable).get_row_at(0)[1]), what="the list says who")
+        listed = app.main.query_one("#training-alarms", DataTable)
+        await wait_for(lambda: str(listed.get_row_at(0)[1]).startswith("ack tester "), what="the list says who")
+        assert str(listed.get_row_at(0)[5]).startswith("acknowledged by tester (db ")
         await pilot.press("a")  # then the older one
         await wait_for(lambda: not app.main.pane_bar.badges.get("training"), what="no open alarm")
         assert not app.main.status.parts["alarms"].plain
@@ -151,7 +152,7 @@ async def test_the_highlighted_alarm_is_the_one_acknowledged(pool: asyncpg.Pool,
         await wait_for(lambda: app.main.pane_bar.badges.get("training") == "⚠1", what="one open")
         assert await pool.fetchval("SELECT acknowledged_by FROM console_alarms WHERE id = $1", older.id) == "tester"
         assert await pool.fetchval("SELECT acknowledged_at FROM console_alarms WHERE id = $1", newest.id) is None
-        await wait_for(lambda: "acknowledged" in str(table.get_row_at(1)[1]), what="the list follows")
+        await wait_for(lambda: str(table.get_row_at(1)[1]).startswith("ack tester"), what="the list follows")
         await pilot.press("a")  # highlighted and acknowledged: the key says so, nothing changes
         assert pane.why_refused("acknowledge_alarm").startswith(f"alarm {older.id} (kl_spike) is already "
                                                                 "acknowledged by tester")

@@ -17,15 +17,16 @@ from textual.widgets import DataTable
 if TYPE_CHECKING:
     from ..data import AlarmRecord
 
-COLUMNS = ("Rule", "State", "At", "Message", "When (UTC)")  # what matters first: a narrow pane shows those
+# what matters first: a narrow pane shows those; the acknowledgement in full (the server's role, the note) last
+COLUMNS = ("Rule", "State", "At", "Message", "When (UTC)", "Acknowledged")
 
 
 def state_text(alarm: AlarmRecord) -> str:
-    """`open`, or `acknowledged by ana (db babylon_operator) 12-02 16:40` (the client's name and the server's word)."""
+    """`open`, or `ack ana 16:40` (UTC): short, so the message stays in view; the last column says it in full."""
     if not alarm.acknowledged:
         return "open"
-    when = alarm.acknowledged_at.astimezone(UTC).strftime("%m-%d %H:%M UTC") if alarm.acknowledged_at else ""
-    return f"acknowledged by {alarm.acknowledged_who} {when}".rstrip()
+    when = alarm.acknowledged_at.astimezone(UTC).strftime("%H:%M") if alarm.acknowledged_at else ""
+    return f"ack {alarm.acknowledged_by or 'unknown'} {when}".rstrip()
 
 
 def open_alarms(alarms: Sequence[AlarmRecord]) -> list[AlarmRecord]:
@@ -39,7 +40,8 @@ def fill(table: DataTable[Any], alarms: Sequence[AlarmRecord], open_style: str) 
     for alarm in alarms:
         when = alarm.created_at.astimezone(UTC).strftime("%m-%d %H:%M:%S") if alarm.created_at else "–"
         state = Text(state_text(alarm), style=open_style if not alarm.acknowledged else "dim")
-        table.add_row(alarm.rule, state, alarm.where, alarm.message or "", when, key=str(alarm.id))
+        table.add_row(alarm.rule, state, alarm.where, alarm.message or "", when,
+                      alarm.status if alarm.acknowledged else "", key=str(alarm.id))
     if highlighted is not None:
         for row, alarm in enumerate(alarms):
             if alarm.id == highlighted:

@@ -6,22 +6,27 @@ refuses it with the sentence every refused action says."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from textual.widgets import DataTable
 
 from babylon_console.core import events
+from babylon_console.core.config import Settings
 from babylon_console.core.events import Event, EventKind
 from babylon_console.core.stats import Figure
 from babylon_console.core.training.alarms import AlarmRule, RaisedAlarm
 from babylon_console.core.training.health import StepHealth
 from babylon_console.core.training.health_store import AlarmRecord, record_alarm, save_health
+from babylon_console.tui.data import ConsoleData
 from babylon_console.tui.state import EngineView
 from babylon_console.tui.widgets.health import HealthStrip
 from babylon_console.tui.widgets.training import TrainingPane
 
-from .conftest import SIZE, plain, training_events, wait_for
+from ..role_logins import logins
+from .conftest import SIZE, FixedClock, plain, training_events, wait_for
 from .test_snapshots import _run_on_fixture_loop, _training_drawn
 
 KEY = "offline:babylon-agent"  # the training key of the console's default settings
@@ -169,6 +174,36 @@ async def test_a_read_only_console_refuses_to_acknowledge(pool: asyncpg.Pool, ma
         await wait_for(lambda: said in app.toasts, what="the refusal")
         assert await pool.fetchval("SELECT acknowledged_at FROM console_alarms WHERE id = $1", record.id) is None
         assert app.main.pane_bar.badges.get("training") == "⚠1"
+
+
+def _as_login(url: str, tmp_path: Path) -> ConsoleData:
+    settings = Settings(database_url=url, data_dir=tmp_path / "data")  # type: ignore[arg-type]
+    return ConsoleData(settings, clock=FixedClock(), label="test database", operator="tester")
+
+
+async def test_the_servers_roles_decide_who_may_acknowledge(pool: asyncpg.Pool, database_url: str, make_app: Any,
+                                                            tmp_path: Path) -> None:
+    record, _ = await raise_alarm(pool)
+    async with logins(database_url) as login:
+        observer = await login("observer")
+        app = make_app(data=_as_login(observer, tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await open_training(app, pilot)
+            await pilot.press("a")  # refused before anything is written, naming the group that may
+            said = (f"Acknowledge alarm: read-only: database role {urlsplit(observer).username} is an observer and "
+                    "may not acknowledge alarms: that needs babylon_operator")
+            await wait_for(lambda: any(t.startswith(said) for t in app.toasts), what="the refusal")
+        assert await pool.fetchval("SELECT acknowledged_at FROM console_alarms WHERE id = $1", record.id) is None
+        operator = await login("operator")
+        app = make_app(data=_as_login(operator, tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await open_training(app, pilot)
+            await wait_for(lambda: app.main.pane_bar.badges.get("training") == "⚠1", what="the badge")
+            await pilot.press("a")
+            await wait_for(lambda: not app.main.pane_bar.badges.get("training"), what="acknowledged")
+    row = await pool.fetchrow("SELECT acknowledged_by, acknowledged_db_role FROM console_alarms WHERE id = $1",
+                              record.id)
+    assert row["acknowledged_by"] == "tester" and row["acknowledged_db_role"] == urlsplit(operator).username
 
 
 async def test_the_acknowledge_key_acts_only_on_the_training_pane(pool: asyncpg.Pool, make_app: Any) -> None:

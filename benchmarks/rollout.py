@@ -13,11 +13,24 @@ and roll back a harmful one automatically, and how fast?
    those rows and acts. Stops at the first verdict: "promote" (N = windows it took) or "rollback"
    (M = windows until the rollout was gone), or after --max-windows.
 3. Printed: N and M (median, max), false rollbacks of the good candidate, false promotions of the
-   harmful one, and the candidate's served share measured from the rows.
+   harmful one, and the candidate's served share measured from the rows; beside them, the windows the
+   previous rule (below) would have needed on the same per-window differences.
+4. Null experiment: --null-rollouts rollouts of two equal models (the step-0 policy in both arms, the
+   same serving rule: the candidate's share of the served agents), simulated window by window without
+   the database, looked at after every window for --null-windows windows. The per-window differences
+   are judged by the gate's own rule (`core.checkpoints.evidence.verdict_of_differences`) and by the
+   previous rule; any promotion or rollback is false. Printed: the false promotion and false rollback
+   rates of each.
 
-Goal: 0 false rollbacks and 0 false promotions over >= 5 seeds; M <= 12 windows.
+The previous rule (the gate before it read an anytime-valid bound, reimplemented here for comparison
+only): the plain 95% Student's t CI after every window from `min_windows` on; "promote" once it stayed
+above zero for 3 consecutive windows, "rollback" the first time it is below zero.
+
+Goal: 0 false rollbacks and 0 false promotions over >= 5 seeds; M <= 12 windows. Null experiment: false
+rates <= 5% each for the gate; its windows to a verdict no more than 1.5x the previous rule's (median).
 
 Run: .venv/bin/python benchmarks/rollout.py [--seeds 5] [--iterations 10] [--max-windows 48]
+     [--null-rollouts 200] [--null-windows 40]
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,23 +53,27 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from babylon_console.core.checkpoints.evidence import ab_readout
-from babylon_console.core.checkpoints.registry import Registry
-from babylon_console.core.config import Settings
+from babylon_console.core.checkpoints.evidence import ab_readout, verdict_of_differences
+from babylon_console.core.checkpoints.registry import Registry, Served
+from babylon_console.core.config import GateSettings, Settings
 from babylon_console.core.engine.loop import Engine
 from babylon_console.core.engine.run_config import EngineConfig
 from babylon_console.core.names import offline_name, parse_offline_name
 from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.simgame.seeding import ensure_agents, prepare_bulk_session, write_window
-from babylon_console.core.simgame.serving import ServedPolicies
+from babylon_console.core.simgame.serving import ServedPolicies, assignment
+from babylon_console.core.stats import paired_difference
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
 from benchmarks import offline_loop
 from benchmarks._common import BENCH_DATA, bench_database
 
 ROLLOUT_SEED_OFFSET = 5000
+NULL_SEED_OFFSET = 9000
 SHARE = 0.5
+PREVIOUS_PROMOTE_AFTER = 3  # the previous rule's default
+LOOSER_ALPHA = 0.10
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -68,6 +86,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--served-agents", type=int, default=16,
                    help="of which served by the registry (the live model, and the candidate's share of them)")
     p.add_argument("--steps", type=int, default=20, help="decisions per agent per window")
+    p.add_argument("--null-rollouts", type=int, default=200, help="null experiment: rollouts of two equal models")
+    p.add_argument("--null-windows", type=int, default=40, help="null experiment: windows looked at per rollout")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="null experiment: processes simulating")
     a = p.parse_args(argv)
     if not 2 <= a.served_agents <= a.agents:
         p.error("--served-agents must be in [2, --agents]")
@@ -95,6 +116,83 @@ def write_reversed(backend: OfflineBackend, good_storage: str, good: LinearSoftm
     path = backend.run_dir(project, name) / "checkpoints" / f"{step:04d}" / "policy.json"
     LinearSoftmaxPolicy(-good.weights, temperature=good.temperature, name=f"{name}:step{step}").save(path)
     return offline_name(project, name, step)
+
+
+def previous_rule(diffs: list[float], gate: GateSettings) -> str:
+    """THE PREVIOUS RULE, for comparison only (the gate no longer uses it): after every window from
+    `min_windows` on, the plain 95% t CI of the per-window differences; "promote" once it has been above
+    zero for 3 consecutive windows, "rollback" the first time it is below zero."""
+    streak = 0
+    verdict = "hold"
+    for t in range(gate.min_windows, len(diffs) + 1):
+        d = paired_difference(diffs[:t])
+        assert d is not None and d.ci_low is not None and d.ci_high is not None
+        streak = streak + 1 if d.ci_low > 0 else 0
+        verdict = "rollback" if d.ci_high < 0 else "promote" if streak >= PREVIOUS_PROMOTE_AFTER else "hold"
+    return verdict
+
+
+def first_verdict(diffs: list[float], judge: Any) -> tuple[str, int]:
+    """(the first "promote" or "rollback" of `judge` looked at after every window, the windows it took);
+    ("none", len(diffs)) when neither came."""
+    for t in range(1, len(diffs) + 1):
+        verdict = judge(diffs[:t])
+        if verdict in ("promote", "rollback"):
+            return verdict, t
+    return "none", len(diffs)
+
+
+def gate_rule(gate: GateSettings) -> Any:
+    return lambda diffs: verdict_of_differences(diffs, gate)[0]
+
+
+def null_differences(policy: LinearSoftmaxPolicy, seed: int, args: argparse.Namespace) -> list[float]:
+    """Per-window differences of one rollout of two equal models: `policy` drives both arms, assigned
+    by the real serving rule (`assignment`); the candidate's mean P&L minus the live arm's."""
+    sim = Simulation(seed=NULL_SEED_OFFSET + seed, n_agents=args.agents, steps_per_window=args.steps,
+                     record_messages=False)
+    served = [Served("live", "live", "live", 1.0), Served("candidate", "candidate", "candidate", SHARE)]
+    arm = {}
+    for index, s in assignment(args.agents, args.served_agents, served):
+        sim.set_policy(index, policy)
+        arm[index] = s.role if s is not None else None
+    diffs = []
+    for i in range(args.null_windows):
+        result = sim.simulate_window(offline_loop.NOW + timedelta(hours=i))
+        pnl = {role: [st.final_pnl for st in result.stats if arm.get(st.agent_index) == role]
+               for role in ("candidate", "live")}
+        diffs.append(statistics.fmean(pnl["candidate"]) - statistics.fmean(pnl["live"]))
+    return diffs
+
+
+def null_experiment(policy: LinearSoftmaxPolicy, gate: GateSettings, args: argparse.Namespace) -> bool:
+    """Prints the false promotion and rollback rates of the gate and of the previous rule; True when
+    the gate's are <= 5% each."""
+    print(f"\nNull experiment: {args.null_rollouts} rollouts of two equal models (the step-0 policy in both arms), "
+          f"looked at after every window for {args.null_windows} windows")
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        rollouts = list(pool.map(null_differences, [policy] * args.null_rollouts, range(args.null_rollouts),
+                                 [args] * args.null_rollouts))
+    spread = statistics.fmean(statistics.stdev(d) for d in rollouts)
+    print(f"  simulated in {time.perf_counter() - t0:.0f} s; per-window difference: mean "
+          f"{statistics.fmean(x for d in rollouts for x in d):+.1f}, sd within a rollout {spread:.1f}")
+    ok = True
+    for label, judge in (("previous rule (plain 95% CI, promote after 3)", lambda d: previous_rule(d, gate)),
+                         (f"the gate at alpha {LOOSER_ALPHA:g} (comparison only)", gate_rule(looser(gate))),
+                         (f"anytime-valid gate (alpha {gate.alpha:g}, horizon {gate.horizon:g}, "
+                          f"promote after {gate.promote_after})", gate_rule(gate))):
+        verdicts = [first_verdict(d, judge)[0] for d in rollouts]
+        promoted, rolled = verdicts.count("promote") / len(verdicts), verdicts.count("rollback") / len(verdicts)
+        print(f"  {label:<62} false promotions {promoted:6.1%}  false rollbacks {rolled:6.1%}")
+        ok = promoted <= 0.05 and rolled <= 0.05  # the gate's, printed last
+    return ok
+
+
+def looser(gate: GateSettings) -> GateSettings:
+    """The gate at LOOSER_ALPHA, printed for comparison: its two-sided guarantee is 10%, so each kind of
+    error is held to 10% (about 5% each when the differences are symmetric), and it decides sooner."""
+    return gate.model_copy(update={"alpha": LOOSER_ALPHA})
 
 
 class _MarketClock:
@@ -127,7 +225,10 @@ async def rollout(seed: int, case: str, live_storage: str, candidate_storage: st
         engine = Engine(pool, EngineConfig(auto_rollback=True), settings=settings)
         await ensure_agents(pool, sim)
         start = offline_loop.NOW
-        verdict, windows, shares = "none", 0, []
+        gate = settings.gate()
+        verdict, windows, shares, decided = "none", 0, [], None
+        previous: tuple[str, int] = ("none", 0)
+        at_looser: tuple[str, int] = ("none", 0)
         async with pool.acquire() as conn:
             await prepare_bulk_session(conn)
         for i in range(args.max_windows):
@@ -136,23 +237,33 @@ async def rollout(seed: int, case: str, live_storage: str, candidate_storage: st
             result = await asyncio.to_thread(sim.simulate_window, start + timedelta(hours=i))
             async with pool.acquire() as conn:
                 await write_window(conn, result)
-            readout = await ab_readout(pool, settings.gate())
+            readout = await ab_readout(pool, gate)
             await engine.watch_rollout()  # the product's path: auto rollback acts on the same evidence
-            windows = i + 1
             if readout.served:
                 shares = [w.served for w in readout.served]
-            if readout.verdict in ("promote", "rollback"):
-                verdict = readout.verdict
+            previous = first_verdict(readout.window_diffs, lambda d: previous_rule(d, gate))
+            at_looser = first_verdict(readout.window_diffs, gate_rule(looser(gate)))
+            if decided is None:
+                windows, decided = i + 1, readout
+                if readout.verdict in ("promote", "rollback"):
+                    verdict = readout.verdict
+                else:
+                    decided = None
+            # after a "promote" the rollout goes on: it runs until the previous rule has decided too
+            if decided is not None and (verdict == "rollback" or previous[0] != "none"):
                 break
+        decided = decided or readout
         rolled_back = await registry.rollout() is None
         if verdict == "rollback" and not rolled_back:
             raise RuntimeError(f"{case} seed {seed}: the gate said rollback but the rollout still runs")
-        diff = readout.difference
+        diff = decided.difference
         return {"seed": seed, "case": case, "verdict": verdict, "windows": windows, "rolled_back": rolled_back,
+                "previous": previous, "looser": at_looser,
                 "served": statistics.fmean(shares) if shares else float("nan"),
                 "diff": diff.mean if diff else float("nan"),
+                "cs": (diff.cs_low, diff.cs_high) if diff and diff.cs_low is not None else None,
                 "ci": (diff.ci_low, diff.ci_high) if diff and diff.ci_low is not None else None,
-                "reason": "; ".join(readout.reasons)}
+                "reason": "; ".join(decided.reasons)}
     finally:
         await pool.close()
 
@@ -170,9 +281,9 @@ async def run(args: argparse.Namespace) -> int:
     backend = OfflineBackend(checkpoint_root(settings.data_dir, "offline"))
     gate = settings.gate()
     print("Rollout benchmark: live A/B evidence, gate and automatic rollback (offline backend, simulated market)")
-    print(f"  gate: >= {gate.min_windows} paired windows; promote once the 95% CI of candidate - live P&L stays "
-          f"above zero for {gate.promote_after} windows; roll back when it is below zero or drawdown > "
-          f"{gate.max_drawdown:.0%}")
+    print(f"  gate: >= {gate.min_windows} paired windows; promote once the anytime-valid {1 - gate.alpha:.0%} "
+          f"confidence sequence of candidate - live P&L (horizon {gate.horizon:g} windows) is above zero for "
+          f"{gate.promote_after} window(s); roll back when it is below zero or drawdown > {gate.max_drawdown:.0%}")
     print(f"  rollouts: {args.seeds} seeds x (good, harmful), {SHARE:.0%} A/B, {args.agents} agents of which "
           f"{args.served_agents} served by the registry, {args.steps} steps, at most {args.max_windows} windows")
     print(f"\nTraining the good checkpoint ({args.iterations} rounds, the offline loop's training):")
@@ -188,31 +299,49 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  harmful = {harmful_storage} (the good policy's weights negated)")
 
     rows = []
-    print(f"\n  {'seed':>4} {'case':<8} {'verdict':<9} {'windows':>7} {'served':>7} {'diff':>9} {'95% CI':>20}  why")
+    print(f"\n  {'seed':>4} {'case':<8} {'verdict':<9} {'windows':>7} {'previous':>15} {'served':>7} {'diff':>9} "
+          f"{'anytime-valid':>20} {'plain 95% CI':>20}")
     for seed in range(args.seeds):
         for case, storage in (("good", good_storage), ("harmful", harmful_storage)):
             r = await rollout(seed, case, live_storage, storage, settings, args)
             rows.append(r)
+            cs = f"[{r['cs'][0]:+8.1f}, {r['cs'][1]:+8.1f}]" if r["cs"] else "unbounded"
             ci = f"[{r['ci'][0]:+8.1f}, {r['ci'][1]:+8.1f}]" if r["ci"] else ""
-            print(f"  {seed:>4} {case:<8} {r['verdict']:<9} {r['windows']:>7} {r['served']:>6.0%} "
-                  f"{r['diff']:>+9.1f} {ci:>20}  {r['reason'][:70]}", flush=True)
+            prev = f"{r['previous'][0]} {r['previous'][1]}" if r["previous"][0] != "none" else "none yet"
+            print(f"  {seed:>4} {case:<8} {r['verdict']:<9} {r['windows']:>7} {prev:>15} {r['served']:>6.0%} "
+                  f"{r['diff']:>+9.1f} {cs:>20} {ci:>20}", flush=True)
     good_rows = [r for r in rows if r["case"] == "good"]
     bad_rows = [r for r in rows if r["case"] == "harmful"]
     n = [r["windows"] for r in good_rows if r["verdict"] == "promote"]
     m = [r["windows"] for r in bad_rows if r["verdict"] == "rollback"]
+    n_prev = [r["previous"][1] for r in good_rows if r["previous"][0] == "promote"]
+    m_prev = [r["previous"][1] for r in bad_rows if r["previous"][0] == "rollback"]
+    n_loose = [r["looser"][1] for r in good_rows if r["looser"][0] == "promote"]
+    m_loose = [r["looser"][1] for r in bad_rows if r["looser"][0] == "rollback"]
     false_rollbacks = sum(r["verdict"] == "rollback" for r in good_rows)
     false_promotes = sum(r["verdict"] == "promote" for r in bad_rows)
     served = statistics.fmean(r["served"] for r in rows)
     print(f"\n  good checkpoint reaches 'promote' in N windows: {summary(n)} ({len(n)} of {len(good_rows)} seeds; "
-          f"{sum(r['verdict'] == 'none' for r in good_rows)} without a verdict in {args.max_windows})")
-    print(f"  harmful checkpoint rolled back automatically in M windows: {summary(m)} ({len(m)} of {len(bad_rows)})")
+          f"{sum(r['verdict'] == 'none' for r in good_rows)} without a verdict in {args.max_windows}); "
+          f"previous rule: {summary(n_prev)} ({len(n_prev)} of {len(good_rows)})")
+    print(f"  harmful checkpoint rolled back automatically in M windows: {summary(m)} ({len(m)} of {len(bad_rows)}); "
+          f"previous rule: {summary(m_prev)} ({len(m_prev)} of {len(bad_rows)}, counted until the gate rolled back)")
+    print(f"  the gate at alpha {LOOSER_ALPHA:g} on the same differences (comparison only, P&L alone): promote "
+          f"{summary(n_loose)} ({len(n_loose)} of {len(good_rows)}), rollback {summary(m_loose)} "
+          f"({len(m_loose)} of {len(bad_rows)})")
     print(f"  false rollbacks (good): {false_rollbacks}/{len(good_rows)}; false promotions (harmful): "
           f"{false_promotes}/{len(bad_rows)}")
     print(f"  candidate's served share measured from the rows: {served:.1%} (asked {SHARE:.0%})")
     ok = not false_rollbacks and not false_promotes and len(m) == len(bad_rows) and max(m, default=99) <= 12
-    print(f"  goal (0 false rollbacks, 0 false promotions, M <= 12): {'met' if ok else 'NOT met'}; "
-          f"{time.perf_counter() - started:.0f} s")
-    return 0 if ok else 1
+    print(f"  goal (0 false rollbacks, 0 false promotions, M <= 12): {'met' if ok else 'NOT met'}")
+    ratios = {name: statistics.median(new) / statistics.median(old)
+              for name, new, old in (("promote", n, n_prev), ("rollback", m, m_prev)) if new and old}
+    null_ok = null_experiment(backend.load_policy(live_storage), gate, args)
+    fast = len(ratios) == 2 and all(r <= 1.5 for r in ratios.values())
+    print(f"  goal (gate's false rates <= 5% each; median windows to a verdict <= 1.5x the previous rule's: "
+          f"{', '.join(f'{k} {r:.2f}x' for k, r in ratios.items()) or 'n/a'}): "
+          f"{'met' if null_ok and fast else 'NOT met'}; {time.perf_counter() - started:.0f} s")
+    return 0 if ok and null_ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

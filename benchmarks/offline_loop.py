@@ -53,6 +53,7 @@ from babylon_console.core.sim.simulation import Simulation, WindowResult
 from babylon_console.core.simgame.seeding import seed_history
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
+from babylon_console.core.training.judges import Judge
 from benchmarks._common import BENCH_DATA, bench_database
 
 DB_NAME = "bench_offline_loop"
@@ -126,7 +127,7 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 
 
 async def train_rounds(pool: asyncpg.Pool, settings: Settings, backend: OfflineBackend,
-                       args: argparse.Namespace) -> list[dict[str, Any]]:
+                       args: argparse.Namespace, judge: Judge | None = None) -> list[dict[str, Any]]:
     k, w = args.iterations, args.windows_per_iteration
     sim = Simulation(seed=args.seed, n_agents=args.agents, steps_per_window=args.steps,
                      n_prediction_markets=args.prediction_markets)
@@ -155,7 +156,7 @@ async def train_rounds(pool: asyncpg.Pool, settings: Settings, backend: OfflineB
         await seed_history(pool, sim, w, base + timedelta(hours=(r + 1) * w), progress=keep)
         t_sim = time.perf_counter() - t0
         t0 = time.perf_counter()
-        engine = Engine(pool, config, settings=settings, clock=FixedClock(NOW))
+        engine = Engine(pool, config, settings=settings, clock=FixedClock(NOW), judge=judge)
         summary = await engine.run()
         t_train = time.perf_counter() - t0
         if summary.state is not EngineState.STOPPED or len(summary.steps) != 1 or summary.windows_failed:

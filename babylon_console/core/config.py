@@ -6,7 +6,8 @@ Secrets are `SecretStr`, so they print as `**********` in every repr, log line a
 The training engine's tunables are declared once, in `EngineSettings`: `Settings` reads them from
 the environment (their `BABYLON_*` names), the engine's per-run `EngineConfig` takes them by field
 name. The rollout gate's settings (`GateSettings`), the training health alarms' (`AlarmSettings`)
-and a window's readiness criteria (`ReadinessCriteria`) are declared here too. This module imports nothing of the project.
+and a window's readiness criteria (`ReadinessCriteria`) are declared here too. This module imports
+nothing of the project.
 """
 
 from __future__ import annotations

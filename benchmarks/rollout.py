@@ -268,6 +268,18 @@ async def rollout(seed: int, case: str, live_storage: str, candidate_storage: st
         await pool.close()
 
 
+def slowdown(cases: list[dict[str, Any]], verdict: str, max_windows: int) -> float | None:
+    """Median windows the gate needed for `verdict` over the previous rule's median, on the seeds where
+    the previous rule could be watched to a verdict or to the end (not those the gate ended first on
+    other grounds, e.g. drawdown); a seed without the verdict counts as `max_windows`."""
+    pairs = [(r["windows"] if r["verdict"] == verdict else max_windows,
+              r["previous"][1] if r["previous"][0] == verdict else max_windows)
+             for r in cases if r["previous"][0] != "none" or r["windows"] >= max_windows]
+    if not pairs:
+        return None
+    return statistics.median(p[0] for p in pairs) / statistics.median(p[1] for p in pairs)
+
+
 def summary(values: list[int]) -> str:
     return f"median {statistics.median(values):g}, max {max(values)}" if values else "none"
 
@@ -334,12 +346,13 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  candidate's served share measured from the rows: {served:.1%} (asked {SHARE:.0%})")
     ok = not false_rollbacks and not false_promotes and len(m) == len(bad_rows) and max(m, default=99) <= 12
     print(f"  goal (0 false rollbacks, 0 false promotions, M <= 12): {'met' if ok else 'NOT met'}")
-    ratios = {name: statistics.median(new) / statistics.median(old)
-              for name, new, old in (("promote", n, n_prev), ("rollback", m, m_prev)) if new and old}
+    ratios = {name: slowdown(cases, name, args.max_windows) for name, cases in (("promote", good_rows),
+                                                                                ("rollback", bad_rows))}
     null_ok = null_experiment(backend.load_policy(live_storage), gate, args)
-    fast = len(ratios) == 2 and all(r <= 1.5 for r in ratios.values())
-    print(f"  goal (gate's false rates <= 5% each; median windows to a verdict <= 1.5x the previous rule's: "
-          f"{', '.join(f'{k} {r:.2f}x' for k, r in ratios.items()) or 'n/a'}): "
+    fast = all(r is not None and r <= 1.5 for r in ratios.values())
+    print(f"  goal (gate's false rates <= 5% each; median windows to a verdict <= 1.5x the previous rule's, per "
+          f"seed, no verdict counted as {args.max_windows}: "
+          f"{', '.join(f'{k} {r:.2f}x' if r is not None else f'{k} n/a' for k, r in ratios.items())}): "
           f"{'met' if null_ok and fast else 'NOT met'}; {time.perf_counter() - started:.0f} s")
     return 0 if ok and null_ok else 1
 

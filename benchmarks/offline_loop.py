@@ -134,7 +134,7 @@ async def train_rounds(pool: asyncpg.Pool, settings: Settings, backend: OfflineB
     policy_idx = list(range(args.agents - args.policy_agents, args.agents))
     config = EngineConfig(
         iterations=1, windows_per_iteration=w, max_per_group=args.agents, lookback_hours=k * w + 48,
-        learning_rate=args.learning_rate, seed=args.seed,
+        learning_rate=args.learning_rate, seed=args.seed, pause_on_alarm=getattr(args, "pause_on_alarm", False),
     )
     base = NOW - timedelta(hours=k * w + 1)  # the last round's windows close an hour before NOW
     storage: str | None = None  # the newest checkpoint's inference name; None: step 0

@@ -93,11 +93,11 @@ async def test_a_judge_that_disagrees_with_the_market_pauses_the_engine(pool: as
         assert "judge_disagrees" in paused and "alarm" in paused
         # resumed while the judge still disagrees: the standing alarm does not pause the engine again
         engine.resume()
-        for _ in range(600):
-            if engine.summary.steps[-1] == 3:
+        for _ in range(600):  # step 3's health is stored after its registration
+            history = await health_store.health_history(pool, engine.config.training_key)
+            if history and history[-1].step == 3:
                 break
             await asyncio.sleep(0.05)
-        history = await health_store.health_history(pool, engine.config.training_key)
         assert history[-1].step == 3 and history[-1].rank_correlation_rolling.value < -0.5
         await asyncio.sleep(0.5)
         assert engine.state is EngineState.RUNNING
@@ -135,3 +135,25 @@ async def test_a_failing_health_check_warns_and_keeps_the_step(pool: asyncpg.Poo
     assert summary.steps == [1] and summary.state is EngineState.STOPPED
     messages = [r[0] for r in await pool.fetch("SELECT payload->>'message' FROM console_events WHERE kind = 'warning'")]
     assert any("health of step 1 not checked" in m and "figures out of order" in m for m in messages)
+
+
+async def test_a_pause_in_the_last_iteration_holds_the_run_until_it_is_resumed(pool: asyncpg.Pool,
+                                                                                tmp_path: Path) -> None:
+    await _seed(pool, windows=4)
+    engine = _engine(pool, tmp_path, UpsideDownJudge(), iterations=2, pause_on_alarm=True)
+    task = asyncio.create_task(engine.run())
+    try:
+        for _ in range(600):
+            if engine.state is EngineState.PAUSED:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.state is EngineState.PAUSED and engine.summary.steps == [1, 2]
+        await asyncio.sleep(0.5)  # its two iterations are done; paused, it does not finish on its own
+        assert not task.done() and engine.state is EngineState.PAUSED
+        engine.resume()
+        summary = await asyncio.wait_for(task, 30)
+        assert summary.state is EngineState.STOPPED and summary.steps == [1, 2]
+    finally:
+        engine.stop()
+        if not task.done():
+            await asyncio.wait_for(task, 30)

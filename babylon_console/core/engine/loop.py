@@ -248,9 +248,13 @@ class Engine:
                 continue
             if trained is None:  # nothing ready
                 if self.config.iterations is not None:
+                    await self._checkpoint()  # paused meanwhile: an operator's word ends the pause, not the count
                     return "no ready windows"
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.config.poll_seconds)
+        # paused in the last iteration (an operator, or an alarm with pause_on_alarm): the run holds until
+        # resumed or stopped, as it would before another iteration
+        await self._checkpoint()
         return "finished"
 
     async def _iteration(self) -> bool | None:

@@ -25,7 +25,8 @@ class PairedDifference(BaseModel):
     ci_low: float | None  # None with a single window: no interval yet
     ci_high: float | None  # plain 95% t interval: valid for one look, not under repeated looks
     win_rate: float  # windows where the candidate's mean P&L beat the live arm's
-    # the anytime-valid interval (`confidence_sequence`): valid at every look; None while still unbounded
+    # the anytime-valid bounds (`anytime_bounds`): each a one-sided (1 - cs_alpha) bound valid at every look;
+    # None while still unbounded
     cs_low: float | None = None
     cs_high: float | None = None
     cs_alpha: float = 0.05
@@ -45,8 +46,8 @@ class PairedDifference(BaseModel):
 
 
 def paired_difference(diffs: list[float], *, alpha: float = 0.05, horizon: float = 10.0) -> PairedDifference | None:
-    """Mean of per-window differences with a 95% t interval and the anytime-valid (1 - `alpha`) interval
-    of `confidence_sequence` tuned to `horizon` windows (None: no window)."""
+    """Mean of per-window differences with a 95% t interval and the anytime-valid bounds of `anytime_bounds`
+    (each one-sided at `alpha`) tuned to `horizon` windows (None: no window)."""
     if not diffs:
         return None
     mean = statistics.fmean(diffs)
@@ -54,7 +55,7 @@ def paired_difference(diffs: list[float], *, alpha: float = 0.05, horizon: float
         return PairedDifference(windows=1, mean=mean, ci_low=None, ci_high=None, win_rate=float(diffs[0] > 0),
                                 cs_alpha=alpha)
     half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    cs = confidence_sequence(diffs, alpha=alpha, horizon=horizon)
+    cs = anytime_bounds(diffs, alpha=alpha, horizon=horizon)
     return PairedDifference(windows=len(diffs), mean=mean, ci_low=mean - half, ci_high=mean + half,
                             win_rate=sum(d > 0 for d in diffs) / len(diffs), cs_low=cs[0] if cs else None,
                             cs_high=cs[1] if cs else None, cs_alpha=alpha)
@@ -164,3 +165,21 @@ def confidence_sequence(diffs: list[float], *, alpha: float = 0.05, horizon: flo
     squares = math.fsum((d - mean) ** 2 for d in diffs)  # (t - 1) * sample variance
     half = math.sqrt(reach * squares / (t * (t - reach)))
     return mean - half, mean + half
+
+
+def one_sided_level(alpha: float) -> float:
+    """The two-sided level whose sequence, read one side at a time, errs on each side with probability <= alpha.
+
+    The mixture splits into its halves over positive and negative effects, M = (M+ + M-) / 2, each a
+    nonnegative martingale of mean 1 under the null. While the mean is above mu, every negative effect's
+    likelihood ratio is <= 1 (its exponent is negative), so M- <= 1; M >= (1 + alpha) / (2 alpha) then gives
+    M+ >= 1 / alpha, which by Ville's inequality happens with probability <= alpha. The lower bound alone
+    (promote) and the upper bound alone (roll back) each hold at alpha, without assuming symmetric differences,
+    where reading both sides of one sequence at alpha spends alpha / 2 on each."""
+    return 2 * alpha / (1 + alpha)
+
+
+def anytime_bounds(diffs: list[float], *, alpha: float = 0.05, horizon: float = 10.0) -> tuple[float, float] | None:
+    """(lower, upper): each a one-sided anytime-valid (1 - alpha) bound for the mean of `diffs` (see
+    `one_sided_level`); None while unbounded."""
+    return confidence_sequence(diffs, alpha=one_sided_level(alpha), horizon=horizon)

@@ -13,7 +13,13 @@ from babylon_console.core.checkpoints.evaluation import EvalResult
 from babylon_console.core.checkpoints.evidence import _Row, readout_from_rows, verdict_of_differences
 from babylon_console.core.checkpoints.promotion import contrary
 from babylon_console.core.config import GateSettings, Settings
-from babylon_console.core.stats import confidence_sequence, mixture_precision, paired_difference
+from babylon_console.core.stats import (
+    anytime_bounds,
+    confidence_sequence,
+    mixture_precision,
+    one_sided_level,
+    paired_difference,
+)
 
 GATE = GateSettings(min_windows=3, promote_after=1)
 LIVE = ("m-live", "offline://p/run:step1")
@@ -76,6 +82,58 @@ def test_it_is_unbounded_until_the_windows_can_say_anything() -> None:
     assert wide is not None and narrow is not None and narrow[0] > wide[0] and narrow[1] < wide[1]
 
 
+
+def _side_rates(draw, bounds, sequences: int = 2000, looks: int = 40, first: int = 3) -> tuple[float, float]:
+    """(share of null sequences whose first crossing of zero is by the lower bound, by the upper bound),
+    `bounds` looked at after every step from `first` on: the gate's false promotion and false rollback rates."""
+    rnd = random.Random(11)
+    above = below = 0
+    for _ in range(sequences):
+        xs: list[float] = []
+        for _ in range(looks):
+            xs.append(draw(rnd))
+            b = bounds(xs) if len(xs) >= first else None
+            if b is not None and (b[0] > 0 or b[1] < 0):
+                above, below = above + (b[0] > 0), below + (b[1] < 0)
+                break
+    return above / sequences, below / sequences
+
+
+def test_each_one_sided_bound_errs_at_most_alpha_under_the_null() -> None:
+    promote, rollback = _side_rates(lambda r: r.gauss(0, 3), anytime_bounds)
+    assert promote <= 0.05 and rollback <= 0.05
+    # each side spends its own alpha, where both sides of one two-sided sequence at alpha spent half of it each
+    both = _side_rates(lambda r: r.gauss(0, 3), lambda xs: confidence_sequence(xs))
+    assert promote + rollback > 1.5 * sum(both)
+    # an invalid method fails the same check: the plain one-sided 95% t bound looked at every step
+    plain = _side_rates(lambda r: r.gauss(0, 3), lambda xs: (lambda d: (d.ci_low, d.ci_high))(paired_difference(
+        xs)), sequences=500)
+    assert max(plain) > 0.08
+
+
+def _upper_half(xs: list[float], mu: float, c2: float) -> float:
+    """M+ of the mixture's positive effects at `mu`, by numerical integration over the scale (see
+    `one_sided_level`): 2 sqrt(c2 / (t + c2)) E_s[exp(s^2 S^2 / (2 (t + c2))) Phi(s S / sqrt(t + c2))] with
+    s^(t-1) exp(-s^2 Q / 2) the scale's density."""
+    t = len(xs)
+    s_sum, q = sum(x - mu for x in xs), sum((x - mu) ** 2 for x in xs)
+    grid = [i / 20000 * 12 / math.sqrt(q / t) for i in range(1, 20001)]
+    log_density = [(t - 1) * math.log(s) - s * s * q / 2 for s in grid]
+    top = max(log_density)
+    weights = [math.exp(v - top) for v in log_density]
+    ratio = [math.exp(s * s * s_sum * s_sum / (2 * (t + c2)) + v - top) *
+             0.5 * math.erfc(-s * s_sum / math.sqrt(2 * (t + c2))) for s, v in zip(grid, log_density, strict=True)]
+    return 2 * math.sqrt(c2 / (t + c2)) * sum(ratio) / sum(weights)
+
+
+def test_the_one_sided_bound_is_where_the_positive_half_reaches_one_over_alpha_or_beyond() -> None:
+    xs = [1.3, -0.4, 2.2, 0.9, 1.7, 0.1, 1.1, 2.5]
+    low, high = anytime_bounds(xs, alpha=0.05, horizon=10)  # type: ignore[misc]
+    c2 = mixture_precision(one_sided_level(0.05), 10)
+    assert _upper_half(xs, low, c2) >= 1 / 0.05  # Ville at alpha for the lower bound alone
+    assert _upper_half([-x for x in xs], -high, c2) >= 1 / 0.05  # and for the upper bound alone
+    two_sided = confidence_sequence(xs, alpha=0.05, horizon=10)
+    assert two_sided is not None and two_sided[0] < low and high < two_sided[1]
 
 def _draws(seed: int, n: int) -> list[float]:
     rnd = random.Random(seed)
@@ -150,7 +208,7 @@ def test_an_evaluation_stored_before_the_bound_gets_it_from_its_window_differenc
     stored = _evaluation().model_dump(exclude={"cs_low", "cs_high", "cs_alpha"})
     stored["window_diffs"] = [-10.0, -10.5, -9.5, -10.2, -9.8, -10.1]
     result = EvalResult.model_validate(stored)
-    expected = confidence_sequence(stored["window_diffs"])
+    expected = anytime_bounds(stored["window_diffs"])
     assert expected is not None and (result.cs_low, result.cs_high) == pytest.approx(expected)
     assert result.below_zero
 

@@ -5,7 +5,7 @@ Offline checkpoints (`offline://...`): each held-out window's market is replayed
 from the seed the rows record (prices and resolutions depend only on the seed and the hour, so the
 replay is that window's market), once with every agent driven by each model, with the same seed for
 both arms. Per window: the mean P&L of model A's agents minus model B's; the result is the mean of
-those differences with the gate's anytime-valid confidence sequence (`core.stats.confidence_sequence`,
+those differences with the gate's anytime-valid bounds (`core.stats.anytime_bounds`, one-sided each,
 the bound the verdict reads: evaluations are run again and again, every k-th checkpoint, and read
 each time) and the plain 95% CI paired by window (Student's t, shown for reference), and the share of
 windows A won. Results are stored in `console_evaluations`.
@@ -41,7 +41,7 @@ from ..errors import InvalidInput, Refused
 from ..game.store import GameStore
 from ..game.windows import held_out, parse_window_id
 from ..jsonvalue import decoded
-from ..stats import confidence_sequence, paired_difference
+from ..stats import anytime_bounds, paired_difference
 from .holdout import NO_HOLDOUT
 from .registry import CheckpointRow, checkpoint_row, live_model_id
 
@@ -111,7 +111,7 @@ class EvalResult(BaseModel):
         recorded = isinstance(data, dict) and any(k in data for k in ("cs_alpha", "cs_low", "cs_high"))
         if isinstance(data, dict) and not recorded and len(data.get("window_diffs") or []) >= 2:
             gate = GateSettings()
-            cs = confidence_sequence([float(d) for d in data["window_diffs"]], alpha=gate.alpha, horizon=gate.horizon)
+            cs = anytime_bounds([float(d) for d in data["window_diffs"]], alpha=gate.alpha, horizon=gate.horizon)
             data = {**data, "cs_alpha": gate.alpha, "cs_low": cs[0] if cs else None, "cs_high": cs[1] if cs else None}
         return data
 

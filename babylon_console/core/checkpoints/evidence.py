@@ -9,7 +9,7 @@ names none. Otherwise by the model named in the call (`llm_call_logs.model`) mat
 `trained_models."storagePath"` of the live model and of the rollout's candidate. A trajectory's arm
 is the checkpoint that served most of its calls. Windows where both arms traded are paired: per
 window, the candidate's mean P&L minus the live arm's; the readout is the mean of those
-differences with its anytime-valid confidence sequence (`core.stats.confidence_sequence`) and the
+differences with its anytime-valid bounds (`core.stats.anytime_bounds`) and the
 plain 95% confidence interval (Student's t over windows, shown for reference), the share of windows the
 candidate won, and per arm the agents, windows, mean P&L, win rate (trajectories with P&L > 0),
 judge score and drawdown.
@@ -27,9 +27,11 @@ opened at or after it started by the database's clock count (every counted windo
 started, and none mixes the previous serving): a re-promotion starts at 0 paired windows.
 
 The gate looks after every window, so it reads a bound that stays valid when looked at again and
-again: the (1 - `alpha`) confidence sequence of the mean difference, the normal mixture boundary in its
-Student-t form (Howard et al. 2021, Ann. Statist.; Lai 1976; see `core.stats`), tuned to be narrowest
-near `horizon` windows. The plain 95% CI, looked at every window, would clear zero by chance in
+again: the confidence sequence of the mean difference, the normal mixture boundary in its Student-t form
+(Howard et al. 2021, Ann. Statist.; Lai 1976; see `core.stats`), tuned to be narrowest near `horizon`
+windows, read one side per decision (`core.stats.anytime_bounds`): promotion reads the lower bound and
+rollback the upper bound, each a one-sided (1 - `alpha`) bound, so each kind of error is held to `alpha`
+on its own. The plain 95% CI, looked at every window, would clear zero by chance in
 about a quarter of rollouts of two equal models over 40 windows (`benchmarks/rollout.py`).
 "promote" once the sequence's lower bound has stayed above zero for `promote_after` consecutive
 windows (default 1: the sequence holds at every look, so acting on its first crossing keeps the
@@ -55,7 +57,7 @@ from ..config import GateSettings
 from ..game.store import GameStore
 from ..game.windows import WINDOW_LENGTH, window_id_for, window_start_of
 from ..jsonvalue import json_object
-from ..stats import PairedDifference, confidence_sequence, paired_difference
+from ..stats import PairedDifference, anytime_bounds, paired_difference
 from .registry import Served, last_ended_rollouts, named_checkpoints, rollout_start, serving
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
@@ -438,7 +440,7 @@ def streak_above_zero(diffs: list[float], gate: GateSettings) -> int:
     lower bound over the windows up to them was above zero."""
     streak = 0
     for t in range(gate.min_windows, len(diffs) + 1):
-        cs = confidence_sequence(diffs[:t], alpha=gate.alpha, horizon=gate.horizon)
+        cs = anytime_bounds(diffs[:t], alpha=gate.alpha, horizon=gate.horizon)
         streak = streak + 1 if cs is not None and cs[0] > 0 else 0
     return streak
 

@@ -24,9 +24,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .jsonvalue import decoded
+from .jsonvalue import decoded, lenient_validate
 
 if TYPE_CHECKING:  # asyncpg is imported where the database is used: the console paints before it loads
     import asyncpg
@@ -76,40 +76,13 @@ class EventData(BaseModel):
         (after pydantic's usual coercions: "3" -> 3) falls back to the field's default; in a dict or
         a list only the entry that does not fit is dropped."""
         data = {k: v for k, v in payload.items() if k in cls.model_fields}
-        while True:
-            try:
-                return cls.model_validate(data)
-            except ValidationError as exc:
-                if not _drop_misfits(data, exc):  # cannot happen with defaults everywhere: never raise
-                    return cls()
+        # with a default for every field nothing is left unread; cls() is the fallback that cannot happen
+        return lenient_validate(cls, data) or cls()
 
     @property
     def summary(self) -> str:
         """One line for logs and the console's event tail."""
         return self.message or self.kind.value.replace("_", " ")
-
-
-def _drop_misfits(data: dict[str, Any], exc: ValidationError) -> bool:
-    """Remove from `data` what `exc` complains about: an entry of a dict or list field, else the
-    whole field. False when nothing could be removed."""
-    entries: dict[str, set[Any]] = {}
-    for error in exc.errors(include_url=False):
-        loc = error["loc"]
-        if loc and loc[0] in data:
-            value = data[loc[0]]
-            sub = loc[1] if len(loc) > 1 else None
-            nested = ((isinstance(value, dict) and sub in value)
-                      or (isinstance(value, list) and isinstance(sub, int) and 0 <= sub < len(value)))
-            entries.setdefault(str(loc[0]), set()).add(sub if nested else None)
-    for key, bad in entries.items():
-        value = data[key]
-        if None in bad:
-            del data[key]
-        elif isinstance(value, dict):
-            data[key] = {k: v for k, v in value.items() if k not in bad}
-        else:
-            data[key] = [v for i, v in enumerate(value) if i not in bad]
-    return bool(entries)
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -51,6 +51,14 @@ async def _seed(pool: asyncpg.Pool, windows: int) -> None:
     await seed_history(pool, Simulation(seed=5, n_agents=7, steps_per_window=6), windows=windows, now=NOW)
 
 
+async def _paused(engine: Engine) -> None:
+    """Until the engine has paused (30 s at most)."""
+    for _ in range(600):
+        if engine.state is EngineState.PAUSED:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_every_step_stores_its_health_and_an_honest_judge_raises_nothing(
         pool: asyncpg.Pool, tmp_path: Path) -> None:
     await _seed(pool, windows=6)
@@ -72,10 +80,7 @@ async def test_a_judge_that_disagrees_with_the_market_pauses_the_engine(pool: as
     engine = _engine(pool, tmp_path, UpsideDownJudge(), iterations=None, poll_seconds=0.05, pause_on_alarm=True)
     task = asyncio.create_task(engine.run())
     try:
-        for _ in range(600):
-            if engine.state is EngineState.PAUSED:
-                break
-            await asyncio.sleep(0.05)
+        await _paused(engine)
         assert engine.state is EngineState.PAUSED
         # four windows: the rolling correlation's minimum, reached at step 2
         assert engine.summary.steps == [2] or engine.summary.steps == [1, 2]
@@ -143,10 +148,7 @@ async def test_a_pause_in_the_last_iteration_holds_the_run_until_it_is_resumed(p
     engine = _engine(pool, tmp_path, UpsideDownJudge(), iterations=2, pause_on_alarm=True)
     task = asyncio.create_task(engine.run())
     try:
-        for _ in range(600):
-            if engine.state is EngineState.PAUSED:
-                break
-            await asyncio.sleep(0.05)
+        await _paused(engine)
         assert engine.state is EngineState.PAUSED and engine.summary.steps == [1, 2]
         await asyncio.sleep(0.5)  # its two iterations are done; paused, it does not finish on its own
         assert not task.done() and engine.state is EngineState.PAUSED

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .. import events
 from ..errors import ErrorKind, Failed, Refused
-from ..jsonvalue import decoded
+from ..jsonvalue import decoded, lenient_validate
 from ..stats import Figure
 from .health import StepHealth
 
@@ -154,31 +154,6 @@ async def record_alarm(conn: asyncpg.Connection | asyncpg.Pool, alarm: RaisedAla
 _FIGURES = frozenset(name for name, field in StepHealth.model_fields.items() if field.annotation in (Figure, "Figure"))
 
 
-def _repair(data: dict[str, Any], exc: ValidationError) -> bool:
-    """Remove or replace in `data` what `exc` complains about: a figure becomes missing (unreadable),
-    an entry of a list or dict is dropped, any other field falls back to its default. False when
-    nothing could be changed."""
-    bad: dict[str, set[Any]] = {}  # field -> the entries that do not fit (None: the whole field)
-    for error in exc.errors(include_url=False):
-        loc = error["loc"]
-        if loc and loc[0] in data:
-            value, sub = data[loc[0]], loc[1] if len(loc) > 1 else None
-            nested = ((isinstance(value, dict) and sub in value)
-                      or (isinstance(value, list) and isinstance(sub, int) and 0 <= sub < len(value)))
-            bad.setdefault(str(loc[0]), set()).add(sub if nested and str(loc[0]) not in _FIGURES else None)
-    for key, entries in bad.items():
-        value = data[key]
-        if key in _FIGURES:
-            data[key] = Figure.lacking(UNREADABLE).model_dump()
-        elif None in entries:
-            del data[key]
-        elif isinstance(value, dict):
-            data[key] = {k: v for k, v in value.items() if k not in entries}
-        else:
-            data[key] = [v for i, v in enumerate(value) if i not in entries]
-    return bool(bad)
-
-
 def read_health(row: Any) -> StepHealth | None:
     """One stored row as StepHealth, as far as it reads; None when its JSON is no object at all.
     The row's columns (model, step, run, time) are authoritative over the JSON."""
@@ -187,13 +162,8 @@ def read_health(row: Any) -> StepHealth | None:
         return None
     data = {**data, "model_name": row["model_name"], "step": row["step"], "run_id": row["run_id"],
             "created_at": row["created_at"]}
-    for _ in range(len(data) + 64):  # each pass removes or replaces at least one misfit
-        try:
-            return StepHealth.model_validate(data)
-        except ValidationError as exc:
-            if not _repair(data, exc):
-                break
-    return None
+    # a figure that does not read is missing, and says so; any other misfit falls back to its default
+    return lenient_validate(StepHealth, data, whole=dict.fromkeys(_FIGURES, Figure.lacking(UNREADABLE).model_dump()))
 
 
 async def health_history(pool: asyncpg.Pool | asyncpg.Connection, model_name: str | None = None, *,

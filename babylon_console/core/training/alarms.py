@@ -133,9 +133,9 @@ def judge_disagrees(history: Sequence[StepHealth], s: AlarmSettings) -> RaisedAl
     return RaisedAlarm(rule=AlarmRule.judge_disagrees, step=now.step,
                        figures={"rolling": rolling, "step": now.rank_correlation.value},
                        threshold=s.min_rank_correlation,
-                       message=f"the judge's scores and realised P&L rank the agents alike only {rolling:+.2f} "
-                               f"(Spearman, rolling mean over the recent windows) at step {now.step} (alarm below "
-                               f"{s.min_rank_correlation:+.2f})")
+                       message=f"judge vs realised P&L rank correlation {rolling:+.2f} at step {now.step}, below "
+                               f"{s.min_rank_correlation:+.2f} (Spearman, rolling mean over the recent windows): the "
+                               "judge does not rank the agents as the market paid them")
 
 
 def judge_diverges(history: Sequence[StepHealth], s: AlarmSettings) -> RaisedAlarm | None:

@@ -406,7 +406,9 @@ class TrainingPane(Pane):
         if here and engine_state in ("running", "paused") and view.stage:
             line1.append(f" · stage {view.stage}")
         elif run is not None and run.active and run.stage:
-            line1.append(f" · stage {run.stage} for {_secs(run.stage_age_s or 0.0)}")
+            # paused, a run waits for an operator, not on its stage: how long it sat there says nothing
+            line1.append(f" · stage {run.stage}" if engine_state == "paused"
+                         else f" · stage {run.stage} for {_secs(run.stage_age_s or 0.0)}")
         if run is not None and run.liveness in ("stale", "dead"):
             line1.append(f" · {run.liveness.upper()}: last heartbeat {_secs(run.heartbeat_age_s or 0.0)} ago",
                          style=theme_color(self.app, "error" if run.liveness == "dead" else "warning"))
@@ -427,7 +429,10 @@ class TrainingPane(Pane):
             line2 = Text(f"the engine paused itself on an alarm: {s.paused_on_alarm} · a acknowledges it, "
                          "space resumes",
                          style=f"bold {theme_color(self.app, 'error')}".strip())
-        self.query_one("#training-status", Static).update(Text("\n").join([line1, line2]))
+        # two rows, each cut with an ellipsis rather than wrapped: a long first line must never push the
+        # second (the ETA, or why the engine paused) out of the pane
+        status = Text("\n", no_wrap=True, overflow="ellipsis").join([line1, line2])
+        self.query_one("#training-status", Static).update(status)
 
     def _draw_judging(self) -> None:
         if self._judging_shown == self.state.judging_version:

@@ -397,8 +397,6 @@ class TrainingPane(Pane):
             engine_state = "dead"  # it said running, then stopped beating
         ours = run_id is not None and s.run_id == run_id
         line1 = Text.assemble(("Engine ", "bold"), (engine_state or "idle", "bold"))
-        if run_id:
-            line1.append(f" · run {run_id} " + (follow_label(latest, view.attach) if not here else "in this console"))
         iteration = s.iteration if ours else (latest.iteration if latest and not here else 0)
         step = s.step if ours else (latest.step if latest and not here else None)
         line1.append(f" · iteration {iteration} · step {step if step is not None else '–'}")
@@ -414,8 +412,11 @@ class TrainingPane(Pane):
                          style=theme_color(self.app, "error" if run.liveness == "dead" else "warning"))
         if ours:
             line1.append(f" · windows trained {s.windows_trained}, failed {s.windows_failed}")
-            if s.last_checkpoint:
-                line1.append(f" · last checkpoint {s.last_checkpoint}")
+        # which run and where, after what it is doing: a narrow pane cuts these first
+        if run_id:
+            line1.append(f" · run {run_id} " + (follow_label(latest, view.attach) if not here else "in this console"))
+        if ours and s.last_checkpoint:
+            line1.append(f" · last checkpoint {s.last_checkpoint}")
         now = None
         if self.wall_clock and s.last_event_at is not None:
             now = datetime.now(UTC) if s.last_event_at.tzinfo else datetime.now()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from babylon_console.core.config import GateSettings, Settings, describe_dsn, masked_dsn
+from babylon_console.core.config import AlarmSettings, GateSettings, Settings, describe_dsn, masked_dsn
 
 SECRET = "hunter2-very-secret"
 
@@ -52,9 +52,11 @@ def test_dsn_helpers() -> None:
 def test_the_gate_is_declared_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings' BABYLON_GATE_* fields take their default and bounds from GateSettings, so the gate a
     command builds from the environment and the gate's own defaults cannot drift apart."""
-    gate_fields = ("min_windows", "promote_after", "max_drawdown", "max_error_rate", "min_requests")
-    for name in gate_fields:
-        declared, read = GateSettings.model_fields[name], Settings.model_fields[f"gate_{name}"]
+    gate_fields = [n for n in Settings.model_fields if n.startswith("gate_")]
+    assert {"gate_min_windows", "gate_alpha", "gate_horizon", "gate_max_error_rate"} <= set(gate_fields)
+    for field in gate_fields:
+        name = field.removeprefix("gate_")
+        declared, read = GateSettings.model_fields[name], Settings.model_fields[field]
         assert (read.default, read.metadata) == (declared.default, declared.metadata), name
         assert read.validation_alias == f"BABYLON_GATE_{name.upper()}"
     assert Settings().gate() == GateSettings()  # type: ignore[call-arg]
@@ -63,3 +65,16 @@ def test_the_gate_is_declared_once(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="min_windows"):
         GateSettings(min_windows=1)
+
+
+def test_every_alarm_setting_is_declared_once_and_read_from_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, declared in AlarmSettings.model_fields.items():
+        read = Settings.model_fields[f"alarm_{name}"]
+        assert (read.default, read.metadata) == (declared.default, declared.metadata), name
+        assert read.validation_alias == f"BABYLON_ALARM_{name.upper()}"
+    assert Settings().alarms() == AlarmSettings()  # type: ignore[call-arg]
+    monkeypatch.setenv("BABYLON_ALARM_MIN_RANK_CORRELATION", "0.5")
+    assert Settings().alarms().min_rank_correlation == 0.5  # type: ignore[call-arg]
+    monkeypatch.setenv("BABYLON_ALARM_ACTION_SHARE", "1.5")  # a share above 1 never fires: refused
+    with pytest.raises(ValidationError, match="BABYLON_ALARM_ACTION_SHARE"):
+        Settings()  # type: ignore[call-arg]

@@ -95,10 +95,10 @@ class GateSettings(BaseModel):
                               description="Gateway requests of the candidate before its error rate counts.")
 
 
-def _gate_setting(name: str, env: str) -> Any:
-    """A `Settings` field for one of the gate's settings, read from `env`: its default, bounds and
-    description are the ones `GateSettings` declares (declared once)."""
-    declared = GateSettings.model_fields[name]
+def _setting_of(declaring: type[BaseModel], name: str, env: str) -> Any:
+    """A `Settings` field for one setting of `declaring` (`GateSettings`, `AlarmSettings`), read from `env`:
+    its default, bounds and description are the ones `declaring` gives (declared once)."""
+    declared = declaring.model_fields[name]
     bounds = {f.name: getattr(m, f.name) for m in declared.metadata for f in dataclasses.fields(m)}
     return Field(default=declared.default, validation_alias=env, description=declared.description, **bounds)
 
@@ -132,13 +132,6 @@ class AlarmSettings(BaseModel):
                               "least this much per step (scores 0 to 1) ...")
     pnl_flat: float = Field(default=0.0, description="... while realised mean P&L's slope per step is at or "
                             "below this (flat or falling).")
-
-
-def _alarm_setting(name: str, env: str) -> Any:
-    """A `Settings` field for one alarm setting, read from `env`, as `AlarmSettings` declares it."""
-    declared = AlarmSettings.model_fields[name]
-    bounds = {f.name: getattr(m, f.name) for m in declared.metadata for f in dataclasses.fields(m)}
-    return Field(default=declared.default, validation_alias=env, description=declared.description, **bounds)
 
 
 class ReadinessCriteria(BaseModel):
@@ -190,28 +183,30 @@ class Settings(EngineSettings, BaseSettings):
     )
     serverless_base_url: str | None = Field(default=None, validation_alias="BABYLON_SERVERLESS_BASE_URL")
     # the rollout gate (core/checkpoints/evidence.py): verdicts from the live A/B readout
-    gate_min_windows: int = _gate_setting("min_windows", "BABYLON_GATE_MIN_WINDOWS")
-    gate_promote_after: int = _gate_setting("promote_after", "BABYLON_GATE_PROMOTE_AFTER")
-    gate_max_drawdown: float = _gate_setting("max_drawdown", "BABYLON_GATE_MAX_DRAWDOWN")
-    gate_max_error_rate: float = _gate_setting("max_error_rate", "BABYLON_GATE_MAX_ERROR_RATE")
-    gate_min_requests: int = _gate_setting("min_requests", "BABYLON_GATE_MIN_REQUESTS")
-    gate_alpha: float = _gate_setting("alpha", "BABYLON_GATE_ALPHA")
-    gate_horizon: float = _gate_setting("horizon", "BABYLON_GATE_HORIZON")
+    gate_min_windows: int = _setting_of(GateSettings, "min_windows", "BABYLON_GATE_MIN_WINDOWS")
+    gate_promote_after: int = _setting_of(GateSettings, "promote_after", "BABYLON_GATE_PROMOTE_AFTER")
+    gate_max_drawdown: float = _setting_of(GateSettings, "max_drawdown", "BABYLON_GATE_MAX_DRAWDOWN")
+    gate_max_error_rate: float = _setting_of(GateSettings, "max_error_rate", "BABYLON_GATE_MAX_ERROR_RATE")
+    gate_min_requests: int = _setting_of(GateSettings, "min_requests", "BABYLON_GATE_MIN_REQUESTS")
+    gate_alpha: float = _setting_of(GateSettings, "alpha", "BABYLON_GATE_ALPHA")
+    gate_horizon: float = _setting_of(GateSettings, "horizon", "BABYLON_GATE_HORIZON")
     # training health alarms (core/training/alarms.py)
-    alarm_min_history: int = _alarm_setting("min_history", "BABYLON_ALARM_MIN_HISTORY")
-    alarm_recent_steps: int = _alarm_setting("recent_steps", "BABYLON_ALARM_RECENT_STEPS")
-    alarm_kl_z: float = _alarm_setting("kl_z", "BABYLON_ALARM_KL_Z")
-    alarm_entropy_fraction: float = _alarm_setting("entropy_fraction", "BABYLON_ALARM_ENTROPY_FRACTION")
-    alarm_action_share: float = _alarm_setting("action_share", "BABYLON_ALARM_ACTION_SHARE")
-    alarm_min_action_calls: int = _alarm_setting("min_action_calls", "BABYLON_ALARM_MIN_ACTION_CALLS")
-    alarm_tokens_ratio: float = _alarm_setting("tokens_ratio", "BABYLON_ALARM_TOKENS_RATIO")
-    alarm_zero_spread_share: float = _alarm_setting("zero_spread_share", "BABYLON_ALARM_ZERO_SPREAD_SHARE")
-    alarm_min_rank_correlation: float = _alarm_setting("min_rank_correlation", "BABYLON_ALARM_MIN_RANK_CORRELATION")
-    alarm_rolling_windows: int = _alarm_setting("rolling_windows", "BABYLON_ALARM_ROLLING_WINDOWS")
-    alarm_min_rolling_windows: int = _alarm_setting("min_rolling_windows", "BABYLON_ALARM_MIN_ROLLING_WINDOWS")
-    alarm_trend_steps: int = _alarm_setting("trend_steps", "BABYLON_ALARM_TREND_STEPS")
-    alarm_judge_rise: float = _alarm_setting("judge_rise", "BABYLON_ALARM_JUDGE_RISE")
-    alarm_pnl_flat: float = _alarm_setting("pnl_flat", "BABYLON_ALARM_PNL_FLAT")
+    alarm_min_history: int = _setting_of(AlarmSettings, "min_history", "BABYLON_ALARM_MIN_HISTORY")
+    alarm_recent_steps: int = _setting_of(AlarmSettings, "recent_steps", "BABYLON_ALARM_RECENT_STEPS")
+    alarm_kl_z: float = _setting_of(AlarmSettings, "kl_z", "BABYLON_ALARM_KL_Z")
+    alarm_entropy_fraction: float = _setting_of(AlarmSettings, "entropy_fraction", "BABYLON_ALARM_ENTROPY_FRACTION")
+    alarm_action_share: float = _setting_of(AlarmSettings, "action_share", "BABYLON_ALARM_ACTION_SHARE")
+    alarm_min_action_calls: int = _setting_of(AlarmSettings, "min_action_calls", "BABYLON_ALARM_MIN_ACTION_CALLS")
+    alarm_tokens_ratio: float = _setting_of(AlarmSettings, "tokens_ratio", "BABYLON_ALARM_TOKENS_RATIO")
+    alarm_zero_spread_share: float = _setting_of(AlarmSettings, "zero_spread_share", "BABYLON_ALARM_ZERO_SPREAD_SHARE")
+    alarm_min_rank_correlation: float = _setting_of(AlarmSettings, "min_rank_correlation",
+                                                    "BABYLON_ALARM_MIN_RANK_CORRELATION")
+    alarm_rolling_windows: int = _setting_of(AlarmSettings, "rolling_windows", "BABYLON_ALARM_ROLLING_WINDOWS")
+    alarm_min_rolling_windows: int = _setting_of(AlarmSettings, "min_rolling_windows",
+                                                 "BABYLON_ALARM_MIN_ROLLING_WINDOWS")
+    alarm_trend_steps: int = _setting_of(AlarmSettings, "trend_steps", "BABYLON_ALARM_TREND_STEPS")
+    alarm_judge_rise: float = _setting_of(AlarmSettings, "judge_rise", "BABYLON_ALARM_JUDGE_RISE")
+    alarm_pnl_flat: float = _setting_of(AlarmSettings, "pnl_flat", "BABYLON_ALARM_PNL_FLAT")
     # held-out evaluation of serverless / local checkpoints (core/checkpoints/prompt_eval.py)
     eval_prompts: int = Field(default=8, ge=1, le=200, validation_alias="BABYLON_EVAL_PROMPTS",
                               description="Recorded prompts replayed per held-out window (serverless / local).")

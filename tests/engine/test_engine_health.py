@@ -159,3 +159,41 @@ async def test_a_pause_in_the_last_iteration_holds_the_run_until_it_is_resumed(p
         engine.stop()
         if not task.done():
             await asyncio.wait_for(task, 30)
+
+
+class FlatJudge:
+    """Scores every agent alike: no group has a reward spread, nothing can be trained."""
+
+    name = "flat"
+
+    async def judge(self, item):
+        return WindowJudgment(window_id=item.window_id, judge=self.name, scores=[
+            TrajectoryScore(trajectory_id=t.trajectory_id, score=0.5, explanation="all alike")
+            for t in item.trajectories])
+
+
+async def test_a_judge_that_scores_everyone_alike_raises_the_no_spread_alarm_once(pool: asyncpg.Pool,
+                                                                                   tmp_path: Path) -> None:
+    await _seed(pool, windows=4)
+    summary = await _engine(pool, tmp_path, FlatJudge(), iterations=2).run()
+    assert summary.steps == [] and summary.state is EngineState.STOPPED  # nothing trained, no step's health
+    alarms = await health_store.alarms(pool)
+    # raised by the first iteration; it stands open, so the second raises none
+    assert [(a.rule, a.step) for a in alarms] == [("zero_spread", None)]
+    assert alarms[0].window_id is not None and alarms[0].figures["share"] == 1.0
+    assert "nothing was trained" in alarms[0].message
+
+
+async def test_with_the_setting_the_no_spread_alarm_pauses_the_engine(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await _seed(pool, windows=2)
+    engine = _engine(pool, tmp_path, FlatJudge(), iterations=1, pause_on_alarm=True)
+    task = asyncio.create_task(engine.run())
+    try:
+        await _paused(engine)
+        assert engine.state is EngineState.PAUSED and engine.summary.steps == []
+        rows = await pool.fetch("SELECT kind, payload->>'message' AS m FROM console_events "
+                                "WHERE kind IN ('alarm', 'run_paused') ORDER BY id")
+        assert [r["kind"] for r in rows] == ["alarm", "run_paused"] and "zero_spread" in rows[1]["m"]
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 30)

@@ -19,7 +19,7 @@ import asyncpg
 from ..config import AlarmSettings
 from ..names import checkpoint_id
 from ..training import health_store
-from ..training.alarms import RaisedAlarm, check
+from ..training.alarms import AlarmRule, RaisedAlarm, check
 from ..training.groups import WindowGroup
 from ..training.health import rolling, step_health
 from .guard import RunGuard
@@ -73,6 +73,27 @@ class HealthWatch:
         if pause:
             self._pause("alarm", pause_reason(raised))
         return raised
+
+    async def nothing_to_train(self, iteration: int, windows: Sequence[str]) -> RaisedAlarm | None:
+        """Every group judged in an iteration had no reward spread, so no step was trained and no step's
+        health will say so: the no-spread alarm is raised here, for the iteration's first window, unless
+        one stands open for this model already (a flat judge would otherwise raise one per iteration)."""
+        s, key = self.settings, self.config.training_key
+        if not windows or any(a.rule == AlarmRule.zero_spread
+                              for a in await health_store.alarms(self.pool, key, open_only=True)):
+            return None
+        alarm = RaisedAlarm(
+            rule=AlarmRule.zero_spread, step=None, window_id=windows[0], threshold=s.zero_spread_share,
+            figures={"share": 1.0, "groups": float(len(windows))},
+            message=f"100% of the {len(windows)} groups judged in iteration {iteration} ({', '.join(windows)}) "
+                    f"have no reward spread: nothing was trained (alarm at {s.zero_spread_share:.0%})")
+        pause = self.config.pause_on_alarm
+        async with self.guard.write() as conn:
+            record = await health_store.record_alarm(conn, alarm, model_name=key, run_id=self.run_id)
+            await self._emit(record.event(paused=pause), conn)
+        if pause:
+            self._pause("alarm", pause_reason([alarm]))
+        return alarm
 
 
 def pause_reason(raised: Sequence[RaisedAlarm]) -> str:

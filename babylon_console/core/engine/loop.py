@@ -279,6 +279,9 @@ class Engine:
         judged = await self.stages.judge(groups)
         # judging skips (and only skips) the windows whose scores were all equal: no reward spread
         unspread = len(self.summary.windows_skipped) - skipped_before
+        if not judged and unspread == len(groups):
+            flat = self.health.nothing_to_train(iteration, sorted(g.window_id for g, _ in groups))
+            await self.trainer.guarded_health(f"the no-spread alarm of iteration {iteration}", flat)
         await self._checkpoint()
         if not judged:
             return False

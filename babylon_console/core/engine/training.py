@@ -155,14 +155,19 @@ class Trainer:
         """The step's health and alarms; a failure here is a warning, never a failed step."""
         if self._watch_health is None:
             return
+        await self.guarded_health(f"health of step {step}", self._watch_health(
+            step, groups, metrics, trainable_tokens=tokens, unspread_groups=unspread_groups), step=step)
+
+    async def guarded_health(self, what: str, check: Awaitable[object], *, step: int | None = None) -> None:
+        """Await a health check; its failure is a warning naming `what`, never a failed step (an outage
+        or a lost lock still raises)."""
         try:
-            await self._watch_health(step, groups, metrics, trainable_tokens=tokens, unspread_groups=unspread_groups)
+            await check
         except Exception as exc:
             if is_outage(exc) or isinstance(exc, runs.LockLost):
                 raise
             why = as_console_error(exc).message
-            await self._emit(EngineWarning(stage="health", step=step,
-                                           message=f"health of step {step} not checked: {why}"))
+            await self._emit(EngineWarning(stage="health", step=step, message=f"{what} not checked: {why}"))
 
     async def register(self, batch_id: str, step: int, metrics: dict[str, float], windows: list[str],
                        trajectory_ids: list[str], rewards: list[float], iteration: int | None) -> str:

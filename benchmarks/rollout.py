@@ -63,7 +63,7 @@ from babylon_console.core.sim.policy import LinearSoftmaxPolicy
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.simgame.seeding import ensure_agents, prepare_bulk_session, write_window
 from babylon_console.core.simgame.serving import ServedPolicies, assignment
-from babylon_console.core.stats import paired_difference
+from babylon_console.core.stats import out_earn_share, paired_difference
 from babylon_console.core.training.backends.factory import checkpoint_root
 from babylon_console.core.training.backends.offline import OfflineBackend
 from benchmarks import offline_loop
@@ -118,10 +118,11 @@ def write_reversed(backend: OfflineBackend, good_storage: str, good: LinearSoftm
     return offline_name(project, name, step)
 
 
-def previous_rule(diffs: list[float], gate: GateSettings) -> str:
+def previous_rule(windows: list[tuple[float, float]], gate: GateSettings) -> str:
     """THE PREVIOUS RULE, for comparison only (the gate no longer uses it): after every window from
     `min_windows` on, the plain 95% t CI of the per-window differences; "promote" once it has been above
     zero for 3 consecutive windows, "rollback" the first time it is below zero."""
+    diffs = [d for d, _ in windows]
     streak = 0
     verdict = "hold"
     for t in range(gate.min_windows, len(diffs) + 1):
@@ -132,23 +133,25 @@ def previous_rule(diffs: list[float], gate: GateSettings) -> str:
     return verdict
 
 
-def first_verdict(diffs: list[float], judge: Any) -> tuple[str, int]:
+def first_verdict(windows: list[tuple[float, float]], judge: Any) -> tuple[str, int]:
     """(the first "promote" or "rollback" of `judge` looked at after every window, the windows it took);
-    ("none", len(diffs)) when neither came."""
-    for t in range(1, len(diffs) + 1):
-        verdict = judge(diffs[:t])
+    ("none", len(windows)) when neither came. `windows`: per window, (P&L difference, out-earn share)."""
+    for t in range(1, len(windows) + 1):
+        verdict = judge(windows[:t])
         if verdict in ("promote", "rollback"):
             return verdict, t
-    return "none", len(diffs)
+    return "none", len(windows)
 
 
-def gate_rule(gate: GateSettings) -> Any:
-    return lambda diffs: verdict_of_differences(diffs, gate)[0]
+def gate_rule(gate: GateSettings, *, on_pnl: bool = False) -> Any:
+    """The gate's rule; `on_pnl`: the one-sided Student-t sequence on the mean P&L difference instead of
+    the betting bounds on the out-earn share (the gate's method before, for comparison)."""
+    return lambda w: verdict_of_differences([d for d, _ in w], gate, None if on_pnl else [x for _, x in w])[0]
 
 
-def null_differences(policy: LinearSoftmaxPolicy, seed: int, args: argparse.Namespace) -> list[float]:
-    """Per-window differences of one rollout of two equal models: `policy` drives both arms, assigned
-    by the real serving rule (`assignment`); the candidate's mean P&L minus the live arm's."""
+def null_differences(policy: LinearSoftmaxPolicy, seed: int, args: argparse.Namespace) -> list[tuple[float, float]]:
+    """Per window of one rollout of two equal models (`policy` drives both arms, assigned by the real
+    serving rule, `assignment`): the candidate's mean P&L minus the live arm's, and the out-earn share."""
     sim = Simulation(seed=NULL_SEED_OFFSET + seed, n_agents=args.agents, steps_per_window=args.steps,
                      record_messages=False)
     served = [Served("live", "live", "live", 1.0), Served("candidate", "candidate", "candidate", SHARE)]
@@ -161,7 +164,8 @@ def null_differences(policy: LinearSoftmaxPolicy, seed: int, args: argparse.Name
         result = sim.simulate_window(offline_loop.NOW + timedelta(hours=i))
         pnl = {role: [st.final_pnl for st in result.stats if arm.get(st.agent_index) == role]
                for role in ("candidate", "live")}
-        diffs.append(statistics.fmean(pnl["candidate"]) - statistics.fmean(pnl["live"]))
+        diffs.append((statistics.fmean(pnl["candidate"]) - statistics.fmean(pnl["live"]),
+                      out_earn_share(pnl["candidate"], pnl["live"]) or 0.0))
     return diffs
 
 
@@ -174,17 +178,19 @@ def null_experiment(policy: LinearSoftmaxPolicy, gate: GateSettings, args: argpa
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         rollouts = list(pool.map(null_differences, [policy] * args.null_rollouts, range(args.null_rollouts),
                                  [args] * args.null_rollouts))
-    spread = statistics.fmean(statistics.stdev(d) for d in rollouts)
+    spread = statistics.fmean(statistics.stdev(d for d, _ in r) for r in rollouts)
     print(f"  simulated in {time.perf_counter() - t0:.0f} s; per-window difference: mean "
-          f"{statistics.fmean(x for d in rollouts for x in d):+.1f}, sd within a rollout {spread:.1f}")
+          f"{statistics.fmean(d for r in rollouts for d, _ in r):+.1f}, sd within a rollout {spread:.1f}; "
+          f"out-earn share - 1/2: mean {statistics.fmean(x for r in rollouts for _, x in r):+.3f}")
     ok = True
     for label, judge in (("previous rule (plain 95% CI, promote after 3)", lambda d: previous_rule(d, gate)),
                          (f"the gate at alpha {LOOSER_ALPHA:g} (comparison only)", gate_rule(looser(gate))),
+                         ("Student-t sequence on mean P&L, one-sided (comparison only)", gate_rule(gate, on_pnl=True)),
                          (f"anytime-valid gate (alpha {gate.alpha:g}, horizon {gate.horizon:g}, "
                           f"promote after {gate.promote_after})", gate_rule(gate))):
         verdicts = [first_verdict(d, judge)[0] for d in rollouts]
         promoted, rolled = verdicts.count("promote") / len(verdicts), verdicts.count("rollback") / len(verdicts)
-        print(f"  {label:<62} false promotions {promoted:6.1%}  false rollbacks {rolled:6.1%}")
+        print(f"  {label:<64} false promotions {promoted:6.1%}  false rollbacks {rolled:6.1%}")
         ok = promoted <= 0.05 and rolled <= 0.05  # the gate's, printed last
     return ok
 
@@ -229,6 +235,7 @@ async def rollout(seed: int, case: str, live_storage: str, candidate_storage: st
         verdict, windows, shares, decided = "none", 0, [], None
         previous: tuple[str, int] = ("none", 0)
         at_looser: tuple[str, int] = ("none", 0)
+        on_pnl: tuple[str, int] = ("none", 0)
         async with pool.acquire() as conn:
             await prepare_bulk_session(conn)
         for i in range(args.max_windows):
@@ -241,8 +248,10 @@ async def rollout(seed: int, case: str, live_storage: str, candidate_storage: st
             await engine.watch_rollout()  # the product's path: auto rollback acts on the same evidence
             if readout.served:
                 shares = [w.served for w in readout.served]
-            previous = first_verdict(readout.window_diffs, lambda d: previous_rule(d, gate))
-            at_looser = first_verdict(readout.window_diffs, gate_rule(looser(gate)))
+            windows_so_far = list(zip(readout.window_diffs, readout.window_scores, strict=True))
+            previous = first_verdict(windows_so_far, lambda w: previous_rule(w, gate))
+            at_looser = first_verdict(windows_so_far, gate_rule(looser(gate)))
+            on_pnl = first_verdict(windows_so_far, gate_rule(gate, on_pnl=True))
             if decided is None:
                 windows, decided = i + 1, readout
                 if readout.verdict in ("promote", "rollback"):
@@ -258,7 +267,7 @@ async def rollout(seed: int, case: str, live_storage: str, candidate_storage: st
             raise RuntimeError(f"{case} seed {seed}: the gate said rollback but the rollout still runs")
         diff = decided.difference
         return {"seed": seed, "case": case, "verdict": verdict, "windows": windows, "rolled_back": rolled_back,
-                "previous": previous, "looser": at_looser,
+                "previous": previous, "looser": at_looser, "on_pnl": on_pnl,
                 "served": statistics.fmean(shares) if shares else float("nan"),
                 "diff": diff.mean if diff else float("nan"),
                 "cs": (diff.cs_low, diff.cs_high) if diff and diff.cs_low is not None else None,
@@ -293,9 +302,10 @@ async def run(args: argparse.Namespace) -> int:
     backend = OfflineBackend(checkpoint_root(settings.data_dir, "offline"))
     gate = settings.gate()
     print("Rollout benchmark: live A/B evidence, gate and automatic rollback (offline backend, simulated market)")
-    print(f"  gate: >= {gate.min_windows} paired windows; promote once the anytime-valid {1 - gate.alpha:.0%} "
-          f"confidence sequence of candidate - live P&L (horizon {gate.horizon:g} windows) is above zero for "
-          f"{gate.promote_after} window(s); roll back when it is below zero or drawdown > {gate.max_drawdown:.0%}")
+    print(f"  gate: >= {gate.min_windows} paired windows; promote once the anytime-valid one-sided "
+          f"{1 - gate.alpha:.0%} lower bound (betting) on the share of agent pairs the candidate's agent "
+          f"out-earned, minus 1/2, is above zero for {gate.promote_after} window(s); roll back when its upper "
+          f"bound is below zero or drawdown > {gate.max_drawdown:.0%}")
     print(f"  rollouts: {args.seeds} seeds x (good, harmful), {SHARE:.0%} A/B, {args.agents} agents of which "
           f"{args.served_agents} served by the registry, {args.steps} steps, at most {args.max_windows} windows")
     print(f"\nTraining the good checkpoint ({args.iterations} rounds, the offline loop's training):")
@@ -312,12 +322,12 @@ async def run(args: argparse.Namespace) -> int:
 
     rows = []
     print(f"\n  {'seed':>4} {'case':<8} {'verdict':<9} {'windows':>7} {'previous':>15} {'served':>7} {'diff':>9} "
-          f"{'anytime-valid':>20} {'plain 95% CI':>20}")
+          f"{'out-earn - 1/2':>20} {'plain 95% CI':>20}")
     for seed in range(args.seeds):
         for case, storage in (("good", good_storage), ("harmful", harmful_storage)):
             r = await rollout(seed, case, live_storage, storage, settings, args)
             rows.append(r)
-            cs = f"[{r['cs'][0]:+8.1f}, {r['cs'][1]:+8.1f}]" if r["cs"] else "unbounded"
+            cs = f"[{r['cs'][0]:+8.3f}, {r['cs'][1]:+8.3f}]" if r["cs"] else "unbounded"
             ci = f"[{r['ci'][0]:+8.1f}, {r['ci'][1]:+8.1f}]" if r["ci"] else ""
             prev = f"{r['previous'][0]} {r['previous'][1]}" if r["previous"][0] != "none" else "none yet"
             print(f"  {seed:>4} {case:<8} {r['verdict']:<9} {r['windows']:>7} {prev:>15} {r['served']:>6.0%} "
@@ -330,6 +340,8 @@ async def run(args: argparse.Namespace) -> int:
     m_prev = [r["previous"][1] for r in bad_rows if r["previous"][0] == "rollback"]
     n_loose = [r["looser"][1] for r in good_rows if r["looser"][0] == "promote"]
     m_loose = [r["looser"][1] for r in bad_rows if r["looser"][0] == "rollback"]
+    n_pnl = [r["on_pnl"][1] for r in good_rows if r["on_pnl"][0] == "promote"]
+    m_pnl = [r["on_pnl"][1] for r in bad_rows if r["on_pnl"][0] == "rollback"]
     false_rollbacks = sum(r["verdict"] == "rollback" for r in good_rows)
     false_promotes = sum(r["verdict"] == "promote" for r in bad_rows)
     served = statistics.fmean(r["served"] for r in rows)
@@ -338,9 +350,12 @@ async def run(args: argparse.Namespace) -> int:
           f"previous rule: {summary(n_prev)} ({len(n_prev)} of {len(good_rows)})")
     print(f"  harmful checkpoint rolled back automatically in M windows: {summary(m)} ({len(m)} of {len(bad_rows)}); "
           f"previous rule: {summary(m_prev)} ({len(m_prev)} of {len(bad_rows)}, counted until the gate rolled back)")
-    print(f"  the gate at alpha {LOOSER_ALPHA:g} on the same differences (comparison only, P&L alone): promote "
+    print(f"  the gate at alpha {LOOSER_ALPHA:g} on the same windows (comparison only, no drawdown rule): promote "
           f"{summary(n_loose)} ({len(n_loose)} of {len(good_rows)}), rollback {summary(m_loose)} "
           f"({len(m_loose)} of {len(bad_rows)})")
+    print(f"  the one-sided Student-t sequence on mean P&L (comparison only, censored where the gate ended the "
+          f"rollout): promote {summary(n_pnl)} ({len(n_pnl)} of {len(good_rows)}), rollback {summary(m_pnl)} "
+          f"({len(m_pnl)} of {len(bad_rows)})")
     print(f"  false rollbacks (good): {false_rollbacks}/{len(good_rows)}; false promotions (harmful): "
           f"{false_promotes}/{len(bad_rows)}")
     print(f"  candidate's served share measured from the rows: {served:.1%} (asked {SHARE:.0%})")

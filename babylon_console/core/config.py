@@ -81,10 +81,11 @@ class GateSettings(BaseModel):
     promote_after: int = Field(default=1, ge=1,
                                description='Consecutive windows with the anytime-valid lower bound above zero '
                                            'before "promote" (1: the first; the bound holds at every look).')
-    alpha: float = Field(default=0.05, gt=0, le=0.2, description="Error rate of the anytime-valid bound the "
-                         "gate reads: the chance it ever excludes the true difference, over all looks together.")
-    horizon: float = Field(default=10.0, ge=2, le=1000, description="Paired windows at which the anytime-valid "
-                           "bound is tuned to be narrowest (the mixture's tuning horizon).")
+    alpha: float = Field(default=0.05, gt=0, le=0.2, description="Error rate of each one-sided anytime-valid "
+                         "bound the gate reads (promotion's lower, rollback's upper): the chance it ever wrongly "
+                         "excludes zero, over all looks together.")
+    horizon: float = Field(default=10.0, ge=2, le=1000, description="Paired windows at which the held-out "
+                           "verdict's Student-t sequence is tuned to be narrowest (the mixture's tuning horizon).")
     max_drawdown: float = Field(default=0.5, gt=0, le=1, description="The candidate's mean max drawdown "
                                 "(a fraction of its peak) that rolls it back.")
     share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning

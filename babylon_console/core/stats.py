@@ -1,12 +1,14 @@
 """Statistics the readouts rest on, pure and database-free: a paired difference of means with its
 95% Student's t interval over windows and its anytime-valid confidence sequence (valid when looked at
-after every window), a rank correlation, and `Figure` (a value or why there is none)."""
+after every window), betting bounds for a bounded per-window statistic, a rank correlation, and
+`Figure` (a value or why there is none)."""
 
 from __future__ import annotations
 
 import math
 import statistics
 
+import numpy as np
 from pydantic import BaseModel
 
 # two-sided 95% Student's t quantiles by degrees of freedom (1..30); beyond: the normal's 1.96
@@ -30,10 +32,12 @@ class PairedDifference(BaseModel):
     cs_low: float | None = None
     cs_high: float | None = None
     cs_alpha: float = 0.05
+    # what the bounds are of, in plain words, when not the mean difference itself (the A/B gate's statistic)
+    bounds_of: str | None = None
 
     def cs_text(self) -> str:
         """'anytime-valid 95% bound [low, high]', or that it is still unbounded."""
-        level = f"anytime-valid {1 - self.cs_alpha:.0%} bound"
+        level = f"anytime-valid {1 - self.cs_alpha:.0%} bound" + (f" on {self.bounds_of}" if self.bounds_of else "")
         if self.cs_low is None or self.cs_high is None:
             return f"{level} still unbounded"
         return f"{level} [{self.cs_low:+.2f}, {self.cs_high:+.2f}]"
@@ -183,3 +187,57 @@ def anytime_bounds(diffs: list[float], *, alpha: float = 0.05, horizon: float = 
     """(lower, upper): each a one-sided anytime-valid (1 - alpha) bound for the mean of `diffs` (see
     `one_sided_level`); None while unbounded."""
     return confidence_sequence(diffs, alpha=one_sided_level(alpha), horizon=horizon)
+
+
+# --- anytime-valid by betting: bounds for the mean of a bounded per-window statistic -------------------------
+#
+# P&L differences are heavy-tailed (a window near +-400 where the spread is ~155), and a few wild windows keep
+# the Student-t sequence wide. The gate therefore tests a bounded per-window statistic, the share of
+# (candidate-served, live-served) agent pairs in which the candidate's agent earned more, minus 1/2: in
+# [-1/2, 1/2] and 0 in expectation when the two models are equal (the arms are exchangeable). Its bounds come
+# from betting (Waudby-Smith & Ramdas 2023, "Estimating means of bounded random variables by betting",
+# JRSS-B; the predictable plug-in bet): against each mean m one side bets, with a stake fixed before the
+# window is seen, that the mean is above m (or below); its wealth is a nonnegative supermartingale while m
+# is the truth, so by Ville's inequality it ever reaches 1/alpha with probability <= alpha, for any
+# distribution of the statistic, at every look. Each side is a one-sided bound at alpha on its own.
+
+_GRID = np.linspace(-0.5, 0.5, 401)  # the means each side bets against
+_STAKE_CAP = 0.9  # of the stake that could lose everything in one window: wealth stays positive
+
+
+OUT_EARN = "the share of agent pairs the candidate's agent out-earned, minus 1/2"
+
+
+def out_earn_share(candidate: list[float], live: list[float]) -> float | None:
+    """Within one window: the share of (candidate-served, live-served) agent pairs in which the candidate's
+    agent earned more (a tie counts half), minus 1/2. None without an agent on each side."""
+    if not candidate or not live:
+        return None
+    wins = sum((c > x) + 0.5 * (c == x) for c in candidate for x in live)
+    return wins / (len(candidate) * len(live)) - 0.5
+
+
+def betting_bounds(xs: list[float], *, alpha: float = 0.05) -> list[tuple[float, float]]:
+    """After each window of `xs` (each in [-1/2, 1/2]): (lower, upper), each a one-sided anytime-valid
+    (1 - alpha) bound for their mean (see above). A mean is out once its side's wealth has reached
+    1/alpha at any look so far; the bound is the nearest mean not out yet."""
+    threshold = 1 / alpha
+    found = []
+    wealth_up, wealth_down = np.ones_like(_GRID), np.ones_like(_GRID)
+    out_up, out_down = np.zeros(_GRID.shape, bool), np.zeros(_GRID.shape, bool)
+    mean, var = 0.0, 0.25  # running estimates the stake is sized by, started at the widest spread
+    for i, x in enumerate(xs, 1):
+        stake = math.sqrt(2 * math.log(threshold) / (var * i * math.log1p(i)))
+        with np.errstate(divide="ignore"):  # the grid's ends: a side with no room to lose stakes its cap
+            up = np.minimum(stake, _STAKE_CAP / (_GRID + 0.5))
+            down = np.minimum(stake, _STAKE_CAP / (0.5 - _GRID))
+        wealth_up *= 1 + up * (x - _GRID)
+        wealth_down *= 1 - down * (x - _GRID)
+        out_up |= wealth_up >= threshold
+        out_down |= wealth_down >= threshold
+        mean = (mean * i + x) / (i + 1)
+        var = (var * i + (x - mean) ** 2) / (i + 1)
+        kept_up, kept_down = np.flatnonzero(~out_up), np.flatnonzero(~out_down)
+        found.append((float(_GRID[kept_up[0]]) if kept_up.size else 0.5,
+                      float(_GRID[kept_down[-1]]) if kept_down.size else -0.5))
+    return found

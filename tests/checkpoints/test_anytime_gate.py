@@ -15,9 +15,11 @@ from babylon_console.core.checkpoints.promotion import contrary
 from babylon_console.core.config import GateSettings, Settings
 from babylon_console.core.stats import (
     anytime_bounds,
+    betting_bounds,
     confidence_sequence,
     mixture_precision,
     one_sided_level,
+    out_earn_share,
     paired_difference,
 )
 
@@ -178,13 +180,43 @@ def _rows(diffs: list[float]) -> list[_Row]:
 
 
 def test_the_readout_shows_both_bounds_and_judges_by_the_anytime_valid_one() -> None:
-    xs = _draws(8, 5)
+    xs = [3.0, 2.5, -0.5, 3.2, 2.8]  # one agent per arm: the candidate out-earned in four windows of five
     readout = readout_from_rows(_rows(xs), candidate=CAND, live=LIVE, asked=0.5, known={LIVE[1], CAND[1]}, gate=GATE)
     d = readout.difference
     assert d is not None and d.ci_low is not None and d.ci_low > 0 and d.cs_low is not None and d.cs_low < 0
-    assert readout.window_diffs == pytest.approx(xs)
+    assert readout.window_diffs == pytest.approx(xs) and readout.window_scores == [0.5, 0.5, -0.5, 0.5, 0.5]
     assert readout.verdict == "hold" and readout.streak_above_zero == 0
-    assert "anytime-valid 95% bound" in readout.reasons[0] and "plain 95% CI [" in readout.reasons[0]
+    # the bounds say what they are of; the plain mean P&L difference and its plain CI stand beside them, labelled
+    assert ("anytime-valid 95% bound on the share of agent pairs the candidate's agent out-earned, minus 1/2 ["
+            in readout.reasons[0]) and "plain 95% CI [" in readout.reasons[0]
+
+
+def _exchangeable_windows(rnd: random.Random, agents: int = 8) -> float:
+    """A window of two equal arms: heavy-tailed agent P&L with a shared market move, out-earn share - 1/2."""
+    move = rnd.gauss(0, 100)
+    pnl = [move + rnd.gauss(0, 50) / max(abs(rnd.gauss(0, 1)), 0.05) for _ in range(2 * agents)]
+    return out_earn_share(pnl[:agents], pnl[agents:])  # type: ignore[return-value]
+
+
+def test_the_betting_bounds_hold_each_side_under_the_null_looked_at_every_window() -> None:
+    def bounds(xs: list[float]) -> tuple[float, float]:
+        return betting_bounds(xs)[-1]
+    promote, rollback = _side_rates(_exchangeable_windows, bounds, sequences=600)
+    assert promote <= 0.05 and rollback <= 0.05
+    one_agent = _side_rates(lambda r: r.choice([-0.5, 0.5]), bounds, sequences=2000)  # a fair coin per window
+    assert max(one_agent) <= 0.05
+    # an invalid method fails the same check: the Student-t sequence is exact for normal windows, not for a coin
+    assert max(_side_rates(lambda r: r.choice([-0.5, 0.5]), anytime_bounds, sequences=2000)) > 0.05
+
+
+def test_the_betting_bounds_move_towards_a_candidate_that_out_earns() -> None:
+    rnd = random.Random(3)
+    xs = [min(0.5, max(-0.5, rnd.gauss(0.15, 0.15))) for _ in range(30)]
+    found = betting_bounds(xs)
+    assert all(-0.5 <= low <= high <= 0.5 for low, high in found)
+    assert found[2][0] < 0 < found[-1][0] < 0.15 < found[-1][1]
+    lows = [low for low, _ in found]
+    assert lows == sorted(lows)  # a mean once out stays out: the bound only tightens
 
 
 def _evaluation(**bounds: float | None) -> EvalResult:

@@ -26,12 +26,13 @@ Scoped to its rollout: each A/B rollout has an id (`core.checkpoints.registry`),
 opened at or after it started by the database's clock count (every counted window closed after it
 started, and none mixes the previous serving): a re-promotion starts at 0 paired windows.
 
-The gate looks after every window, so it reads a bound that stays valid when looked at again and
-again: the confidence sequence of the mean difference, the normal mixture boundary in its Student-t form
-(Howard et al. 2021, Ann. Statist.; Lai 1976; see `core.stats`), tuned to be narrowest near `horizon`
-windows, read one side per decision (`core.stats.anytime_bounds`): promotion reads the lower bound and
-rollback the upper bound, each a one-sided (1 - `alpha`) bound, so each kind of error is held to `alpha`
-on its own. The plain 95% CI, looked at every window, would clear zero by chance in
+The gate looks after every window, so it reads bounds that stay valid when looked at again and again,
+on a bounded per-window statistic the heavy tails of P&L do not swamp: the share of (candidate, live)
+agent pairs in which the candidate's agent out-earned, minus 1/2 (`core.stats.out_earn_share`), bounded
+by betting (`core.stats.betting_bounds`; Waudby-Smith & Ramdas 2023, JRSS-B), one side per decision:
+promotion reads the lower bound and rollback the upper bound, each a one-sided (1 - `alpha`) bound, so
+each kind of error is held to `alpha` on its own. The plain mean P&L difference and its plain CI stay
+beside them, labelled. The plain 95% CI, looked at every window, would clear zero by chance in
 about a quarter of rollouts of two equal models over 40 windows (`benchmarks/rollout.py`).
 "promote" once the sequence's lower bound has stayed above zero for `promote_after` consecutive
 windows (default 1: the sequence holds at every look, so acting on its first crossing keeps the
@@ -57,7 +58,7 @@ from ..config import GateSettings
 from ..game.store import GameStore
 from ..game.windows import WINDOW_LENGTH, window_id_for, window_start_of
 from ..jsonvalue import json_object
-from ..stats import PairedDifference, anytime_bounds, paired_difference
+from ..stats import OUT_EARN, PairedDifference, anytime_bounds, betting_bounds, out_earn_share, paired_difference
 from .registry import Served, last_ended_rollouts, named_checkpoints, rollout_start, serving
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
@@ -116,6 +117,8 @@ class ABReadout(BaseModel):
     difference: PairedDifference | None = None
     streak_above_zero: int = 0  # trailing windows whose anytime-valid lower bound (up to them) was above zero
     window_diffs: list[float] = []  # per paired window, in time order: candidate's mean P&L minus live's
+    # per paired window: the share of (candidate, live) agent pairs the candidate's agent out-earned, minus 1/2
+    window_scores: list[float] = []
     served: list[ServedWindow] = []
     unknown_models: list[str] = []
     verdict: Verdict = "none"
@@ -366,19 +369,23 @@ def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tup
                            served=len(a["candidate"]) / (len(a["candidate"]) + len(a["live"])))
               for w in windows for a in [by_window[w]]]
     diffs: list[float] = []
+    scores: list[float] = []
     for w in windows:
         cand = [r.pnl for r in by_window[w]["candidate"] if r.pnl is not None]
         base = [r.pnl for r in by_window[w]["live"] if r.pnl is not None]
-        if cand and base:
+        score = out_earn_share(cand, base)
+        if score is not None:
             diffs.append(statistics.fmean(cand) - statistics.fmean(base))
+            scores.append(score)
     stats = [_arm_stats(name, arms[name].rows, windows, ids) for name, ids in
              (("live", live), ("candidate", candidate))]
     for arm in stats:
         _set_traffic(arm, (traffic or {}).get(arm.arm))
     readout = ABReadout(rollout_id=rollout_id, started_at=started_at, first_window=first,
                         candidate_model_id=candidate[0], live_model_id=live[0] if live else None, asked_share=asked,
-                        arms=stats, difference=difference_of(diffs, gate),
-                        streak_above_zero=streak_above_zero(diffs, gate), window_diffs=diffs, served=served,
+                        arms=stats, difference=difference_of(diffs, gate, scores),
+                        streak_above_zero=streak_above_zero(diffs, gate, scores), window_diffs=diffs,
+                        window_scores=scores, served=served,
                         unknown_models=sorted(unknown))
     _judge(readout, gate)
     return readout
@@ -430,18 +437,28 @@ def _judge(readout: ABReadout, gate: GateSettings) -> None:
     readout.reasons.append(reason)
 
 
-def difference_of(diffs: list[float], gate: GateSettings) -> PairedDifference | None:
-    """The paired difference of `diffs` with the gate's anytime-valid bound."""
-    return paired_difference(diffs, alpha=gate.alpha, horizon=gate.horizon)
+def difference_of(diffs: list[float], gate: GateSettings, scores: list[float] | None = None
+                  ) -> PairedDifference | None:
+    """The paired difference of `diffs` with the gate's anytime-valid bounds: with per-window `scores`
+    (`out_earn_share`), the betting bounds on their mean; without, the Student-t sequence on `diffs`."""
+    found = paired_difference(diffs, alpha=gate.alpha, horizon=gate.horizon)
+    if found is None or scores is None:
+        return found
+    low, high = betting_bounds(scores, alpha=gate.alpha)[-1]
+    return found.model_copy(update={"cs_low": low, "cs_high": high, "bounds_of": OUT_EARN})
 
 
-def streak_above_zero(diffs: list[float], gate: GateSettings) -> int:
+def streak_above_zero(diffs: list[float], gate: GateSettings, scores: list[float] | None = None) -> int:
     """Trailing windows (each with at least `min_windows` before it, itself included) whose anytime-valid
-    lower bound over the windows up to them was above zero."""
+    lower bound over the windows up to them was above zero (on `scores` when given, see `difference_of`)."""
+    if scores is not None:
+        lows = [low for low, _ in betting_bounds(scores, alpha=gate.alpha)]
+    else:
+        lows = [cs[0] if (cs := anytime_bounds(diffs[:t], alpha=gate.alpha, horizon=gate.horizon)) else None
+                for t in range(1, len(diffs) + 1)]
     streak = 0
-    for t in range(gate.min_windows, len(diffs) + 1):
-        cs = anytime_bounds(diffs[:t], alpha=gate.alpha, horizon=gate.horizon)
-        streak = streak + 1 if cs is not None and cs[0] > 0 else 0
+    for low in lows[gate.min_windows - 1:]:
+        streak = streak + 1 if low is not None and low > 0 else 0
     return streak
 
 
@@ -465,7 +482,9 @@ def paired_verdict(diff: PairedDifference | None, streak: int, gate: GateSetting
     return "hold", f"{diff.cs_text()} above zero for {streak} of {gate.promote_after} windows ({plain})"
 
 
-def verdict_of_differences(diffs: list[float], gate: GateSettings) -> tuple[Verdict, str]:
-    """The gate's P&L verdict on per-window differences alone, as the readout judges them after the
-    latest window (the benchmark's null experiment applies it to simulated rollouts)."""
-    return paired_verdict(difference_of(diffs, gate), streak_above_zero(diffs, gate), gate)
+def verdict_of_differences(diffs: list[float], gate: GateSettings, scores: list[float] | None = None
+                           ) -> tuple[Verdict, str]:
+    """The gate's P&L verdict on per-window differences (and `scores`, the statistic the A/B gate tests) alone,
+    as the readout judges them after the latest window (the benchmark's null experiment applies it to
+    simulated rollouts)."""
+    return paired_verdict(difference_of(diffs, gate, scores), streak_above_zero(diffs, gate, scores), gate)

@@ -254,3 +254,21 @@ def test_the_gates_level_and_horizon_are_settings(monkeypatch: pytest.MonkeyPatc
     xs = [1.0, 2.0, 1.5, 1.8, 1.2, 1.6]
     d95, d90 = paired_difference(xs, alpha=0.05), paired_difference(xs, alpha=0.1)
     assert d95 is not None and d90 is not None and d90.cs_low > d95.cs_low and d90.cs_alpha == 0.1
+
+
+def test_the_audit_line_names_what_the_gate_bounds() -> None:
+    """A rollback's recorded readout: its anytime-valid bound is on the gate's statistic (the out-earn
+    share), not on P&L, and the audit line says so beside the plain P&L interval."""
+    from babylon_console.core.checkpoints.evidence_text import summarize_evidence
+
+    readout = {"verdict": "rollback", "rollout_id": 7, "difference": {
+        "windows": 6, "mean": -41.5, "ci_low": -80.0, "ci_high": -3.0, "cs_low": -0.45, "cs_high": -0.05,
+        "bounds_of": "the share of agent pairs the candidate out-earned, minus 1/2"}}
+    line = summarize_evidence({"ab": readout})
+    assert ("anytime-valid bound on the share of agent pairs the candidate out-earned, minus 1/2 [-0.45, -0.05]"
+            in line), line
+    assert "(plain 95% CI [-80.00, -3.00])" in line and "rollout 7 rollback" in line
+    held_out = {"against_model_id": "base", "mean_diff": -12.0, "n": 9, "ci_low": -20.0, "ci_high": -4.0,
+                "cs_low": -30.0, "cs_high": 5.0}
+    assert ("held-out vs base -12.00 P&L, anytime-valid bound [-30.00, +5.00] (plain 95% CI [-20.00, -4.00]) "
+            "over 9 windows") in summarize_evidence({"evaluation": held_out})

@@ -23,7 +23,7 @@ async def contrary_evidence(pool: asyncpg.Pool, model_id: str, gate: GateSetting
     """What speaks against promoting `model_id` now, with the evidence as JSON (None: nothing does).
 
     Against the evidence: its newest held-out evaluation's anytime-valid bound (the one the gate reads,
-    `core.stats.confidence_sequence`; never the plain 95% CI) is entirely below zero, it is the
+    `core.stats.anytime_bounds`; never the plain 95% CI) is entirely below zero, it is the
     rollout's candidate and the live readout's verdict is "rollback", or its latest ended rollout
     was rolled back on the gate's evidence (unless a rollout of it running now says "promote"). Promoting then needs a
     typed confirmation and a reason, both recorded (the CLI: `--reason`)."""

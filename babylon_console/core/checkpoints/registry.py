@@ -37,6 +37,7 @@ from ..game import market_clock
 from ..game.rows import TrainedModel
 from ..jsonvalue import decoded
 from ..names import is_our_name
+from .evidence_text import summarize_evidence
 
 _REGISTRY_LOCK = 0x7265_6769_7374_7279 & 0x7FFF_FFFF_FFFF_FFFF  # "registry"
 REGISTERED = "registered"  # a checkpoint this project registered and the game does not serve
@@ -92,43 +93,6 @@ class AuditEntry(BaseModel):
     @classmethod
     def _json(cls, value: Any) -> Any:
         return decoded(value)
-
-
-def summarize_evidence(evidence: dict[str, Any] | None) -> str:
-    """An audit row's evidence in one line of text ("–": none was recorded with it)."""
-    if evidence is None:
-        return "–"
-    parts = []
-    evaluation = evidence.get("evaluation")
-    if isinstance(evaluation, dict):
-        unit = "P&L" if evaluation.get("method", "simulator") == "simulator" else "score"
-        low, high = evaluation.get("ci_low"), evaluation.get("ci_high")
-        ci = f", 95% CI [{low:+.2f}, {high:+.2f}]" if isinstance(low, int | float) and isinstance(high, int | float) \
-            else ""
-        mean = evaluation.get("mean_diff")
-        parts.append(f"held-out vs {evaluation.get('against_model_id') or 'base'} "
-                     + (f"{mean:+.2f} {unit}" if isinstance(mean, int | float) else unit)
-                     + f"{ci} over {evaluation.get('n', '?')} windows")
-    ab = evidence.get("ab", evidence if "verdict" in evidence else None)  # an automatic rollback records the readout
-    if isinstance(ab, dict):
-        d = ab.get("difference")
-        rollout = f"rollout {ab['rollout_id']}" if ab.get("rollout_id") is not None else "rollout"
-        if isinstance(d, dict) and isinstance(d.get("mean"), int | float):
-            ci = (f", 95% CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
-                  if isinstance(d.get("ci_low"), int | float) and isinstance(d.get("ci_high"), int | float) else "")
-            if isinstance(d.get("cs_low"), int | float) and isinstance(d.get("cs_high"), int | float):
-                ci = f", anytime-valid bound [{d['cs_low']:+.2f}, {d['cs_high']:+.2f}] (plain{ci[1:]})"
-            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: candidate − live {d['mean']:+.2f} P&L{ci} "
-                         f"over {d.get('windows', '?')} paired windows")
-        else:
-            parts.append(f"A/B {rollout} {ab.get('verdict', '?')}: no paired windows")
-    previous = evidence.get("rolled_back")
-    if isinstance(previous, dict):
-        parts.append(f"rollout {previous.get('rollout_id', '?')} was rolled back: "
-                     + "; ".join(str(r) for r in previous.get("reasons") or []))
-    if "none" in evidence:
-        parts.insert(0, "no evidence")
-    return "; ".join(parts) if parts else "no evidence"
 
 
 class Rollout(BaseModel):

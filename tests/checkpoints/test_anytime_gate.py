@@ -272,3 +272,16 @@ def test_the_audit_line_names_what_the_gate_bounds() -> None:
                 "cs_low": -30.0, "cs_high": 5.0}
     assert ("held-out vs base -12.00 P&L, anytime-valid bound [-30.00, +5.00] (plain 95% CI [-20.00, -4.00]) "
             "over 9 windows") in summarize_evidence({"evaluation": held_out})
+
+
+def test_a_candidate_that_out_earns_more_often_but_loses_money_on_average_is_not_promoted() -> None:
+    from babylon_console.core.checkpoints.evidence import paired_verdict
+    from babylon_console.core.stats import PairedDifference
+
+    gate = GateSettings()
+    wins_small = PairedDifference(windows=12, mean=-35.0, ci_low=-90.0, ci_high=20.0, win_rate=0.8,
+                                  cs_low=0.05, cs_high=0.45, bounds_of="the out-earn share")
+    verdict, why = paired_verdict(wins_small, streak=3, gate=gate)
+    assert verdict == "hold" and "-35.00 on average" in why
+    verdict, _ = paired_verdict(wins_small.model_copy(update={"mean": 12.0}), streak=3, gate=gate)
+    assert verdict == "promote"

@@ -473,6 +473,11 @@ def paired_verdict(diff: PairedDifference | None, streak: int, gate: GateSetting
         return "rollback", (f"candidate - live P&L {diff.mean:+.2f}, {diff.cs_text()} is below zero over "
                             f"{diff.windows} windows ({plain})")
     if diff.cs_low is not None and diff.cs_low > 0 and streak >= gate.promote_after:
+        if diff.bounds_of is not None and diff.mean < 0:
+            # out-earning more often is not enough when the money says otherwise: a candidate that wins small
+            # and loses big is never promoted on the share alone (this only ever holds back a promotion)
+            return "hold", (f"{diff.cs_text()} is above zero, but candidate - live P&L is {diff.mean:+.2f} on "
+                            f"average over {diff.windows} windows ({plain}): not promoted while it is below zero")
         return "promote", (f"{diff.cs_text()} above zero for {streak} consecutive window(s) (gate: "
                            f"{gate.promote_after}; {plain})")
     if diff.cs_low is None or diff.cs_high is None:

@@ -47,6 +47,7 @@ from babylon_console.core.training.backends.empty_step import NothingTrained
 from babylon_console.core.training.backends.factory import BackendUnavailable
 from babylon_console.core.training.batches import CheckpointConflict
 from babylon_console.core.training.groups import DropoutError
+from babylon_console.core.training.health_store import AlarmAlreadyAcknowledged, AlarmNotFound
 from babylon_console.core.training.judges.base import JudgeError
 from babylon_console.core.training.tokenization import TokenizerUnavailable
 
@@ -78,6 +79,8 @@ PUBLIC_ERRORS: dict[type[ConsoleError], tuple[ErrorKind, int, type[Exception]]] 
     DemoInUse: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
     MarketRunning: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
     NoUpstream: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, RuntimeError),
+    AlarmNotFound: (ErrorKind.INVALID_INPUT, EXIT_UNAVAILABLE, LookupError),
+    AlarmAlreadyAcknowledged: (ErrorKind.REFUSED, EXIT_FAILED, RuntimeError),
 }
 VOCABULARY = {ConsoleError, Outage, Refused, InvalidInput, Failed}
 # Public classes whose names read like errors but are no exceptions.

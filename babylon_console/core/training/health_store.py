@@ -42,14 +42,18 @@ class AlarmNotFound(Failed, LookupError):
 
 
 class AlarmAlreadyAcknowledged(Refused, RuntimeError):
-    """The alarm was acknowledged before; nothing was changed. `record` says by whom and when."""
+    """The alarm was acknowledged before; nothing was changed. `record` (when raised by `acknowledge`) says
+    by whom and when."""
 
     title = "Already acknowledged"
+    record: AlarmRecord | None = None
 
-    def __init__(self, record: AlarmRecord) -> None:
-        super().__init__(f"alarm {record.id} was already acknowledged by {record.acknowledged_who} "
-                         f"at {_when(record.acknowledged_at)}: nothing changed")
-        self.record = record
+    @classmethod
+    def of(cls, record: AlarmRecord) -> AlarmAlreadyAcknowledged:
+        exc = cls(f"alarm {record.id} was already acknowledged by {record.acknowledged_who} "
+                  f"at {_when(record.acknowledged_at)}: nothing changed")
+        exc.record = record
+        return exc
 
 
 class AlarmRecord(BaseModel):
@@ -249,7 +253,7 @@ async def acknowledge(pool: asyncpg.Pool, alarm_id: int, *, operator: str, note:
             record = _read_alarm(existing)
             if record is None:
                 raise Failed(f"alarm {alarm_id} is stored in a form this version cannot read")
-            raise AlarmAlreadyAcknowledged(record)
+            raise AlarmAlreadyAcknowledged.of(record)
         record = _read_alarm(row)
         if record is None:
             raise Failed(f"alarm {alarm_id} is stored in a form this version cannot read")

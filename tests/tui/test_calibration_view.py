@@ -8,6 +8,8 @@ from typing import Any
 
 from textual.widgets import DataTable
 
+from babylon_console.tui.messages import WindowChosen
+
 from .conftest import SIZE, plain, wait_for
 
 JUDGED = "2025-11-24T10:00"
@@ -73,5 +75,7 @@ async def test_an_unjudged_window_says_why_it_has_no_calibration_and_the_view_fo
         assert "Spearman rank correlation, judge's score vs realised P&L: — (no judgment of this window yet)" in body()
         assert "Most disagreed pair: none, no judgment of this window yet" in body()
 
-        app.main.selected_window = JUDGED  # another window chosen: the open view follows it
+        # another window chosen, as the Windows pane chooses one (the screen marks the inspector stale; setting
+        # the screen's window alone left the reload to the pane's 10 s poll): the open view follows it
+        app.main.post_message(WindowChosen(JUDGED))
         await wait_for(lambda: f"Judge calibration of {JUDGED}" in body() and "-1.00" in body(), what="followed")

@@ -197,3 +197,25 @@ async def test_with_the_setting_the_no_spread_alarm_pauses_the_engine(pool: asyn
     finally:
         engine.stop()
         await asyncio.wait_for(task, 30)
+
+
+async def test_windows_judged_without_spread_are_not_judged_again_by_the_same_run(pool: asyncpg.Pool,
+                                                                                 tmp_path: Path) -> None:
+    """A judge that scores everyone alike trains nothing: the run once judged every ready window again at
+    once, iteration after iteration (about 4 a second), and such windows, the oldest, were always selected
+    first. They are left to the next run (still ready), and the run waits for new windows meanwhile."""
+    await _seed(pool, windows=2)
+    engine = _engine(pool, tmp_path, FlatJudge(), iterations=None, poll_seconds=0.2)
+    task = asyncio.create_task(engine.run())
+    try:
+        for _ in range(600):
+            if engine.summary.iterations >= 1 and len(engine.summary.windows_skipped) == 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.0)  # ten polls
+        assert engine.summary.iterations == 1 and engine.summary.steps == []
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 30)
+    readiness = await engine.store.window_readiness(engine.config.criteria, NOW, 48, engine.config.training_key)
+    assert sum(w.ready for w in readiness) == 2  # free for the next run to judge again

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import zlib
+from collections.abc import Collection
 
 from ..clock import Clock
 from ..errors import is_outage
@@ -32,10 +33,15 @@ from .training import record_unusable
 Judged = list[tuple[WindowGroup, JudgeInput]]
 
 
-def select_windows(readiness: list[WindowReadiness], limit: int, force: bool) -> list[str]:
+def select_windows(readiness: list[WindowReadiness], limit: int, force: bool,
+                   passed_over: Collection[str] = ()) -> list[str]:
     """Oldest ready windows first; with `force`, closed windows already trained on (or found
-    unusable) by this model qualify too."""
+    unusable) by this model qualify too. `passed_over`: windows this run already judged without a
+    training signal (every agent scored alike): left to the next run, which may judge them again, so
+    that they neither block newer windows nor have the run judge them over and over."""
     def eligible(w: WindowReadiness) -> bool:
+        if w.window_id in passed_over:
+            return False
         if w.ready:
             return True
         return (force and w.closed and w.state in (WindowState.TRAINED, WindowState.UNUSABLE)
@@ -57,6 +63,7 @@ class Stages:
         self.clock = clock
         self.guard = guard
         self._emit = emit
+        self.flat_windows: set[str] = set()  # judged without a reward spread in this run: not selected again
 
     async def read_holdout(self, check: bool = False) -> None:
         """Adopt the database's hold-out share (read at run start and before each selection);
@@ -75,7 +82,8 @@ class Stages:
             await self.clock.refresh()
         readiness = await self.store.window_readiness(self.config.criteria, self.clock.now(),
                                                       self.config.lookback_hours, self.config.training_key)
-        return select_windows(readiness, self.config.windows_per_iteration, self.config.force)
+        return select_windows(readiness, self.config.windows_per_iteration, self.config.force,
+                              passed_over=self.flat_windows)
 
     async def read(self, chosen: list[str]) -> Judged | None:
         """The chosen windows' groups, to judge; None when reading them took too long (said, and they
@@ -168,6 +176,7 @@ class Stages:
                 ), conn)
             if max(scores) - min(scores) < 1e-9:
                 self.summary.windows_skipped.append(result.window_id)
+                self.flat_windows.add(result.window_id)
                 await self._emit(EngineWarning(window_id=result.window_id,
                                                message=f"window {result.window_id}: all scores equal, "
                                                        "no training signal; skipped"))

@@ -219,3 +219,22 @@ async def test_windows_judged_without_spread_are_not_judged_again_by_the_same_ru
         await asyncio.wait_for(task, 30)
     readiness = await engine.store.window_readiness(engine.config.criteria, NOW, 48, engine.config.training_key)
     assert sum(w.ready for w in readiness) == 2  # free for the next run to judge again
+
+
+async def test_a_rule_flapping_at_its_threshold_is_one_open_alarm(pool: asyncpg.Pool, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """A figure hovering at its threshold fires, clears, fires: one alarm while it stays open (the demo's
+    entropy raised one every few steps)."""
+    from babylon_console.core.engine import health_watch
+    from babylon_console.core.training.alarms import AlarmRule, RaisedAlarm
+
+    def odd_steps_fire(history, settings):
+        step = history[-1].step
+        return [RaisedAlarm(rule=AlarmRule.entropy_collapse, step=step, figures={"entropy": 0.7}, threshold=0.25,
+                            message=f"entropy low at step {step}")] if step % 2 else []
+
+    monkeypatch.setattr(health_watch, "check", odd_steps_fire)
+    await _seed(pool, windows=6)
+    summary = await _engine(pool, tmp_path, OutcomeJudge(), iterations=3).run()
+    assert summary.steps == [1, 2, 3]
+    assert [(a.rule, a.step) for a in await health_store.alarms(pool)] == [("entropy_collapse", 1)]

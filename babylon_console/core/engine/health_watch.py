@@ -4,7 +4,8 @@ alarm stored and announced, and, with `pause_on_alarm`, the engine paused with t
 An alarm is raised when its rule starts firing: while the rule keeps firing at the following steps
 the alarm already raised stands (open, or acknowledged by an operator) and no new one is raised, so
 a condition that persists pauses the engine once, not again after every resume. A rule that was
-quiet for a step raises anew when it fires again.
+quiet for a step raises anew when it fires again, once its earlier alarm has been acknowledged: a
+figure hovering at its threshold is one open alarm until an operator has seen it.
 
 The health of a step is a side channel: anything that goes wrong here is a warning, never a failed
 step (the checkpoint is registered already).
@@ -61,8 +62,10 @@ class HealthWatch:
         holdout = await holdout_points(self.pool, self.config, [*(h.step for h in history), step])
         health = rolling(history, health, windows=s.rolling_windows, min_windows=s.min_rolling_windows,
                          trend_steps=s.trend_steps, holdout=holdout)
-        # the rules that already fired at the previous step: their alarm stands
+        # the rules that already fired at the previous step, and those with an alarm still open (a figure
+        # hovering at its threshold would raise one every other step): their alarm stands
         standing = {a.rule for a in check(history, s)} if history and history[-1].step == step - 1 else set()
+        standing |= {a.rule for a in await health_store.alarms(self.pool, key, open_only=True)}
         raised = [a for a in check([*history, health], s) if a.rule not in standing]
         pause = self.config.pause_on_alarm and bool(raised)
         async with self.guard.write() as conn:

@@ -48,13 +48,22 @@ def _earlier(history: Sequence[StepHealth], figure: Callable[[StepHealth], Figur
     return [v for h in history[:-1] if (v := figure(h).value) is not None][-limit:]
 
 
+def _against_recent(history: Sequence[StepHealth], figure: Callable[[StepHealth], Figure], s: AlarmSettings
+                    ) -> tuple[float, float, list[float]] | None:
+    """(the newest step's value, the median of the recent steps before it, those values); None while the
+    figure is missing or the history is shorter than `min_history`."""
+    value = figure(history[-1]).value
+    before = _earlier(history, figure, s.recent_steps)
+    if value is None or len(before) < s.min_history:
+        return None
+    return value, statistics.median(before), before
+
+
 def kl_spike(history: Sequence[StepHealth], s: AlarmSettings) -> RaisedAlarm | None:
     now = history[-1]
-    kl = now.kl.value
-    before = _earlier(history, lambda h: h.kl, s.recent_steps)
-    if kl is None or len(before) < s.min_history:
+    if (recent := _against_recent(history, lambda h: h.kl, s)) is None:
         return None
-    median = statistics.median(before)
+    kl, median, before = recent
     mad = statistics.median(abs(v - median) for v in before)
     scale = max(MAD_TO_SD * mad, MIN_SCALE_SHARE * abs(median), 1e-12)
     z = (kl - median) / scale
@@ -100,11 +109,9 @@ def action_collapse(history: Sequence[StepHealth], s: AlarmSettings) -> RaisedAl
 
 def tokens_blowup(history: Sequence[StepHealth], s: AlarmSettings) -> RaisedAlarm | None:
     now = history[-1]
-    per_call = now.tokens_per_call.value
-    before = _earlier(history, lambda h: h.tokens_per_call, s.recent_steps)
-    if per_call is None or len(before) < s.min_history:
+    if (recent := _against_recent(history, lambda h: h.tokens_per_call, s)) is None:
         return None
-    median = statistics.median(before)
+    per_call, median, _ = recent
     if median <= 0 or per_call <= s.tokens_ratio * median:
         return None
     return RaisedAlarm(rule=AlarmRule.tokens_blowup, step=now.step,

@@ -238,3 +238,32 @@ async def test_a_rule_flapping_at_its_threshold_is_one_open_alarm(pool: asyncpg.
     summary = await _engine(pool, tmp_path, OutcomeJudge(), iterations=3).run()
     assert summary.steps == [1, 2, 3]
     assert [(a.rule, a.step) for a in await health_store.alarms(pool)] == [("entropy_collapse", 1)]
+
+
+class DownJudge:
+    """A judge whose service is down: every window fails."""
+
+    name = "down"
+
+    async def judge(self, item):
+        from babylon_console.core.training.judges import JudgeError
+
+        raise JudgeError(item.window_id, "the judge's API answered 503")
+
+
+async def test_a_failing_judge_is_not_asked_again_at_once(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """Windows a judge failed are free again at once; a continuous run waits a poll before it selects
+    them again, instead of asking the failing judge as fast as it can."""
+    await _seed(pool, windows=2)
+    engine = _engine(pool, tmp_path, DownJudge(), iterations=None, poll_seconds=1.0)
+    task = asyncio.create_task(engine.run())
+    try:
+        for _ in range(600):
+            if engine.summary.iterations >= 1 and engine.summary.windows_failed:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.5)
+        assert 1 <= engine.summary.iterations <= 4 and engine.summary.steps == []
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 30)

@@ -246,10 +246,12 @@ class Engine:
                     raise _StopRequested from None
                 await self.trainer.repair_interrupted()
                 continue
-            if trained is None:  # nothing ready
-                if self.config.iterations is not None:
-                    await self._checkpoint()  # paused meanwhile: an operator's word ends the pause, not the count
-                    return "no ready windows"
+            if trained is None and self.config.iterations is not None:  # nothing ready
+                await self._checkpoint()  # paused meanwhile: an operator's word ends the pause, not the count
+                return "no ready windows"
+            if trained is None or (trained is False and self.config.iterations is None):
+                # nothing ready, or nothing trained: a failing judge or backend is not asked again at once
+                # (the windows it failed are free again, and would be selected in the same instant)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.config.poll_seconds)
         # paused in the last iteration (an operator, or an alarm with pause_on_alarm): the run holds until

@@ -5,6 +5,8 @@ is that sentence in a toast, and the console goes read-only. The embedded superu
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +24,19 @@ from .conftest import SIZE, FixedClock, insert_model, wait_for
 from .test_actions import live_model, open_checkpoints
 
 
+@asynccontextmanager
+async def _console_as(kind: str, database_url: str, make_app: Any,
+                      tmp_path: Path) -> AsyncIterator[tuple[Any, Any, str]]:
+    """The console, logged in as a new login of the group role `kind`, on the Checkpoints pane with one
+    row: (app, pilot, the login's name)."""
+    async with logins(database_url) as login:
+        url = await login(kind)
+        app = make_app(data=_data(url, tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await open_checkpoints(app, pilot, 1)
+            yield app, pilot, str(urlsplit(url).username)
+
+
 def _data(url: str, tmp_path: Path) -> ConsoleData:
     settings = Settings(database_url=url, data_dir=tmp_path / "data")  # type: ignore[arg-type]
     return ConsoleData(settings, clock=FixedClock(), label="test database", operator="tester")
@@ -30,56 +45,46 @@ def _data(url: str, tmp_path: Path) -> ConsoleData:
 async def test_an_observer_opens_read_only_by_itself(seeded: Any, database_url: str, make_app: Any,
                                                      tmp_path: Path) -> None:
     await insert_model(seeded, 1)
-    async with logins(database_url) as login:
-        observer = await login("observer")
-        name = urlsplit(observer).username
-        app = make_app(data=_data(observer, tmp_path))
-        async with app.run_test(size=SIZE) as pilot:
-            await open_checkpoints(app, pilot, 1)
-            await wait_for(lambda: app.read_only, what="read-only")
-            assert app.main.read_only and app.data.read_only
-            assert app.main.status.parts["mode"].plain == f"read-only: database role {name} is an observer"
-            assert "READ-ONLY" in app.main.pane_bar.mode
-            await pilot.press("P")  # refused before any dialog, naming the group that may
-            assert app.screen is app.main and not isinstance(app.screen, PromoteDialog)
-            said = (f"read-only: database role {name} is an observer and may not promote: that needs "
-                    f"babylon_operator (`babylon-console db roles grant {name} operator`)")
-            assert any(said in t for t in app.toasts), app.toasts
-            for key in ("R", "E", "space", "X"):
-                await pilot.press(key)
-                assert app.screen is app.main, key
-            assert sum(f"database role {name} is an observer" in t for t in app.toasts) >= 5, app.toasts
-            assert not any("started with --read-only" in t for t in app.toasts)  # the server's word, not a flag
+    async with _console_as("observer", database_url, make_app, tmp_path) as (app, pilot, name):
+        await wait_for(lambda: app.read_only, what="read-only")
+        assert app.main.read_only and app.data.read_only
+        assert app.main.status.parts["mode"].plain == f"read-only: database role {name} is an observer"
+        assert "READ-ONLY" in app.main.pane_bar.mode
+        await pilot.press("P")  # refused before any dialog, naming the group that may
+        assert app.screen is app.main and not isinstance(app.screen, PromoteDialog)
+        said = (f"read-only: database role {name} is an observer and may not promote: that needs "
+                f"babylon_operator (`babylon-console db roles grant {name} operator`)")
+        assert any(said in t for t in app.toasts), app.toasts
+        for key in ("R", "E", "space", "X"):
+            await pilot.press(key)
+            assert app.screen is app.main, key
+        assert sum(f"database role {name} is an observer" in t for t in app.toasts) >= 5, app.toasts
+        assert not any("started with --read-only" in t for t in app.toasts)  # the server's word, not a flag
     assert await live_model(seeded) is None
 
 
 async def test_privileges_revoked_while_running_are_said_and_followed(seeded: Any, database_url: str, make_app: Any,
                                                                      tmp_path: Path) -> None:
     await insert_model(seeded, 1)
-    async with logins(database_url) as login:
-        operator = await login("operator")
-        name = urlsplit(operator).username
-        app = make_app(data=_data(operator, tmp_path))
-        async with app.run_test(size=SIZE) as pilot:
-            await open_checkpoints(app, pilot, 1)
-            assert not app.read_only and app.data.role_refusal("promote") is None
-            admin = await asyncpg.connect(database_url)
-            try:  # the administrator takes it back while the console runs
-                await roles.grant(admin, name, roles.Kind.OPERATOR, revoke=True)
-                await roles.grant(admin, name, roles.Kind.OBSERVER)
-            finally:
-                await admin.close()
-            await pilot.press("P")
-            assert isinstance(app.screen, PromoteDialog)  # the console still thinks it may
-            await pilot.press("tab", "enter")
-            assert isinstance(app.screen, ConfirmDialog)
-            await pilot.press("y")
-            said = f"Promotion refused: database role {name} is an observer and may not promote: that needs " \
-                   "babylon_operator"
-            await wait_for(lambda: any(t.startswith(said) for t in app.toasts), what="refusal toast")
-            assert not any("failed" in t for t in app.toasts), app.toasts  # a refusal, not a failure
-            await wait_for(lambda: app.read_only, what="read-only")  # it follows the server from now on
-            assert app.main.status.parts["mode"].plain == f"read-only: database role {name} is an observer"
+    async with _console_as("operator", database_url, make_app, tmp_path) as (app, pilot, name):
+        assert not app.read_only and app.data.role_refusal("promote") is None
+        admin = await asyncpg.connect(database_url)
+        try:  # the administrator takes it back while the console runs
+            await roles.grant(admin, name, roles.Kind.OPERATOR, revoke=True)
+            await roles.grant(admin, name, roles.Kind.OBSERVER)
+        finally:
+            await admin.close()
+        await pilot.press("P")
+        assert isinstance(app.screen, PromoteDialog)  # the console still thinks it may
+        await pilot.press("tab", "enter")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        said = f"Promotion refused: database role {name} is an observer and may not promote: that needs " \
+               "babylon_operator"
+        await wait_for(lambda: any(t.startswith(said) for t in app.toasts), what="refusal toast")
+        assert not any("failed" in t for t in app.toasts), app.toasts  # a refusal, not a failure
+        await wait_for(lambda: app.read_only, what="read-only")  # it follows the server from now on
+        assert app.main.status.parts["mode"].plain == f"read-only: database role {name} is an observer"
     assert await live_model(seeded) is None
 
 
@@ -124,19 +129,14 @@ async def test_an_operator_promotes_and_the_audit_names_its_database_role(seeded
     from .conftest import plain
 
     model = await insert_model(seeded, 1)
-    async with logins(database_url) as login:
-        operator = await login("operator")
-        name = urlsplit(operator).username
-        app = make_app(data=_data(operator, tmp_path))
-        async with app.run_test(size=SIZE) as pilot:
-            await open_checkpoints(app, pilot, 1)
-            await pilot.press("P")
-            await pilot.press("tab", "enter")
-            await pilot.press("y")
-            await wait_for(lambda: any(t.startswith("Promoted:") for t in app.toasts), what="promotion")
-            title = app.main.query_one("#checkpoints-audit-title", Static)
-            await wait_for(lambda: f"row 1, tester: database role {name}" in plain(title), what="audit title")
-            assert not app.read_only and "mode" not in app.main.status.parts
+    async with _console_as("operator", database_url, make_app, tmp_path) as (app, pilot, name):
+        await pilot.press("P")
+        await pilot.press("tab", "enter")
+        await pilot.press("y")
+        await wait_for(lambda: any(t.startswith("Promoted:") for t in app.toasts), what="promotion")
+        title = app.main.query_one("#checkpoints-audit-title", Static)
+        await wait_for(lambda: f"row 1, tester: database role {name}" in plain(title), what="audit title")
+        assert not app.read_only and "mode" not in app.main.status.parts
     assert await live_model(seeded) == model
     assert tuple(await seeded.fetchrow("SELECT operator, db_role, db_login FROM console_promotions")) == (
         "tester", name, name)

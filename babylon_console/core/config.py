@@ -89,7 +89,6 @@ class GateSettings(BaseModel):
     max_drawdown: float = Field(default=0.5, gt=0, le=1, description="The candidate's mean max drawdown "
                                 "(a fraction of its peak) that rolls it back.")
     share_tolerance: float = 0.15  # served share vs asked share, absolute, before a warning
-    lookback_windows: int = 168  # only the latest windows are read
     max_error_rate: float = Field(default=0.05, gt=0, le=1, description="The candidate's share of 5xx answers "
                                   "through the gateway that rolls it back.")
     min_requests: int = Field(default=50, ge=1,

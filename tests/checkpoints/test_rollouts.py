@@ -255,3 +255,12 @@ async def test_a_rollout_running_before_the_migration_gets_a_record(pool: asyncp
     assert rollout is not None and rollout.id is not None and rollout.candidate_model_id == CAND[0]
     assert rollout.live_model_id == LIVE[0] and rollout.started_market_at is not None
     assert await pool.fetchval("SELECT count(*) FROM console_rollouts") == 2  # the registry's, and the backfill
+
+
+async def test_a_long_rollout_counts_every_window_since_it_started(pool: asyncpg.Pool) -> None:
+    """The anytime-valid bound holds for the whole sequence of a rollout's windows: the readout once kept
+    only the newest 168, and a sequence that drops its oldest windows tests afresh at every look."""
+    await _ab_models(pool, hours_ago=172)
+    await _harmful(pool, await _hours_from_now(pool, *range(-171, 0)))
+    readout = await ab_readout(pool, GATE)
+    assert readout.difference is not None and readout.difference.windows == 171

@@ -151,8 +151,9 @@ class _Arm:
 
 _ROWS_SQL = """
 WITH recent AS (
-  SELECT DISTINCT "windowId" FROM trajectories WHERE "windowId" IS NOT NULL AND "windowId" >= $2
-  ORDER BY "windowId" DESC LIMIT $1
+  -- every window since the rollout started: a sequence that dropped its oldest windows would test afresh
+  -- at each look, and lose the validity it has under repeated looks
+  SELECT DISTINCT "windowId" FROM trajectories WHERE "windowId" IS NOT NULL AND "windowId" >= $1
 ), calls AS (
   -- the checkpoint that served each call: the gateway's log of this rollout by the response's hash
   -- (the gateway hashes the UTF-8 text the same way), else the model the game named
@@ -161,7 +162,7 @@ WITH recent AS (
   FROM llm_call_logs l JOIN trajectories t ON t."trajectoryId" = l."trajectoryId"
   LEFT JOIN LATERAL (
     SELECT min(g.model_id) AS model_id FROM console_gateway_calls g
-    WHERE g.response_sha256 = encode(sha256(convert_to(l.response, 'UTF8')), 'hex') AND g.rollout_id = $3
+    WHERE g.response_sha256 = encode(sha256(convert_to(l.response, 'UTF8')), 'hex') AND g.rollout_id = $2
       AND g.model_id IS NOT NULL
     HAVING count(DISTINCT g.model_id) = 1  -- the same text from both arms names neither
   ) g ON true
@@ -287,7 +288,7 @@ async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings
     rows = [] if started is None else [
         _Row(r["window_id"], r["agent_id"], r["model"], _finite(r["pnl"]), _finite(r["judge"]),
              _drawdown(r["metadata"]), r["via_gateway"])
-        for r in await pool.fetch(_ROWS_SQL, gate.lookback_windows, first_window_of(started), candidate.rollout_id)]
+        for r in await pool.fetch(_ROWS_SQL, first_window_of(started), candidate.rollout_id)]
     readout = readout_from_rows(rows, candidate=(candidate.model_id, candidate.storage_path),
                                 live=(live.model_id, live.storage_path) if live else None,
                                 asked=candidate.share, known=known, gate=gate, rollout_id=candidate.rollout_id,

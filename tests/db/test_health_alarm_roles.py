@@ -38,6 +38,10 @@ async def test_engine_writes_operator_acknowledges_observer_reads_gateway_sees_n
             assert raised.db_role == engine_role
             with pytest.raises(REFUSED):  # the engine never acknowledges
                 await health_store.acknowledge(engine, raised.id, operator="engine")
+            with pytest.raises(asyncpg.CheckViolationError, match="raised unacknowledged"):  # not even as it raises
+                await engine.execute(
+                    "INSERT INTO console_alarms (model_name, rule, message, acknowledged_at, acknowledged_by, "
+                    "acknowledged_db_role) VALUES ('offline:m', 'kl_spike', 'seen', now(), 'ana', 'babylon_operator')")
 
             # an observer reads both tables and writes neither
             assert [h.kl for h in await health_store.health_history(observer)] == [Figure.of(0.8)]

@@ -90,3 +90,14 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("BABYLON_ALARM_ENTROPY_FRACTION", "2")
     with pytest.raises(ValueError):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_calls_without_a_recorded_action_kind_are_no_collapse() -> None:
+    from babylon_console.core.config import AlarmSettings
+    from babylon_console.core.training.alarms import check
+    from babylon_console.core.training.health import NO_ACTION, StepHealth
+
+    unrecorded = StepHealth(model_name="offline:m", step=1, action_mix={NO_ACTION: 300, "BUY_SHARES": 3})
+    assert [a.rule for a in check([unrecorded], AlarmSettings())] == []
+    collapsed = StepHealth(model_name="offline:m", step=1, action_mix={NO_ACTION: 300, "BUY_SHARES": 40, "HOLD": 1})
+    assert [a.rule for a in check([collapsed], AlarmSettings())] == ["action_collapse"]

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from ..config import AlarmSettings
 from ..stats import Figure
-from .health import StepHealth, step_pnl
+from .health import NO_ACTION, StepHealth, step_pnl
 
 log = logging.getLogger(__name__)
 MAD_TO_SD = 1.4826  # the MAD of a normal sample times this estimates its standard deviation
@@ -93,10 +93,12 @@ def entropy_collapse(history: Sequence[StepHealth], s: AlarmSettings) -> RaisedA
 
 def action_collapse(history: Sequence[StepHealth], s: AlarmSettings) -> RaisedAlarm | None:
     now = history[-1]
-    total = sum(now.action_mix.values())
+    # calls whose action kind was not recorded are no kind: a game that logs none is not a collapse
+    known = {k: n for k, n in now.action_mix.items() if k != NO_ACTION}
+    total = sum(known.values())
     if total < s.min_action_calls:
         return None
-    kind, top = max(now.action_mix.items(), key=lambda kv: kv[1])
+    kind, top = max(known.items(), key=lambda kv: kv[1])
     share = top / total
     if share < s.action_share:
         return None

@@ -267,3 +267,25 @@ async def test_a_failing_judge_is_not_asked_again_at_once(pool: asyncpg.Pool, tm
     finally:
         engine.stop()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_long_run_keeps_its_first_steps_for_the_early_level(pool: asyncpg.Pool, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """The rules read the newest steps; the entropy rule's early level is the first steps' median, which
+    once followed the entropy down once a run had more steps than were read (so a slow collapse never fired)."""
+    from babylon_console.core.engine import health_watch
+    from babylon_console.core.stats import Figure
+    from babylon_console.core.training.health import StepHealth
+
+    monkeypatch.setattr(health_watch, "HISTORY", 8)
+    engine = _engine(pool, tmp_path, OutcomeJudge())
+    key = engine.config.training_key
+    for step in range(1, 31):  # entropy falls slowly: 3.0 down to 0.1
+        await health_store.save_health(pool, StepHealth(model_name=key, step=step,
+                                                        entropy=Figure.of(3.0 - 0.1 * (step - 1))))
+    history = await engine.health.history_before(31)
+    assert [h.step for h in history] == [1, 2, 3, 4, 5, *range(23, 31)]
+    from babylon_console.core.training.alarms import check
+
+    now = StepHealth(model_name=key, step=31, entropy=Figure.of(0.2))  # 7% of 2.8; a third of the drifted 0.6
+    assert "entropy_collapse" in [a.rule for a in check([*history, now], engine.settings.alarms())]

@@ -22,11 +22,12 @@ from ..names import checkpoint_id
 from ..training import health_store
 from ..training.alarms import AlarmRule, RaisedAlarm, check
 from ..training.groups import WindowGroup
-from ..training.health import rolling, step_health
+from ..training.health import StepHealth, rolling, step_health
 from .guard import RunGuard
 from .run_config import EngineConfig
 from .run_state import Emit
 
+HISTORY = 200  # recent steps read for the rules (trends, medians, rolling correlation)
 Pause = Callable[[str, str], None]  # (who, why): the engine's pause
 
 
@@ -55,7 +56,7 @@ class HealthWatch:
                          trainable_tokens: int | None, unspread_groups: int = 0) -> list[RaisedAlarm]:
         """Health of a registered step, stored; its alarms, stored and announced."""
         key = self.config.training_key
-        history = [h for h in await health_store.health_history(self.pool, key, limit=200) if h.step < step]
+        history = await self.history_before(step)
         health = step_health(key, step, groups, metrics, trainable_tokens=trainable_tokens,
                              unspread_groups=unspread_groups, run_id=self.run_id)
         s = self.settings
@@ -76,6 +77,17 @@ class HealthWatch:
         if pause:
             self._pause("alarm", pause_reason(raised))
         return raised
+
+    async def history_before(self, step: int) -> list[StepHealth]:
+        """The stored health of the steps before `step` the rules read: the newest `HISTORY`, and in a
+        longer run its first steps too (entropy's early level must not follow the entropy down)."""
+        key = self.config.training_key
+        history = [h for h in await health_store.health_history(self.pool, key, limit=HISTORY) if h.step < step]
+        if len(history) >= HISTORY - 1:
+            seen = {h.step for h in history}
+            history = [h for h in await health_store.first_steps(self.pool, key, self.settings.min_history)
+                       if h.step < step and h.step not in seen] + history
+        return history
 
     async def nothing_to_train(self, iteration: int, windows: Sequence[str]) -> RaisedAlarm | None:
         """Every group judged in an iteration had no reward spread, so no step was trained and no step's

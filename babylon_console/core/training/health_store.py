@@ -188,6 +188,13 @@ async def health_history(pool: asyncpg.Pool | asyncpg.Connection, model_name: st
     return [h for h in read if h is not None]
 
 
+async def first_steps(pool: asyncpg.Pool | asyncpg.Connection, model_name: str, count: int) -> list[StepHealth]:
+    """The health of a training key's first `count` steps, in step order (a rule's early level)."""
+    rows = await pool.fetch("SELECT model_name, step, run_id, health, created_at FROM console_step_health "
+                            "WHERE model_name = $1 ORDER BY step LIMIT $2", model_name, count)
+    return [h for r in rows if (h := read_health(r)) is not None]
+
+
 async def training_keys(pool: asyncpg.Pool | asyncpg.Connection, model: str | None = None) -> list[str]:
     """The training keys with stored health or alarms, sorted: all of them, or those of `model`, a model
     name (`babylon-agent`: every backend's key of it) or a training key (`offline:babylon-agent`)."""

@@ -141,12 +141,24 @@ async def test_an_engine_whose_lock_was_taken_during_an_outage_stops_without_wri
         first = _engine(pool, tmp_path)
         run = asyncio.create_task(first.run())
         await _wait(lambda: pool.fetchval("SELECT count(*) FROM trained_models"), 60, "a first checkpoint")
+        # The first engine took its lock at start; any later take is its ride-out retaking it. Hold
+        # that retake until the second engine has the model: otherwise the first may notice the outage
+        # only once the server is back and retake the lock before the second gets there.
+        second_has_lock = asyncio.Event()
+        retake = first.guard.take_lock
+
+        async def retake_after_the_second() -> bool:
+            await second_has_lock.wait()
+            return await retake()
+
+        first.guard.take_lock = retake_after_the_second  # type: ignore[method-assign]
         await asyncio.to_thread(own_server.stop)
         await asyncio.to_thread(own_server.start)
         # Before the first engine comes back, another engine takes the model (its own pool).
         other_pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         second = _engine(other_pool, tmp_path, iterations=1)
         assert await second.guard.take_lock()
+        second_has_lock.set()
         before = await other_pool.fetchval("SELECT count(*) FROM training_batches")
         summary = await asyncio.wait_for(run, 60)
         error = summary.error or ""

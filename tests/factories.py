@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from babylon_console.core.game.schema import TRAJECTORY_COLUMNS, USER_COLUMNS
-from babylon_console.core.game.windows import parse_window_id
+from babylon_console.core.game.windows import held_out, parse_window_id, window_id_for
+from babylon_console.core.simgame.seeding import history_starts
 
 _ids = itertools.count(1)
 
@@ -104,3 +105,16 @@ def trajectory_row(
 
 def as_mapping(row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(TRAJECTORY_COLUMNS, row, strict=True))
+
+
+def hour_with_held_out(now: datetime, *, windows: int, share: float, held: tuple[int, int]) -> datetime:
+    """The latest hour at or before `now` whose `windows` closed hours (as `seed_history` writes them) hold
+    between held[0] and held[1] windows held out at `share`. Which windows the hold-out takes is a hash of
+    their ids, so seeding from the wall clock alone gives a number that changes with the hour (with 6 windows
+    at 40%, fewer than 3 in about half the hours)."""
+    for back in range(500):
+        then = now - timedelta(hours=back)
+        count = sum(held_out(window_id_for(start), share) for start in history_starts(windows, then))
+        if held[0] <= count <= held[1]:
+            return then
+    raise AssertionError(f"no hour in 500 holds {held} of {windows} windows held out at {share:.0%}")

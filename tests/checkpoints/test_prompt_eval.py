@@ -310,8 +310,10 @@ async def test_the_serverless_engine_evaluates_its_new_checkpoint_under_the_name
     """`train --backend serverless` with BABYLON_EVAL_EVERY=1: the checkpoint ART registered is asked
     under its inference name at the double, against the run's step 0, and the result is an event."""
     from babylon_console.core.clock import SystemClock
+    from tests.factories import hour_with_held_out
 
-    await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=4), windows=14, now=SystemClock().now())
+    now = hour_with_held_out(SystemClock().now(), windows=14, share=0.4, held=(4, 10))
+    await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=4), windows=14, now=now)
     await set_holdout(pool, 0.4, operator="tester", reason=None)
     async with FakeWandbTraining(load_tokenizer(str(tokenizer_dir))) as fake:
         fake.answer = lambda name, messages: format_response(Action("HOLD"), f"{name} holds")

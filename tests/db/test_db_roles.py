@@ -24,6 +24,7 @@ from babylon_console.core.db.connections import with_database
 from babylon_console.core.errors import EXIT_FAILED, Refused, as_console_error
 from babylon_console.core.sim.simulation import Simulation
 from babylon_console.core.simgame.seeding import seed_history
+from tests.factories import hour_with_held_out
 
 runner = CliRunner()
 REFUSED = asyncpg.InsufficientPrivilegeError
@@ -349,12 +350,14 @@ async def test_operator_hold_out_and_engine_commands_are_recorded_with_the_datab
 # -- engine ----------------------------------------------------------------------------------------
 
 
+
 async def test_the_engine_trains_and_rolls_a_rollout_back_but_never_promotes(
         pool: asyncpg.Pool, roles_url: str, login: Login) -> None:
     from babylon_console.core.checkpoints.holdout import set_holdout
     from babylon_console.core.engine import control
 
-    await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=5), windows=6, now=SystemClock().now())
+    now = hour_with_held_out(SystemClock().now(), windows=6, share=0.4, held=(3, 4))
+    await seed_history(pool, Simulation(seed=2, n_agents=6, steps_per_window=5), windows=6, now=now)
     await set_holdout(pool, 0.4, operator="setup", reason=None)  # windows to evaluate on
 
     engine = await login("engine")

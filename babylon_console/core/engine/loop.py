@@ -116,10 +116,25 @@ class Engine:
             self.on_state(state)
 
     async def _checkpoint(self) -> None:
-        """Between stages: wait while paused, leave when asked to stop."""
-        await self._resumed.wait()
+        """Between stages: wait while paused, leave when asked to stop. A pause holds training, not the
+        rollout gate: while paused the rollout in progress is still watched every poll (automatic rollback
+        included), so a harmful candidate does not keep serving while training waits for an operator."""
+        while not self._resumed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resumed.wait(), self.config.poll_seconds)
+            if not self._resumed.is_set():
+                await self._watch_while_paused()
         if self._stop.is_set():
             raise _StopRequested
+
+    async def _watch_while_paused(self) -> None:
+        try:
+            await self.watch_rollout()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # the pause holds; the outage is ridden out (lock taken again) when training resumes
+            log.warning("rollout watch while paused: database unreachable: %s", exc)
 
     async def _enter_stage(self, stage: runs.Stage) -> None:
         if stage is self.stage:

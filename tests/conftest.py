@@ -6,6 +6,7 @@ empty server (migrations on a game-created schema).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -84,7 +85,13 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     assert pool is not None
     yield pool
-    await pool.close()
+    try:
+        # close() waits for every connection to be released: a test that failed with an engine task still
+        # holding one would hang the whole suite here instead of failing alone
+        await asyncio.wait_for(pool.close(), 30)
+    except TimeoutError:
+        pool.terminate()
+        pytest.fail("a connection of the test's pool was still held 30 s after the test: terminated")
 
 
 @pytest.fixture(autouse=True)

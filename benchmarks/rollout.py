@@ -21,7 +21,10 @@ and roll back a harmful one automatically, and how fast?
    verdict, the windows it took (median, max) and the median counting a rollout without it as --max-windows;
    the gate's over the previous rule's is the speed goal's ratio (five seeds through the database are too
    few for a median: one seed moves it by a third).
-5. Null experiment: --null-rollouts rollouts of two equal models (the step-0 policy in both arms, the
+5. Skill experiment (synthetic, no market): equal models whose arms' agents differ in standing skill, kept
+   on their arm as the gateway keeps them. Printed: the gate's false verdicts, and in how many the balance
+   check (the readout's warning that the arms' agents already differed before the rollout) had spoken.
+6. Null experiment: --null-rollouts rollouts of two equal models (the step-0 policy in both arms, the
    same serving rule: the candidate's share of the served agents), simulated window by window without
    the database, looked at after every window for --null-windows windows. The per-window differences
    are judged by the gate's own rule (`core.checkpoints.evidence.verdict_of_differences`) and by the
@@ -38,6 +41,7 @@ rule's (median).
 
 Run: .venv/bin/python benchmarks/rollout.py [--seeds 5] [--iterations 10] [--max-windows 48]
      [--null-rollouts 200] [--null-windows 40] [--detect-rollouts 100]
+     [--skill-rollouts 200] [--skill-sd 0.5]
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from babylon_console.core.checkpoints.balance import balance_of
 from babylon_console.core.checkpoints.evidence import ab_readout, verdict_of_differences
 from babylon_console.core.checkpoints.registry import Registry, Served
 from babylon_console.core.config import GateSettings, Settings
@@ -79,6 +84,7 @@ from benchmarks._common import BENCH_DATA, bench_database
 ROLLOUT_SEED_OFFSET = 5000
 NULL_SEED_OFFSET = 9000
 DETECT_SEED_OFFSET = 20000
+SKILL_SEED_OFFSET = 30000
 SHARE = 0.5
 PREVIOUS_PROMOTE_AFTER = 3  # the previous rule's default
 LOOSER_ALPHA = 0.10
@@ -98,6 +104,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--null-windows", type=int, default=40, help="null experiment: windows looked at per rollout")
     p.add_argument("--detect-rollouts", type=int, default=100,
                    help="detection experiment: simulated rollouts of each candidate (good, harmful)")
+    p.add_argument("--skill-rollouts", type=int, default=200,
+                   help="skill experiment: synthetic rollouts of equal models whose arms' agents differ in skill")
+    p.add_argument("--skill-sd", type=float, default=0.5, help="skill experiment: sd of the agents' standing skill")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="null experiment: processes simulating")
     a = p.parse_args(argv)
     if not 2 <= a.served_agents <= a.agents:
@@ -246,6 +255,35 @@ def detection_experiment(live: LinearSoftmaxPolicy, good: LinearSoftmaxPolicy, h
                   f"{summary(reached)}; median counting none as {w}: {censored:g}; wrong verdict {wrong}, none {none}")
         ratios[verdict] = medians[1] / medians[0]
     return ratios
+
+
+def skill_experiment(gate: GateSettings, args: argparse.Namespace) -> None:
+    """Two equal models whose arms' agents differ in skill (synthetic, no market): each agent earns its own
+    standing offset (normal, sd --skill-sd) plus noise (sd 1) in every window, 8 agents per arm kept on
+    their arm for the whole rollout as the gateway keeps them. Before the rollout, 24 windows on the live
+    model alike; then 40 windows looked at after each by the gate. Prints the gate's false verdicts and in
+    how many of them the balance check (`core.checkpoints.balance`, the readout's warning) had spoken."""
+    print(f"\nSkill experiment: {args.skill_rollouts} rollouts of two equal models whose arms' agents differ in "
+          "standing skill, 8 agents per arm kept on their arm, 24 windows before the rollout, 40 looked at")
+    judge = gate_rule(gate)
+    for sd in (0.0, args.skill_sd):
+        found: dict[str, list[int]] = {"promote": [0, 0], "rollback": [0, 0], "none": [0, 0]}
+        for k in range(args.skill_rollouts):
+            rnd = np.random.default_rng(SKILL_SEED_OFFSET + k)
+            skill = rnd.normal(0.0, sd, 16) if sd > 0 else np.zeros(16)
+            before = skill + rnd.normal(0.0, 1.0, (24, 16))
+            pre = [(f"w{w:02d}", str(a), float(before[w, a])) for w in range(24) for a in range(16)]
+            balance = balance_of(pre, {str(a) for a in range(8)}, {str(a) for a in range(8, 16)}, "w00")
+            during = skill + rnd.normal(0.0, 1.0, (40, 16))
+            windows = [(float(p[:8].mean() - p[8:].mean()), out_earn_share(list(p[:8]), list(p[8:])) or 0.0)
+                       for p in during]
+            verdict = first_verdict(windows, judge)[0]
+            found[verdict][0] += 1
+            found[verdict][1] += bool(balance and balance.imbalanced)
+        n = args.skill_rollouts
+        print(f"  skill sd {sd:g} (noise sd 1): " + "; ".join(
+            f"{'false ' if v != 'none' else ''}{v} {c / n:.1%} (balance warned in {w} of {c})"
+            for v, (c, w) in found.items()))
 
 
 def looser(gate: GateSettings) -> GateSettings:
@@ -422,6 +460,7 @@ async def run(args: argparse.Namespace) -> int:
     null_ok = null_experiment(live, gate, args)
     ratios = detection_experiment(live, backend.load_policy(good_storage), backend.load_policy(harmful_storage),
                                   gate, args)
+    skill_experiment(gate, args)
     fast = all(r <= 1.5 for r in ratios.values())
     print(f"  goal (gate's false rates <= 5% each; median windows to a verdict <= 1.5x the previous rule's on the "
           f"detection experiment, no verdict counted as {args.max_windows}: "

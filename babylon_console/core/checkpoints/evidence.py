@@ -19,8 +19,8 @@ refused, failed or timed out; 4xx are the client's) and p50/p99 latency.
 
 Served-model truth: per window, the candidate's share of the served trajectories next to the share
 the rollout asked for, and the checkpoint-like model names (`scheme://...`) the registry does not
-know. Scripted participants (names without a scheme, e.g. the simulator's `sim/momentum`) are
-neither arm.
+know (scripted participants, names without a scheme such as `sim/momentum`, are neither arm). Whether
+the two arms' agents already differed before the rollout: `core.checkpoints.balance`, a warning.
 
 Scoped to its rollout: each A/B rollout has an id (`core.checkpoints.registry`), and only the windows that
 opened at or after it started by the database's clock count (every counted window closed after it
@@ -31,16 +31,14 @@ on a bounded per-window statistic the heavy tails of P&L do not swamp: the share
 agent pairs in which the candidate's agent out-earned, minus 1/2 (`core.stats.out_earn_share`), bounded
 by betting (`core.stats.betting_bounds`; Waudby-Smith & Ramdas 2023, JRSS-B), one side per decision:
 promotion reads the lower bound and rollback the upper bound, each a one-sided (1 - `alpha`) bound, so
-each kind of error is held to `alpha` on its own. The plain mean P&L difference and its plain CI stay
-beside them, labelled. The plain 95% CI, looked at every window, would clear zero by chance in
-about a quarter of rollouts of two equal models over 40 windows (`benchmarks/rollout.py`).
-"promote" once the sequence's lower bound has stayed above zero for `promote_after` consecutive
-windows (default 1: the sequence holds at every look, so acting on its first crossing keeps the
-error rate at `alpha`; more only adds caution against a drifting edge), "rollback" when its upper
-bound is below zero, the candidate's mean drawdown passes `max_drawdown`, or its error rate through
-the gateway passes `max_error_rate` over at least `min_requests` requests; "collecting" before
-`min_windows` paired windows, "hold" otherwise (also while the sequence is still unbounded).
-"""
+each kind of error is held to `alpha` on its own. The plain mean P&L difference and its plain 95% CI
+stay beside them, labelled: looked at every window it clears zero by chance far more often than 5%
+(`benchmarks/rollout.py`, the null experiment). "promote" once the lower bound has stayed above zero
+for `promote_after` consecutive windows (default 1: the bound holds at every look, so acting on its
+first crossing keeps the error rate at `alpha`), "rollback" when its upper bound is below zero, the
+candidate's mean drawdown passes `max_drawdown`, or its error rate through the gateway passes
+`max_error_rate` over at least `min_requests` requests; "collecting" before `min_windows` paired
+windows, "hold" otherwise (also while the bound is still unbounded)."""
 
 from __future__ import annotations
 
@@ -59,6 +57,7 @@ from ..game.store import GameStore
 from ..game.windows import WINDOW_LENGTH, window_id_for, window_start_of
 from ..jsonvalue import json_object
 from ..stats import OUT_EARN, PairedDifference, anytime_bounds, betting_bounds, out_earn_share, paired_difference
+from .balance import ArmBalance, balance_warning, pre_rollout_balance
 from .registry import Served, last_ended_rollouts, named_checkpoints, rollout_start, serving
 
 Verdict = Literal["none", "collecting", "hold", "promote", "rollback"]
@@ -126,6 +125,7 @@ class ABReadout(BaseModel):
     warnings: list[str] = []
     # per candidate, its latest ended rollout when that was rolled back on evidence (a promotion reads it)
     rolled_back: list[RolledBack] = []
+    balance: ArmBalance | None = None  # the arms' agents compared before the rollout (`core.checkpoints.balance`)
 
     @property
     def served_share(self) -> float | None:
@@ -294,6 +294,10 @@ async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings
                                 asked=candidate.share, known=known, gate=gate, rollout_id=candidate.rollout_id,
                                 started_at=started, traffic=await gateway_traffic(pool, candidate.rollout_id))
     readout.rolled_back = await rolled_back(pool)
+    if live is not None and readout.first_window is not None:
+        groups = [{r.agent_id for r in rows if r.model == s.storage_path} for s in (candidate, live)]
+        readout.balance = await pre_rollout_balance(pool, readout.first_window, *groups)
+        readout.warnings += [w] if (w := balance_warning(readout.balance, readout.rollout_id)) else []
     return readout
 
 

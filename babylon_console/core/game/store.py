@@ -166,6 +166,16 @@ class GameStore:
         rows = await self.pool.fetchval('SELECT count(*) FROM trajectories WHERE "windowId" = $1', latest)
         return latest, rows
 
+    async def agent_pnl(self, agent_ids: Sequence[str], from_window: str, before_window: str
+                        ) -> list[tuple[str, str, float]]:
+        """(window, agent, final P&L) of these agents' trajectories in windows from `from_window` up to,
+        not including, `before_window`; rows without a P&L, or with an absurd one, are left out."""
+        rows = await self.pool.fetch(
+            'SELECT "windowId", "agentId", "finalPnL" FROM trajectories WHERE "agentId" = ANY($1::text[]) '
+            f'AND "windowId" >= $2 AND "windowId" < $3 AND {SQL_PNL_OK}', list(agent_ids), from_window,
+            before_window)
+        return [(r["windowId"], r["agentId"], float(r["finalPnL"])) for r in rows]
+
     async def simulated_windows(self, limit: int) -> list[SimulatedWindow]:
         """The newest `limit` windows the simulator recorded, newest first."""
         return [SimulatedWindow(r["window_id"], r["seed"], r["agents"], r["steps"])

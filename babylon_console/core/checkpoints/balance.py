@@ -1,0 +1,87 @@
+"""Were the two arms' agents alike before the rollout?
+
+The gateway keeps each agent on one arm for a whole rollout (a hash of agent and rollout id), so the A/B
+difference is the models' difference plus whatever already separated the two groups of agents: a standing
+gap in skill reads as a model effect, and no sequential test over windows can tell the two apart. Before
+the rollout started every one of those agents was served the live model, so the same comparison over the
+windows before it (the share of agent pairs the candidate's agents out-earned, minus 1/2, as the gate reads
+it) measures that gap on its own: an interval that excludes zero there says the readout mixes the agents
+with the models. It is one fixed look at data that no longer changes once the rollout has started, so the
+plain 95% t interval is the right one."""
+
+from __future__ import annotations
+
+import statistics
+
+import asyncpg
+from pydantic import BaseModel
+
+from ..game.store import GameStore
+from ..game.windows import WINDOW_LENGTH, parse_window_id, window_id_for
+from ..stats import out_earn_share, paired_difference
+
+PRE_WINDOWS = 24  # windows before the rollout read for the balance check
+MIN_WINDOWS = 3  # with fewer, no interval is said
+
+
+class ArmBalance(BaseModel):
+    """The two arms' agents compared before the rollout, all on the live model."""
+
+    first_window: str
+    windows: int  # windows before the rollout in which both groups had a trajectory
+    candidate_agents: int
+    live_agents: int
+    share: float  # mean per window of the out-earn share, minus 1/2
+    ci_low: float | None = None  # plain 95% t interval of that mean (None under MIN_WINDOWS)
+    ci_high: float | None = None
+
+    @property
+    def imbalanced(self) -> bool:
+        return self.ci_low is not None and self.ci_high is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+
+def balance_of(rows: list[tuple[str, str, float]], candidate_agents: set[str], live_agents: set[str],
+               first_window: str) -> ArmBalance | None:
+    """The balance from (window, agent, P&L) rows before the rollout; None without a window in which
+    both groups traded."""
+    by_window: dict[str, tuple[list[float], list[float]]] = {}
+    for window_id, agent, pnl in rows:
+        side = by_window.setdefault(window_id, ([], []))
+        if agent in candidate_agents:
+            side[0].append(pnl)
+        elif agent in live_agents:
+            side[1].append(pnl)
+    shares = [s for w in sorted(by_window) if (s := out_earn_share(*by_window[w])) is not None]
+    if not shares:
+        return None
+    found = ArmBalance(first_window=first_window, windows=len(shares), candidate_agents=len(candidate_agents),
+                       live_agents=len(live_agents), share=statistics.fmean(shares))
+    if len(shares) >= MIN_WINDOWS and (diff := paired_difference(shares)) is not None:
+        found.ci_low, found.ci_high = diff.ci_low, diff.ci_high
+    return found
+
+
+async def pre_rollout_balance(pool: asyncpg.Pool | asyncpg.Connection, first_counted: str,
+                              candidate_agents: set[str], live_agents: set[str]) -> ArmBalance | None:
+    """The balance of the agents the rollout put on each arm over the PRE_WINDOWS windows before
+    `first_counted` (the rollout's first window). An agent seen on both arms counts on neither."""
+    both = candidate_agents & live_agents
+    candidate_agents, live_agents = candidate_agents - both, live_agents - both
+    if not candidate_agents or not live_agents:
+        return None
+    first = window_id_for(parse_window_id(first_counted) - PRE_WINDOWS * WINDOW_LENGTH)
+    rows = await GameStore(pool).agent_pnl(sorted(candidate_agents | live_agents), first, first_counted)
+    return balance_of(rows, candidate_agents, live_agents, first)
+
+
+def balance_warning(balance: ArmBalance | None, rollout_id: int | None) -> str | None:
+    """The readout's warning when the two groups of agents already differed before the rollout."""
+    if balance is None or not balance.imbalanced:
+        return None
+    who = "out-earned" if balance.share > 0 else "earned less than"
+    return (f"before rollout {rollout_id} started, on the live model alike, the candidate arm's "
+            f"{balance.candidate_agents} agents already {who} the live arm's {balance.live_agents} (share of pairs "
+            f"{balance.share:+.2f}, 95% CI [{balance.ci_low:+.2f}, {balance.ci_high:+.2f}] over {balance.windows} "
+            "windows): the A/B difference mixes the agents' skill with the models' (the gateway keeps each agent "
+            "on one arm for the whole rollout)")
+

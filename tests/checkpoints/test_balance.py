@@ -1,0 +1,71 @@
+"""The balance check: were the two arms' agents alike before the rollout? The gateway keeps an agent on one
+arm for the whole rollout, so a standing gap in skill between the two groups reads as a model difference;
+the same comparison over the windows before the rollout (all on the live model) says so."""
+
+from __future__ import annotations
+
+import random
+
+import asyncpg
+
+from babylon_console.core.checkpoints.balance import PRE_WINDOWS, balance_of, balance_warning
+from babylon_console.core.checkpoints.evidence import ab_readout
+
+from .test_evidence import CAND, GATE, LIVE, _harmful_history, _insert_window, _models
+
+CANDIDATE_AGENTS, LIVE_AGENTS = {"agent-c", "agent-d"}, {"agent-a", "agent-b"}
+
+
+def _rows(windows: int, edge: float, seed: int = 1) -> list[tuple[str, str, float]]:
+    rnd = random.Random(seed)
+    return [(f"2026-11-23T{w:02d}:00", agent, rnd.gauss(edge if agent in CANDIDATE_AGENTS else 0.0, 10.0))
+            for w in range(windows) for agent in sorted(CANDIDATE_AGENTS | LIVE_AGENTS)]
+
+
+def test_agents_that_already_out_earned_are_named_and_alike_ones_are_not() -> None:
+    skilled = balance_of(_rows(12, edge=25.0), CANDIDATE_AGENTS, LIVE_AGENTS, "2026-11-23T00:00")
+    assert skilled is not None and skilled.windows == 12 and skilled.imbalanced and skilled.ci_low > 0
+    warning = balance_warning(skilled, 7)
+    assert warning is not None and "before rollout 7 started" in warning and "already out-earned" in warning
+    alike = balance_of(_rows(12, edge=0.0), CANDIDATE_AGENTS, LIVE_AGENTS, "2026-11-23T00:00")
+    assert alike is not None and not alike.imbalanced and balance_warning(alike, 7) is None
+
+
+def test_thin_history_says_no_interval() -> None:
+    assert balance_of([], CANDIDATE_AGENTS, LIVE_AGENTS, "2026-11-23T00:00") is None
+    two = balance_of(_rows(2, edge=25.0), CANDIDATE_AGENTS, LIVE_AGENTS, "2026-11-23T00:00")
+    assert two is not None and two.ci_low is None and not two.imbalanced  # under 3 windows: no interval
+    one_side = [(w, a, p) for w, a, p in _rows(6, edge=25.0) if a in CANDIDATE_AGENTS]
+    assert balance_of(one_side, CANDIDATE_AGENTS, LIVE_AGENTS, "2026-11-23T00:00") is None
+
+
+async def _before(pool: asyncpg.Pool, edge: float, hours: range) -> None:
+    """Windows on 2026-11-23 (before the rollout) where every agent was served the live model and the
+    candidate arm's agents earn `edge` more."""
+    rnd = random.Random(3)
+    for hour in hours:
+        served = {a: LIVE[1] for a in sorted(CANDIDATE_AGENTS | LIVE_AGENTS)}
+        pnl = {a: rnd.gauss(edge if a in CANDIDATE_AGENTS else 0.0, 5.0) for a in served}
+        await _insert_window(pool, f"2026-11-23T{hour:02d}:00", served, pnl)
+
+
+async def test_the_readout_warns_when_the_arms_agents_already_differed(pool: asyncpg.Pool) -> None:
+    await _models(pool)
+    await _harmful_history(pool)  # the candidate's agents (c, d) lose during the rollout
+    await _before(pool, edge=30.0, hours=range(16, 24))  # ... and out-earned a and b before it, on one model
+    await _insert_window(pool, "2026-11-22T10:00", {"agent-a": LIVE[1], "agent-c": LIVE[1]},
+                         {"agent-a": 0.0, "agent-c": 999.0})  # older than the PRE_WINDOWS read: not counted
+    readout = await ab_readout(pool, GATE)
+    assert readout.candidate_model_id == CAND[0] and readout.balance is not None
+    assert (readout.balance.windows, readout.balance.first_window) == (8, "2026-11-23T01:00")
+    assert PRE_WINDOWS == 24 and readout.balance.imbalanced and readout.balance.share > 0.4
+    assert any("already out-earned the live arm's 2" in w for w in readout.warnings), readout.warnings
+
+
+async def test_no_warning_when_the_agents_were_alike(pool: asyncpg.Pool) -> None:
+    await _models(pool)
+    await _harmful_history(pool)
+    await _before(pool, edge=0.0, hours=range(16, 24))
+    readout = await ab_readout(pool, GATE)
+    assert readout.balance is not None and readout.balance.windows == 8 and not readout.balance.imbalanced
+    assert not any("before rollout" in w for w in readout.warnings), readout.warnings

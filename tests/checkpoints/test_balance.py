@@ -1,6 +1,6 @@
 """The balance check: were the two arms' agents alike before the rollout? The gateway keeps an agent on one
 arm for the whole rollout, so a standing gap in skill between the two groups reads as a model difference;
-the same comparison over the windows before the rollout (all on the live model) says so."""
+the same comparison over the windows before the rollout (both groups served alike) says so."""
 
 from __future__ import annotations
 

@@ -83,3 +83,20 @@ async def test_the_audit_table_and_the_readout_name_the_rollout_with_reason_and_
         await wait_for(lambda: pane.view is not None and pane.view.ab is not None, what="readout")
         readout = plain(app.main.query_one("#checkpoints-ab", Static), width=300)
         assert f"rollout {result.rollout_id}, windows from " in readout and "0 of 3 paired windows" in readout
+
+
+async def test_the_readouts_warnings_below_its_verdict_are_not_cut_off(seeded, make_app) -> None:
+    """The readout's warnings follow its verdict: with the readout's two long lines wrapped at 160 columns, a
+    6-line cap cut every warning (the arms' agents differing before the rollout among them)."""
+    pool: Any = seeded
+    await promote_on_evidence(pool, await insert_model(pool, 1), share=1.0, operator="op")
+    await promote_on_evidence(pool, await insert_model(pool, 2), share=0.25, operator="op")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_checkpoints(app, pilot, 2)
+        pane = app.main.pane(CheckpointsPane)
+        await wait_for(lambda: pane.view is not None and pane.view.ab is not None, what="readout")
+        readout = app.main.query_one("#checkpoints-ab", Static)
+        readout.update("\n".join(f"line {n}" for n in range(1, 9)))  # six lines of readout and two of warnings
+        await pilot.pause()
+        assert readout.size.height == 8

@@ -3,10 +3,11 @@
 The gateway keeps each agent on one arm for a whole rollout (a hash of agent and rollout id), so the A/B
 difference is the models' difference plus whatever already separated the two groups of agents: a standing
 gap in skill reads as a model effect, and no sequential test over windows can tell the two apart. Before
-the rollout started every one of those agents was served the live model, so the same comparison over the
-windows before it (the share of agent pairs the candidate's agents out-earned, minus 1/2, as the gate reads
-it) measures that gap on its own: an interval that excludes zero there says the readout mixes the agents
-with the models. It is one fixed look at data that no longer changes once the rollout has started, so the
+the rollout started both groups were served alike (the live model, or the base model, or an earlier
+rollout's arms, which were drawn by another hash and so fall on both groups alike), so the same comparison
+over the windows before it (the share of agent pairs the candidate's agents out-earned, minus 1/2, as the
+gate reads it) measures that gap on its own: an interval that excludes zero there says the readout mixes
+the agents with the models. It is one fixed look at data that no longer changes once the rollout has started, so the
 plain 95% t interval is the right one."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MIN_WINDOWS = 3  # with fewer, no interval is said
 
 
 class ArmBalance(BaseModel):
-    """The two arms' agents compared before the rollout, all on the live model."""
+    """The two arms' agents compared before the rollout, when they were served alike."""
 
     first_window: str
     windows: int  # windows before the rollout in which both groups had a trajectory
@@ -79,7 +80,7 @@ def balance_warning(balance: ArmBalance | None, rollout_id: int | None) -> str |
     if balance is None or not balance.imbalanced:
         return None
     who = "out-earned" if balance.share > 0 else "earned less than"
-    return (f"before rollout {rollout_id} started, on the live model alike, the candidate arm's "
+    return (f"before rollout {rollout_id} started, when both groups were served alike, the candidate arm's "
             f"{balance.candidate_agents} agents already {who} the live arm's {balance.live_agents} (share of pairs "
             f"{balance.share:+.2f}, 95% CI [{balance.ci_low:+.2f}, {balance.ci_high:+.2f}] over {balance.windows} "
             "windows): the A/B difference mixes the agents' skill with the models' (the gateway keeps each agent "

@@ -12,14 +12,16 @@ plain 95% t interval is the right one."""
 
 from __future__ import annotations
 
+import math
 import statistics
+from datetime import datetime
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from ..game.store import GameStore
-from ..game.windows import WINDOW_LENGTH, parse_window_id, window_id_for
-from ..stats import out_earn_share, paired_difference
+from ..game.windows import WINDOW_LENGTH, window_id_for, window_start_of
+from ..stats import out_earn_share, t95
 
 PRE_WINDOWS = 24  # windows before the rollout read for the balance check
 MIN_WINDOWS = 3  # with fewer, no interval is said
@@ -28,7 +30,7 @@ MIN_WINDOWS = 3  # with fewer, no interval is said
 class ArmBalance(BaseModel):
     """The two arms' agents compared before the rollout, when they were served alike."""
 
-    first_window: str
+    first_window: str  # the first window read before the rollout (the readout's own first_window is after it)
     windows: int  # windows before the rollout in which both groups had a trajectory
     candidate_agents: int
     live_agents: int
@@ -36,6 +38,7 @@ class ArmBalance(BaseModel):
     ci_low: float | None = None  # plain 95% t interval of that mean (None under MIN_WINDOWS)
     ci_high: float | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def imbalanced(self) -> bool:
         return self.ci_low is not None and self.ci_high is not None and (self.ci_low > 0 or self.ci_high < 0)
@@ -52,26 +55,34 @@ def balance_of(rows: list[tuple[str, str, float]], candidate_agents: set[str], l
             side[0].append(pnl)
         elif agent in live_agents:
             side[1].append(pnl)
-    shares = [s for w in sorted(by_window) if (s := out_earn_share(*by_window[w])) is not None]
+    paired = [by_window[w] for w in sorted(by_window) if by_window[w][0] and by_window[w][1]]
+    shares = [s for c, x in paired if (s := out_earn_share(c, x)) is not None]
     if not shares:
         return None
     found = ArmBalance(first_window=first_window, windows=len(shares), candidate_agents=len(candidate_agents),
                        live_agents=len(live_agents), share=statistics.fmean(shares))
-    if len(shares) >= MIN_WINDOWS and (diff := paired_difference(shares)) is not None:
-        found.ci_low, found.ci_high = diff.ci_low, diff.ci_high
+    if len(shares) >= MIN_WINDOWS:
+        # the spread is never taken below what equal groups of these sizes would show (the share's null
+        # variance, (m + n + 1) / 12mn): a share that happened not to move, e.g. one agent a side winning
+        # three windows of three, would otherwise make an interval of zero width that "excludes zero"
+        null_sd = math.sqrt(statistics.fmean((len(c) + len(x) + 1) / (12 * len(c) * len(x)) for c, x in paired))
+        half = t95(len(shares) - 1) * max(statistics.stdev(shares), null_sd) / math.sqrt(len(shares))
+        found.ci_low, found.ci_high = found.share - half, found.share + half
     return found
 
 
-async def pre_rollout_balance(pool: asyncpg.Pool | asyncpg.Connection, first_counted: str,
+async def pre_rollout_balance(pool: asyncpg.Pool | asyncpg.Connection, started: datetime,
                               candidate_agents: set[str], live_agents: set[str]) -> ArmBalance | None:
-    """The balance of the agents the rollout put on each arm over the PRE_WINDOWS windows before
-    `first_counted` (the rollout's first window). An agent seen on both arms counts on neither."""
+    """The balance of the agents the rollout put on each arm over the PRE_WINDOWS windows that closed
+    before it started (not the window it started in: part of that one was served on the rollout's arms).
+    An agent seen on both arms counts on neither."""
     both = candidate_agents & live_agents
     candidate_agents, live_agents = candidate_agents - both, live_agents - both
     if not candidate_agents or not live_agents:
         return None
-    first = window_id_for(parse_window_id(first_counted) - PRE_WINDOWS * WINDOW_LENGTH)
-    rows = await GameStore(pool).agent_pnl(sorted(candidate_agents | live_agents), first, first_counted)
+    before = window_start_of(started)
+    first, end = window_id_for(before - PRE_WINDOWS * WINDOW_LENGTH), window_id_for(before)
+    rows = await GameStore(pool).agent_pnl(sorted(candidate_agents | live_agents), first, end)
     return balance_of(rows, candidate_agents, live_agents, first)
 
 

@@ -19,8 +19,8 @@ refused, failed or timed out; 4xx are the client's) and p50/p99 latency.
 
 Served-model truth: per window, the candidate's share of the served trajectories next to the share
 the rollout asked for, and the checkpoint-like model names (`scheme://...`) the registry does not
-know (scripted participants, names without a scheme such as `sim/momentum`, are neither arm). Whether
-the two arms' agents already differed before the rollout: `core.checkpoints.balance`, a warning.
+know (scripted participants, names without a scheme such as `sim/momentum`, are neither arm); whether
+the two arms' agents already differed before the rollout (`core.checkpoints.balance`).
 
 Scoped to its rollout: each A/B rollout has an id (`core.checkpoints.registry`), and only the windows that
 opened at or after it started by the database's clock count (every counted window closed after it
@@ -275,8 +275,7 @@ def first_window_of(started: datetime) -> str:
 
 async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings | None = None,
                      serving_now: list[Served] | None = None) -> ABReadout:
-    """The readout of the rollout in progress (verdict "none" when no rollout runs), counting only
-    the windows that opened at or after it started."""
+    """The readout of the rollout in progress ("none": no rollout), counting the windows opened since it started."""
     gate = gate or GateSettings()
     served = {s.role: s for s in (serving_now if serving_now is not None else await serving(pool))}
     candidate, live = served.get("candidate"), served.get("live")
@@ -294,10 +293,10 @@ async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings
                                 asked=candidate.share, known=known, gate=gate, rollout_id=candidate.rollout_id,
                                 started_at=started, traffic=await gateway_traffic(pool, candidate.rollout_id))
     readout.rolled_back = await rolled_back(pool)
-    if live is not None and readout.first_window is not None:
+    if live is not None and started is not None:  # judged again with it: `_judge` says its warning
         groups = [{r.agent_id for r in rows if r.model == s.storage_path} for s in (candidate, live)]
-        readout.balance = await pre_rollout_balance(pool, readout.first_window, *groups)
-        readout.warnings += [w] if (w := balance_warning(readout.balance, readout.rollout_id)) else []
+        readout.balance = await pre_rollout_balance(pool, started, *groups)
+        readout = rejudged(readout, None, gate)
     return readout
 
 
@@ -335,11 +334,11 @@ class CachedReadout:
                 for a in readout.arms if a.requests}
 
 
-def rejudged(readout: ABReadout, traffic: dict[str, ArmTraffic], gate: GateSettings) -> ABReadout:
-    """`readout` with new gateway traffic, its verdict, reasons and warnings judged again."""
+def rejudged(readout: ABReadout, traffic: dict[str, ArmTraffic] | None, gate: GateSettings) -> ABReadout:
+    """`readout` with new gateway traffic (None: as it is), its verdict, reasons and warnings judged again."""
     again = readout.model_copy(deep=True)
-    for arm in again.arms:
-        _set_traffic(arm, traffic.get(arm.arm))
+    for arm in again.arms if traffic is not None else []:
+        _set_traffic(arm, traffic.get(arm.arm))  # type: ignore[union-attr]
     again.verdict, again.reasons, again.warnings = "none", [], []
     _judge(again, gate)
     return again
@@ -426,6 +425,7 @@ def _judge(readout: ABReadout, gate: GateSettings) -> None:
     if readout.live_model_id is None:
         readout.warnings.append("no live model: the candidate has nothing to be compared with (promote one to 100% "
                                 "first)")
+    readout.warnings += [w] if (w := balance_warning(readout.balance, readout.rollout_id)) else []
     if readout.unknown_models:
         readout.warnings.append("calls from models the registry does not know: " + ", ".join(readout.unknown_models))
     if cand.error_rate is not None and cand.requests >= gate.min_requests and cand.error_rate > gate.max_error_rate:

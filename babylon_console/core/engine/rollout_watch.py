@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from ..checkpoints.balance import balance_warning
 from ..checkpoints.registry import Registry, RegistryError
 from ..config import GateSettings
 from ..events import EngineWarning
@@ -44,8 +45,11 @@ class RolloutWatch:
         readout = await self._readouts.get(self.pool)
         candidate = readout.candidate_model_id
         rollout = f"{candidate}#{readout.rollout_id}"  # what is said once is said once per rollout
+        balance = balance_warning(readout.balance, readout.rollout_id)
         for warning in readout.warnings:  # served-model truth: each said once, as an event (toast, Errors pane)
-            await self._say_once((rollout, warning), f"rollout {readout.rollout_id}: {warning}")
+            # the balance warning's figures move as the rollout's agents appear: said once per rollout
+            said = (rollout, "balance" if warning == balance else warning)
+            await self._say_once(said, f"rollout {readout.rollout_id}: {warning}")
         if candidate is None or readout.verdict not in ("promote", "rollback"):
             return
         said = (rollout, readout.verdict)

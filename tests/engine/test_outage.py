@@ -193,3 +193,39 @@ def test_a_connection_left_mid_operation_by_a_restart_is_an_outage_not_a_failure
 
     assert is_outage(asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress"))
     assert not is_outage(asyncpg.InternalClientError("an unexpected client state"))  # anything else stays a bug
+
+
+async def test_an_engine_paused_through_a_restart_takes_its_lock_again(own_server: OwnServer, tmp_path: Path) -> None:
+    """The restart takes the model's lock with its connection. A paused engine's main loop sees no error
+    once the database is back, so nothing took the lock again and another engine could take the model;
+    the paused engine's rollout watch meets the outage and rides it out, lock included, before resuming."""
+    from babylon_console.core.engine.runs import Stage
+
+    url = await _database(own_server)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=6)
+    engine = _engine(pool, tmp_path)  # nothing seeded: it waits for windows
+    run = asyncio.create_task(engine.run())
+    try:
+        async def waiting() -> bool:
+            return engine.stage is Stage.WAIT
+
+        async def lock_taken_again() -> bool:
+            return engine.summary.outages >= 1
+
+        await _wait(waiting, 60, "the engine to wait for windows")
+        engine.pause(by="tester")
+        await asyncio.to_thread(own_server.restart, 1.5)
+        await _wait(lock_taken_again, 30, "the paused engine to take its lock again")
+        assert engine.state is EngineState.PAUSED
+        other = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        second = _engine(other, tmp_path, iterations=1)
+        took = await second.guard.take_lock()
+        if took:
+            await second.guard.drop_lock()
+        await other.close()
+        assert not took  # the paused engine holds the model
+    finally:
+        engine.stop()
+        summary = await asyncio.wait_for(run, 30)
+        await pool.close()
+    assert summary.state is EngineState.STOPPED, summary.error

@@ -52,3 +52,28 @@ async def test_a_paused_engine_still_rolls_a_harmful_candidate_back(pool: asyncp
         engine.stop()
         summary = await asyncio.wait_for(run, 30)
     assert summary.state is EngineState.STOPPED, summary.error
+
+
+async def test_a_stop_while_paused_does_not_wait_for_the_rollout_watch(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """The paused engine's watch may be a slow read (or a database that does not answer): a stop cancels it."""
+    settings = Settings(BABYLON_DATA_DIR=str(tmp_path / "data"))  # type: ignore[call-arg]
+    engine = Engine(pool, EngineConfig(iterations=None, auto_rollback=True, poll_seconds=0.1), settings=settings)
+    reading = asyncio.Event()
+
+    async def slow_watch() -> None:  # slow while paused (the main loop's watch between iterations is quick)
+        if engine.state is EngineState.PAUSED:
+            reading.set()
+            await asyncio.sleep(60)
+
+    engine.rollout.watch = slow_watch  # type: ignore[method-assign]
+    run = asyncio.create_task(engine.run())
+
+    async def waiting() -> bool:
+        return engine.stage is Stage.WAIT
+
+    await _until(waiting, 60, "the engine to wait for windows")
+    engine.pause(by="tester")
+    await asyncio.wait_for(reading.wait(), 10)
+    engine.stop()
+    summary = await asyncio.wait_for(run, 5)
+    assert summary.state is EngineState.STOPPED, summary.error

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 
@@ -75,6 +76,7 @@ class Engine:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._stop = asyncio.Event()
+        self._outage_while_paused: BaseException | None = None  # the lock is in doubt until ridden out
         self.session = TrainingSession(config, self.settings, backend)
         self.guard = RunGuard(pool, config, self.run_id, self.summary, stop=self._stop, emit=self._emit,
                               apply_commands=self._apply_commands)
@@ -123,9 +125,25 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resumed.wait(), self.config.poll_seconds)
             if not self._resumed.is_set():
-                await self._watch_while_paused()
+                await self._unless_resumed(self._watch_while_paused())
         if self._stop.is_set():
             raise _StopRequested
+        if self._outage_while_paused is not None:  # resumed before the database came back: first the lock
+            await self._retake_lock()
+
+    async def _unless_resumed(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` unless the run is resumed or stopped first; then it is cancelled (a rollback is one
+        transaction): a stop never waits on a slow read or an unreachable database."""
+        task, resumed = asyncio.ensure_future(work), asyncio.ensure_future(self._resumed.wait())
+        try:
+            await asyncio.wait((task, resumed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            resumed.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait((task,))
+        if not task.cancelled():
+            task.result()
 
     async def _watch_while_paused(self) -> None:
         try:
@@ -133,8 +151,23 @@ class Engine:
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            # the pause holds; the outage is ridden out (lock taken again) when training resumes
-            log.warning("rollout watch while paused: database unreachable: %s", exc)
+            if self._outage_while_paused is None:  # said once; the pause holds
+                log.warning("rollout watch while paused: database unreachable: %s", exc)
+            self._outage_while_paused = exc
+            return
+        if self._outage_while_paused is not None:
+            # back: the restart took the model's lock with its connection, and the main loop, which would
+            # take it again, sees no error once the database is up; so take it here, before anything else
+            await self._retake_lock()
+
+    async def _retake_lock(self) -> None:
+        """The outage seen while paused, ridden out as the main loop rides one out: the lock taken again
+        (LockLost if another engine took the model meanwhile)."""
+        assert self._outage_while_paused is not None
+        self.stage = runs.Stage.OUTAGE
+        if not await self.guard.ride_out_outage(self._outage_while_paused):
+            raise _StopRequested
+        self._outage_while_paused = None
 
     async def _enter_stage(self, stage: runs.Stage) -> None:
         if stage is self.stage:

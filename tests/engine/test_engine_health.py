@@ -289,3 +289,27 @@ async def test_a_long_run_keeps_its_first_steps_for_the_early_level(pool: asyncp
 
     now = StepHealth(model_name=key, step=31, entropy=Figure.of(0.2))  # 7% of 2.8; a third of the drifted 0.6
     assert "entropy_collapse" in [a.rule for a in check([*history, now], engine.settings.alarms())]
+
+
+async def test_a_health_check_cut_short_by_an_outage_is_checked_again_once_the_database_is_back(
+        pool: asyncpg.Pool, tmp_path: Path, monkeypatch) -> None:
+    """The step is registered, then the database goes while its health is written: the engine rides the
+    outage out as usual, and the step's health, which used to be lost, is checked again in the repair."""
+    from babylon_console.core.engine.health_watch import HealthWatch
+    from babylon_console.core.errors import DatabaseUnavailable
+
+    real = HealthWatch.after_step
+    calls: list[int] = []
+
+    async def cut_short_once(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 1:
+            raise DatabaseUnavailable("connection lost while the step's health was written")
+        return await real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(HealthWatch, "after_step", cut_short_once)
+    await _seed(pool, windows=2)
+    summary = await _engine(pool, tmp_path, OutcomeJudge(), iterations=1).run()
+    assert summary.state is EngineState.STOPPED and summary.steps == [1] and summary.outages == 1, summary.error
+    assert calls == [1, 1]
+    assert [r[0] for r in await pool.fetch("SELECT step FROM console_step_health")] == [1]

@@ -67,6 +67,8 @@ class Trainer:
         self._enter_stage = enter_stage
         self._stop = stop
         self._watch_health = watch_health
+        # a registered step whose health check an outage cut short: (step, groups, metrics, tokens, unspread)
+        self._pending_health: tuple[int, list[WindowGroup], dict[str, float], int, int] | None = None
 
     @property
     def batch_prefix(self) -> str:
@@ -152,11 +154,14 @@ class Trainer:
 
     async def check_health(self, step: int, groups: list[WindowGroup], metrics: dict[str, float], tokens: int,
                            unspread_groups: int) -> None:
-        """The step's health and alarms; a failure here is a warning, never a failed step."""
+        """The step's health and alarms; a failure here is a warning, never a failed step. One lost to an
+        outage is kept and checked again by `repair_interrupted` once the database is back."""
         if self._watch_health is None:
             return
+        self._pending_health = (step, groups, metrics, tokens, unspread_groups)
         await self.guarded_health(f"health of step {step}", self._watch_health(
             step, groups, metrics, trainable_tokens=tokens, unspread_groups=unspread_groups), step=step)
+        self._pending_health = None
 
     async def guarded_health(self, what: str, check: Awaitable[object], *, step: int | None = None) -> None:
         """Await a health check; its failure is a warning naming `what`, never a failed step (an outage
@@ -244,7 +249,11 @@ class Trainer:
 
     async def repair_interrupted(self) -> None:
         """Repair batches left 'training' by a crash: register the checkpoint the backend finished,
-        or fail the batch so its windows are selected again."""
+        or fail the batch so its windows are selected again. After an outage, first the health check of a
+        registered step that the outage cut short (its rows are written in one transaction, so checked
+        again, the step's health is stored once and an alarm it raised stands open instead of twice)."""
+        if self._pending_health is not None:
+            await self.check_health(*self._pending_health)
         stale = await GameStore(self.pool).interrupted_batches(self.batch_prefix)
         if not stale:
             return

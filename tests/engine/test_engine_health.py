@@ -191,8 +191,12 @@ async def test_with_the_setting_the_no_spread_alarm_pauses_the_engine(pool: asyn
     try:
         await _paused(engine)
         assert engine.state is EngineState.PAUSED and engine.summary.steps == []
-        rows = await pool.fetch("SELECT kind, payload->>'message' AS m FROM console_events "
-                                "WHERE kind IN ('alarm', 'run_paused') ORDER BY id")
+        for _ in range(100):  # the pause is announced by a task of its own: its event may follow the state
+            rows = await pool.fetch("SELECT kind, payload->>'message' AS m FROM console_events "
+                                    "WHERE kind IN ('alarm', 'run_paused') ORDER BY id")
+            if len(rows) == 2:
+                break
+            await asyncio.sleep(0.05)
         assert [r["kind"] for r in rows] == ["alarm", "run_paused"] and "zero_spread" in rows[1]["m"]
     finally:
         engine.stop()

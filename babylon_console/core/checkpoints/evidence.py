@@ -288,15 +288,14 @@ async def ab_readout(pool: asyncpg.Pool | asyncpg.Connection, gate: GateSettings
         _Row(r["window_id"], r["agent_id"], r["model"], _finite(r["pnl"]), _finite(r["judge"]),
              _drawdown(r["metadata"]), r["via_gateway"])
         for r in await pool.fetch(_ROWS_SQL, first_window_of(started), candidate.rollout_id)]
+    balance = None if live is None or started is None else await pre_rollout_balance(
+        pool, started, *[{r.agent_id for r in rows if r.model == s.storage_path} for s in (candidate, live)])
     readout = readout_from_rows(rows, candidate=(candidate.model_id, candidate.storage_path),
                                 live=(live.model_id, live.storage_path) if live else None,
                                 asked=candidate.share, known=known, gate=gate, rollout_id=candidate.rollout_id,
-                                started_at=started, traffic=await gateway_traffic(pool, candidate.rollout_id))
+                                started_at=started, traffic=await gateway_traffic(pool, candidate.rollout_id),
+                                balance=balance)
     readout.rolled_back = await rolled_back(pool)
-    if live is not None and started is not None:  # judged again with it: `_judge` says its warning
-        groups = [{r.agent_id for r in rows if r.model == s.storage_path} for s in (candidate, live)]
-        readout.balance = await pre_rollout_balance(pool, started, *groups)
-        readout = rejudged(readout, None, gate)
     return readout
 
 
@@ -334,11 +333,11 @@ class CachedReadout:
                 for a in readout.arms if a.requests}
 
 
-def rejudged(readout: ABReadout, traffic: dict[str, ArmTraffic] | None, gate: GateSettings) -> ABReadout:
-    """`readout` with new gateway traffic (None: as it is), its verdict, reasons and warnings judged again."""
+def rejudged(readout: ABReadout, traffic: dict[str, ArmTraffic], gate: GateSettings) -> ABReadout:
+    """`readout` with new gateway traffic, its verdict, reasons and warnings judged again."""
     again = readout.model_copy(deep=True)
-    for arm in again.arms if traffic is not None else []:
-        _set_traffic(arm, traffic.get(arm.arm))  # type: ignore[union-attr]
+    for arm in again.arms:
+        _set_traffic(arm, traffic.get(arm.arm))
     again.verdict, again.reasons, again.warnings = "none", [], []
     _judge(again, gate)
     return again
@@ -346,10 +345,10 @@ def rejudged(readout: ABReadout, traffic: dict[str, ArmTraffic] | None, gate: Ga
 
 def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tuple[str, str] | None,
                       asked: float, known: set[str], gate: GateSettings, rollout_id: int | None = None,
-                      started_at: datetime | None = None, traffic: dict[str, ArmTraffic] | None = None) -> ABReadout:
-    """The readout of rollout `rollout_id` from its rows and its gateway `traffic` per arm; with
-    `started_at`, rows of windows that opened before it started are left out (they belong to an
-    earlier serving)."""
+                      started_at: datetime | None = None, traffic: dict[str, ArmTraffic] | None = None,
+                      balance: ArmBalance | None = None) -> ABReadout:
+    """The readout of rollout `rollout_id` from its rows, its gateway `traffic` per arm and its arms' agents'
+    `balance`; with `started_at`, rows of windows that opened before it started are left out."""
     cand_path, live_path = candidate[1], live[1] if live else None
     first = first_window_of(started_at) if started_at is not None else None
     arms = {"candidate": _Arm(), "live": _Arm()}
@@ -390,7 +389,7 @@ def readout_from_rows(rows: list[_Row], *, candidate: tuple[str, str], live: tup
                         arms=stats, difference=difference_of(diffs, gate, scores),
                         streak_above_zero=streak_above_zero(diffs, gate, scores), window_diffs=diffs,
                         window_scores=scores, served=served,
-                        unknown_models=sorted(unknown))
+                        unknown_models=sorted(unknown), balance=balance)
     _judge(readout, gate)
     return readout
 
